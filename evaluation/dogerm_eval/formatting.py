@@ -1,0 +1,122 @@
+"""How a (prompt, response) pair becomes the text a reward model scores.
+
+The tokenizer's own chat template always wins (user = prompt, assistant = response, no generation prompt), as in
+RewardBench. A named fallback template is used only for tokenizers without one; every fallback template ends with the
+EOS token, which is what RewardBench gets from ``add_eos_token=True`` for its fastchat templates. The same settings
+apply to every model of a sweep and are recorded with every result.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import jinja2
+from pydantic import BaseModel, ConfigDict, Field
+from transformers import PreTrainedTokenizerBase
+
+from dogerm_eval.errors import BenchmarkError, ModelError
+
+#: The default Llama-2 chat system prompt (Touvron et al. 2023, Meta's reference chat code), which DogeRM adds for
+#: its Llama-2 reward models.
+LLAMA2_DEFAULT_SYSTEM_PROMPT = (
+    "You are a helpful, respectful and honest assistant. Always answer as helpfully as possible, while being safe. "
+    "Your answers should not include any harmful, unethical, racist, sexist, toxic, dangerous, or illegal content. "
+    "Please ensure that your responses are socially unbiased and positive in nature.\n\n"
+    "If a question does not make any sense, or is not factually coherent, explain why instead of answering something "
+    "not correct. If you don't know the answer to a question, please don't share false information."
+)
+
+#: Named system prompts accepted by ``FormatSettings.system_prompt``.
+NAMED_SYSTEM_PROMPTS: dict[str, str] = {"llama2-default": LLAMA2_DEFAULT_SYSTEM_PROMPT}
+
+#: Fallback chat templates (Jinja, the format of ``tokenizer.chat_template``) for tokenizers without one.
+FALLBACK_TEMPLATES: dict[str, str] = {
+    # Llama-2 chat: "<s>[INST] <<SYS>>\n{system}\n<</SYS>>\n\n{user} [/INST] {assistant} </s>"
+    "llama-2": (
+        "{%- if messages[0]['role'] == 'system' -%}"
+        "{%- set system = '<<SYS>>\\n' + messages[0]['content'] + '\\n<</SYS>>\\n\\n' -%}"
+        "{%- set messages = messages[1:] -%}"
+        "{%- else -%}{%- set system = '' -%}{%- endif -%}"
+        "{%- for message in messages -%}"
+        "{%- if message['role'] == 'user' -%}"
+        "{{ bos_token + '[INST] ' + (system if loop.first else '') + message['content'] + ' [/INST]' }}"
+        "{%- else -%}{{ ' ' + message['content'] + ' ' + eos_token }}{%- endif -%}"
+        "{%- endfor -%}"
+    ),
+    # Tulu (RewardBench's default fastchat template): "<|user|>\n{user}\n<|assistant|>\n{assistant}</s>"
+    "tulu": (
+        "{%- for message in messages -%}"
+        "{{ '<|' + message['role'] + '|>\\n' + message['content'] }}"
+        "{%- if message['role'] == 'assistant' -%}{{ eos_token }}{%- else -%}{{ '\\n' }}{%- endif -%}"
+        "{%- endfor -%}"
+    ),
+    # ChatML: "<|im_start|>{role}\n{content}<|im_end|>\n" per message, then EOS.
+    "chatml": (
+        "{%- for message in messages -%}"
+        "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
+        "{%- endfor -%}{{ eos_token }}"
+    ),
+}
+
+
+class FormatSettings(BaseModel):
+    """Formatting and truncation applied identically to every model of an evaluation."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    system_prompt: str | None = Field(
+        default=None, description="System message text, or a name from NAMED_SYSTEM_PROMPTS ('llama2-default')."
+    )
+    fallback_template: Literal["llama-2", "tulu", "chatml"] | None = Field(
+        default=None, description="Template used only when the tokenizer has no chat template."
+    )
+    max_length: int = Field(default=2048, gt=1, description="Maximum tokens per scored text.")
+    truncation_side: Literal["left", "right"] = "right"
+    double_bos: Literal["keep", "mask"] = Field(
+        default="keep",
+        description="When a text starts with two BOS tokens (template BOS + tokenizer BOS): 'keep' scores both, as "
+        "DogeRM trained and evaluated; 'mask' zeroes the first in the attention mask, as RewardBench's pipeline does.",
+    )
+
+    @property
+    def system_prompt_text(self) -> str | None:
+        """The system message actually used (named prompts resolved)."""
+        if self.system_prompt is None:
+            return None
+        return NAMED_SYSTEM_PROMPTS.get(self.system_prompt, self.system_prompt)
+
+    def record(self) -> dict[str, Any]:
+        """JSON-ready description of these settings, for result files."""
+        return {**self.model_dump(), "system_prompt_text": self.system_prompt_text}
+
+
+def chat_template_for(tokenizer: PreTrainedTokenizerBase, settings: FormatSettings) -> tuple[str, str]:
+    """Return ``(template_name, jinja_template)``: ``"tokenizer"`` or ``"fallback:<name>"``.
+
+    Raises ModelError when the tokenizer has no chat template and no fallback was chosen.
+    """
+    if tokenizer.chat_template:
+        if not isinstance(tokenizer.chat_template, str):
+            raise ModelError("the tokenizer defines several named chat templates; only a single template is supported")
+        return "tokenizer", tokenizer.chat_template
+    if settings.fallback_template is None:
+        raise ModelError(
+            f"the tokenizer of {tokenizer.name_or_path!r} has no chat template; choose a fallback template "
+            f"(one of {sorted(FALLBACK_TEMPLATES)})"
+        )
+    return f"fallback:{settings.fallback_template}", FALLBACK_TEMPLATES[settings.fallback_template]
+
+
+def format_conversation(
+    tokenizer: PreTrainedTokenizerBase, prompt: str, response: str, settings: FormatSettings
+) -> str:
+    """Render one (prompt, response) pair as the text the reward model scores."""
+    _, template = chat_template_for(tokenizer, settings)
+    messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}]
+    if settings.system_prompt_text is not None:
+        messages.insert(0, {"role": "system", "content": settings.system_prompt_text})
+    try:
+        text = tokenizer.apply_chat_template(messages, chat_template=template, tokenize=False)
+    except jinja2.TemplateError as exc:
+        raise BenchmarkError(f"the chat template rejected the conversation: {exc}") from exc
+    return str(text)
