@@ -1,0 +1,97 @@
+"""Teach plain ``mergekit-yaml`` / ``mergekit-multi`` the ``dogerm`` method (mergekit has no plugin discovery).
+
+A ``.pth`` file installed with the package imports this module at interpreter start. It only puts a
+duck-typed finder on ``sys.meta_path`` (no heavy imports, a few microseconds); when mergekit's method
+registry or its ``mergekit.merge`` module is imported later, the finder runs the real module, then
+registers the method / routes ``run_merge`` for ``merge_method: dogerm`` through :mod:`dogerm_mergekit.merge`.
+Nothing here may raise: a failure only logs a warning and leaves mergekit untouched.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from types import ModuleType
+from typing import Any, Callable
+
+REGISTRY = "mergekit.merge_methods.registry"
+MERGE = "mergekit.merge"
+
+
+def register_method(registry: ModuleType) -> None:
+    """Register the dogerm method in mergekit's registry once."""
+    from dogerm_mergekit.method import METHOD, METHOD_NAME
+
+    if all(m.spec.name != METHOD_NAME for m in registry.registered_methods()):
+        registry.register(METHOD)
+
+
+def route_run_merge(merge_module: ModuleType) -> None:
+    """Send ``run_merge`` calls whose config says ``merge_method: dogerm`` to the DogeRM driver."""
+    original = merge_module.run_merge
+    if getattr(original, "_dogerm_routed", False):
+        return
+
+    def run_merge(merge_config: Any, out_path: str, options: Any, config_source: Any = None) -> None:
+        if merge_config.merge_method == "dogerm":
+            from dogerm_mergekit.merge import run_dogerm_merge
+
+            return run_dogerm_merge(merge_config, out_path, options, config_source, mergekit_run_merge=original)
+        return original(merge_config, out_path, options=options, config_source=config_source)
+
+    run_merge._dogerm_routed = True  # type: ignore[attr-defined]
+    run_merge.__wrapped__ = original  # type: ignore[attr-defined]
+    run_merge.__doc__ = original.__doc__
+    merge_module.run_merge = run_merge
+
+
+_PATCHES: dict[str, Callable[[ModuleType], None]] = {REGISTRY: register_method, MERGE: route_run_merge}
+
+
+def _apply(name: str, module: ModuleType) -> None:
+    try:
+        _PATCHES[name](module)
+    except Exception as error:  # never break mergekit itself
+        logging.getLogger(__name__).warning("dogerm-mergekit could not patch %s: %s", name, error)
+
+
+class _PatchingLoader:
+    def __init__(self, loader: Any, name: str):
+        self._loader = loader
+        self._name = name
+
+    def create_module(self, spec: Any) -> Any:
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module: ModuleType) -> None:
+        self._loader.exec_module(module)
+        _apply(self._name, module)
+
+    def __getattr__(self, attribute: str) -> Any:
+        return getattr(self._loader, attribute)
+
+
+class _Finder:
+    def find_spec(self, name: str, path: Any, target: Any = None) -> Any:
+        if name not in _PATCHES:
+            return None
+        try:
+            for finder in sys.meta_path:
+                if finder is self or not hasattr(finder, "find_spec"):
+                    continue
+                spec = finder.find_spec(name, path, target)
+                if spec is not None and spec.loader is not None:
+                    spec.loader = _PatchingLoader(spec.loader, name)
+                    return spec
+        except Exception:
+            return None
+        return None
+
+
+def install() -> None:
+    """Put the finder on ``sys.meta_path`` and patch whichever target module is already imported."""
+    if not any(isinstance(finder, _Finder) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _Finder())
+    for name in _PATCHES:
+        if name in sys.modules:
+            _apply(name, sys.modules[name])

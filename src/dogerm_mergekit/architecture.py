@@ -1,0 +1,146 @@
+"""The merge plan, derived from the reward model's own checkpoint (never from mergekit's hash-ordered guess).
+
+Every RM tensor is planned: tensors the domain model also has are merged, RM-only tensors (the value head,
+whatever its name) are optional and pass through unchanged, and domain-only tensors (``lm_head``) are never
+planned, so they are dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from dataclasses import dataclass, field
+
+from mergekit.architecture import ModelArchitecture, ModuleArchitecture, ModuleDefinition, WeightInfo
+from mergekit.architecture.auto import get_transformers_info
+from mergekit.common import ModelReference
+from mergekit.config import MergeConfiguration
+from mergekit.options import MergeOptions
+from transformers import PretrainedConfig
+
+from dogerm_mergekit.checkpoint import TensorSpec, tensor_specs
+from dogerm_mergekit.errors import DogeRMConfigError
+from dogerm_mergekit.validation import check_config, check_model_configs, split_models
+from dogerm_mergekit.vocabulary import VocabularyPlan, plan_vocabulary
+
+LOG = logging.getLogger(__name__)
+LAYER_INDEX = re.compile(r"\.(\d+)\.")
+
+
+class CheckpointArchitecture(ModuleArchitecture):
+    """A mergekit module architecture that lists exactly the reward model's tensors."""
+
+    def __init__(self, pre: list[WeightInfo], layers: dict[int, list[WeightInfo]], post: list[WeightInfo]):
+        self._pre, self._layers, self._post = pre, layers, post
+
+    def pre_weights(self, config: PretrainedConfig) -> list[WeightInfo]:
+        return list(self._pre)
+
+    def post_weights(self, config: PretrainedConfig) -> list[WeightInfo]:
+        return list(self._post)
+
+    def layer_weights(self, index: int, config: PretrainedConfig) -> list[WeightInfo]:
+        return list(self._layers.get(index, []))
+
+
+@dataclass(frozen=True)
+class DogeRMPlan:
+    """What a dogerm merge will do, decided before anything is written."""
+
+    reward_model: ModelReference
+    domain_model: ModelReference
+    merged: tuple[str, ...]
+    reward_only: tuple[str, ...]
+    domain_only: tuple[str, ...]
+    rm_dtype: str
+    vocabulary: VocabularyPlan
+    architecture: ModelArchitecture = field(repr=False)
+
+
+def _vocabulary_axes(model: ModelReference, options: MergeOptions, names: list[str]) -> dict[str, int]:
+    axes = get_transformers_info(model, options)[2]
+    if axes is None:  # transformers cannot build the class: fall back on the conventional name
+        axes = {name: 0 for name in names if name.endswith("embed_tokens.weight")}
+    return {name: axis for name, axis in axes.items() if name in names}
+
+
+def _check_tensors(rm: dict[str, TensorSpec], domain: dict[str, TensorSpec], axes: dict[str, int]) -> None:
+    not_float = [n for n, s in {**rm, **domain}.items() if not s.is_float]
+    if not_float:
+        raise DogeRMConfigError(f"non-floating-point tensors cannot be interpolated: {', '.join(not_float[:5])}")
+    reward_layer_only = [n for n in rm if n not in domain and LAYER_INDEX.search(n)]
+    if reward_layer_only:
+        raise DogeRMConfigError(
+            f"layer tensor {reward_layer_only[0]!r} (and {len(reward_layer_only) - 1} more) is in the reward model "
+            "only, so lambda would be silently ignored for it; both checkpoints must name their backbone tensors "
+            "alike (convert the one with a different prefix first)"
+        )
+    for name in rm.keys() & domain.keys():
+        ours, theirs = rm[name].shape, domain[name].shape
+        axis = axes.get(name)
+        if axis is not None:
+            ours, theirs = ours[:axis] + ours[axis + 1 :], theirs[:axis] + theirs[axis + 1 :]
+        if ours != theirs:
+            raise DogeRMConfigError(
+                f"tensor {name!r} has shape {rm[name].shape} in the reward model and {domain[name].shape} in the "
+                "domain model"
+            )
+
+
+def plan_merge(config: MergeConfiguration, options: MergeOptions) -> DogeRMPlan:
+    """Validate the configuration and both checkpoints, and derive the plan from the reward model's keys."""
+    check_config(config, options)
+    rm, domain = split_models(config)
+    rm_config = rm.config(trust_remote_code=options.trust_remote_code)
+    check_model_configs(rm_config, domain.config(trust_remote_code=options.trust_remote_code))
+    rm_specs, domain_specs = tensor_specs(rm), tensor_specs(domain)
+    axes = _vocabulary_axes(rm, options, list(rm_specs))
+    _check_tensors(rm_specs, domain_specs, axes)
+    vocabulary = plan_vocabulary(config, rm, domain, {n: rm_specs[n].shape[a] for n, a in axes.items()},
+                                 {n: domain_specs[n].shape[a] for n, a in axes.items() if n in domain_specs})
+
+    num_layers = rm_config.num_hidden_layers
+    pre: list[WeightInfo] = []
+    post: list[WeightInfo] = []
+    layers: dict[int, list[WeightInfo]] = {}
+    for name in rm_specs:
+        weight = WeightInfo(name=name, vocabulary_axis=axes.get(name), optional=name not in domain_specs)
+        match = LAYER_INDEX.search(name)
+        if match and int(match.group(1)) >= num_layers:
+            raise DogeRMConfigError(f"tensor {name!r} belongs to a layer beyond num_hidden_layers={num_layers}")
+        if match:
+            layers.setdefault(int(match.group(1)), []).append(weight)
+        else:
+            (pre if name in axes else post).append(weight)
+    architecture = ModelArchitecture(
+        modules={"default": ModuleDefinition(architecture=CheckpointArchitecture(pre, layers, post))},
+        architectures=list(rm_config.architectures or []),
+        model_type=rm_config.model_type,
+    )
+    plan = DogeRMPlan(
+        reward_model=rm,
+        domain_model=domain,
+        merged=tuple(n for n in rm_specs if n in domain_specs),
+        reward_only=tuple(n for n in rm_specs if n not in domain_specs),
+        domain_only=tuple(n for n in domain_specs if n not in rm_specs),
+        rm_dtype=_dominant_dtype(rm_specs),
+        vocabulary=vocabulary,
+        architecture=architecture,
+    )
+    LOG.info(
+        "dogerm plan: %d merged, %d kept from the reward model (%s), %d dropped from the domain model (%s)",
+        len(plan.merged), len(plan.reward_only), ", ".join(plan.reward_only), len(plan.domain_only),
+        ", ".join(plan.domain_only),
+    )
+    return plan
+
+
+_DTYPE_NAMES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16"}
+
+
+def _dominant_dtype(specs: dict[str, TensorSpec]) -> str:
+    counts: dict[str, int] = {}
+    for spec in specs.values():
+        counts[spec.dtype] = counts.get(spec.dtype, 0) + math.prod(spec.shape)
+    return _DTYPE_NAMES.get(max(counts, key=counts.__getitem__), "float32")

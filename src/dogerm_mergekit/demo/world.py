@@ -1,0 +1,546 @@
+"""Build and cache the miniature DogeRM world: base LM, domain (arithmetic) LM, general RM and eval data.
+
+All three models are tiny Llama-architecture transformers models fine-tuned from the SAME pretrained base,
+so ``RM + lambda * (LM - RM)`` is meaningful, as in DogeRM (arXiv 2407.01470):
+
+- base: ``LlamaForCausalLM`` pretrained on general facts (correct) and worked arithmetic whose results are
+  mostly wrong (so the base, and the RM built on it, barely know arithmetic);
+- domain: base + SFT on correct worked arithmetic in the chat format; its tokenizer adds ``[PAD]`` at
+  id = base vocabulary size, as MetaMath-7B's does;
+- rm: base + ``score`` head (``LlamaForSequenceClassification``, 1 label), fully fine-tuned with the
+  Bradley-Terry loss on general fact pairs only (correct vs wrong fact); it never sees arithmetic pairs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import random
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
+from tqdm.auto import tqdm
+from transformers import (
+    LlamaConfig,
+    LlamaForCausalLM,
+    LlamaForSequenceClassification,
+    PreTrainedTokenizerFast,
+)
+
+from dogerm_mergekit.demo import corpus
+
+WORLD_VERSION = 1
+"""Bump whenever the corpus, the recipe or the file layout changes: it is part of the cache key."""
+
+Size = Literal["demo", "test"]
+
+SPECIAL_TOKENS = ("<unk>", "<s>", "</s>", "[INST]", "[/INST]", "<<SYS>>", "<</SYS>>")
+DOMAIN_PAD_TOKEN = "[PAD]"
+GENERAL_DISTRACTORS = 3
+"""Wrong answers per held-out fact in the ``general`` eval subset."""
+
+# Llama-2 chat format (re-implemented from its published description): "<s>[INST] <<SYS>> system <</SYS>>
+# user [/INST] assistant </s>"; the tokenizer adds no BOS itself, so templated text has exactly one.
+CHAT_TEMPLATE = (
+    "{% if messages[0]['role'] == 'system' %}"
+    "{% set system = '<<SYS>> ' + messages[0]['content'] + ' <</SYS>> ' %}{% set messages = messages[1:] %}"
+    "{% else %}{% set system = '' %}{% endif %}"
+    "{% for message in messages %}"
+    "{% if message['role'] == 'user' %}"
+    "{{ bos_token + '[INST] ' + (system if loop.first else '') + message['content'] + ' [/INST]' }}"
+    "{% elif message['role'] == 'assistant' %}{{ ' ' + message['content'] + ' ' + eos_token }}{% endif %}"
+    "{% endfor %}"
+)
+
+
+class WorldBuildError(RuntimeError):
+    """The miniature world could not be built or its cache entry is unusable."""
+
+
+@dataclass(frozen=True)
+class WorldSpec:
+    """Model shape, data sizes and training recipe of one world size."""
+
+    hidden: int
+    layers: int
+    heads: int
+    intermediate: int
+    batch_size: int
+    pretrain_steps: int
+    pretrain_lr: float
+    arithmetic_p_correct: float  # chance that a pretraining arithmetic step result is right
+    sft_steps: int
+    sft_lr: float
+    rm_steps: int
+    rm_lr: float
+    heldout_fact_fraction: float  # general facts kept out of RM training (the `general` eval subset)
+    arithmetic_eval_pairs: int
+    gsm8k_problems: int
+    candidates_per_problem: int
+    max_new_tokens: int = 40
+    temperature: float = 1.0
+    threads: int = 2
+
+
+SPECS: dict[str, WorldSpec] = {
+    "demo": WorldSpec(
+        hidden=64, layers=2, heads=4, intermediate=256, batch_size=64,
+        pretrain_steps=3000, pretrain_lr=3e-3, arithmetic_p_correct=0.2,
+        sft_steps=1500, sft_lr=1e-3, rm_steps=300, rm_lr=3e-4,
+        heldout_fact_fraction=0.3, arithmetic_eval_pairs=200, gsm8k_problems=100, candidates_per_problem=8,
+    ),
+    "test": WorldSpec(
+        hidden=16, layers=2, heads=2, intermediate=32, batch_size=8,
+        pretrain_steps=4, pretrain_lr=3e-3, arithmetic_p_correct=0.2,
+        sft_steps=4, sft_lr=1e-3, rm_steps=4, rm_lr=3e-4,
+        heldout_fact_fraction=0.3, arithmetic_eval_pairs=8, gsm8k_problems=4, candidates_per_problem=8,
+        max_new_tokens=12, threads=1,
+    ),
+}
+
+
+@dataclass(frozen=True)
+class World:
+    """Paths of a built world (model folders and data files) and its metadata."""
+
+    root: Path
+    base: Path
+    domain: Path
+    rm: Path
+    rewardbench_data: Path
+    gsm8k_data: Path
+    candidates: Path
+    seed: int
+    size: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def at(cls, root: Path) -> World:
+        """The world stored in ``root`` (read from its ``world.json``)."""
+        try:
+            metadata = json.loads((root / "world.json").read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise WorldBuildError(f"{root} holds no readable world.json") from exc
+        return cls(
+            root=root,
+            base=root / "base",
+            domain=root / "domain",
+            rm=root / "rm",
+            rewardbench_data=root / "rewardbench.jsonl",
+            gsm8k_data=root / "gsm8k.jsonl",
+            candidates=root / "candidates.jsonl",
+            seed=metadata["seed"],
+            size=metadata["size"],
+            metadata=metadata,
+        )
+
+
+def default_cache_root() -> Path:
+    """``$DOGERM_CACHE`` if set, else ``~/.cache/dogerm``."""
+    return Path(os.environ.get("DOGERM_CACHE", Path.home() / ".cache" / "dogerm")).expanduser()
+
+
+def world_key(seed: int, size: str) -> str:
+    """Cache folder name of a world: version, seed and size."""
+    return f"world-v{WORLD_VERSION}-seed{seed}-{size}"
+
+
+def build_world(
+    root: Path | None = None, seed: int = 0, size: Size = "demo", *, spec: WorldSpec | None = None
+) -> World:
+    """Return the cached world for ``(seed, size)``, building it first if it is missing.
+
+    ``root`` is the cache folder (default :func:`default_cache_root`); the world lives in
+    ``root / world_key(seed, size)``, written to a temporary sibling folder and renamed into place.
+    ``spec`` overrides the recipe of ``size`` (for experiments; such worlds are not cached).
+    """
+    if size not in SPECS:
+        raise WorldBuildError(f"unknown world size {size!r}; choose one of {sorted(SPECS)}")
+    root = default_cache_root() if root is None else Path(root)
+    target = root / world_key(seed, size)
+    if spec is None and (target / "world.json").is_file():
+        return World.at(target)
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=root))
+    try:
+        _build_into(tmp, seed, size, spec or SPECS[size])
+        if spec is not None:
+            return World.at(tmp)
+        try:
+            tmp.rename(target)
+        except OSError:
+            if not (target / "world.json").is_file():
+                raise
+            # Another process finished the same world first: keep theirs.
+    finally:
+        if spec is None and tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return World.at(target)
+
+
+# ----------------------------------------------------------------------------------------------- tokenizer
+
+
+def make_tokenizer() -> PreTrainedTokenizerFast:
+    """The word-level tokenizer shared by the base, domain and RM (before the domain adds ``[PAD]``)."""
+    words = [w for w in corpus.vocabulary() if w not in SPECIAL_TOKENS]
+    vocab = {token: i for i, token in enumerate([*SPECIAL_TOKENS, *words])}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    backend.normalizer = normalizers.Lowercase()
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    backend.add_special_tokens(list(SPECIAL_TOKENS))
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        bos_token="<s>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        pad_token="</s>",  # as Llama-2 RMs: pad = eos (id 2)
+        extra_special_tokens=list(SPECIAL_TOKENS[3:]),
+        chat_template=CHAT_TEMPLATE,
+        model_max_length=128,
+    )
+
+
+def chat(tokenizer: PreTrainedTokenizerFast, prompt: str, response: str | None = None) -> str:
+    """The chat-formatted text of one user turn (and the assistant's response, if given)."""
+    messages = [{"role": "user", "content": prompt}]
+    if response is not None:
+        messages.append({"role": "assistant", "content": response})
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=response is None)
+
+
+# -------------------------------------------------------------------------------------------------- data
+
+
+@dataclass(frozen=True)
+class Datasets:
+    """All texts of one world, split so nothing evaluated is trained on."""
+
+    pretrain: list[str]
+    sft: list[tuple[str, str]]
+    rm_pairs: list[tuple[str, str, str]]
+    rewardbench: list[dict[str, Any]]
+    gsm8k: list[corpus.Problem]
+
+
+def make_datasets(seed: int, spec: WorldSpec, tokenizer: PreTrainedTokenizerFast) -> Datasets:
+    """The pretraining corpus, SFT examples, RM pairs and held-out eval data for ``seed``."""
+    rng = random.Random(seed)
+    facts = corpus.all_facts()
+    heldout: list[corpus.Fact] = []
+    train_facts: list[corpus.Fact] = []
+    for relation in corpus.RELATIONS:
+        group = [f for f in facts if f.relation is relation]
+        rng.shuffle(group)
+        n_out = max(1, round(spec.heldout_fact_fraction * len(group)))
+        heldout += group[:n_out]
+        train_facts += group[n_out:]
+
+    n_eval = spec.arithmetic_eval_pairs + spec.gsm8k_problems
+    problems: dict[str, corpus.Problem] = {}
+    while len(problems) < n_eval:
+        p = corpus.random_problem(rng)
+        problems.setdefault(p.question, p)
+    eval_problems = list(problems.values())
+    held_questions = set(problems)
+
+    def fresh_problem() -> corpus.Problem:
+        while True:
+            p = corpus.random_problem(rng)
+            if p.question not in held_questions:
+                return p
+
+    pretrain = []
+    for fact in facts:  # every fact, held-out ones included: the base knows them all
+        pretrain += [fact.relation.statement.format(s=fact.subject, o=fact.obj), chat(tokenizer, fact.question, fact.answer())]
+    pretrain *= 4
+    for _ in range(len(pretrain)):
+        p = fresh_problem()
+        pretrain.append(chat(tokenizer, p.question, p.worked(corpus.noisy_results(p, rng, spec.arithmetic_p_correct))))
+    rng.shuffle(pretrain)
+
+    sft = []
+    for _ in range(spec.sft_steps * spec.batch_size // 4 + 1):
+        p = fresh_problem()
+        sft.append((p.question, p.worked(p.results())))
+
+    rm_pairs = []
+    for fact in train_facts:
+        for wrong in corpus.wrong_objects(fact):
+            rm_pairs.append((fact.question, fact.answer(), fact.answer(wrong)))
+    rng.shuffle(rm_pairs)
+
+    rows: list[dict[str, Any]] = []
+    for fact in heldout:
+        for wrong in rng.sample(corpus.wrong_objects(fact), GENERAL_DISTRACTORS):
+            rows.append(_pair_row(fact.question, fact.answer(), fact.answer(wrong), "distractor", "general"))
+    for p in eval_problems[: spec.arithmetic_eval_pairs]:
+        wrong, kind = corpus.wrong_results(p, rng)
+        rows.append(_pair_row(p.question, p.worked(p.results()), p.worked(wrong), kind, "arithmetic"))
+    for i, row in enumerate(rows):
+        row["id"] = i
+    return Datasets(pretrain, sft, rm_pairs, rows, eval_problems[spec.arithmetic_eval_pairs :])
+
+
+def _pair_row(prompt: str, chosen: str, rejected: str, rejected_model: str, subset: str) -> dict[str, Any]:
+    return {
+        "prompt": prompt,
+        "chosen": chosen,
+        "chosen_model": "reference",
+        "rejected": rejected,
+        "rejected_model": rejected_model,
+        "subset": subset,
+    }
+
+
+# ----------------------------------------------------------------------------------------------- training
+
+
+@contextlib.contextmanager
+def _torch_settings(threads: int) -> Iterator[None]:
+    """Deterministic algorithms and a fixed thread count, restored afterwards."""
+    old_threads, old_det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old_threads)
+        torch.use_deterministic_algorithms(old_det)
+
+
+def _batch(ids: Sequence[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded ``input_ids`` and ``attention_mask``."""
+    width = max(len(x) for x in ids)
+    input_ids = torch.full((len(ids), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(ids), width), dtype=torch.long)
+    for i, x in enumerate(ids):
+        input_ids[i, : len(x)] = torch.tensor(x)
+        mask[i, : len(x)] = 1
+    return input_ids, mask
+
+
+def _train(
+    model: torch.nn.Module,
+    n_items: int,
+    loss_of: Callable[[list[int]], torch.Tensor],
+    steps: int,
+    batch_size: int,
+    lr: float,
+    generator: torch.Generator,
+    desc: str,
+) -> list[float]:
+    """AdamW with linear warm-up and decay over random mini-batches of item indices; returns the losses."""
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    warmup = max(1, steps // 20)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (steps - s) / max(1, steps - warmup)))
+    )
+    losses = []
+    for _ in tqdm(range(steps), desc=desc, leave=False):
+        idx = torch.randint(n_items, (batch_size,), generator=generator).tolist()
+        loss = loss_of(idx)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        losses.append(loss.item())
+    model.eval()
+    return losses
+
+
+def _lm_loss(model: LlamaForCausalLM, seqs: list[list[int]], starts: list[int], pad_id: int) -> torch.Tensor:
+    """Next-token loss on every token from ``starts[i]`` on (earlier tokens are context only)."""
+    input_ids, mask = _batch(seqs, pad_id)
+    labels = input_ids.clone()
+    labels[mask == 0] = -100
+    for i, s in enumerate(starts):
+        labels[i, :s] = -100
+    return model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
+
+
+def pretrain_base(texts: list[str], tokenizer: PreTrainedTokenizerFast, spec: WorldSpec, seed: int) -> LlamaForCausalLM:
+    """A fresh tiny Llama pretrained on ``texts``."""
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=spec.hidden,
+        intermediate_size=spec.intermediate,
+        num_hidden_layers=spec.layers,
+        num_attention_heads=spec.heads,
+        num_key_value_heads=spec.heads,
+        max_position_embeddings=tokenizer.model_max_length,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        tie_word_embeddings=False,
+    )
+    model = LlamaForCausalLM(config)
+    ids = [tokenizer(t)["input_ids"] for t in texts]
+    gen = torch.Generator().manual_seed(seed)
+    _train(
+        model, len(ids), lambda idx: _lm_loss(model, [ids[i] for i in idx], [0] * len(idx), tokenizer.pad_token_id),
+        spec.pretrain_steps, spec.batch_size, spec.pretrain_lr, gen, "pretrain base",
+    )
+    return model
+
+
+def finetune_domain(
+    base_dir: Path, examples: list[tuple[str, str]], tokenizer: PreTrainedTokenizerFast, spec: WorldSpec, seed: int
+) -> tuple[LlamaForCausalLM, PreTrainedTokenizerFast]:
+    """Base + ``[PAD]`` token + SFT on the response tokens of chat-formatted arithmetic examples."""
+    torch.manual_seed(seed + 1)
+    tok = PreTrainedTokenizerFast.from_pretrained(base_dir)
+    tok.add_special_tokens({"pad_token": DOMAIN_PAD_TOKEN})
+    if tok.pad_token_id != len(tokenizer):
+        raise WorldBuildError(f"[PAD] got id {tok.pad_token_id}, expected {len(tokenizer)}")
+    model = LlamaForCausalLM.from_pretrained(base_dir)
+    model.resize_token_embeddings(len(tok))
+    model.config.pad_token_id = tok.pad_token_id
+    seqs, starts = [], []
+    for prompt, response in examples:
+        starts.append(len(tok(chat(tok, prompt))["input_ids"]))
+        seqs.append(tok(chat(tok, prompt, response))["input_ids"])
+    gen = torch.Generator().manual_seed(seed + 1)
+    _train(
+        model, len(seqs),
+        lambda idx: _lm_loss(model, [seqs[i] for i in idx], [starts[i] for i in idx], tok.pad_token_id),
+        spec.sft_steps, spec.batch_size, spec.sft_lr, gen, "SFT domain",
+    )
+    return model, tok
+
+
+def train_rm(
+    base_dir: Path, pairs: list[tuple[str, str, str]], tokenizer: PreTrainedTokenizerFast, spec: WorldSpec, seed: int
+) -> LlamaForSequenceClassification:
+    """Base + ``score`` head, fully fine-tuned with the Bradley-Terry loss ``-logsigmoid(r_chosen - r_rejected)``."""
+    torch.manual_seed(seed + 2)
+    model = LlamaForSequenceClassification.from_pretrained(
+        base_dir, num_labels=1, pad_token_id=tokenizer.pad_token_id
+    )
+    chosen = [tokenizer(chat(tokenizer, p, c))["input_ids"] for p, c, _ in pairs]
+    rejected = [tokenizer(chat(tokenizer, p, r))["input_ids"] for p, _, r in pairs]
+
+    def loss_of(idx: list[int]) -> torch.Tensor:
+        input_ids, mask = _batch([chosen[i] for i in idx] + [rejected[i] for i in idx], tokenizer.pad_token_id)
+        scores = model(input_ids=input_ids, attention_mask=mask).logits.squeeze(-1)
+        return -F.logsigmoid(scores[: len(idx)] - scores[len(idx) :]).mean()
+
+    gen = torch.Generator().manual_seed(seed + 2)
+    _train(model, len(pairs), loss_of, spec.rm_steps, spec.batch_size, spec.rm_lr, gen, "train RM")
+    return model
+
+
+@torch.no_grad()
+def sample_candidates(
+    model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, prompts: list[str], spec: WorldSpec, seed: int
+) -> list[list[str]]:
+    """``spec.candidates_per_problem`` sampled responses per prompt (temperature ``spec.temperature``)."""
+    torch.manual_seed(seed + 3)
+    out = []
+    for prompt in tqdm(prompts, desc="sample candidates", leave=False):
+        input_ids = tokenizer(chat(tokenizer, prompt), return_tensors="pt")["input_ids"]
+        generated = model.generate(
+            input_ids,
+            attention_mask=torch.ones_like(input_ids),
+            do_sample=True,
+            temperature=spec.temperature,
+            top_k=0,
+            top_p=1.0,
+            max_new_tokens=spec.max_new_tokens,
+            num_return_sequences=spec.candidates_per_problem,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+        out.append(tokenizer.batch_decode(generated[:, input_ids.shape[1] :], skip_special_tokens=True))
+    return out
+
+
+# ------------------------------------------------------------------------------------------------- build
+
+
+def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _build_into(out: Path, seed: int, size: str, spec: WorldSpec) -> None:
+    """Build every model and data file of the world into the (empty) folder ``out``."""
+    start_wall, start_cpu = time.perf_counter(), time.process_time()
+    with _torch_settings(spec.threads):
+        tokenizer = make_tokenizer()
+        data = make_datasets(seed, spec, tokenizer)
+
+        base = pretrain_base(data.pretrain, tokenizer, spec, seed)
+        base.save_pretrained(out / "base")
+        tokenizer.save_pretrained(out / "base")
+
+        domain, domain_tok = finetune_domain(out / "base", data.sft, tokenizer, spec, seed)
+        domain.save_pretrained(out / "domain")
+        domain_tok.save_pretrained(out / "domain")
+
+        rm = train_rm(out / "base", data.rm_pairs, tokenizer, spec, seed)
+        rm.save_pretrained(out / "rm")
+        tokenizer.save_pretrained(out / "rm")
+
+        questions = [p.question for p in data.gsm8k]
+        candidates = sample_candidates(domain, domain_tok, questions, spec, seed)
+
+    generation = {
+        "model": "domain",
+        "do_sample": True,
+        "temperature": spec.temperature,
+        "top_k": 0,
+        "top_p": 1.0,
+        "max_new_tokens": spec.max_new_tokens,
+        "num_candidates": spec.candidates_per_problem,
+        "seed": seed + 3,
+    }
+    _write_jsonl(out / "rewardbench.jsonl", data.rewardbench)
+    _write_jsonl(out / "gsm8k.jsonl", [{"question": p.question, "answer": p.gsm8k_answer()} for p in data.gsm8k])
+    _write_jsonl(
+        out / "candidates.jsonl",
+        [
+            {"problem_id": i, "prompt": q, "candidates": c, "generation": generation}
+            for i, (q, c) in enumerate(zip(questions, candidates))
+        ],
+    )
+    metadata = {
+        "version": WORLD_VERSION,
+        "seed": seed,
+        "size": size,
+        "spec": asdict(spec),
+        "vocab_size": len(tokenizer),
+        "domain_vocab_size": len(domain_tok),
+        "counts": {
+            "pretrain_texts": len(data.pretrain),
+            "sft_examples": len(data.sft),
+            "rm_pairs": len(data.rm_pairs),
+            "rewardbench_rows": len(data.rewardbench),
+            "gsm8k_problems": len(data.gsm8k),
+        },
+        "sha256": {name: file_sha256(out / name / "model.safetensors") for name in ("base", "domain", "rm")},
+        "build_seconds": {"wall": time.perf_counter() - start_wall, "cpu": time.process_time() - start_cpu},
+        "torch": torch.__version__,
+    }
+    (out / "world.json").write_text(json.dumps(metadata, indent=2) + "\n")
+
