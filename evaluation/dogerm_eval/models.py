@@ -1,0 +1,136 @@
+"""Resolve a model reference (local folder or ``org/name[@revision]`` on the Hub) to a validated local folder."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx2
+from huggingface_hub import HfApi, constants, is_offline_mode, snapshot_download
+from huggingface_hub.errors import (
+    HFValidationError,
+    HfHubHTTPError,
+    LocalEntryNotFoundError,
+    OfflineModeIsEnabled,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
+from huggingface_hub.utils import validate_repo_id
+from transformers import AutoConfig
+
+from dogerm_eval.errors import ModelError
+
+#: Files never needed to score with transformers (other frameworks, training state).
+IGNORED_FILES = ["*.h5", "*.msgpack", "*.onnx", "*.ot", "*.tflite", "*.gguf", "original/*", "optimizer.pt",
+                 "scheduler.pt", "rng_state*.pth", "training_args.bin"]
+#: PyTorch pickles, skipped when the repo also has safetensors weights.
+PICKLED_WEIGHTS = ["*.bin", "*.pt", "*.pth"]
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A reward model available in a local folder, with where it came from."""
+
+    path: Path
+    ref: str
+    repo_id: str | None = None
+    revision: str | None = None
+    commit: str | None = None
+
+    @property
+    def slug(self) -> str:
+        """File-system-safe name for output folders: ``org--name@revision`` or the local folder's name."""
+        if self.repo_id is None:
+            return self.path.name
+        slug = self.repo_id.replace("/", "--")
+        if self.revision:
+            slug += "@" + self.revision.replace("/", "--")
+        return slug
+
+
+def parse_hub_ref(ref: str) -> tuple[str, str | None]:
+    """Split ``org/name@revision`` into ``(repo_id, revision)``; revision is None when absent."""
+    repo_id, sep, revision = ref.partition("@")
+    if sep and not revision:
+        raise ModelError(f"{ref!r}: empty revision after '@'")
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as exc:
+        raise ModelError(f"{ref!r} is neither an existing local folder nor a valid Hub id: {exc}") from exc
+    return repo_id, revision or None
+
+
+def _looks_like_path(ref: str) -> bool:
+    """A Hub id has at most one '/' and no leading '.', '/' or '~'."""
+    return ref.startswith((".", "/", "~")) or ref.partition("@")[0].count("/") > 1 or (os.sep != "/" and os.sep in ref)
+
+
+def _has_safetensors(repo_id: str, revision: str | None) -> bool:
+    """Whether the repo has safetensors weights; False offline or when the Hub is unreachable (cache fallback)."""
+    if is_offline_mode():
+        return False
+    try:
+        siblings = HfApi().model_info(repo_id, revision=revision).siblings or []
+    except (httpx2.ConnectError, httpx2.TimeoutException):
+        return False
+    return any(sibling.rfilename.endswith(".safetensors") for sibling in siblings)
+
+
+def _download(repo_id: str, revision: str | None) -> Path:
+    """Snapshot the repo into the HF cache (HF_HOME, HF_TOKEN and HF_HUB_OFFLINE apply); return its folder."""
+    where = f"{repo_id}@{revision}" if revision else repo_id
+    ignore = list(IGNORED_FILES)
+    try:
+        if _has_safetensors(repo_id, revision):
+            ignore += PICKLED_WEIGHTS
+        return Path(snapshot_download(repo_id, revision=revision, ignore_patterns=ignore))
+    except RevisionNotFoundError as exc:
+        raise ModelError(f"revision {revision!r} does not exist in Hub repo {repo_id!r}") from exc
+    except RepositoryNotFoundError as exc:
+        raise ModelError(
+            f"Hub repo {repo_id!r} not found or not accessible (no local folder of that name either; set HF_TOKEN "
+            "for private or gated repos)"
+        ) from exc
+    except (LocalEntryNotFoundError, OfflineModeIsEnabled) as exc:
+        raise ModelError(
+            f"cannot resolve {where!r} offline (HF_HUB_OFFLINE is set or {constants.ENDPOINT} is unreachable) and "
+            f"it is not in the Hugging Face cache ({constants.HF_HUB_CACHE}): download it once with network access"
+        ) from exc
+    except (HfHubHTTPError, httpx2.HTTPError, OSError) as exc:
+        raise ModelError(
+            f"could not download {where!r} from {constants.ENDPOINT}: {exc} (set HF_HUB_OFFLINE=1 to use the cache)"
+        ) from exc
+
+
+def validate_reward_model(path: Path) -> None:
+    """Raise ModelError unless ``path`` holds a sequence-classification model with exactly one label."""
+    if not (path / "config.json").is_file():
+        raise ModelError(f"{path} has no config.json: not a transformers model folder")
+    try:
+        config = AutoConfig.from_pretrained(path)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelError(f"cannot read the model config in {path}: {exc}") from exc
+    architectures = config.architectures or []
+    if not any(arch.endswith("ForSequenceClassification") for arch in architectures):
+        found = ", ".join(architectures) or "no architecture recorded"
+        raise ModelError(f"{path} is not a sequence-classification reward model ({found}): it has no score head")
+    if config.num_labels != 1:
+        raise ModelError(f"{path} has {config.num_labels} labels; a reward model must have exactly one")
+
+
+def resolve_model(ref: str) -> ResolvedModel:
+    """Resolve a local folder or a Hub id with optional ``@revision`` and validate it as a one-label RM."""
+    local = Path(ref).expanduser()
+    if local.is_dir():
+        resolved = ResolvedModel(path=local.resolve(), ref=ref)
+    elif local.exists():
+        raise ModelError(f"{ref!r} is a file; expected a model folder or a Hub id")
+    elif _looks_like_path(ref):
+        raise ModelError(f"model path {ref!r} does not exist")
+    else:
+        repo_id, revision = parse_hub_ref(ref)
+        path = _download(repo_id, revision)
+        resolved = ResolvedModel(path=path, ref=ref, repo_id=repo_id, revision=revision, commit=path.name)
+    validate_reward_model(resolved.path)
+    return resolved
