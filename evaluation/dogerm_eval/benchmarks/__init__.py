@@ -1,0 +1,156 @@
+"""Benchmark registry and the loop that scores one model on them, with caching and resumable checkpoints.
+
+Each benchmark module provides `NAME`, `load(data, subsets) -> LoadedTable` (schema checked, subsets selected),
+`conversations(frame) -> list[(prompt, response)]`, `evaluate(frame, scores) -> Evaluation` and
+`metrics(result_json) -> dict[str, float]` (the columns it adds to a sweep report). Benchmarks that are not scored
+from (prompt, response) pairs, such as Best-of-N, only add a `metrics` function to `METRICS`.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+
+from dogerm_eval.benchmarks import autoj, rewardbench, rewardbench2
+from dogerm_eval.data import LoadedTable
+from dogerm_eval.errors import BenchmarkError
+from dogerm_eval.models import ResolvedModel
+from dogerm_eval.results import (
+    DEFAULT_CHUNK_SIZE,
+    Evaluation,
+    cache_key,
+    checkpoint_dir,
+    load_cached_result,
+    model_fingerprint,
+    score_in_chunks,
+    write_result,
+)
+
+
+class Scorer(Protocol):
+    """What a benchmark needs from a reward model (implemented by `dogerm_eval.scorer.RewardScorer`)."""
+
+    def score(self, conversations: Sequence[tuple[str, str]]) -> np.ndarray: ...
+
+    def settings_record(self) -> dict[str, Any]: ...
+
+
+class Benchmark(Protocol):
+    """A pairwise reward-model benchmark module."""
+
+    NAME: str
+
+    def load(self, data: str | None, subsets: Sequence[str] | None) -> LoadedTable: ...
+
+    def conversations(self, frame: pd.DataFrame) -> list[tuple[str, str]]: ...
+
+    def evaluate(self, frame: pd.DataFrame, scores: np.ndarray) -> Evaluation: ...
+
+    def metrics(self, result: Mapping[str, Any]) -> dict[str, float]: ...
+
+
+BENCHMARKS: dict[str, Benchmark] = {module.NAME: module for module in (rewardbench, rewardbench2, autoj)}
+
+#: Benchmark name -> function turning its result JSON into sweep columns (`<benchmark>/<metric>`). Best-of-N adds
+#: its own entry (e.g. `METRICS["bon-gsm8k"] = bestofn.metrics`).
+METRICS: dict[str, Callable[[Mapping[str, Any]], dict[str, float]]] = {
+    name: module.metrics for name, module in BENCHMARKS.items()
+}
+
+
+def get_benchmark(name: str) -> Benchmark:
+    """The registered benchmark `name`; BenchmarkError when unknown."""
+    if name not in BENCHMARKS:
+        raise BenchmarkError(f"unknown benchmark {name!r}; choose from {sorted(BENCHMARKS)}")
+    return BENCHMARKS[name]
+
+
+@dataclass(frozen=True)
+class Task:
+    """A benchmark with its loaded, validated rows (loaded once, before any model is scored)."""
+
+    benchmark: Benchmark
+    table: LoadedTable
+    subsets: tuple[str, ...] | None = None
+
+    @classmethod
+    def prepare(cls, name: str, data: str | None, subsets: Sequence[str] | None) -> Task:
+        """Resolve `name`, load and validate its data (all errors raised here, before scoring)."""
+        benchmark = get_benchmark(name)
+        return cls(benchmark, benchmark.load(data, subsets), tuple(subsets) if subsets else None)
+
+
+def run_task(
+    task: Task,
+    model: ResolvedModel,
+    model_fp: str,
+    settings: Mapping[str, Any],
+    make_scorer: Callable[[], Scorer],
+    output_dir: Path,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Score `model` on `task` and write its result; reuse a result with the same cache key; resume checkpoints.
+
+    `settings` (everything that changes scores: formatting, dtype, batching, compat) is part of the cache key;
+    `make_scorer` is called only when scoring is needed.
+    """
+    name = task.benchmark.NAME
+    key = cache_key(model_fp, name, task.table.dataset, task.table.revision, task.subsets, settings)
+    cached = load_cached_result(output_dir, model, name, key)
+    if cached is not None:
+        log(f"{model.slug} {name}: reusing cached result (key {key[:12]})")
+        return cached
+    scorer = make_scorer()
+    chunks = checkpoint_dir(output_dir, model, name, key)
+    scores = score_in_chunks(
+        scorer.score, task.benchmark.conversations(task.table.frame), chunks, chunk_size,
+        progress=lambda done, total: log(f"{model.slug} {name}: scored {done}/{total}"),
+    )
+    evaluation = task.benchmark.evaluate(task.table.frame, scores)
+    payload = {
+        "benchmark": name,
+        "dataset": task.table.dataset,
+        "dataset_revision": task.table.revision,
+        "settings": {**settings, "scorer": scorer.settings_record()},
+        "subsets": evaluation.subsets,
+        "sections": evaluation.sections,
+        "score": evaluation.score,
+        **evaluation.extra,
+        "cache_key": key,
+    }
+    path = write_result(output_dir, model, name, payload, evaluation.per_example)
+    shutil.rmtree(chunks)
+    log(f"{model.slug} {name}: score {evaluation.score:.4f} -> {path}")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def run_model(
+    tasks: Sequence[Task],
+    model: ResolvedModel,
+    settings: Mapping[str, Any],
+    make_scorer: Callable[[ResolvedModel], Scorer],
+    output_dir: Path,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    log: Callable[[str], None] = print,
+) -> dict[str, dict[str, Any]]:
+    """Run every task on one model (the scorer is built at most once); return benchmark name -> result JSON."""
+    model_fp = model_fingerprint(model)
+    scorer: list[Scorer] = []
+
+    def lazy_scorer() -> Scorer:
+        if not scorer:
+            scorer.append(make_scorer(model))
+        return scorer[0]
+
+    return {
+        task.benchmark.NAME: run_task(task, model, model_fp, settings, lazy_scorer, output_dir, chunk_size, log)
+        for task in tasks
+    }

@@ -1,0 +1,107 @@
+"""Benchmark data loading: a Hub dataset at a recorded commit, a URL, or a local parquet/jsonl file."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import datasets
+import pandas as pd
+from huggingface_hub import snapshot_download
+
+from dogerm_eval.errors import BenchmarkError, DataError
+
+LOCAL_SUFFIXES = {".parquet": "parquet", ".jsonl": "json", ".json": "json"}
+
+
+@dataclass(frozen=True)
+class LoadedTable:
+    """Rows of a benchmark plus where they came from.
+
+    `dataset` is a Hub id, a URL or a local path; `revision` is the Hub commit, or `sha256:<hex>` of the file.
+    """
+
+    frame: pd.DataFrame
+    dataset: str
+    revision: str
+
+
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file's bytes."""
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def load_local(path: str | Path) -> LoadedTable:
+    """Read a local `.parquet`, `.jsonl` or `.json` (JSON lines) file; the revision is its sha256."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"data file not found: {path}")
+    kind = LOCAL_SUFFIXES.get(path.suffix.lower())
+    if kind is None:
+        raise DataError(f"unsupported data file {path}: expected one of {sorted(LOCAL_SUFFIXES)}")
+    try:
+        frame = pd.read_parquet(path) if kind == "parquet" else pd.read_json(path, lines=True, dtype=False)
+    except ValueError as exc:
+        raise DataError(f"cannot read {path}: {exc}") from exc
+    return LoadedTable(frame=frame, dataset=str(path.resolve()), revision=f"sha256:{file_sha256(path)}")
+
+
+def load_hub(repo_id: str, split: str, revision: str | None = None) -> LoadedTable:
+    """Load `split` of a Hub dataset; the commit actually read is recorded.
+
+    The repository is fetched with `snapshot_download` (honours HF_HOME, HF_TOKEN, HF_HUB_OFFLINE), whose cache
+    folder is named after the commit, then read with `datasets.load_dataset`.
+    """
+    local = Path(snapshot_download(repo_id, repo_type="dataset", revision=revision))
+    try:
+        table = datasets.load_dataset(str(local), split=split)
+    except ValueError as exc:
+        raise DataError(f"dataset {repo_id} has no split {split!r}: {exc}") from exc
+    return LoadedTable(frame=table.to_pandas(), dataset=repo_id, revision=local.name)
+
+
+def load_url(url: str) -> LoadedTable:
+    """Download a `.jsonl`/`.parquet` file with the `datasets` download cache and read it like a local file."""
+    local = Path(datasets.DownloadManager().download(url))
+    kind = LOCAL_SUFFIXES.get(Path(url).suffix.lower())
+    if kind is None:
+        raise DataError(f"unsupported data URL {url}: expected one of {sorted(LOCAL_SUFFIXES)}")
+    frame = pd.read_parquet(local) if kind == "parquet" else pd.read_json(local, lines=True, dtype=False)
+    return LoadedTable(frame=frame, dataset=url, revision=f"sha256:{file_sha256(local)}")
+
+
+def require_columns(frame: pd.DataFrame, columns: Iterable[str], dataset: str, id_column: str | None = None) -> None:
+    """Raise DataError naming the first row (index and id) that lacks one of `columns`."""
+    missing = [column for column in columns if column not in frame.columns]
+    if missing:
+        raise DataError(f"{dataset}: every row lacks column(s) {missing}; found {list(frame.columns)}")
+    for column in columns:
+        nulls = frame[column].isna()
+        if nulls.any():
+            row = int(nulls.to_numpy().argmax())
+            label = f"row {row}"
+            if id_column is not None and id_column != column and id_column in frame.columns:
+                label += f" (id {frame[id_column].iloc[[row]].tolist()[0]!r})"
+            raise DataError(f"{dataset}: {label} has no value for column {column!r}")
+
+
+def select_subsets(
+    frame: pd.DataFrame, column: str, subsets: Sequence[str] | None, known: Iterable[str], dataset: str
+) -> pd.DataFrame:
+    """Check every row's subset is known, then keep only `subsets` (all when None); unknown names raise."""
+    known = set(known)
+    unknown_rows = sorted(set(frame[column]) - known)
+    if unknown_rows:
+        raise DataError(f"{dataset}: rows with unknown {column} {unknown_rows}; known: {sorted(known)}")
+    if not subsets:
+        return frame.reset_index(drop=True)
+    unknown = sorted(set(subsets) - known)
+    if unknown:
+        raise BenchmarkError(f"unknown {column}(s) {unknown}; choose from {sorted(known)}")
+    chosen = frame[frame[column].isin(list(subsets))].reset_index(drop=True)
+    if chosen.empty:
+        raise DataError(f"{dataset}: no rows in {column}(s) {list(subsets)}")
+    return chosen

@@ -1,0 +1,201 @@
+"""Result files under OUT/<model-slug>/: the JSON + per-example parquet, the cache key, and score checkpoints.
+
+Layout (stable): `OUT/<slug>/<benchmark>.json`, `OUT/<slug>/<benchmark>.per_example.parquet`, and while a run is
+in progress `OUT/<slug>/.cache/<benchmark>-<key16>/chunk-NNNNN.npy` (removed once the JSON is written).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from dogerm_eval.models import ResolvedModel
+
+REQUIRED_KEYS = ("dataset", "dataset_revision", "settings", "subsets", "sections", "score")
+DEFAULT_CHUNK_SIZE = 512
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """What a benchmark's formula produced from the scores: accuracies, sections, overall score, per-example rows."""
+
+    subsets: dict[str, float]
+    sections: dict[str, float]
+    score: float
+    per_example: pd.DataFrame
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _atomic_write_bytes(path: Path, write: Callable[[Path], None]) -> None:
+    """Call `write(tmp)` on a temp file in `path`'s folder, then rename it onto `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _clean_floats(value: Any) -> Any:
+    """Replace NaN/inf (not valid JSON) by None, recursively."""
+    if isinstance(value, float | np.floating) and not math.isfinite(float(value)):
+        return None
+    if isinstance(value, Mapping):
+        return {key: _clean_floats(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean_floats(item) for item in value]
+    return value
+
+
+def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
+    """Write `data` as indented JSON through a temp file + rename."""
+    text = json.dumps(_clean_floats(data), indent=2, default=_json_default) + "\n"
+    _atomic_write_bytes(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def result_path(output_dir: Path, model: ResolvedModel, benchmark: str) -> Path:
+    """`OUT/<slug>/<benchmark>.json`."""
+    return Path(output_dir) / model.slug / f"{benchmark}.json"
+
+
+def model_fingerprint(model: ResolvedModel) -> str:
+    """The Hub commit of the model, or `sha256:` of a local folder's content (every file's path and bytes).
+
+    Hashing a 7B checkpoint reads it once (seconds to tens of seconds); it is what makes results of a local folder
+    that was re-merged in place not be reused.
+    """
+    if model.commit:
+        return model.commit
+    digest = hashlib.sha256()
+    for file in sorted(p for p in Path(model.path).rglob("*") if p.is_file()):
+        relative = file.relative_to(model.path).as_posix()
+        if relative.startswith("."):
+            continue
+        with file.open("rb") as handle:
+            file_digest = hashlib.file_digest(handle, "sha256").hexdigest()
+        digest.update(f"{relative}\0{file_digest}\n".encode())
+    return f"sha256:{digest.hexdigest()}"
+
+
+def cache_key(
+    model_fp: str, benchmark: str, dataset: str, dataset_revision: str, subsets: Sequence[str] | None,
+    settings: Mapping[str, Any],
+) -> str:
+    """sha256 over everything that determines a result: model content, dataset revision, subsets and settings."""
+    blob = json.dumps(
+        {
+            "model": model_fp, "benchmark": benchmark, "dataset": dataset, "dataset_revision": dataset_revision,
+            "subsets": sorted(subsets) if subsets else None, "settings": settings,
+        },
+        sort_keys=True, default=_json_default,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def load_cached_result(output_dir: Path, model: ResolvedModel, benchmark: str, key: str) -> dict[str, Any] | None:
+    """The stored result JSON if it was written with the same cache key and its parquet exists, else None."""
+    path = result_path(output_dir, model, benchmark)
+    if not path.is_file():
+        return None
+    result = json.loads(path.read_text(encoding="utf-8"))
+    if result.get("cache_key") != key or not (path.parent / result.get("per_example", "")).is_file():
+        return None
+    return result
+
+
+def write_result(
+    output_dir: Path, model: ResolvedModel, benchmark: str, payload: Mapping[str, Any], per_example: pd.DataFrame
+) -> Path:
+    """Write `OUT/<slug>/<benchmark>.json` and its per-example parquet atomically; return the JSON path.
+
+    `payload` holds `dataset`, `dataset_revision`, `settings`, `subsets`, `sections`, `score` and any extra keys;
+    `model`, `revision` and `per_example` (the parquet's file name, relative to the JSON) are filled in here.
+    """
+    missing = [key for key in REQUIRED_KEYS if key not in payload]
+    if missing:
+        raise ValueError(f"result payload lacks {missing}")
+    path = result_path(output_dir, model, benchmark)
+    parquet = path.with_name(f"{benchmark}.per_example.parquet")
+    _atomic_write_bytes(parquet, lambda tmp: per_example.to_parquet(tmp, index=False))
+    result = {
+        "model": model.repo_id or model.ref,
+        "revision": model.commit or model.revision,
+        **payload,
+        "per_example": parquet.name,
+    }
+    write_json_atomic(path, result)
+    return path
+
+
+def read_per_example(result_json: Path) -> pd.DataFrame:
+    """The per-example table referenced by a result JSON."""
+    result = json.loads(Path(result_json).read_text(encoding="utf-8"))
+    return pd.read_parquet(Path(result_json).parent / result["per_example"])
+
+
+def _save_array(path: Path, values: np.ndarray) -> None:
+    with path.open("wb") as handle:
+        np.save(handle, values)
+
+
+def checkpoint_dir(output_dir: Path, model: ResolvedModel, benchmark: str, key: str) -> Path:
+    """Folder of the score chunks of one (model, benchmark, key) run."""
+    return Path(output_dir) / model.slug / ".cache" / f"{benchmark}-{key[:16]}"
+
+
+def score_in_chunks(
+    score: Callable[[Sequence[tuple[str, str]]], np.ndarray],
+    conversations: Sequence[tuple[str, str]],
+    directory: Path,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    progress: Callable[[int, int], None] | None = None,
+) -> np.ndarray:
+    """Score `conversations` chunk by chunk, saving each chunk to `directory`; chunks already there are reused.
+
+    An interrupted run therefore resumes at the first missing chunk. `progress(done, total)` is called after each
+    chunk.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    meta = {"total": len(conversations), "chunk_size": chunk_size}
+    meta_path = directory / "meta.json"
+    if meta_path.is_file() and json.loads(meta_path.read_text(encoding="utf-8")) != meta:
+        shutil.rmtree(directory)
+        directory.mkdir(parents=True)
+    write_json_atomic(meta_path, meta)
+    parts = []
+    for start in range(0, len(conversations), chunk_size):
+        chunk_path = directory / f"chunk-{start // chunk_size:05d}.npy"
+        if chunk_path.is_file():
+            parts.append(np.load(chunk_path))
+        else:
+            chunk = conversations[start : start + chunk_size]
+            values = np.asarray(score(chunk), dtype=np.float64)
+            if values.shape != (len(chunk),):
+                raise RuntimeError(f"scorer returned shape {values.shape} for {len(chunk)} conversations")
+            _atomic_write_bytes(chunk_path, lambda tmp, v=values: _save_array(tmp, v))
+            parts.append(values)
+        if progress is not None:
+            progress(min(start + chunk_size, len(conversations)), len(conversations))
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float64)
