@@ -1,0 +1,449 @@
+"""Run untrusted generated Python programs (MBPP candidates) with layered, best-available isolation.
+
+Every program runs in its own process, in a fresh temporary working directory, with a minimal environment
+(``PATH``, ``LANG``, and ``HOME``/``TMPDIR`` pointing at that directory: no HF_TOKEN or other secrets), stdin
+from /dev/null, stdout+stderr captured to a file of which the last ``output_bytes`` are kept, a wall-clock
+timeout after which the whole process tree is killed, and rlimits on CPU time, address space, file size,
+open files, core dumps and processes. On top of that, each layer below is used when this machine allows it
+(probed once per process; :func:`active_defences` lists what is active):
+
+* PID + network + mount namespaces (``unshare``): the program sees only its own processes in a fresh
+  ``/proc`` (so not the parent's environment), has no network (only a down loopback), and all its
+  descendants die with it;
+* read-only file system: inside the mount namespace every mount is remounted read-only except the
+  working directory, then all capabilities are dropped (``setpriv``), so even a root program cannot remount,
+  delete files or move itself out of its cgroups;
+* a per-program pids cgroup (``pids.max``: caps processes even for root, where RLIMIT_NPROC is ignored) and
+  memory cgroup (total memory of the program and all its children);
+* an unprivileged uid (``nobody``) when the interpreter is usable by it (RLIMIT_NPROC then applies too);
+* an in-process audit hook refusing socket use (weak on its own: a child process or ctypes bypasses it).
+
+Pass/fail marker. A program passes only if the trusted harness reaches the end of the program + asserts and
+writes a 128-bit random nonce to a dedicated pipe. The nonce is sent through another pipe that the harness
+reads and closes before the program starts, so it is in no file, argv, environment variable or output the
+program could read; stdout and the exit status are never trusted (printing a marker or ``sys.exit(0)``
+before the asserts fails: the harness catches ``SystemExit``, and ``os._exit`` skips the marker). A program
+that deliberately inspects the interpreter's own memory could recover the nonce, but such a program could
+equally defeat the asserts themselves (e.g. return an object whose ``__eq__`` is always true): the sandbox
+contains damage, it does not prove correctness against an adversarial program.
+
+Not covered: disk quotas beyond the per-file size limit when the file system is writable (no read-only
+layer), and CPU/memory isolation from other users beyond these limits. Use a container for stronger needs.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import pwd
+import resource
+import secrets
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Literal
+
+NOBODY = "nobody"
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+MINIMAL_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+#: Trusted code run by the sandboxed interpreter before the program (see the module docstring).
+HARNESS = r"""
+import json, os, resource, sys, traceback
+cfg = json.loads(sys.argv[1])
+for name, soft, hard in cfg["rlimits"]:
+    resource.setrlimit(getattr(resource, name), (soft, hard))
+def _no_network(event, args):
+    if event.startswith("socket."):
+        raise PermissionError("network access is disabled in the sandbox")
+sys.addaudithook(_no_network)
+_nonce = os.read(cfg["nonce_fd"], 64)
+os.close(cfg["nonce_fd"])
+with open("program.py", encoding="utf-8") as f:
+    _source = f.read()
+try:
+    exec(compile(_source, "program.py", "exec"), {"__name__": "__main__"})
+except BaseException:
+    traceback.print_exc()
+    sys.stdout.flush()
+    os._exit(1)
+sys.stdout.flush()
+os.write(cfg["result_fd"], _nonce)
+os._exit(0)
+"""
+
+#: Shell run first inside the namespaces: join the cgroups, make every mount read-only except the working
+#: directory ($1), then exec the rest of the command line. Arguments: WORKDIR READONLY(0/1) CGROUP... -- CMD...
+SETUP = r"""
+wd=$1; readonly=$2; shift 2
+while [ "$1" != "--" ]; do echo $$ > "$1/cgroup.procs" || exit 97; shift; done
+shift
+if [ "$readonly" = 1 ]; then
+  mount --bind "$wd" "$wd" || exit 98
+  for m in $(awk '{print $5}' /proc/self/mountinfo); do
+    [ "$m" = "$wd" ] || mount -o remount,bind,ro "$m" 2>/dev/null || exit 99
+  done
+fi
+cd "$wd" || exit 96
+exec "$@"
+"""
+
+
+class SandboxError(RuntimeError):
+    """The sandbox itself could not be set up (not a failure of the program under test)."""
+
+
+@dataclass(frozen=True)
+class SandboxLimits:
+    """Resource limits for one program run."""
+
+    wall_s: float = 10.0
+    cpu_s: int = 10
+    memory_bytes: int = 2 * 1024**3
+    file_bytes: int = 16 * 1024**2
+    max_processes: int = 32
+    open_files: int = 64
+    output_bytes: int = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Layers:
+    """Which optional isolation layers to use (all probed as available when built by :func:`probe_layers`)."""
+
+    namespaces: bool = False
+    user_namespace: bool = False
+    readonly_fs: bool = False
+    pids_cgroup: bool = False
+    memory_cgroup: bool = False
+    drop_uid: bool = False
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    """Outcome of one program: ``passed`` only when the harness marker arrived (see module docstring)."""
+
+    passed: bool
+    status: Literal["passed", "failed", "timeout", "error"]
+    returncode: int | None
+    output: str
+    duration_s: float
+
+
+def _is_root() -> bool:
+    return os.geteuid() == 0
+
+
+def _own_cgroup(controller: str) -> Path | None:
+    """The folder of this process's cgroup for `controller` (cgroup v1 hierarchy or v2 unified), if any."""
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if controller in controllers.split(","):
+            base = CGROUP_ROOT / controller
+            if not base.is_dir():
+                base = CGROUP_ROOT / controllers
+            return base / path.lstrip("/")
+    for line in lines:
+        if line.startswith("0::"):
+            for base in (CGROUP_ROOT / "unified", CGROUP_ROOT):
+                if (base / "cgroup.controllers").is_file() and controller in (
+                    (base / "cgroup.controllers").read_text().split()
+                ):
+                    return base / line[3:].lstrip("/")
+    return None
+
+
+def _limit_files(controller: str) -> tuple[str, ...]:
+    if controller == "pids":
+        return ("pids.max",)
+    return ("memory.limit_in_bytes", "memory.memsw.limit_in_bytes", "memory.max", "memory.swap.max")
+
+
+class _Cgroup:
+    """A child cgroup of this process's own cgroup, created per program and removed afterwards."""
+
+    def __init__(self, controller: str, limit: int) -> None:
+        parent = _own_cgroup(controller)
+        if parent is None:
+            raise SandboxError(f"no {controller} cgroup controller")
+        self.path = parent / f"dogerm-sandbox-{uuid.uuid4().hex[:12]}"
+        try:
+            self.path.mkdir()
+        except OSError as exc:
+            raise SandboxError(f"cannot create {self.path}: {exc}") from exc
+        written = False
+        for name in _limit_files(controller):
+            target = self.path / name
+            if target.exists():
+                try:
+                    target.write_text(str(limit))
+                    written = True
+                except OSError:
+                    if name in ("pids.max", "memory.limit_in_bytes", "memory.max"):
+                        self.remove()
+                        raise SandboxError(f"cannot set {target}") from None
+        if not written:
+            self.remove()
+            raise SandboxError(f"{self.path} has no {controller} limit file")
+
+    def kill_all(self) -> None:
+        """SIGKILL every process left in the cgroup (a v2 `cgroup.kill` when present)."""
+        if (self.path / "cgroup.kill").exists():
+            try:
+                (self.path / "cgroup.kill").write_text("1")
+            except OSError:
+                pass
+        for _ in range(100):
+            try:
+                pids = [int(p) for p in (self.path / "cgroup.procs").read_text().split()]
+            except OSError:
+                return
+            if not pids:
+                return
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.02)
+
+    def remove(self) -> None:
+        """Kill what is left and delete the cgroup folder (retrying while the kernel reaps processes)."""
+        self.kill_all()
+        for _ in range(100):
+            try:
+                self.path.rmdir()
+                return
+            except FileNotFoundError:
+                return
+            except OSError:
+                time.sleep(0.02)
+
+
+def _nobody_ids() -> tuple[int, int] | None:
+    try:
+        entry = pwd.getpwnam(NOBODY)
+    except KeyError:
+        return None
+    return entry.pw_uid, entry.pw_gid
+
+
+def _command(layers: Layers, workdir: Path, cgroups: Sequence[_Cgroup], python: str, config: str) -> list[str]:
+    prefix: list[str] = []
+    if layers.namespaces:
+        prefix = ["unshare", "--pid", "--net", "--mount", "--mount-proc", "--fork", "--kill-child"]
+        if layers.user_namespace:
+            prefix[1:1] = ["--user", "--map-root-user"]
+    priv: list[str] = []
+    if layers.readonly_fs or layers.drop_uid:
+        priv = ["setpriv", "--no-new-privs", "--bounding-set=-all", "--inh-caps=-all"]
+        if layers.drop_uid:
+            ids = _nobody_ids()
+            assert ids is not None
+            priv += [f"--reuid={ids[0]}", f"--regid={ids[1]}", "--clear-groups"]
+        priv.append("--")
+    setup = ["sh", "-c", SETUP, "sh", str(workdir), "1" if layers.readonly_fs else "0"]
+    setup += [str(c.path) for c in cgroups] + ["--"]
+    return prefix + setup + priv + [python, "-I", "-B", "-c", HARNESS, config]
+
+
+def _rlimits(limits: SandboxLimits) -> list[tuple[str, int, int]]:
+    memory = limits.memory_bytes
+    return [
+        ("RLIMIT_CPU", limits.cpu_s, limits.cpu_s + 1),
+        ("RLIMIT_AS", memory, memory),
+        ("RLIMIT_FSIZE", limits.file_bytes, limits.file_bytes),
+        ("RLIMIT_NOFILE", limits.open_files, limits.open_files),
+        ("RLIMIT_CORE", 0, 0),
+        ("RLIMIT_NPROC", limits.max_processes, limits.max_processes),
+    ]
+
+
+def _tail(path: Path, size: int) -> str:
+    with path.open("rb") as handle:
+        handle.seek(0, os.SEEK_END)
+        handle.seek(max(0, handle.tell() - size))
+        return handle.read().decode("utf-8", errors="replace")
+
+
+def _kill_tree(process: subprocess.Popen[bytes], cgroups: Sequence[_Cgroup]) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    for cgroup in cgroups:
+        cgroup.kill_all()
+    process.wait()
+
+
+def execute(program: str, limits: SandboxLimits, layers: Layers | None = None, python: str | None = None) -> ExecResult:
+    """Run `program` (source text) once in the sandbox; any crash, limit hit or timeout is a failed result."""
+    layers = probe_layers() if layers is None else layers
+    python = python or sys.executable
+    started = time.monotonic()
+    scratch = Path(tempfile.mkdtemp(prefix="dogerm-sandbox-"))
+    cgroups: list[_Cgroup] = []
+    fds: list[int] = []
+    try:
+        workdir = scratch / "work"
+        workdir.mkdir()
+        (workdir / "program.py").write_text(program, encoding="utf-8")
+        if layers.drop_uid:
+            ids = _nobody_ids()
+            assert ids is not None
+            scratch.chmod(0o711)
+            os.chown(workdir, *ids)
+            os.chown(workdir / "program.py", *ids)
+        if layers.pids_cgroup:
+            cgroups.append(_Cgroup("pids", limits.max_processes))
+        if layers.memory_cgroup:
+            cgroups.append(_Cgroup("memory", limits.memory_bytes))
+        nonce_read, nonce_write = os.pipe()
+        result_read, result_write = os.pipe()
+        fds += [nonce_read, nonce_write, result_read, result_write]
+        nonce = secrets.token_hex(16).encode()
+        os.write(nonce_write, nonce)
+        config = json.dumps({"rlimits": _rlimits(limits), "nonce_fd": nonce_read, "result_fd": result_write})
+        env = {"PATH": MINIMAL_PATH, "HOME": str(workdir), "TMPDIR": str(workdir), "LANG": "C.UTF-8"}
+        output_path = scratch / "output.txt"
+        with output_path.open("wb") as output:
+            process = subprocess.Popen(
+                _command(layers, workdir, cgroups, python, config),
+                cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
+                pass_fds=(nonce_read, result_write), start_new_session=True,
+            )
+        for fd in (nonce_read, nonce_write, result_write):
+            os.close(fd)
+            fds.remove(fd)
+        timed_out = False
+        try:
+            returncode: int | None = process.wait(timeout=limits.wall_s)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            returncode = None
+        _kill_tree(process, cgroups)
+        os.set_blocking(result_read, False)
+        try:
+            marker = os.read(result_read, 64)
+        except BlockingIOError:
+            marker = b""
+        passed = not timed_out and returncode == 0 and secrets.compare_digest(marker, nonce)
+        status: Literal["passed", "failed", "timeout", "error"] = (
+            "passed" if passed else "timeout" if timed_out else "failed"
+        )
+        return ExecResult(passed, status, returncode, _tail(output_path, limits.output_bytes),
+                          time.monotonic() - started)
+    except (OSError, SandboxError) as exc:
+        return ExecResult(False, "error", None, f"sandbox error: {exc}", time.monotonic() - started)
+    finally:
+        for fd in fds:
+            os.close(fd)
+        for cgroup in cgroups:
+            cgroup.remove()
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def execute_many(
+    programs: Sequence[str],
+    limits: SandboxLimits,
+    workers: int = 1,
+    layers: Layers | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> list[ExecResult]:
+    """Run each program in its own sandbox with `workers` in parallel; results in input order."""
+    layers = probe_layers() if layers is None else layers
+
+    def one(program: str) -> ExecResult:
+        result = execute(program, limits, layers)
+        if progress is not None:
+            progress(1)
+        return result
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        return list(pool.map(one, programs))
+
+
+_PROBE_PROGRAM = "import collections, itertools, math, re\nassert math.gcd(12, 18) == 6\n"
+_PROBE_LIMITS = SandboxLimits(wall_s=20.0, cpu_s=10)
+
+
+def _works(layers: Layers) -> bool:
+    return execute(_PROBE_PROGRAM, _PROBE_LIMITS, layers).passed
+
+
+@functools.cache
+def probe_layers() -> Layers:
+    """The strongest combination of optional layers that runs a trivial program correctly on this machine."""
+    if sys.platform != "linux":
+        return Layers()
+    layers = Layers()
+    if shutil.which("unshare"):
+        candidate = replace(layers, namespaces=True, user_namespace=not _is_root())
+        if _works(candidate):
+            layers = candidate
+    if layers.namespaces and not layers.user_namespace and shutil.which("setpriv"):
+        candidate = replace(layers, readonly_fs=True)
+        if _works(candidate):
+            layers = candidate
+    for flag, controller, limit in (("pids_cgroup", "pids", 8), ("memory_cgroup", "memory", 2**30)):
+        try:
+            _Cgroup(controller, limit).remove()
+        except SandboxError:
+            continue
+        candidate = replace(layers, **{flag: True})
+        if _works(candidate):
+            layers = candidate
+    if _is_root() and _nobody_ids() is not None and shutil.which("setpriv") and not layers.user_namespace:
+        candidate = replace(layers, drop_uid=True)
+        if _works(candidate):
+            layers = candidate
+    return layers
+
+
+def describe(layers: Layers, limits: SandboxLimits) -> list[str]:
+    """Human-readable list of the defences `layers` + `limits` give."""
+    uid = "nobody" if layers.drop_uid else pwd.getpwuid(os.geteuid()).pw_name
+    defences = [
+        "separate process per program, fresh temporary working directory",
+        "minimal environment (HOME/TMPDIR = working dir; tokens such as HF_TOKEN not passed), stdin closed",
+        f"wall-clock timeout {limits.wall_s:g} s (whole process tree killed)",
+        f"rlimits: CPU {limits.cpu_s} s, address space {limits.memory_bytes} B, file size {limits.file_bytes} B, "
+        f"{limits.open_files} open files, no core dumps",
+        f"output captured, last {limits.output_bytes} B kept",
+        "pass marker: random nonce on a private pipe, SystemExit caught",
+        "socket audit hook (in-process only)",
+    ]
+    if layers.drop_uid or not _is_root():
+        defences.append(f"RLIMIT_NPROC {limits.max_processes} (runs as {uid})")
+    if layers.drop_uid:
+        defences.append("unprivileged uid nobody")
+    if layers.namespaces:
+        defences.append("PID namespace (private /proc; descendants die with the program)")
+        defences.append("network namespace (no network)")
+        if layers.user_namespace:
+            defences.append("user namespace")
+    if layers.readonly_fs:
+        defences.append("read-only file system except the working dir; all capabilities dropped")
+    if layers.pids_cgroup:
+        defences.append(f"pids cgroup (pids.max {limits.max_processes})")
+    if layers.memory_cgroup:
+        defences.append(f"memory cgroup ({limits.memory_bytes} B)")
+    return defences
+
+
+def active_defences(limits: SandboxLimits | None = None) -> list[str]:
+    """The defences the sandbox uses on this machine (probes once, then cached)."""
+    return describe(probe_layers(), limits or SandboxLimits())

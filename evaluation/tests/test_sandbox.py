@@ -1,0 +1,217 @@
+"""The code sandbox: correct programs pass, wrong and hostile ones fail, contained, and the run goes on.
+
+Hostile programs run in a child process placed in a pids + memory cgroup made by the test (an extra cap on top
+of the sandbox's own); the test fails loudly when that cap cannot be made rather than run them unprotected.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import dogerm_eval
+from dogerm_eval.sandbox import SandboxLimits, _own_cgroup, active_defences, execute
+
+LIMITS = SandboxLimits(wall_s=2.0, cpu_s=2, memory_bytes=512 * 1024**2, max_processes=16)
+OUTER_PIDS = 96
+OUTER_MEMORY = 3 * 1024**3
+
+RUNNER = """
+import json, os, sys
+for cgroup in sys.argv[1:]:
+    with open(os.path.join(cgroup, "cgroup.procs"), "w") as handle:
+        handle.write(str(os.getpid()))
+from dogerm_eval.sandbox import SandboxLimits, execute_many
+limits = SandboxLimits(**json.loads(os.environ["SANDBOX_LIMITS"]))
+programs = json.loads(sys.stdin.read())
+results = execute_many(programs, limits, workers=2)
+print(json.dumps([{"status": r.status, "passed": r.passed, "output": r.output, "duration_s": r.duration_s}
+                  for r in results]))
+"""
+
+
+def _make_cgroup(controller: str, limits: dict[str, int]) -> Path:
+    parent = _own_cgroup(controller)
+    if parent is None:
+        pytest.fail(f"no {controller} cgroup: refusing to run hostile programs without an outer cap")
+    path = parent / f"dogerm-sandbox-test-{uuid.uuid4().hex[:8]}"
+    try:
+        path.mkdir()
+        for name, value in limits.items():
+            if (path / name).exists():
+                (path / name).write_text(str(value))
+    except OSError as exc:
+        pytest.fail(f"cannot create the outer {controller} cap {path}: {exc}")
+    if not any((path / name).exists() for name in limits):
+        pytest.fail(f"{path} has none of {list(limits)}")
+    return path
+
+
+def _remove_cgroup(path: Path) -> None:
+    for pid in (path / "cgroup.procs").read_text().split():
+        try:
+            os.kill(int(pid), 9)
+        except ProcessLookupError:
+            pass
+    for _ in range(200):
+        try:
+            path.rmdir()
+            return
+        except OSError:
+            import time
+
+            time.sleep(0.05)
+
+
+@pytest.fixture
+def outer_cap() -> Iterator[list[Path]]:
+    """A pids cgroup (pids.max 96) and a memory cgroup (3 GiB, no swap) for the runner process."""
+    pids = _make_cgroup("pids", {"pids.max": OUTER_PIDS})
+    memory = _make_cgroup(
+        "memory",
+        {"memory.limit_in_bytes": OUTER_MEMORY, "memory.memsw.limit_in_bytes": OUTER_MEMORY,
+         "memory.max": OUTER_MEMORY, "memory.swap.max": 0},
+    )
+    try:
+        yield [pids, memory]
+    finally:
+        _remove_cgroup(pids)
+        _remove_cgroup(memory)
+
+
+def _run_capped(programs: list[str], cgroups: list[Path], env: dict[str, str]) -> list[dict]:
+    package_root = str(Path(dogerm_eval.__file__).resolve().parent.parent)
+    full_env = {**os.environ, **env, "PYTHONPATH": package_root,
+                "SANDBOX_LIMITS": json.dumps(LIMITS.__dict__)}
+    done = subprocess.run(
+        [sys.executable, "-c", RUNNER, *map(str, cgroups)], input=json.dumps(programs), capture_output=True,
+        text=True, env=full_env, timeout=90, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+CORRECT = "def add(a, b):\n    return a + b\n\nassert add(1, 2) == 3\nassert add(-1, 1) == 0\n"
+
+
+def test_correct_passes_and_wrong_fails() -> None:
+    assert execute(CORRECT, LIMITS).status == "passed"
+    wrong = execute("def add(a, b):\n    return a - b\n\nassert add(1, 2) == 3\n", LIMITS)
+    assert (wrong.status, wrong.passed) == ("failed", False)
+    assert "AssertionError" in wrong.output
+    assert execute("def add(a, b)\n    return a\n", LIMITS).status == "failed"  # syntax error
+
+
+@pytest.mark.parametrize(
+    "early_exit",
+    ["import sys\nsys.exit(0)", "import os\nos._exit(0)", "raise SystemExit", "print('PASSED')\nimport sys\nsys.exit()"],
+)
+def test_exit_before_the_asserts_is_not_a_pass(early_exit: str) -> None:
+    program = f"def add(a, b):\n    return a - b\n\n{early_exit}\nassert add(1, 2) == 3\n"
+    result = execute(program, LIMITS)
+    assert not result.passed and result.status == "failed"
+
+
+def test_home_is_the_working_dir() -> None:
+    probe = "import os\nprint(os.path.expanduser('~'))\nos.system('echo ~')\nprint(sorted(os.environ))\n"
+    result = execute(probe, LIMITS)
+    assert result.passed, result.output
+    lines = result.output.split("\n")
+    assert lines[0] == lines[1]
+    assert lines[0].startswith(tempfile.gettempdir()) and "dogerm-sandbox-" in lines[0]
+    assert lines[2] == str(sorted(["HOME", "LANG", "OLDPWD", "PATH", "PWD", "TMPDIR"]))  # PWD/OLDPWD: from sh
+
+
+def test_defences_are_reported() -> None:
+    defences = active_defences(LIMITS)
+    assert any("wall-clock timeout 2 s" in d for d in defences)
+    assert any("minimal environment" in d for d in defences)
+
+
+def test_hostile_programs_are_contained_and_the_run_goes_on(outer_cap: list[Path], tmp_path: Path) -> None:
+    defences = " | ".join(active_defences(LIMITS))
+    for needed in ("PID namespace", "network namespace", "pids cgroup"):
+        assert needed in defences, f"this machine lacks {needed}: {defences}"
+    token = f"hf_planted_{uuid.uuid4().hex}"
+    decoy = tmp_path / "decoy-home"
+    (decoy / ".cache" / "huggingface").mkdir(parents=True)
+    (decoy / ".cache" / "huggingface" / "token").write_text(token)
+    real_home = Path(pwd.getpwuid(os.getuid()).pw_dir)
+    real_home_before = set(os.listdir(real_home))
+    # safety precondition for the `rm -rf ~` program: in the sandbox `~` is the sandbox's own working dir
+    probe = execute("import os\nos.system('echo ~')\n", LIMITS)
+    assert probe.passed and "dogerm-sandbox-" in probe.output and str(real_home) != probe.output.strip()
+
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    listener.setblocking(False)
+    port = listener.getsockname()[1]
+    connect = f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=1)\nprint('CONN' + 'ECTED')\n"
+    # raw libc calls through ctypes bypass the in-process audit hook: only the network namespace stops them
+    connect_raw = textwrap.dedent(f"""
+        import ctypes, struct
+        libc = ctypes.CDLL(None, use_errno=True)
+        fd = libc.socket(2, 1, 0)
+        address = struct.pack("=H", 2) + struct.pack("!H", {port}) + bytes([127, 0, 0, 1]) + bytes(8)
+        if libc.connect(fd, address, len(address)) == 0:
+            print("CONN" + "ECTED")
+        assert False, ctypes.get_errno()
+    """)
+    hostile = {
+        "spin": "while True:\n    pass\n",
+        "fork_bomb": "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n",
+        "allocate_50gb": "blob = bytearray(50 * 1024**3)\nblob[-1] = 1\n",
+        "write_2gb": textwrap.dedent("""
+            chunk = b"x" * 2**20
+            with open("big.bin", "wb") as handle:
+                for _ in range(2048):
+                    handle.write(chunk)
+        """),
+        "rm_home": "import os\nos.system('rm -rf ~')\nos.system('rm -rf \"$HOME\"')\nassert False\n",
+        "read_token": textwrap.dedent(f"""
+            import glob, os
+            found = [os.environ.get("HF_TOKEN"), os.environ.get("HUGGING_FACE_HUB_TOKEN")]
+            for path in glob.glob("/proc/*/environ") + [{str(decoy / '.cache/huggingface/token')!r}]:
+                try:
+                    found.append(open(path, "rb").read().decode(errors="replace"))
+                except OSError as exc:
+                    found.append(repr(exc))
+            print(found)
+            assert False
+        """),
+        "socket": connect,
+        "socket_raw": connect_raw,
+    }
+    programs = [CORRECT, *hostile.values(), CORRECT]
+    results = _run_capped(programs, outer_cap, {"HOME": str(decoy), "HF_TOKEN": token})
+
+    assert [r["status"] for r in results[:1] + results[-1:]] == ["passed", "passed"]
+    by_name = dict(zip(hostile, results[1:-1]))
+    for name, result in by_name.items():
+        assert not result["passed"], (name, result)
+        assert result["duration_s"] < LIMITS.wall_s + 3, (name, result["duration_s"])
+    assert by_name["spin"]["status"] == "timeout"
+    assert "MemoryError" in by_name["allocate_50gb"]["output"]
+    for name in ("socket", "socket_raw"):
+        assert "CONNECTED" not in by_name[name]["output"]
+    with pytest.raises(BlockingIOError):
+        listener.accept()
+    listener.close()
+    assert token not in by_name["read_token"]["output"]
+    assert "hf_planted" not in by_name["read_token"]["output"]
+    assert (decoy / ".cache" / "huggingface" / "token").read_text() == token
+    assert real_home.is_dir() and real_home_before <= set(os.listdir(real_home))
+    leftovers = [p for p in Path(tempfile.gettempdir()).glob("dogerm-sandbox-*/work/big.bin")]
+    assert not leftovers
