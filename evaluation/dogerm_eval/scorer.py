@@ -1,0 +1,216 @@
+"""One batched scorer for every benchmark: (prompt, response) pairs in, one float per pair out.
+
+Fast path: format and tokenize every text once, score each distinct text once, sort by length and batch by a token
+budget (so padding is minimal), then restore the input order. ``compat="rewardbench"`` instead reproduces the
+batching of RewardBench's ``scripts/run_rm.py`` / ``run_v2.py`` (rewardbench 0.1.4): consecutive batches of 64 in the
+given order, padded on the tokenizer's padding side, the first of a double BOS masked in the attention mask (its
+``RewardBenchPipeline``). RewardBench scores chosen and rejected texts in separate passes: call ``score`` once per
+side to get the same batches.
+
+Under ``accelerate launch`` (or any torch.distributed launch) the batches are split across processes and the scores
+gathered, so every process returns the full array; batches are formed identically whatever the process count, so
+the scores do not depend on it.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from accelerate import PartialState
+from accelerate.utils import gather_object
+from tqdm.auto import tqdm
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedTokenizerBase
+
+from dogerm_eval.errors import BenchmarkError, ModelError
+from dogerm_eval.formatting import FormatSettings, chat_template_for, format_conversation
+from dogerm_eval.models import ResolvedModel, resolve_model
+
+#: Batch size of RewardBench's run_rm.py / run_v2.py (``--batch_size`` default).
+REWARDBENCH_BATCH_SIZE = 64
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DEFAULT_TOKEN_BUDGET = 16384
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    """Map ``"auto"`` (bf16, else fp16, on CUDA; fp32 elsewhere) or a dtype name to a torch dtype."""
+    if dtype == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float32
+    if dtype not in DTYPES:
+        raise BenchmarkError(f"unknown dtype {dtype!r}; choose 'auto' or one of {sorted(DTYPES)}")
+    return DTYPES[dtype]
+
+
+def plan_token_batches(lengths: Sequence[int], token_budget: int) -> list[list[int]]:
+    """Group indices, longest first, so that each batch's ``size * longest`` stays within ``token_budget``.
+
+    A text longer than the budget gets a batch of its own.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches: list[list[int]] = []
+    for index in order:
+        if batches and (len(batches[-1]) + 1) * lengths[batches[-1][0]] <= token_budget:
+            batches[-1].append(index)
+        else:
+            batches.append([index])
+    return batches
+
+
+def collate(
+    sequences: Sequence[list[int]], pad_id: int, padding_side: str, mask_bos_id: int | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pad token-id lists into ``(input_ids, attention_mask)``.
+
+    With ``mask_bos_id``, a sequence whose first two tokens are both that id gets its first one masked, as
+    RewardBench's pipeline does for a double BOS.
+    """
+    width = max(len(ids) for ids in sequences)
+    input_ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, ids in enumerate(sequences):
+        start = width - len(ids) if padding_side == "left" else 0
+        input_ids[row, start : start + len(ids)] = torch.tensor(ids, dtype=torch.long)
+        attention_mask[row, start : start + len(ids)] = 1
+        if mask_bos_id is not None and len(ids) > 1 and ids[0] == ids[1] == mask_bos_id:
+            attention_mask[row, start] = 0
+    return input_ids, attention_mask
+
+
+class RewardScorer:
+    """Scores (prompt, response) pairs with a one-label sequence-classification reward model."""
+
+    def __init__(
+        self,
+        model: ResolvedModel | str,
+        format: FormatSettings | None = None,
+        dtype: str = "auto",
+        device: str | None = None,
+        token_budget: int = DEFAULT_TOKEN_BUDGET,
+        compat: Literal["fast", "rewardbench"] = "fast",
+    ) -> None:
+        if compat not in ("fast", "rewardbench"):
+            raise BenchmarkError(f"unknown compat mode {compat!r}; choose 'fast' or 'rewardbench'")
+        if token_budget < 1:
+            raise BenchmarkError(f"token budget must be positive, got {token_budget}")
+        self.model = model if isinstance(model, ResolvedModel) else resolve_model(model)
+        self.format = format or FormatSettings()
+        self.compat = compat
+        self.token_budget = token_budget
+        # cpu=True lets a torchrun/accelerate launch without CUDA use gloo (accelerate otherwise stays single-process).
+        self.state = PartialState(cpu=device == "cpu" or not torch.cuda.is_available())
+        self.device = torch.device(device) if device else self.state.device
+        self.dtype = resolve_dtype(dtype, self.device)
+        self.tokenizer = self._load_tokenizer()
+        self.template_name, _ = chat_template_for(self.tokenizer, self.format)
+        self.pad_from_eos = self.tokenizer.pad_token_id is None
+        if self.pad_from_eos:
+            if self.tokenizer.eos_token is None:
+                raise ModelError(f"the tokenizer of {self.model.ref!r} has neither a pad nor an EOS token")
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.network = self._load_network()
+        mask_double_bos = self.format.double_bos == "mask" or compat == "rewardbench"
+        self._mask_bos_id = self.tokenizer.bos_token_id if mask_double_bos else None
+
+    def _load_tokenizer(self) -> PreTrainedTokenizerBase:
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(self.model.path)
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"cannot load the tokenizer of {self.model.ref!r}: {exc}") from exc
+        tokenizer.truncation_side = self.format.truncation_side
+        return tokenizer
+
+    def _load_network(self) -> torch.nn.Module:
+        try:
+            network = AutoModelForSequenceClassification.from_pretrained(self.model.path, dtype=self.dtype)
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"cannot load the reward model {self.model.ref!r}: {exc}") from exc
+        # RewardBench's rule: no pad token -> pad = EOS on tokenizer and model; else fill a missing config value.
+        if self.pad_from_eos or network.config.pad_token_id is None:
+            network.config.pad_token_id = self.tokenizer.pad_token_id
+        return network.to(self.device).eval()
+
+    def format_texts(self, conversations: Sequence[tuple[str, str]]) -> list[str]:
+        """Render each (prompt, response) pair with the chat template and format settings."""
+        return [format_conversation(self.tokenizer, prompt, response, self.format) for prompt, response in conversations]
+
+    def score(self, conversations: Sequence[tuple[str, str]]) -> np.ndarray:
+        """Score (prompt, response) pairs; float64 array in input order."""
+        return self.score_texts(self.format_texts(conversations))
+
+    def score_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """Score already formatted texts; float64 array in input order."""
+        if not texts:
+            return np.zeros(0, dtype=np.float64)
+        if self.compat == "rewardbench":
+            encoded = self._encode(texts)
+            batches = [
+                list(range(start, min(start + REWARDBENCH_BATCH_SIZE, len(texts))))
+                for start in range(0, len(texts), REWARDBENCH_BATCH_SIZE)
+            ]
+            return self._run(encoded, batches, self.tokenizer.padding_side)
+        position: dict[str, int] = {}
+        inverse = np.array([position.setdefault(text, len(position)) for text in texts])
+        encoded = self._encode(list(position))
+        batches = plan_token_batches([len(ids) for ids in encoded], self.token_budget)
+        return self._run(encoded, batches, "right")[inverse]
+
+    def _encode(self, texts: Sequence[str]) -> list[list[int]]:
+        encoding = self.tokenizer(
+            list(texts), truncation=True, max_length=self.format.max_length, return_attention_mask=False
+        )
+        return encoding["input_ids"]
+
+    def _run(self, encoded: list[list[int]], batches: list[list[int]], padding_side: str) -> np.ndarray:
+        """Score the batches assigned to this process, gather all processes' scores, return them per text."""
+        mine = batches[self.state.process_index :: self.state.num_processes]
+        results: list[tuple[int, float]] = []
+        bar = tqdm(mine, desc="scoring", unit="batch", disable=not self.state.is_main_process, leave=False)
+        with torch.inference_mode():
+            for batch in bar:
+                input_ids, attention_mask = collate(
+                    [encoded[i] for i in batch], self.tokenizer.pad_token_id, padding_side, self._mask_bos_id
+                )
+                logits = self.network(
+                    input_ids=input_ids.to(self.device), attention_mask=attention_mask.to(self.device)
+                ).logits
+                results.extend(zip(batch, logits[:, 0].float().cpu().tolist()))
+        if self.state.num_processes > 1:
+            results = gather_object(results)
+        scores = np.full(len(encoded), np.nan, dtype=np.float64)
+        for index, value in results:
+            scores[index] = value
+        return scores
+
+    def settings_record(self) -> dict[str, Any]:
+        """Everything that determines the scores, for result files."""
+        batching: dict[str, Any]
+        if self.compat == "rewardbench":
+            batching = {
+                "mode": "rewardbench",
+                "batch_size": REWARDBENCH_BATCH_SIZE,
+                "order": "input",
+                "padding_side": self.tokenizer.padding_side,
+            }
+        else:
+            batching = {"mode": "fast", "token_budget": self.token_budget, "order": "length", "deduplicated": True}
+        return {
+            **self.format.record(),
+            "chat_template": self.template_name,
+            "double_bos": "mask" if self._mask_bos_id is not None else "keep",
+            "pad_token_id": self.tokenizer.pad_token_id,
+            "pad_from_eos": self.pad_from_eos,
+            "dtype": str(self.dtype).removeprefix("torch."),
+            "device": self.device.type,
+            "attn_implementation": self.network.config._attn_implementation,
+            "batching": batching,
+            "num_processes": self.state.num_processes,
+            "versions": {
+                name: importlib.metadata.version(name)
+                for name in ("dogerm-eval", "torch", "transformers", "huggingface_hub", "accelerate")
+            },
+        }
