@@ -13,15 +13,33 @@ estimator of Chen et al. (2021); all are re-implemented here.
   vote; equal counts go to the answer seen first); correct if that answer's candidates are correct.
 
 NaN scores rank below every real score (a NaN is never picked over a scored candidate).
+
+The second half holds what the GSM8K and MBPP Best-of-N benchmarks share: matching a candidate file to the
+dataset and wrapping it as a `dogerm_eval.benchmarks.Task` (so scoring, caching, resumable checkpoints and the
+result files are the same as for every other benchmark), the Best-of-N evaluation, and the sweep metrics.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from collections import Counter
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pandas as pd
+
+from dogerm_eval.data import LoadedTable
+from dogerm_eval.errors import DataError
+from dogerm_eval.generate import CandidateRecord, read_candidates, record_fingerprint
+from dogerm_eval.results import Evaluation, model_fingerprint
+
+if TYPE_CHECKING:
+    from dogerm_eval.benchmarks import Task
 
 DEFAULT_NS: tuple[int, ...] = (1, 2, 4, 8, 16)
 
@@ -101,3 +119,93 @@ def bon_table(
             row["majority"] = float(np.mean([majority_vote(a, c, n) for a, c in zip(answers, correct)]))
         table[n] = row
     return table
+
+
+def prepare(
+    name: str,
+    table: LoadedTable,
+    problem_ids: Sequence[int | str],
+    candidates_path: str | Path,
+    build: Callable[[list[int], list[CandidateRecord]], pd.DataFrame],
+    extra: Mapping[str, Any],
+) -> "Task":
+    """Read the candidate file, match each record to its dataset row, build the per-problem frame, wrap as a Task.
+
+    ``build(rows, records)`` returns one row per problem with ``problem_id``, ``prompt`` and ``responses`` (the
+    reward model's user and assistant texts), ``correct`` (list of bools), optionally ``answers`` (for majority
+    voting) and any other per-example columns. The task's revision combines the dataset revision with the candidate
+    file's sha256 and ``extra`` (e.g. sandbox limits), so cached results are reused only for identical inputs.
+    Raises DataError for unknown problem ids or empty candidate lists, before any scoring.
+    """
+    from dogerm_eval.benchmarks import Task  # the registry may import this module for `metrics`
+
+    records = read_candidates(candidates_path)
+    position = {pid: row for row, pid in enumerate(problem_ids)}
+    unknown = [r.problem_id for r in records if r.problem_id not in position]
+    if unknown:
+        raise DataError(
+            f"{candidates_path}: {len(unknown)} problem id(s) not in {table.dataset}, e.g. {unknown[:5]!r} "
+            f"(ids there are {type(problem_ids[0]).__name__}s such as {problem_ids[0]!r})"
+        )
+    records.sort(key=lambda r: position[r.problem_id])
+    ns = usable_ns([len(r.candidates) for r in records])
+    if not ns:
+        raise DataError(f"{candidates_path}: a problem has fewer candidates than the smallest N ({DEFAULT_NS[0]})")
+    candidates = record_fingerprint(Path(candidates_path))
+    frame = build([position[r.problem_id] for r in records], records)
+    fingerprint = hashlib.sha256(json.dumps(extra, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    revision = f"{table.revision}+candidates:{candidates['sha256'][:16]}+settings:{fingerprint}"
+    benchmark = BestOfN(NAME=name, ns=tuple(ns), extra={
+        **extra, "candidates": candidates, "dataset_problems": len(table.frame), "dataset_revision_only": table.revision,
+    })
+    return Task(benchmark, LoadedTable(frame=frame, dataset=table.dataset, revision=revision))
+
+
+@dataclass(frozen=True)
+class BestOfN:
+    """A Best-of-N benchmark in the shape `dogerm_eval.benchmarks.run_task` expects (one pass of all candidates)."""
+
+    NAME: str
+    ns: tuple[int, ...]
+    extra: Mapping[str, Any]
+
+    def passes(self, frame: pd.DataFrame) -> list[list[tuple[str, str]]]:
+        """All (prompt, candidate) pairs, problem by problem, in candidate order."""
+        return [[(prompt, text) for prompt, texts in zip(frame["prompt"], frame["responses"]) for text in texts]]
+
+    def evaluate(self, frame: pd.DataFrame, scores: np.ndarray) -> Evaluation:
+        """The Best-of-N table from the scores; per-example rows hold each candidate's score and correctness."""
+        bounds = np.cumsum([0] + [len(texts) for texts in frame["responses"]])
+        per_problem = [scores[a:b].tolist() for a, b in zip(bounds[:-1], bounds[1:])]
+        correct = [list(map(bool, c)) for c in frame["correct"]]
+        answers = [list(a) for a in frame["answers"]] if "answers" in frame.columns else None
+        table = bon_table(per_problem, correct, answers, self.ns)
+        per_example = frame.drop(columns=["prompt", "responses"]).assign(scores=per_problem)
+        top = max(self.ns)
+        extra = {**self.extra, "bon": {str(n): row for n, row in table.items()}, "num_problems": len(frame)}
+        return Evaluation(subsets={}, sections={}, score=float(table[top]["expected"]), per_example=per_example,
+                          extra=extra)
+
+    def metrics(self, result: Mapping[str, Any]) -> dict[str, float]:
+        """Sweep columns, see :func:`metrics`."""
+        return metrics(result)
+
+
+def run(task: "Task", scorer: Any, output_dir: Path, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Score every candidate of `task` with `scorer` and write `OUT/<slug>/<benchmark>.json` (cached, resumable)."""
+    from dogerm_eval.benchmarks import run_task
+
+    model = scorer.model
+    return run_task(task, model, model_fingerprint(model), {"scorer": scorer.settings_record()}, lambda: scorer,
+                    output_dir, log=log)
+
+
+def metrics(result: Mapping[str, Any]) -> dict[str, float]:
+    """Sweep columns ``<benchmark>/<curve>@<N>`` (e.g. ``bon-gsm8k/expected@16``); null curves are left out."""
+    name = result["benchmark"]
+    return {
+        f"{name}/{curve}@{n}": float(value)
+        for n, row in result["bon"].items()
+        for curve, value in row.items()
+        if value is not None
+    }

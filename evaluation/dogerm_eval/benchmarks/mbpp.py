@@ -1,0 +1,122 @@
+"""MBPP Best-of-N: data, policy prompt, code extraction and execution-based checking in the sandbox.
+
+Facts re-implemented from the DogeRM code (MiuLab/DogeRM, src/best_of_n/run_mbpp.py, bon_utils.py and
+collect_pass_at_n_response.py): the policy sees the system prompt "Write Python code to solve the task." and a user
+turn made of three double quotes, the task text, the first test assert and three double quotes, one per line
+(sampled at temperature 0.1, top_p 0.95, 512 tokens); the reward model
+scores user = that prompt, assistant = the raw response; the code is the response after its first ```python (else
+```) fence, cut at the first stop word. A candidate is correct when its code followed by the test setup code and
+every assert of ``test_list`` runs to completion in the sandbox (see `dogerm_eval.sandbox`).
+
+Majority voting is not defined for programs (there is no canonical answer to vote on): ``majority`` is null.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from huggingface_hub import snapshot_download
+from tqdm import tqdm
+
+from dogerm_eval.benchmarks import Task
+from dogerm_eval.bestofn import prepare
+from dogerm_eval.data import LoadedTable, load_local, require_columns
+from dogerm_eval.errors import DataError
+from dogerm_eval.generate import CandidateRecord
+from dogerm_eval.sandbox import SandboxLimits, active_defences, execute_many
+
+NAME = "bon-mbpp"
+HUB_ID = "google-research-datasets/mbpp"
+HUB_CONFIG = "full"
+HUB_SPLIT = "test"
+COLUMNS = ("task_id", "text", "test_list")
+
+SYSTEM_PROMPT = "Write Python code to solve the task."
+RESPONSE_PREFIX = ""
+STOP: tuple[str, ...] = ()  # the authors stop at the tokenizer's EOS only
+SAMPLING = {"temperature": 0.1, "top_p": 0.95, "max_new_tokens": 512}
+FENCES = ("```python", "```")
+CODE_STOP_WORDS = ("\nclass", "\nassert", '\n"""', "\nprint", "\nif", "\n<|/", "\n```", "</s>")
+
+
+def load(data: str | None) -> LoadedTable:
+    """The MBPP test split (Hub `google-research-datasets/mbpp`, config `full`) or a local file in its schema."""
+    if data is not None:
+        table = load_local(data)
+    else:
+        local = Path(snapshot_download(HUB_ID, repo_type="dataset", allow_patterns=[f"{HUB_CONFIG}/{HUB_SPLIT}-*"]))
+        files = sorted((local / HUB_CONFIG).glob(f"{HUB_SPLIT}-*.parquet"))
+        if not files:
+            raise DataError(f"{HUB_ID}: no {HUB_CONFIG}/{HUB_SPLIT}-*.parquet in the snapshot {local}")
+        frame = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+        table = LoadedTable(frame=frame, dataset=HUB_ID, revision=local.name)
+    require_columns(table.frame, COLUMNS, table.dataset, id_column="task_id")
+    frame = table.frame
+    for task_id, tests in zip(frame["task_id"], frame["test_list"]):
+        if len(tests) == 0 or not all(isinstance(t, str) for t in tests):
+            raise DataError(f"{table.dataset}: task_id {task_id!r} has no test asserts in test_list")
+    if frame["task_id"].duplicated().any():
+        raise DataError(f"{table.dataset}: task_id {frame['task_id'][frame['task_id'].duplicated()].iloc[0]!r} repeats")
+    return table
+
+
+def prompt(row: pd.Series) -> str:
+    """The user turn: a docstring with the task text and the first test assert."""
+    return f'"""\n{row["text"]}\n{row["test_list"][0]}\n"""'
+
+
+def problems(frame: pd.DataFrame) -> list[tuple[int, str]]:
+    """(task_id, prompt) per row."""
+    return [(int(row["task_id"]), prompt(row)) for _, row in frame.iterrows()]
+
+
+def extract_code(response: str) -> str:
+    """The code after the first ```python (else ```) fence, cut at the first occurrence of each stop word."""
+    code = response
+    for fence in FENCES:
+        if fence in code:
+            code = code[code.find(fence) + len(fence) :].strip()
+            break
+    for word in CODE_STOP_WORDS:
+        if word in code:
+            code = code[: code.find(word)]
+    return code
+
+
+def program(code: str, row: pd.Series) -> str:
+    """Candidate code, then the test setup code, then every assert of ``test_list``."""
+    setup = row.get("test_setup_code") or ""
+    return "\n".join([code, "", str(setup), *[str(t) for t in row["test_list"]], ""])
+
+
+def task(
+    data: str | None, candidates: str | Path, limits: SandboxLimits | None = None, workers: int = 1
+) -> Task:
+    """Load and validate the inputs, then run every candidate's program in the sandbox (RM-independent, once)."""
+    limits = limits or SandboxLimits()
+    table = load(data)
+
+    def build(rows: list[int], records: list[CandidateRecord]) -> pd.DataFrame:
+        frame = table.frame.iloc[rows]
+        codes = [[extract_code(text) for text in r.candidates] for r in records]
+        programs = [program(code, row) for cs, (_, row) in zip(codes, frame.iterrows()) for code in cs]
+        with tqdm(total=len(programs), desc="running candidates", unit="program") as bar:
+            results = iter(execute_many(programs, limits, workers=workers, progress=bar.update))
+        statuses = [[next(results).status for _ in cs] for cs in codes]
+        return pd.DataFrame({
+            "problem_id": [r.problem_id for r in records],
+            "prompt": [prompt(row) for _, row in frame.iterrows()],
+            "responses": [list(r.candidates) for r in records],
+            "correct": [[s == "passed" for s in ss] for ss in statuses],
+            "status": statuses,
+            "code": codes,
+        })
+
+    extra = {
+        "sandbox": {"limits": limits.__dict__, "defences": active_defences(limits)},
+        "majority": None,
+        "majority_note": "not applicable to programs",
+    }
+    return prepare(NAME, table, [pid for pid, _ in problems(table.frame)], candidates, build, extra)
+

@@ -1,0 +1,105 @@
+"""MBPP Best-of-N: prompt, code extraction, program assembly and an end-to-end run (sandbox + tiny reward model)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from dogerm_eval.benchmarks import mbpp
+from dogerm_eval.bestofn import metrics, run
+from dogerm_eval.errors import DataError
+from dogerm_eval.results import read_per_example
+from dogerm_eval.sandbox import SandboxLimits
+from dogerm_eval.scorer import RewardScorer
+
+ROWS = [
+    {"task_id": 11, "text": "Write a function to add two numbers.", "code": "def add(a, b):\n    return a + b",
+     "test_list": ["assert add(1, 2) == 3", "assert add(-1, 1) == 0"], "test_setup_code": "",
+     "challenge_test_list": []},
+    {"task_id": 12, "text": "Write a function to square a number using a helper constant.",
+     "code": "def square(x):\n    return x * x",
+     "test_list": ["assert square(3) == 9", "assert square(OFFSET) == 0"], "test_setup_code": "OFFSET = 0",
+     "challenge_test_list": []},
+]
+GOOD_ADD = "Here is the code:\n```python\ndef add(a, b):\n    return a + b\n```\nThis adds."
+BAD_ADD = "```python\ndef add(a, b):\n    return a - b\n```"
+EXIT_ADD = "```python\nimport sys\ndef add(a, b):\n    return 0\nsys.exit(0)\n```"
+LOOP_ADD = "```python\ndef add(a, b):\n    while True:\n        pass\n```"
+GOOD_SQUARE = "```\ndef square(x):\n    return x ** 2\nprint(square(3))\n```"
+SYNTAX_SQUARE = "```python\ndef square(x)\n    return x\n```"
+CANDIDATES = {11: [BAD_ADD, GOOD_ADD, EXIT_ADD, LOOP_ADD], 12: [SYNTAX_SQUARE, GOOD_SQUARE, GOOD_SQUARE, BAD_ADD]}
+EXPECTED = {11: [False, True, False, False], 12: [False, True, True, False]}
+LIMITS = SandboxLimits(wall_s=1.5, cpu_s=1, memory_bytes=512 * 1024**2, max_processes=8)
+
+
+def test_prompt_matches_the_authors_docstring() -> None:
+    assert mbpp.prompt(pd.Series(ROWS[0])) == (
+        '"""\nWrite a function to add two numbers.\nassert add(1, 2) == 3\n"""'
+    )
+
+
+@pytest.mark.parametrize(
+    ("response", "code"),
+    [
+        (GOOD_ADD, "def add(a, b):\n    return a + b"),
+        (GOOD_SQUARE, "def square(x):\n    return x ** 2"),
+        ("def f():\n    return 1\n\nassert f() == 1", "def f():\n    return 1\n"),
+        ("```python\nclass A:\n    pass\n```", "class A:\n    pass"),
+        ("```python\ndef f():\n    if True:\n        return 1\n```", "def f():\n    if True:\n        return 1"),
+    ],
+)
+def test_extract_code(response: str, code: str) -> None:
+    assert mbpp.extract_code(response) == code
+
+
+def test_program_puts_setup_before_the_asserts() -> None:
+    text = mbpp.program("def square(x):\n    return x * x", pd.Series(ROWS[1]))
+    assert text.index("def square") < text.index("OFFSET = 0") < text.index("assert square(3) == 9")
+    assert text.rstrip().endswith("assert square(OFFSET) == 0")
+
+
+def _write_inputs(tmp_path: Path) -> tuple[Path, Path]:
+    data = tmp_path / "mbpp.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in ROWS))
+    cands = tmp_path / "cands.jsonl"
+    cands.write_text("".join(
+        json.dumps({"problem_id": pid, "prompt": mbpp.prompt(pd.Series(row)), "candidates": CANDIDATES[pid]}) + "\n"
+        for pid, row in zip((11, 12), ROWS)
+    ))
+    return data, cands
+
+
+def test_end_to_end_with_sandbox_and_tiny_rm(tiny_rm_dir: Path, tmp_path: Path) -> None:
+    data, cands = _write_inputs(tmp_path)
+    task = mbpp.task(str(data), cands, limits=LIMITS, workers=2)
+    frame = task.table.frame
+    assert [list(c) for c in frame["correct"]] == [EXPECTED[11], EXPECTED[12]]
+    assert frame["status"][0][3] == "timeout"
+    scorer = RewardScorer(str(tiny_rm_dir), dtype="float32")
+    result = run(task, scorer, tmp_path / "out", log=lambda _: None)
+
+    assert set(result["bon"]) == {"1", "2", "4"}
+    assert all(row["majority"] is None for row in result["bon"].values())
+    assert result["bon"]["4"]["oracle"] == 1.0
+    assert result["bon"]["1"]["expected"] == pytest.approx((1 / 4 + 2 / 4) / 2)
+    assert result["sandbox"]["limits"]["wall_s"] == 1.5 and result["sandbox"]["defences"]
+    assert "bon-mbpp/majority@1" not in metrics(result)
+    per_example = read_per_example(tmp_path / "out" / scorer.model.slug / "bon-mbpp.json")
+    independent = scorer.score([(mbpp.prompt(pd.Series(ROWS[0])), text) for text in CANDIDATES[11]])
+    assert per_example["scores"][0].tolist() == pytest.approx(independent.tolist(), abs=1e-6)
+    scores = independent.tolist()
+    best_of_2 = EXPECTED[11][0] if scores[0] >= scores[1] else EXPECTED[11][1]
+    assert per_example["problem_id"].tolist() == [11, 12]
+    first_n_2 = (best_of_2 + (EXPECTED[12][0] if per_example["scores"][1][0] >= per_example["scores"][1][1] else 1)) / 2
+    assert result["bon"]["2"]["first_n"] == pytest.approx(first_n_2)
+
+
+def test_rows_without_tests_are_rejected(tmp_path: Path) -> None:
+    data, cands = _write_inputs(tmp_path)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({**ROWS[0], "test_list": []}) + "\n")
+    with pytest.raises(DataError, match="task_id 11"):
+        mbpp.task(str(bad), cands)
