@@ -9,6 +9,7 @@ Nothing here may raise: a failure only logs a warning and leaves mergekit untouc
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 from types import ModuleType
@@ -19,11 +20,8 @@ MERGE = "mergekit.merge"
 
 
 def register_method(registry: ModuleType) -> None:
-    """Register the dogerm method in mergekit's registry once."""
-    from dogerm_mergekit.method import METHOD, METHOD_NAME
-
-    if all(m.spec.name != METHOD_NAME for m in registry.registered_methods()):
-        registry.register(METHOD)
+    """Import the method module, which registers itself (when its own import led here, it does so on finishing)."""
+    importlib.import_module("dogerm_mergekit.method")
 
 
 def route_run_merge(merge_module: ModuleType) -> None:

@@ -85,3 +85,14 @@ class DogeRMMerge(GroupMergeMethod):
 
 
 METHOD = DogeRMMerge()
+
+
+def _register() -> None:
+    """Put METHOD in mergekit's registry once (importing this module is what registers it)."""
+    from mergekit.merge_methods import registry
+
+    if all(method.spec.name != METHOD_NAME for method in registry.registered_methods()):
+        registry.register(METHOD)
+
+
+_register()

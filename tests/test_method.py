@@ -1,0 +1,78 @@
+"""The kernel on its own: exactness, dtypes, lambda checks, and mergekit's entry points."""
+
+import numpy as np
+import pytest
+import torch
+from mergekit.merge_methods import merge_tensors
+
+from dogerm_mergekit import register
+from dogerm_mergekit.errors import DogeRMConfigError
+from dogerm_mergekit.method import METHOD, interpolate
+from tests.mergeutil import ulps
+
+
+def test_lambda_zero_is_bit_identical_and_one_gives_the_domain_tensor():
+    rm, lm = torch.randn(64, 32), torch.randn(64, 32)
+    assert torch.equal(interpolate(rm, lm, 0.0), rm)
+    assert torch.allclose(interpolate(rm, lm, 1.0), lm, rtol=0, atol=1e-6)
+    same = rm.clone()
+    assert torch.equal(interpolate(rm, same, 0.37), rm)  # identical rows stay exact
+
+
+def test_lambda_03_is_within_one_ulp_of_independent_references():
+    rm, lm = torch.randn(256, 64), torch.randn(256, 64)
+    out = interpolate(rm, lm, 0.3)
+    scale = torch.maximum(rm.abs(), lm.abs())
+    independent_fp32 = torch.from_numpy(rm.numpy() + np.float32(0.3) * (lm.numpy() - rm.numpy()))
+    assert ulps(out, independent_fp32, out) <= 1
+    exact = 0.7 * rm.double() + 0.3 * lm.double()
+    assert ulps(out, exact, scale) <= 1.5  # two fp32 roundings of operands of this size
+    assert ulps(interpolate(rm, lm, 0.31), exact, scale) > 100
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_low_precision_inputs_are_computed_in_fp32_and_returned_in_their_dtype(dtype):
+    rm, lm = torch.randn(16, 8).to(dtype), torch.randn(16, 8).to(dtype)
+    out = interpolate(rm, lm, 0.25)
+    assert out.dtype == dtype
+    assert torch.equal(out, (rm.float() + 0.25 * (lm.float() - rm.float())).to(dtype))
+    assert torch.equal(interpolate(rm, lm, 0.0), rm)
+
+
+def test_fp64_inputs_are_computed_in_fp64():
+    rm, lm = torch.randn(8, dtype=torch.float64), torch.randn(8, dtype=torch.float64)
+    assert torch.equal(interpolate(rm, lm, 0.3), rm + 0.3 * (lm - rm))
+
+
+def test_non_float_tensors_are_refused():
+    with pytest.raises(TypeError, match="floating-point"):
+        interpolate(torch.arange(4), torch.arange(4), 0.5)
+
+
+def test_merge_tensors_entry_point_binds_lambda_to_the_domain_model():
+    register()
+    rm, lm = torch.randn(10, 4), torch.randn(10, 4)
+    out = merge_tensors([rm, lm], METHOD, base_index=0, parameters={"lambda": 0.3})
+    assert torch.equal(out, interpolate(rm, lm, 0.3))
+    swapped = merge_tensors([lm, rm], METHOD, base_index=1, parameters={"lambda": 0.3})
+    assert torch.equal(swapped, out)
+
+
+@pytest.mark.parametrize("lam", [-0.1, 1.5, float("nan")])
+def test_lambda_outside_unit_interval_needs_explicit_extrapolation(lam):
+    rm, lm = torch.randn(4), torch.randn(4)
+    with pytest.raises(DogeRMConfigError, match="lambda"):
+        merge_tensors([rm, lm], METHOD, base_index=0, parameters={"lambda": lam})
+    if lam == lam:  # finite values are accepted on request
+        out = merge_tensors(
+            [rm, lm], METHOD, base_index=0, parameters={"lambda": lam, "allow_extrapolation": True}
+        )
+        assert torch.allclose(out, rm + lam * (lm - rm))
+
+
+def test_method_is_registered_by_name_once():
+    from mergekit import merge_methods
+
+    register()
+    register()
+    assert merge_methods.get("dogerm") is METHOD
