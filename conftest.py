@@ -1,6 +1,7 @@
 """Repository-wide pytest fixtures: a local Hugging Face Hub (see tests/hub_server.py).
 
-- ``hub_server``: a started :class:`tests.hub_server.LocalHub` (fresh, empty, per test).
+- ``hub_server``: a started :class:`tests.hub_server.LocalHub` (fresh, empty, per test; token ``hub.token``,
+  user ``tests.hub_server.HUB_USER``, so repo ids are ``f"{HUB_USER}/name"``).
 - ``hub_xet``: whether the client uploads/downloads through Xet (default False: LFS + plain HTTP, i.e.
   HF_HUB_DISABLE_XET=1). Override it in a test module, e.g. parametrized:
   ``@pytest.fixture(params=[False, True], ids=["lfs", "xet"])\\ndef hub_xet(request): return request.param``.
@@ -23,9 +24,11 @@ from tests.hub_server import LocalHub, patch_hf_client
 
 @pytest.fixture
 def hub_server() -> Iterator[LocalHub]:
-    """A started, empty LocalHub, stopped after the test."""
+    """A started, empty LocalHub, stopped after the test (which fails if the server hit an internal error)."""
     with LocalHub() as hub:
         yield hub
+    if hub.server_errors:
+        pytest.fail("LocalHub internal errors:\n" + "\n".join(hub.server_errors))
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ Usage (the fixtures in the repository's ``conftest.py`` do all of this)::
 
     hub_server.fail_next_commit()        # the next POST .../commit/<rev> answers HTTP 500
     hub_server.requests                  # [(method, path), ...] of everything the client called
+    hub_server.server_errors             # tracebacks of server bugs (answered 500); the fixture fails on any
 
 Outside pytest: ``with LocalHub() as hub: api = HfApi(endpoint=hub.endpoint, token=hub.token)``; code paths that
 take no ``endpoint`` argument need :func:`patch_hf_client`.
@@ -42,6 +43,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -225,10 +227,13 @@ class LocalHub:
         self.token = token
         self.user = user
         self.requests: list[tuple[str, str]] = []
+        self.server_errors: list[str] = []  # tracebacks of unexpected server-side exceptions (answered with 500)
         self.commit_attempts = 0
         self._repos: dict[tuple[str, str], _Repo] = {}
         self._blobs: dict[str, bytes] = {}  # sha256 -> content
         self._xet_hashes: dict[str, str] = {}  # sha256 -> xet hash, for files uploaded through Xet
+        self._xet_shard_files: dict[str, tuple[str, int]] = {}  # sha256 -> (xet hash, size), from parsed shards
+        self._xet_shards_seen: set[Path] = set()
         self._lock = threading.RLock()
         self._failures: list[int] = []
         self._secret = secrets.token_bytes(16)
@@ -369,15 +374,18 @@ class LocalHub:
         return self._store(data, lfs=True, xet_hash=self._xet_hashes.get(sha256))
 
     def _import_from_xet(self, sha256: str) -> None:
-        for shard in sorted(self.xet_dir.rglob("*.mdb")):
+        for shard in sorted(set(self.xet_dir.rglob("*.mdb")) - self._xet_shards_seen):  # shards are immutable
             for file_sha256, xet_hash, size in _parse_xet_shard(shard.read_bytes()):
-                if file_sha256 == sha256:
-                    data = self._xet_read(xet_hash, size)
-                    if hashlib.sha256(data).hexdigest() != sha256:
-                        raise _HubHTTPError(422, f"Xet file {xet_hash} does not hash to {sha256}")
-                    self._blobs[sha256] = data
-                    self._xet_hashes[sha256] = xet_hash
-                    return
+                self._xet_shard_files[file_sha256] = (xet_hash, size)
+            self._xet_shards_seen.add(shard)
+        if sha256 not in self._xet_shard_files:
+            return
+        xet_hash, size = self._xet_shard_files[sha256]
+        data = self._xet_read(xet_hash, size)
+        if hashlib.sha256(data).hexdigest() != sha256:
+            raise _HubHTTPError(422, f"Xet file {xet_hash} does not hash to {sha256}")
+        self._blobs[sha256] = data
+        self._xet_hashes[sha256] = xet_hash
 
     def _xet_read(self, xet_hash: str, size: int) -> bytes:
         import hf_xet
@@ -483,6 +491,11 @@ class _HubRequestHandler(BaseHTTPRequestHandler):
             if err.error_code:
                 headers["X-Error-Code"] = err.error_code
             self._send_json({"error": err.message, **err.payload}, status=err.status, headers=headers)
+        except Exception as err:  # noqa: BLE001 - answer 500 like the Hub, and keep the traceback for the test
+            with hub._lock:
+                hub.server_errors.append(traceback.format_exc())
+            message = f"LocalHub internal error: {err!r}"
+            self._send_json({"error": message}, status=500, headers={"X-Error-Message": message})
 
     def _read_body(self) -> bytes:
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
@@ -798,7 +811,10 @@ class _HubRequestHandler(BaseHTTPRequestHandler):
         hub = self.hub
         if self.query.get("create_pr"):
             raise _HubHTTPError(400, "LocalHub does not implement pull requests (create_pr)")
-        lines = [json.loads(line) for line in self.body.splitlines() if line.strip()]
+        try:
+            lines = [json.loads(line) for line in self.body.splitlines() if line.strip()]
+        except json.JSONDecodeError as err:
+            raise _HubHTTPError(400, f"Commit payload is not ndjson: {err}") from None
         if not lines or lines[0].get("key") != "header":
             raise _HubHTTPError(400, "Commit payload must start with a header line")
         status = hub._next_failure()

@@ -16,6 +16,7 @@ import torch
 from huggingface_hub import (
     CommitOperationAdd,
     CommitOperationDelete,
+    EvalResult,
     HfApi,
     ModelCard,
     ModelCardData,
@@ -269,3 +270,21 @@ def test_resolve_range_headers_tree_and_card(hub_client: HfApi, hub_env: LocalHu
     assert card.tags == ["dogerm", "merge"] and card.base_model == ["org/rm", "org/lm"]
     with pytest.raises(ValueError, match="Invalid metadata"):
         hub_client.upload_file(path_or_fileobj=b"---\n[a: b\n---\n", path_in_repo="README.md", repo_id=REPO_ID)
+
+
+def test_eval_results_written_into_branch_card(hub_client: HfApi, hub_env: LocalHub, model_dir: Path) -> None:
+    _push(hub_client, model_dir, "main")
+    _push(hub_client, model_dir, BRANCH)
+    card = ModelCard.load(REPO_ID, repo_type="model")
+    card.data.model_name = "tiny-dogerm"
+    card.data.eval_results = [
+        EvalResult(task_type="text-classification", dataset_type="allenai/reward-bench", dataset_name="RewardBench",
+                   metric_type="accuracy", metric_value=0.75)
+    ]
+    card.push_to_hub(REPO_ID, revision=BRANCH, commit_message="Add RewardBench accuracy")
+
+    (result,) = hub_client.model_info(REPO_ID, revision=BRANCH).card_data.eval_results
+    assert (result.dataset_type, result.metric_type, result.metric_value) == ("allenai/reward-bench", "accuracy", 0.75)
+    assert hub_env.commits(REPO_ID, BRANCH)[0].title == "Add RewardBench accuracy"
+    assert b"model-index" in hub_env.files(REPO_ID, BRANCH)["README.md"]
+    assert hub_env.files(REPO_ID, "main")["README.md"] == (model_dir / "README.md").read_bytes()
