@@ -36,7 +36,7 @@ import pandas as pd
 from dogerm_eval.data import LoadedTable
 from dogerm_eval.errors import DataError
 from dogerm_eval.generate import CandidateRecord, read_candidates, record_fingerprint
-from dogerm_eval.results import Evaluation, model_fingerprint
+from dogerm_eval.results import Evaluation
 
 if TYPE_CHECKING:
     from dogerm_eval.benchmarks import Task
@@ -189,15 +189,6 @@ class BestOfN:
     def metrics(self, result: Mapping[str, Any]) -> dict[str, float]:
         """Sweep columns, see :func:`metrics`."""
         return metrics(result)
-
-
-def run(task: "Task", scorer: Any, output_dir: Path, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Score every candidate of `task` with `scorer` and write `OUT/<slug>/<benchmark>.json` (cached, resumable)."""
-    from dogerm_eval.benchmarks import run_task
-
-    model = scorer.model
-    return run_task(task, model, model_fingerprint(model), {"scorer": scorer.settings_record()}, lambda: scorer,
-                    output_dir, log=log)
 
 
 def metrics(result: Mapping[str, Any]) -> dict[str, float]:

@@ -9,8 +9,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from dogerm_eval.benchmarks import gsm8k
-from dogerm_eval.bestofn import metrics, run
+from dogerm_eval.benchmarks import gsm8k, run_model
+from click.testing import CliRunner
+
+from dogerm_eval.bestofn import metrics
+from dogerm_eval.bon_commands import bon_gsm8k
 from dogerm_eval.errors import DataError
 from dogerm_eval.results import read_per_example
 from dogerm_eval.scorer import RewardScorer
@@ -85,7 +88,7 @@ def test_end_to_end_with_tiny_rm(tiny_rm_dir: Path, tmp_path: Path) -> None:
     scorer = RewardScorer(str(tiny_rm_dir), dtype="float32")
     out = tmp_path / "out"
     messages: list[str] = []
-    result = run(task, scorer, out, log=messages.append)
+    result = run_model([task], scorer.model, {}, lambda _: scorer, out, log=messages.append)[task.benchmark.NAME]
 
     json_path = out / scorer.model.slug / "bon-gsm8k.json"
     assert json.loads(json_path.read_text())["bon"] == result["bon"]
@@ -112,7 +115,7 @@ def test_end_to_end_with_tiny_rm(tiny_rm_dir: Path, tmp_path: Path) -> None:
     assert metrics(result)["bon-gsm8k/expected@4"] == result["bon"]["4"]["expected"]
     assert "bon-gsm8k/majority@1" in metrics(result)
 
-    again = run(task, scorer, out, log=messages.append)
+    again = run_model([task], scorer.model, {}, lambda _: scorer, out, log=messages.append)[task.benchmark.NAME]
     assert again["cache_key"] == result["cache_key"] and "reusing cached result" in messages[-1]
 
 
@@ -130,3 +133,18 @@ def test_bad_inputs_fail_before_scoring(tmp_path: Path) -> None:
     unknown.write_text(json.dumps({"problem_id": 99, "prompt": "q", "candidates": ["1"]}) + "\n")
     with pytest.raises(DataError, match="not in"):
         gsm8k.task(str(data), unknown)
+
+
+def test_bon_gsm8k_command(tiny_rm_dir: Path, tmp_path: Path) -> None:
+    data, cands = _write_inputs(tmp_path)
+    out = tmp_path / "cli-out"
+    done = CliRunner().invoke(
+        bon_gsm8k, [str(tiny_rm_dir), "--candidates", str(cands), "--data", str(data), "--output-dir", str(out),
+                    "--dtype", "float32"],
+    )
+    assert done.exit_code == 0, done.output
+    result = json.loads((out / tiny_rm_dir.name / "bon-gsm8k.json").read_text())
+    assert set(result["bon"]) == {"1", "2", "4"}
+    assert f"{result['bon']['4']['expected']:9.4f}" in done.output
+    bad = CliRunner().invoke(bon_gsm8k, [str(tiny_rm_dir), "--candidates", str(cands), "--data", str(tmp_path / "no.jsonl")])
+    assert bad.exit_code != 0 and "not found" in bad.output

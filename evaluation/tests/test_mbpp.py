@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from click.testing import CliRunner
 
-from dogerm_eval.benchmarks import mbpp
-from dogerm_eval.bestofn import metrics, run
+from dogerm_eval.benchmarks import mbpp, run_model
+from dogerm_eval.bestofn import metrics
+from dogerm_eval.bon_commands import bon_mbpp
 from dogerm_eval.errors import DataError
 from dogerm_eval.results import read_per_example
 from dogerm_eval.sandbox import SandboxLimits
@@ -79,7 +81,7 @@ def test_end_to_end_with_sandbox_and_tiny_rm(tiny_rm_dir: Path, tmp_path: Path) 
     assert [list(c) for c in frame["correct"]] == [EXPECTED[11], EXPECTED[12]]
     assert frame["status"][0][3] == "timeout"
     scorer = RewardScorer(str(tiny_rm_dir), dtype="float32")
-    result = run(task, scorer, tmp_path / "out", log=lambda _: None)
+    result = run_model([task], scorer.model, {}, lambda _: scorer, tmp_path / "out", log=lambda _: None)[mbpp.NAME]
 
     assert set(result["bon"]) == {"1", "2", "4"}
     assert all(row["majority"] is None for row in result["bon"].values())
@@ -103,3 +105,16 @@ def test_rows_without_tests_are_rejected(tmp_path: Path) -> None:
     bad.write_text(json.dumps({**ROWS[0], "test_list": []}) + "\n")
     with pytest.raises(DataError, match="task_id 11"):
         mbpp.task(str(bad), cands)
+
+
+def test_bon_mbpp_command_reports_defences(tiny_rm_dir: Path, tmp_path: Path) -> None:
+    data, cands = _write_inputs(tmp_path)
+    out = tmp_path / "cli-out"
+    done = CliRunner().invoke(
+        bon_mbpp, [str(tiny_rm_dir), "--candidates", str(cands), "--data", str(data), "--output-dir", str(out),
+                   "--dtype", "float32", "--timeout", "1.5", "--memory-mb", "512", "--workers", "2"],
+    )
+    assert done.exit_code == 0, done.output
+    assert "sandbox defences active on this machine:" in done.output and "wall-clock timeout 1.5 s" in done.output
+    result = json.loads((out / tiny_rm_dir.name / "bon-mbpp.json").read_text())
+    assert result["bon"]["4"]["oracle"] == 1.0

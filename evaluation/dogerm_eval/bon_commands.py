@@ -1,0 +1,131 @@
+"""Click commands for Best-of-N: `generate` (sample candidates), `bon-gsm8k` and `bon-mbpp` (rerank them with a RM).
+
+Register them on the `dogerm-eval` group after it is defined (`main.add_command(command)` for each of
+:data:`COMMANDS`); they reuse the scoring options, settings record and scorer factory of `dogerm_eval.cli`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from dogerm_eval.benchmarks import gsm8k, mbpp, run_model
+from dogerm_eval.cli import _fail, _relaunch_if_needed, _scorer_factory, _settings, common_options
+from dogerm_eval.errors import BenchmarkError, EvalError
+from dogerm_eval.formatting import FALLBACK_TEMPLATES
+from dogerm_eval.generate import GenerationSettings, generate_candidates
+from dogerm_eval.models import resolve_model
+from dogerm_eval.push import check_pushable, push_results
+from dogerm_eval.sandbox import SandboxLimits, active_defences
+
+BENCHMARK_MODULES = {"gsm8k": gsm8k, "mbpp": mbpp}
+NS_HELP = "Reports, for N in 1, 2, 4, 8, 16 (up to the candidates per problem): the exact expected accuracy over all "
+NS_HELP += "N-subsets, the authors' first-N accuracy, oracle pass@N and majority vote."
+
+
+@click.command(name="generate")
+@click.option("--policy", required=True, help="Policy LM: a local folder or org/name[@revision].")
+@click.option("--benchmark", type=click.Choice(sorted(BENCHMARK_MODULES)), required=True)
+@click.option("--samples", type=int, default=16, show_default=True, help="Candidates per problem.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Candidate file (JSON lines); appended to, problems already there are skipped.")
+@click.option("--data", help="Local .parquet/.jsonl copy of the dataset in its Hub schema (default: download).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--temperature", type=float, help="Default: the paper's (GSM8K 1.0, MBPP 0.1).")
+@click.option("--top-p", type=float, help="Default: the paper's (GSM8K 1.0, MBPP 0.95).")
+@click.option("--max-new-tokens", type=int, help="Default: 512.")
+@click.option("--system-prompt", help="Policy system prompt (default: the paper's for the benchmark; '' for none).")
+@click.option("--fallback-template", type=click.Choice(sorted(FALLBACK_TEMPLATES)),
+              help="Chat template used only when the policy's tokenizer has none.")
+@click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), default="auto",
+              show_default=True)
+@click.option("--backend", type=click.Choice(["auto", "transformers", "vllm"]), default="auto", show_default=True,
+              help="auto = vLLM when installed and a GPU is present, else transformers.")
+@click.option("--limit", type=int, help="Only the first N problems (smoke tests).")
+def generate(policy: str, benchmark: str, samples: int, out: Path, data: str | None, seed: int,
+             temperature: float | None, top_p: float | None, max_new_tokens: int | None, system_prompt: str | None,
+             fallback_template: str | None, dtype: str, backend: str, limit: int | None) -> None:
+    """Sample Best-of-N candidates from a policy LM with the paper's prompts and sampling settings."""
+    module = BENCHMARK_MODULES[benchmark]
+    try:
+        problems = module.problems(module.load(data).frame)[:limit]
+        settings = GenerationSettings(
+            policy=policy, benchmark=benchmark, samples=samples, seed=seed, stop=list(module.STOP),
+            temperature=module.SAMPLING["temperature"] if temperature is None else temperature,
+            top_p=module.SAMPLING["top_p"] if top_p is None else top_p,
+            max_new_tokens=module.SAMPLING["max_new_tokens"] if max_new_tokens is None else max_new_tokens,
+            system_prompt=module.SYSTEM_PROMPT if system_prompt is None else (system_prompt or None),
+            response_prefix=module.RESPONSE_PREFIX,
+        )
+        done = generate_candidates(problems, settings, out, dtype=dtype, fallback_template=fallback_template,
+                                   backend=backend, log=click.echo)
+    except EvalError as exc:
+        _fail(exc)
+    except ValueError as exc:  # pydantic validation of the sampling settings
+        raise click.BadParameter(str(exc)) from exc
+    click.echo(f"{out}: generated {done} problems")
+
+
+def _report(result: dict[str, Any]) -> None:
+    click.echo(f"{'N':>3} {'expected':>9} {'first_n':>8} {'oracle':>7} {'majority':>9}")
+    for n, row in result["bon"].items():
+        majority = "-" if row["majority"] is None else f"{row['majority']:.4f}"
+        click.echo(f"{n:>3} {row['expected']:9.4f} {row['first_n']:8.4f} {row['oracle']:7.4f} {majority:>9}")
+
+
+def _run(name: str, model: str, options: dict[str, Any], make_task: Any) -> None:
+    if options["subsets"]:
+        raise click.BadParameter("Best-of-N benchmarks have no subsets", param_hint="--subsets")
+    _relaunch_if_needed(options["num_processes"])
+    try:
+        fmt, record = _settings(options)
+        resolved = resolve_model(model)
+        if options["push_results"]:
+            check_pushable(resolved)
+        task = make_task()
+        results = run_model([task], resolved, record, _scorer_factory(fmt, options), options["output_dir"],
+                            options["checkpoint_every"], log=click.echo)
+        if options["push_results"]:
+            push_results(resolved, results, log=click.echo)
+    except EvalError as exc:
+        _fail(exc)
+    _report(results[name])
+
+
+@click.command(name="bon-gsm8k", help=f"Rerank GSM8K candidates with a reward model. {NS_HELP}\n\n"
+               "MODEL: a local folder or org/name[@revision].")
+@click.argument("model")
+@click.option("--candidates", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
+              help="Candidate file from `dogerm-eval generate` (or your own in its schema).")
+@click.option("--data", help="Local copy of openai/gsm8k (main, test) with question/answer (default: download).")
+@common_options
+def bon_gsm8k(model: str, candidates: Path, data: str | None, **options: Any) -> None:
+    """Rerank GSM8K candidates."""
+    _run(gsm8k.NAME, model, options, lambda: gsm8k.task(data, candidates))
+
+
+@click.command(name="bon-mbpp", help=f"Rerank MBPP candidates with a reward model; every candidate's program runs in "
+               f"a sandbox. {NS_HELP} (majority: not applicable).\n\nMODEL: a local folder or org/name[@revision].")
+@click.argument("model")
+@click.option("--candidates", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
+              help="Candidate file from `dogerm-eval generate` (or your own in its schema).")
+@click.option("--data", help="Local copy of google-research-datasets/mbpp (test) in its schema (default: download).")
+@click.option("--workers", type=int, default=4, show_default=True, help="Programs run in parallel.")
+@click.option("--timeout", type=float, default=10.0, show_default=True, help="Wall-clock seconds per program.")
+@click.option("--memory-mb", type=int, default=2048, show_default=True, help="Address-space limit per program.")
+@common_options
+def bon_mbpp(model: str, candidates: Path, data: str | None, workers: int, timeout: float, memory_mb: int,
+             **options: Any) -> None:
+    """Rerank MBPP candidates."""
+    if options["num_processes"] > 1:
+        _fail(BenchmarkError("bon-mbpp runs in one process (the sandbox runs are not sharded); use --num-processes 1"))
+    limits = SandboxLimits(wall_s=timeout, cpu_s=max(1, int(timeout)), memory_bytes=memory_mb * 1024**2)
+    click.echo("sandbox defences active on this machine:")
+    for defence in active_defences(limits):
+        click.echo(f"  - {defence}")
+    _run(mbpp.NAME, model, options, lambda: mbpp.task(data, candidates, limits, workers))
+
+
+COMMANDS = (generate, bon_gsm8k, bon_mbpp)
