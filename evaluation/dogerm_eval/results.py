@@ -11,7 +11,7 @@ import json
 import math
 import os
 import shutil
-import tempfile
+import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,12 +37,10 @@ class Evaluation:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _atomic_write_bytes(path: Path, write: Callable[[Path], None]) -> None:
-    """Call `write(tmp)` on a temp file in `path`'s folder, then rename it onto `path`."""
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Call `write(tmp)` on a fresh temp path in `path`'s folder, then rename it onto `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    tmp = Path(tmp_name)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
         write(tmp)
         os.replace(tmp, path)
@@ -72,7 +70,7 @@ def _clean_floats(value: Any) -> Any:
 def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
     """Write `data` as indented JSON through a temp file + rename."""
     text = json.dumps(_clean_floats(data), indent=2, default=_json_default) + "\n"
-    _atomic_write_bytes(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def result_path(output_dir: Path, model: ResolvedModel, benchmark: str) -> Path:
@@ -138,7 +136,7 @@ def write_result(
         raise ValueError(f"result payload lacks {missing}")
     path = result_path(output_dir, model, benchmark)
     parquet = path.with_name(f"{benchmark}.per_example.parquet")
-    _atomic_write_bytes(parquet, lambda tmp: per_example.to_parquet(tmp, index=False))
+    atomic_write(parquet, lambda tmp: per_example.to_parquet(tmp, index=False))
     result = {
         "model": model.repo_id or model.ref,
         "revision": model.commit or model.revision,
@@ -165,37 +163,46 @@ def checkpoint_dir(output_dir: Path, model: ResolvedModel, benchmark: str, key: 
     return Path(output_dir) / model.slug / ".cache" / f"{benchmark}-{key[:16]}"
 
 
-def score_in_chunks(
-    score: Callable[[Sequence[tuple[str, str]]], np.ndarray],
-    conversations: Sequence[tuple[str, str]],
-    directory: Path,
-    chunk_size: int = DEFAULT_CHUNK_SIZE,
-    progress: Callable[[int, int], None] | None = None,
-) -> np.ndarray:
-    """Score `conversations` chunk by chunk, saving each chunk to `directory`; chunks already there are reused.
-
-    An interrupted run therefore resumes at the first missing chunk. `progress(done, total)` is called after each
-    chunk.
-    """
-    directory.mkdir(parents=True, exist_ok=True)
-    meta = {"total": len(conversations), "chunk_size": chunk_size}
+def prepare_checkpoints(directory: Path, passes: Sequence[Sequence[tuple[str, str]]], chunk_size: int) -> None:
+    """Create the checkpoint folder; empty it when it holds chunks of a different layout."""
+    meta = {"passes": [len(p) for p in passes], "chunk_size": chunk_size}
     meta_path = directory / "meta.json"
     if meta_path.is_file() and json.loads(meta_path.read_text(encoding="utf-8")) != meta:
         shutil.rmtree(directory)
-        directory.mkdir(parents=True)
+    directory.mkdir(parents=True, exist_ok=True)
     write_json_atomic(meta_path, meta)
-    parts = []
-    for start in range(0, len(conversations), chunk_size):
-        chunk_path = directory / f"chunk-{start // chunk_size:05d}.npy"
-        if chunk_path.is_file():
-            parts.append(np.load(chunk_path))
-        else:
+
+
+def score_in_chunks(
+    score: Callable[[Sequence[tuple[str, str]]], np.ndarray],
+    passes: Sequence[Sequence[tuple[str, str]]],
+    directory: Path,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    progress: Callable[[int, int], None] | None = None,
+    write: bool = True,
+) -> np.ndarray:
+    """Score each pass chunk by chunk (no chunk spans two passes); return all scores, passes concatenated.
+
+    Chunks found in `directory` when the call starts are reused, so an interrupted run resumes at its first missing
+    chunk; new chunks are saved there when `write` (only the main process writes under multi-process runs). Call
+    `prepare_checkpoints` first. `progress(done, total)` is called after each chunk.
+    """
+    existing = {path.name for path in directory.glob("chunk-*.npy")}
+    total, done, index, parts = sum(len(p) for p in passes), 0, 0, []
+    for conversations in passes:
+        for start in range(0, len(conversations), chunk_size):
+            chunk_path = directory / f"chunk-{index:05d}.npy"
             chunk = conversations[start : start + chunk_size]
-            values = np.asarray(score(chunk), dtype=np.float64)
-            if values.shape != (len(chunk),):
-                raise RuntimeError(f"scorer returned shape {values.shape} for {len(chunk)} conversations")
-            _atomic_write_bytes(chunk_path, lambda tmp, v=values: _save_array(tmp, v))
+            if chunk_path.name in existing:
+                values = np.load(chunk_path)
+            else:
+                values = np.asarray(score(chunk), dtype=np.float64)
+                if values.shape != (len(chunk),):
+                    raise RuntimeError(f"scorer returned shape {values.shape} for {len(chunk)} conversations")
+                if write:
+                    atomic_write(chunk_path, lambda tmp, v=values: _save_array(tmp, v))
             parts.append(values)
-        if progress is not None:
-            progress(min(start + chunk_size, len(conversations)), len(conversations))
+            index, done = index + 1, done + len(chunk)
+            if progress is not None:
+                progress(done, total)
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float64)

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from dogerm_eval.benchmarks import autoj
+from dogerm_eval.benchmarks.samples import autoj_row
 from dogerm_eval.errors import BenchmarkError, DataError
 
 # (scenario, label, score of response 1, score of response 2)
@@ -27,9 +28,7 @@ CASES = [
 
 
 def autoj_lines(cases: list[tuple[str, int, float, float]]) -> list[dict]:
-    """Rows in the real jsonl schema (keys with spaces); response texts encode their case index."""
-    return [{"scenario": s, "label": label, "prompt": f"p{i}", "response 1": f"r1-{i}", "response 2": f"r2-{i}"}
-            for i, (s, label, _, _) in enumerate(cases)]
+    return [autoj_row(i, scenario, label) for i, (scenario, label, _, _) in enumerate(cases)]
 
 
 def write_autoj(path: Path, cases: list[tuple[str, int, float, float]] = CASES) -> Path:
@@ -39,7 +38,7 @@ def write_autoj(path: Path, cases: list[tuple[str, int, float, float]] = CASES) 
 
 def scores_for(frame: pd.DataFrame, cases: list[tuple[str, int, float, float]] = CASES) -> np.ndarray:
     values = []
-    for _, response in autoj.conversations(frame):
+    for _, response in (pair for scoring_pass in autoj.passes(frame) for pair in scoring_pass):
         which, index = response.split("-")
         values.append(cases[int(index)][2 if which == "r1" else 3])
     return np.array(values)

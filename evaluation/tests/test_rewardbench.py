@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pandas as pd
 import pytest
 
 from dogerm_eval.benchmarks import rewardbench
+from dogerm_eval.benchmarks.samples import rewardbench_rows
 from dogerm_eval.errors import BenchmarkError, DataError
 
 # Per-subset accuracies of ShikaiChen/LDL-Reward-Gemma-2-27B-v0.1 posted in allenai/reward-bench PR 215, and the
@@ -30,21 +32,8 @@ LDL_SECTIONS = {"Chat": 0.9636871508379888, "Chat Hard": 0.9078947368421053, "Sa
 FILTERED_ROWS = {**rewardbench.EXAMPLE_COUNTS, "math-prm": 447}
 
 
-def rewardbench_frame(counts: dict[str, int], prefix: str = "") -> pd.DataFrame:
-    """Rows in the real `filtered` schema: prompt, chosen, chosen_model, rejected, rejected_model, subset, id."""
-    rows = []
-    for subset, n in counts.items():
-        for i in range(n):
-            rows.append({
-                "prompt": f"{prefix}{subset} question {i}?", "chosen": f"good answer {i}", "chosen_model": "a",
-                "rejected": f"bad answer {i}", "rejected_model": "b", "subset": subset, "id": len(rows),
-            })
-    return pd.DataFrame(rows)
-
-
 def write_rewardbench(path: Path, counts: dict[str, int], prefix: str = "") -> Path:
-    """Write a small RewardBench parquet; return its path."""
-    rewardbench_frame(counts, prefix).to_parquet(path, index=False)
+    rewardbench_rows(counts, prefix).to_parquet(path, index=False)
     return path
 
 
@@ -59,7 +48,7 @@ def test_sections_match_published_golden_check() -> None:
 
 def test_evaluate_reproduces_golden_check_from_scores() -> None:
     """Full-size filtered split with scores giving LDL's accuracies: evaluate() must print PR 215's sections."""
-    frame = rewardbench_frame(FILTERED_ROWS)
+    frame = rewardbench_rows(FILTERED_ROWS)
     n = len(frame)
     assert n == 2985
     chosen, rejected = np.zeros(n), np.zeros(n)
@@ -92,7 +81,7 @@ def test_section_weights_independent_computation() -> None:
 
 
 def test_ties_and_nan_count_as_wrong() -> None:
-    frame = rewardbench_frame({"math-prm": 4, "hep-go": 2})
+    frame = rewardbench_rows({"math-prm": 4, "hep-go": 2})
     chosen = np.array([1.0, 0.5, np.nan, 2.0, 3.0, 1.0])
     rejected = np.array([0.0, 0.5, 0.0, np.nan, 1.0, 1.0])
     result = rewardbench.evaluate(frame, np.concatenate([chosen, rejected]))
@@ -108,10 +97,9 @@ def test_load_local_parquet_and_jsonl_record_sha256(tmp_path: Path) -> None:
     parquet = write_rewardbench(tmp_path / "rb.parquet", {"math-prm": 3, "hep-cpp": 2})
     table = rewardbench.load(str(parquet), None)
     assert len(table.frame) == 5
-    import hashlib
     assert table.revision == "sha256:" + hashlib.sha256(parquet.read_bytes()).hexdigest()
     jsonl = tmp_path / "rb.jsonl"
-    rewardbench_frame({"math-prm": 3}).to_json(jsonl, orient="records", lines=True)
+    rewardbench_rows({"math-prm": 3}).to_json(jsonl, orient="records", lines=True)
     assert rewardbench.load(str(jsonl), ["math-prm"]).frame["subset"].tolist() == ["math-prm"] * 3
 
 
@@ -120,14 +108,14 @@ def test_subsets_restrict_and_unknown_subset_errors(tmp_path: Path) -> None:
     assert set(rewardbench.load(str(parquet), ["hep-cpp"]).frame["subset"]) == {"hep-cpp"}
     with pytest.raises(BenchmarkError, match="nope"):
         rewardbench.load(str(parquet), ["hep-cpp", "nope"])
-    odd = rewardbench_frame({"math-prm": 2}).assign(subset=["math-prm", "math-prm-2"])
+    odd = rewardbench_rows({"math-prm": 2}).assign(subset=["math-prm", "math-prm-2"])
     odd.to_parquet(tmp_path / "odd.parquet")
     with pytest.raises(DataError, match="math-prm-2"):
         rewardbench.load(str(tmp_path / "odd.parquet"), None)
 
 
 def test_missing_column_errors_name_the_row(tmp_path: Path) -> None:
-    frame = rewardbench_frame({"math-prm": 3})
+    frame = rewardbench_rows({"math-prm": 3})
     frame.drop(columns=["rejected"]).to_parquet(tmp_path / "no_col.parquet")
     with pytest.raises(DataError, match="rejected"):
         rewardbench.load(str(tmp_path / "no_col.parquet"), None)

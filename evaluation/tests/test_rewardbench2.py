@@ -10,16 +10,8 @@ import pandas as pd
 import pytest
 
 from dogerm_eval.benchmarks import rewardbench2
+from dogerm_eval.benchmarks.samples import rewardbench2_row
 from dogerm_eval.errors import BenchmarkError, DataError
-
-
-def rb2_row(row_id: str, subset: str, chosen: list[str], rejected: list[str]) -> dict:
-    """One row in the real `test` split schema."""
-    return {
-        "id": row_id, "prompt": f"prompt of {row_id}", "chosen": chosen, "rejected": rejected,
-        "num_correct": len(chosen), "num_incorrect": len(rejected), "total_completions": len(chosen) + len(rejected),
-        "models": ["m"] * (len(chosen) + len(rejected)), "subset": subset, "additional_metadata": "{}",
-    }
 
 
 # Scores of every response, keyed by its text (texts are unique), and the rows using them.
@@ -39,18 +31,18 @@ SCORES = {
     "t4c0": 2, "t4c1": 2, "t4i": 1,                # tied:4  cim 1, dcm 0 (left out of the tanh term)
 }
 ROWS = [
-    rb2_row("m1", "Math", ["a0"], ["a1", "a2", "a3"]),
-    rb2_row("m2", "Math", ["b0"], ["b1", "b2", "b3"]),
-    rb2_row("m3", "Math", ["c0"], ["c1", "c2", "c3"]),
-    rb2_row("m4", "Math", ["d0"], ["d1", "d2", "d3"]),
-    rb2_row("m5", "Math", ["e0"], ["e1", "e2", "e3"]),
-    rb2_row("ref:1", "Ties", ["r1c"], ["r1i0", "r1i1"]),
-    rb2_row("tied:1", "Ties", ["t1c0", "t1c1", "t1c2"], ["t1i0", "t1i1"]),
-    rb2_row("ref:2", "Ties", ["r2c"], ["r2i"]),
-    rb2_row("tied:2", "Ties", ["t2c0", "t2c1"], ["t2i"]),
-    rb2_row("ref:3", "Ties", ["r3c"], ["r3i"]),
-    rb2_row("ref:4", "Ties", ["r4c"], ["r4i"]),
-    rb2_row("tied:4", "Ties", ["t4c0", "t4c1"], ["t4i"]),
+    rewardbench2_row("m1", "Math", ["a0"], ["a1", "a2", "a3"]),
+    rewardbench2_row("m2", "Math", ["b0"], ["b1", "b2", "b3"]),
+    rewardbench2_row("m3", "Math", ["c0"], ["c1", "c2", "c3"]),
+    rewardbench2_row("m4", "Math", ["d0"], ["d1", "d2", "d3"]),
+    rewardbench2_row("m5", "Math", ["e0"], ["e1", "e2", "e3"]),
+    rewardbench2_row("ref:1", "Ties", ["r1c"], ["r1i0", "r1i1"]),
+    rewardbench2_row("tied:1", "Ties", ["t1c0", "t1c1", "t1c2"], ["t1i0", "t1i1"]),
+    rewardbench2_row("ref:2", "Ties", ["r2c"], ["r2i"]),
+    rewardbench2_row("tied:2", "Ties", ["t2c0", "t2c1"], ["t2i"]),
+    rewardbench2_row("ref:3", "Ties", ["r3c"], ["r3i"]),
+    rewardbench2_row("ref:4", "Ties", ["r4c"], ["r4i"]),
+    rewardbench2_row("tied:4", "Ties", ["t4c0", "t4c1"], ["t4i"]),
 ]
 EXPECTED_MATH = (1 + 1 / 2 + 1 / 4 + 0 + 0) / 5
 EXPECTED_TIES = (
@@ -63,7 +55,7 @@ EXPECTED_TIES = (
 
 
 def score_rows(frame: pd.DataFrame) -> np.ndarray:
-    return np.array([SCORES[response] for _, response in rewardbench2.conversations(frame)], dtype=np.float64)
+    return np.array([SCORES[response] for _, response in (pair for scoring_pass in rewardbench2.passes(frame) for pair in scoring_pass)], dtype=np.float64)
 
 
 def test_tie_credit_and_ties_formula_by_hand(tmp_path: Path) -> None:
@@ -102,11 +94,11 @@ def test_jsonl_lists_and_subset_selection(tmp_path: Path) -> None:
 
 
 def test_schema_errors(tmp_path: Path) -> None:
-    bad_id = pd.DataFrame([rb2_row("7", "Ties", ["x"], ["y"])])
+    bad_id = pd.DataFrame([rewardbench2_row("7", "Ties", ["x"], ["y"])])
     bad_id.to_parquet(tmp_path / "bad_id.parquet")
     with pytest.raises(DataError, match="ref:<k>"):
         rewardbench2.load(str(tmp_path / "bad_id.parquet"), None)
-    empty = pd.DataFrame([rb2_row("m1", "Math", ["x"], ["y"]), rb2_row("m2", "Math", ["x"], [])])
+    empty = pd.DataFrame([rewardbench2_row("m1", "Math", ["x"], ["y"]), rewardbench2_row("m2", "Math", ["x"], [])])
     empty.to_json(tmp_path / "empty.jsonl", orient="records", lines=True)
     with pytest.raises(DataError, match=r"row 1 \(id 'm2'\): rejected"):
         rewardbench2.load(str(tmp_path / "empty.jsonl"), None)

@@ -1,7 +1,7 @@
 """Benchmark registry and the loop that scores one model on them, with caching and resumable checkpoints.
 
 Each benchmark module provides `NAME`, `load(data, subsets) -> LoadedTable` (schema checked, subsets selected),
-`conversations(frame) -> list[(prompt, response)]`, `evaluate(frame, scores) -> Evaluation` and
+`passes(frame) -> list[list[(prompt, response)]]` (scoring passes, e.g. chosen then rejected), `evaluate(frame, scores) -> Evaluation` and
 `metrics(result_json) -> dict[str, float]` (the columns it adds to a sweep report). Benchmarks that are not scored
 from (prompt, response) pairs, such as Best-of-N, only add a `metrics` function to `METRICS`.
 """
@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
+from accelerate import PartialState
 
 from dogerm_eval.benchmarks import autoj, rewardbench, rewardbench2
 from dogerm_eval.data import LoadedTable
@@ -29,6 +30,8 @@ from dogerm_eval.results import (
     checkpoint_dir,
     load_cached_result,
     model_fingerprint,
+    prepare_checkpoints,
+    result_path,
     score_in_chunks,
     write_result,
 )
@@ -46,10 +49,12 @@ class Benchmark(Protocol):
     """A pairwise reward-model benchmark module."""
 
     NAME: str
+    CARD_DATASET: str  # dataset id written into model cards
+    SPLIT: str
 
     def load(self, data: str | None, subsets: Sequence[str] | None) -> LoadedTable: ...
 
-    def conversations(self, frame: pd.DataFrame) -> list[tuple[str, str]]: ...
+    def passes(self, frame: pd.DataFrame) -> list[list[tuple[str, str]]]: ...
 
     def evaluate(self, frame: pd.DataFrame, scores: np.ndarray) -> Evaluation: ...
 
@@ -87,6 +92,10 @@ class Task:
         return cls(benchmark, benchmark.load(data, subsets), tuple(subsets) if subsets else None)
 
 
+def _silent(_: str) -> None:
+    """Log sink of the non-main processes."""
+
+
 def run_task(
     task: Task,
     model: ResolvedModel,
@@ -103,17 +112,25 @@ def run_task(
     `make_scorer` is called only when scoring is needed.
     """
     name = task.benchmark.NAME
+    state = PartialState()
+    if not state.is_main_process:
+        log = _silent
     key = cache_key(model_fp, name, task.table.dataset, task.table.revision, task.subsets, settings)
     cached = load_cached_result(output_dir, model, name, key)
     if cached is not None:
         log(f"{model.slug} {name}: reusing cached result (key {key[:12]})")
         return cached
     scorer = make_scorer()
+    passes = task.benchmark.passes(task.table.frame)
     chunks = checkpoint_dir(output_dir, model, name, key)
+    if state.is_main_process:
+        prepare_checkpoints(chunks, passes, chunk_size)
+    state.wait_for_everyone()
     scores = score_in_chunks(
-        scorer.score, task.benchmark.conversations(task.table.frame), chunks, chunk_size,
+        scorer.score, passes, chunks, chunk_size, write=state.is_main_process,
         progress=lambda done, total: log(f"{model.slug} {name}: scored {done}/{total}"),
     )
+    state.wait_for_everyone()  # every process has read the chunks it reuses
     evaluation = task.benchmark.evaluate(task.table.frame, scores)
     payload = {
         "benchmark": name,
@@ -126,9 +143,14 @@ def run_task(
         **evaluation.extra,
         "cache_key": key,
     }
-    path = write_result(output_dir, model, name, payload, evaluation.per_example)
-    shutil.rmtree(chunks)
-    log(f"{model.slug} {name}: score {evaluation.score:.4f} -> {path}")
+    path = result_path(output_dir, model, name)
+    if state.is_main_process:
+        write_result(output_dir, model, name, payload, evaluation.per_example)
+        shutil.rmtree(chunks)
+        if not any(chunks.parent.iterdir()):
+            chunks.parent.rmdir()
+        log(f"{model.slug} {name}: score {evaluation.score:.4f} -> {path}")
+    state.wait_for_everyone()
     return json.loads(path.read_text(encoding="utf-8"))
 
 

@@ -24,6 +24,8 @@ from dogerm_eval.errors import DataError
 from dogerm_eval.results import Evaluation
 
 NAME = "autoj"
+CARD_DATASET = "GAIR-NLP/auto-j"  # the id written into model cards (the data lives on GitHub)
+SPLIT = "test"
 URL = "https://raw.githubusercontent.com/GAIR-NLP/auto-j/main/data/test/testdata_pairwise.jsonl"
 COLUMNS = ("scenario", "label", "prompt", "response 1", "response 2")
 GROUPS: dict[str, frozenset[str]] = {
@@ -68,10 +70,10 @@ def load(data: str | None, subsets: Sequence[str] | None) -> LoadedTable:
     return LoadedTable(frame=frame, dataset=table.dataset, revision=table.revision)
 
 
-def conversations(frame: pd.DataFrame) -> list[tuple[str, str]]:
-    """All (prompt, response 1) pairs, then all (prompt, response 2)."""
+def passes(frame: pd.DataFrame) -> list[list[tuple[str, str]]]:
+    """Two scoring passes: all (prompt, response 1) pairs, then all (prompt, response 2) pairs."""
     prompts = frame["prompt"].tolist()
-    return list(zip(prompts, frame["response 1"].tolist())) + list(zip(prompts, frame["response 2"].tolist()))
+    return [list(zip(prompts, frame["response 1"].tolist())), list(zip(prompts, frame["response 2"].tolist()))]
 
 
 def tune_tie_threshold(gaps: np.ndarray, predicted: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
@@ -88,7 +90,10 @@ def tune_tie_threshold(gaps: np.ndarray, predicted: np.ndarray, labels: np.ndarr
 
 
 def evaluate(frame: pd.DataFrame, scores: np.ndarray) -> Evaluation:
-    """DogeRM's tie-free accuracies and Auto-J's agreement with a test-tuned tie threshold."""
+    """DogeRM's tie-free accuracies and Auto-J's agreement with a test-tuned tie threshold.
+
+    `scores` are the passes' scores concatenated (response 1, then response 2).
+    """
     n = len(frame)
     first, second = scores[:n], scores[n:]
     labels = frame["label"].to_numpy()

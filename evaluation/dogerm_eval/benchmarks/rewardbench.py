@@ -20,6 +20,7 @@ from dogerm_eval.results import Evaluation
 
 NAME = "rewardbench"
 HUB_ID = "allenai/reward-bench"
+CARD_DATASET = HUB_ID
 SPLIT = "filtered"
 COLUMNS = ("id", "subset", "prompt", "chosen", "rejected")
 
@@ -54,10 +55,10 @@ def load(data: str | None, subsets: Sequence[str] | None) -> LoadedTable:
     return LoadedTable(frame=frame, dataset=table.dataset, revision=table.revision)
 
 
-def conversations(frame: pd.DataFrame) -> list[tuple[str, str]]:
-    """All chosen pairs in dataset order, then all rejected pairs (rewardbench's two passes)."""
+def passes(frame: pd.DataFrame) -> list[list[tuple[str, str]]]:
+    """Two scoring passes in dataset order, as rewardbench does: all chosen pairs, then all rejected pairs."""
     prompts = frame["prompt"].tolist()
-    return list(zip(prompts, frame["chosen"].tolist())) + list(zip(prompts, frame["rejected"].tolist()))
+    return [list(zip(prompts, frame["chosen"].tolist())), list(zip(prompts, frame["rejected"].tolist()))]
 
 
 def section_scores(subset_accuracy: Mapping[str, float]) -> dict[str, float]:
@@ -83,7 +84,10 @@ def overall(sections: Mapping[str, float]) -> float:
 
 
 def evaluate(frame: pd.DataFrame, scores: np.ndarray) -> Evaluation:
-    """Accuracy per subset (correct only if score(chosen) > score(rejected): ties and NaN are wrong)."""
+    """Accuracy per subset (correct only if score(chosen) > score(rejected): ties and NaN are wrong).
+
+    `scores` are the passes' scores concatenated (chosen, then rejected).
+    """
     n = len(frame)
     chosen, rejected = scores[:n], scores[n:]
     correct = chosen > rejected

@@ -29,6 +29,7 @@ from dogerm_eval.results import Evaluation
 
 NAME = "rewardbench2"
 HUB_ID = "allenai/reward-bench-2"
+CARD_DATASET = HUB_ID
 SPLIT = "test"
 COLUMNS = ("id", "subset", "prompt", "chosen", "rejected")
 SUBSETS = ("Factuality", "Precise IF", "Math", "Safety", "Focus", "Ties")
@@ -59,13 +60,13 @@ def load(data: str | None, subsets: Sequence[str] | None) -> LoadedTable:
     return LoadedTable(frame=frame, dataset=table.dataset, revision=table.revision)
 
 
-def conversations(frame: pd.DataFrame) -> list[tuple[str, str]]:
-    """Per row, its chosen responses then its rejected ones, rows in dataset order."""
-    return [
+def passes(frame: pd.DataFrame) -> list[list[tuple[str, str]]]:
+    """One scoring pass: per row its chosen responses then its rejected ones, rows in dataset order."""
+    return [[
         (prompt, response)
         for prompt, chosen, rejected in zip(frame["prompt"], frame["chosen"], frame["rejected"])
         for response in [*chosen, *rejected]
-    ]
+    ]]
 
 
 def row_credit(chosen: np.ndarray, rejected: np.ndarray) -> float:

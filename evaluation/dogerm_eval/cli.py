@@ -1,0 +1,227 @@
+"""`dogerm-eval`: score reward models on RewardBench, RewardBench 2 and Auto-J, alone or as a lambda sweep."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+from dogerm_eval.benchmarks import BENCHMARKS, METRICS, Task, run_model
+from dogerm_eval.errors import BenchmarkError, EvalError
+from dogerm_eval.formatting import FALLBACK_TEMPLATES, FormatSettings
+from dogerm_eval.models import ResolvedModel, resolve_model
+from dogerm_eval.push import check_pushable, push_results
+from dogerm_eval.report import format_table, sweep_frame, write_report
+from dogerm_eval.results import DEFAULT_CHUNK_SIZE, result_path
+from dogerm_eval.scorer import DEFAULT_TOKEN_BUDGET, RewardScorer
+from dogerm_eval.sweep import discover_sweep, evaluate_sweep, resolve_members
+
+DEFAULT_OUTPUT = "./dogerm-eval-results"
+
+
+def _split(value: str | None) -> list[str] | None:
+    return [item.strip() for item in value.split(",") if item.strip()] if value else None
+
+
+def common_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Options shared by every scoring command."""
+    options = [
+        click.option("--subsets", help="Comma-separated subsets to keep (Auto-J: scenarios, or math/code/other)."),
+        click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_OUTPUT,
+                     show_default=True, help="Results go to OUT/<model-slug>/<benchmark>.json."),
+        click.option("--system-prompt", help="System message for every conversation; 'llama2-default' = the default "
+                     "Llama-2 system prompt (DogeRM's Llama-2 RMs). Default: none."),
+        click.option("--fallback-template", type=click.Choice(sorted(FALLBACK_TEMPLATES)),
+                     help="Chat template used only when the tokenizer has none."),
+        click.option("--max-length", type=int, default=2048, show_default=True, help="Maximum tokens per text."),
+        click.option("--truncation-side", type=click.Choice(["right", "left"]), default="right", show_default=True),
+        click.option("--double-bos", type=click.Choice(["keep", "mask"]), default="keep", show_default=True,
+                     help="A double BOS (template + tokenizer): keep it (as DogeRM) or mask the first (as RewardBench)."),
+        click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), default="auto",
+                     show_default=True, help="auto = bf16/fp16 on GPU, fp32 on CPU."),
+        click.option("--device", help="torch device (default: the accelerator of this process, else CPU)."),
+        click.option("--batch-tokens", type=int, default=DEFAULT_TOKEN_BUDGET, show_default=True,
+                     help="Token budget per batch (fast mode)."),
+        click.option("--compat", type=click.Choice(["fast", "rewardbench"]), default="fast", show_default=True,
+                     help="fast: length-sorted, de-duplicated batches; rewardbench: run_rm.py's batches of 64."),
+        click.option("--num-processes", type=int, default=1, show_default=True,
+                     help="Score with N processes (one per GPU) through `accelerate launch`."),
+        click.option("--checkpoint-every", type=int, default=DEFAULT_CHUNK_SIZE, show_default=True,
+                     help="Save scores every N conversations, so an interrupted run resumes."),
+        click.option("--push-results", is_flag=True,
+                     help="Write the scores into the model card's model-index of the evaluated Hub repo/branch."),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def _settings(options: dict[str, Any]) -> tuple[FormatSettings, dict[str, Any]]:
+    """FormatSettings and the scoring settings that enter the cache key."""
+    try:
+        fmt = FormatSettings(system_prompt=options["system_prompt"], fallback_template=options["fallback_template"],
+                             max_length=options["max_length"], truncation_side=options["truncation_side"],
+                             double_bos=options["double_bos"])
+    except ValueError as exc:
+        raise BenchmarkError(f"invalid formatting settings: {exc}") from exc
+    record = {"format": fmt.record(), "dtype": options["dtype"], "device": options["device"] or "auto",
+              "token_budget": options["batch_tokens"], "compat": options["compat"]}
+    return fmt, record
+
+
+def _scorer_factory(fmt: FormatSettings, options: dict[str, Any]) -> Callable[[ResolvedModel], RewardScorer]:
+    return lambda model: RewardScorer(model, format=fmt, dtype=options["dtype"], device=options["device"],
+                                      token_budget=options["batch_tokens"], compat=options["compat"])
+
+
+def _relaunch_if_needed(num_processes: int) -> None:
+    """Re-run this command under `accelerate launch` with N processes (no-op inside a launch or for N = 1)."""
+    if num_processes < 1:
+        raise BenchmarkError("--num-processes must be at least 1")
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1:
+        if world != num_processes:
+            raise BenchmarkError(f"--num-processes {num_processes} but launched with {world} processes")
+        return
+    if num_processes > 1:
+        command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(num_processes),
+                   "-m", "dogerm_eval.cli", *sys.argv[1:]]
+        raise SystemExit(subprocess.call(command))
+
+
+def _data_paths(data: Sequence[str], names: Sequence[str]) -> dict[str, str | None]:
+    """`--data PATH` (one benchmark) or `--data NAME=PATH` (repeatable) -> benchmark -> path."""
+    paths: dict[str, str | None] = dict.fromkeys(names)
+    for item in data:
+        name, sep, path = item.partition("=")
+        if sep and name in BENCHMARKS:
+            if name not in paths:
+                raise BenchmarkError(f"--data {item}: {name} is not among the benchmarks {list(names)}")
+            paths[name] = path
+        elif len(names) == 1:
+            paths[names[0]] = item
+        else:
+            raise BenchmarkError(f"--data {item}: with several benchmarks write --data NAME=PATH")
+    return paths
+
+
+def _fail(exc: EvalError) -> None:
+    raise click.ClickException(str(exc)) from exc
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(package_name="dogerm-eval")
+def main() -> None:
+    """Evaluate reward models (and DogeRM merges) on RewardBench, RewardBench 2 and Auto-J.
+
+    MODEL is a local folder or a Hub id with an optional revision (org/name@lambda-0.30). Data come from the Hub
+    (or GitHub for Auto-J) unless --data names a local parquet/jsonl file; the dataset revision (commit, or the
+    file's sha256) is recorded. Results: OUT/<model-slug>/<benchmark>.json and a per-example parquet beside it;
+    a rerun with the same model, data and settings reuses them, an interrupted run resumes.
+    """
+
+
+def _benchmark_command(name: str, summary: str) -> click.Command:
+    @main.command(name=name, help=f"{summary}\n\nMODEL: a local folder or org/name[@revision].")
+    @click.argument("model")
+    @click.option("--data", "data", help="Local .parquet/.jsonl file in the benchmark's schema (default: download).")
+    @common_options
+    def command(model: str, data: str | None, **options: Any) -> None:
+        _relaunch_if_needed(options["num_processes"])
+        try:
+            fmt, record = _settings(options)
+            task = Task.prepare(name, data, _split(options["subsets"]))
+            resolved = resolve_model(model)
+            if options["push_results"]:
+                check_pushable(resolved)
+            results = run_model([task], resolved, record, _scorer_factory(fmt, options), options["output_dir"],
+                                options["checkpoint_every"], log=click.echo)
+            if options["push_results"]:
+                push_results(resolved, results, log=click.echo)
+        except EvalError as exc:
+            _fail(exc)
+        result = results[name]
+        click.echo(format_table(sweep_frame([(0.0, results)]).drop(columns="lambda")))
+        click.echo(f"{name} score: {result['score']:.4f}")
+
+    return command
+
+
+_benchmark_command("rewardbench", "RewardBench v1 (allenai/reward-bench, filtered): subsets, the four sections, "
+                                  "DogeRM's Math (math-prm) and Code (hep-*), and the overall score.")
+_benchmark_command("rewardbench2", "RewardBench 2 (allenai/reward-bench-2, test): best-of-4 with tie credit, the Ties "
+                                   "score, overall = mean of the six subsets.")
+_benchmark_command("autoj", "Auto-J pairwise test set: DogeRM's tie-free Math/Code/Other accuracy and Auto-J's "
+                            "agreement with a tie threshold tuned on the test set.")
+
+
+@main.command()
+@click.argument("sweep")
+@click.option("--benchmark", "benchmarks", default="rewardbench", show_default=True,
+              help="Comma-separated benchmarks. Runnable: " + ", ".join(BENCHMARKS) + "; others registered in "
+                   "METRICS (e.g. Best-of-N) are read from existing OUT/<slug>/<name>.json files.")
+@click.option("--data", "data", multiple=True,
+              help="Local data file: PATH with one benchmark, NAME=PATH (repeatable) with several.")
+@common_options
+def sweep(sweep: str, benchmarks: str, data: tuple[str, ...], **options: Any) -> None:
+    """Evaluate every member of a lambda sweep with identical settings; write OUT/sweep.csv and plots.
+
+    SWEEP is a folder with lambda-0.00/, lambda-0.05/, ... sub-folders (full RM checkpoints; an optional sweep.json
+    lists the lambdas) or a Hub repo with lambda-* branches. Writes OUT/sweep.csv (lambda, then one column per metric,
+    e.g. rewardbench/math), OUT/sweep-<benchmark>.png (metrics vs lambda, lambda = 0 dashed) and prints the table.
+    """
+    _relaunch_if_needed(options["num_processes"])
+    names = _split(benchmarks) or []
+    try:
+        unknown = [n for n in names if n not in METRICS]
+        if unknown:
+            raise BenchmarkError(f"unknown benchmark(s) {unknown}; choose from {sorted(METRICS)}")
+        fmt, record = _settings(options)
+        runnable = [n for n in names if n in BENCHMARKS]
+        paths = _data_paths(data, runnable)
+        tasks = [Task.prepare(n, paths[n], _split(options["subsets"])) for n in runnable]
+        members = discover_sweep(sweep)
+        local = Path(sweep).expanduser().is_dir()
+        resolved = [(lam, resolve_model(ref)) for lam, ref in members] if local else resolve_members(members)
+        if local:
+            _check_existing(resolved, [n for n in names if n not in BENCHMARKS], options["output_dir"])
+        evaluated = evaluate_sweep(resolved, tasks, record, _scorer_factory(fmt, options), options["output_dir"],
+                                   options["checkpoint_every"], log=click.echo)
+        rows = []
+        for lam, model, results in evaluated:
+            results.update(_read_existing(model, [n for n in names if n not in BENCHMARKS], options["output_dir"]))
+            rows.append((lam, {n: results[n] for n in names}))
+            if options["push_results"]:
+                push_results(model, results, log=click.echo)
+    except EvalError as exc:
+        _fail(exc)
+    frame = sweep_frame(rows)
+    for path in write_report(frame, options["output_dir"]):
+        click.echo(f"wrote {path}")
+    click.echo(format_table(frame))
+
+
+def _check_existing(members: Sequence[tuple[float, ResolvedModel]], names: Sequence[str], output_dir: Path) -> None:
+    """Before scoring: every member must already have a result for the benchmarks this command does not run."""
+    for _, model in members:
+        _read_existing(model, names, output_dir)
+
+
+def _read_existing(model: ResolvedModel, names: Sequence[str], output_dir: Path) -> dict[str, dict[str, Any]]:
+    found = {}
+    for name in names:
+        path = result_path(output_dir, model, name)
+        if not path.is_file():
+            raise BenchmarkError(f"{name} is not run by `sweep`; expected an existing result at {path}")
+        found[name] = json.loads(path.read_text(encoding="utf-8"))
+    return found
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,173 @@
+"""End-to-end `dogerm-eval` on tiny reward models (CliRunner), errors before any output, and --push-results.
+
+The push test uses the repository-wide `hub_env`/`hub_client` fixtures (root conftest.py, tests/hub_server.py):
+run it from the repository root (`pytest` or `pytest -c pyproject.toml evaluation/tests`).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from dogerm_eval.benchmarks.samples import autoj_row, rewardbench2_row, rewardbench_rows
+from dogerm_eval.cli import main
+from dogerm_eval.formatting import FormatSettings
+from dogerm_eval.scorer import RewardScorer
+
+COUNTS = {"math-prm": 4, "hep-go": 3, "alpacaeval-easy": 3}
+RB2_ROWS = [
+    rewardbench2_row("m1", "Math", ["x = 2"], ["x = 3", "x = 4", "x = 5"]),
+    rewardbench2_row("m2", "Math", ["the sky is blue"], ["green", "red", "a fox"]),
+    rewardbench2_row("ref:1", "Ties", ["Paris"], ["Rome", "Berlin"]),
+    rewardbench2_row("tied:1", "Ties", ["Paris", "It is Paris"], ["Rome"]),
+]
+AUTOJ = [("math_reasoning", 0), ("code_generation", 1), ("explaining_code", 2), ("chitchat", 0)]
+
+
+def write_rewardbench(path: Path, counts: dict[str, int]) -> Path:
+    rewardbench_rows(counts).to_parquet(path)
+    return path
+
+
+def invoke(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+def test_help_documents_every_command() -> None:
+    code, output = invoke("--help")
+    assert code == 0
+    for command in ("rewardbench", "rewardbench2", "autoj", "sweep"):
+        assert command in output
+        sub_code, sub_output = invoke(command, "--help")
+        assert sub_code == 0 and "--output-dir" in sub_output and "--push-results" in sub_output
+
+
+def test_rewardbench_end_to_end_matches_direct_scoring(tiny_rm_dir: Path, tmp_path: Path) -> None:
+    data = write_rewardbench(tmp_path / "rb.parquet", COUNTS)
+    out = tmp_path / "out"
+    code, output = invoke("rewardbench", str(tiny_rm_dir), "--data", str(data), "--output-dir", str(out),
+                          "--checkpoint-every", "4")
+    assert code == 0, output
+    result = json.loads((out / tiny_rm_dir.name / "rewardbench.json").read_text())
+    frame = pd.read_parquet(data)
+    scorer = RewardScorer(str(tiny_rm_dir), format=FormatSettings(), dtype="float32")
+    chosen = scorer.score(list(zip(frame["prompt"], frame["chosen"])))
+    rejected = scorer.score(list(zip(frame["prompt"], frame["rejected"])))
+    expected = pd.Series(chosen > rejected).groupby(frame["subset"]).mean().to_dict()
+    assert result["subsets"] == pytest.approx(expected)
+    per_example = pd.read_parquet(out / tiny_rm_dir.name / result["per_example"])
+    np.testing.assert_allclose(per_example["score_chosen"], chosen, atol=1e-5)  # batching: ~1e-7
+    assert result["settings"]["scorer"]["dtype"] == "float32"
+    assert f"rewardbench score: {result['score']:.4f}" in output
+    # same model, data and settings: reused without scoring
+    code, output = invoke("rewardbench", str(tiny_rm_dir), "--data", str(data), "--output-dir", str(out),
+                          "--checkpoint-every", "4")
+    assert code == 0 and "reusing cached result" in output and "scored" not in output
+    # another setting is another cache key
+    code, output = invoke("rewardbench", str(tiny_rm_dir), "--data", str(data), "--output-dir", str(out),
+                          "--system-prompt", "llama2-default")
+    assert code == 0 and "reusing" not in output
+
+
+def test_rewardbench2_and_autoj_end_to_end(tiny_rm_dir: Path, tmp_path: Path) -> None:
+    pd.DataFrame(RB2_ROWS).to_parquet(tmp_path / "rb2.parquet")
+    out = tmp_path / "out"
+    code, output = invoke("rewardbench2", str(tiny_rm_dir), "--data", str(tmp_path / "rb2.parquet"),
+                          "--output-dir", str(out))
+    assert code == 0, output
+    rb2 = json.loads((out / tiny_rm_dir.name / "rewardbench2.json").read_text())
+    assert set(rb2["subsets"]) == {"Math", "Ties"} and rb2["ties"]["prompts_both"] == 1
+    assert rb2["score"] == pytest.approx(np.mean(list(rb2["subsets"].values())))
+    per_example = pd.read_parquet(out / tiny_rm_dir.name / rb2["per_example"])
+    assert [len(s) for s in per_example["score_rejected"]] == [3, 3, 2, 1]
+    pd.DataFrame([autoj_row(i, *case) for i, case in enumerate(AUTOJ)]).to_json(
+        tmp_path / "autoj.jsonl", orient="records", lines=True)
+    code, output = invoke("autoj", str(tiny_rm_dir), "--data", str(tmp_path / "autoj.jsonl"),
+                          "--output-dir", str(out), "--subsets", "math,code")
+    assert code == 0, output
+    autoj = json.loads((out / tiny_rm_dir.name / "autoj.json").read_text())
+    assert set(autoj["sections"]) == {"Math", "Code"} and autoj["agreement"]["tuned_on_test"] is True
+
+
+def test_sweep_end_to_end(tiny_rm_dir: Path, make_tiny_rm, tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep_out"
+    shutil.copytree(tiny_rm_dir, sweep / "lambda-0.00")
+    shutil.copytree(make_tiny_rm(seed=1), sweep / "lambda-0.50")
+    (sweep / "sweep.json").write_text(json.dumps({"lambdas": [0.0, 0.5]}))
+    data = write_rewardbench(tmp_path / "rb.parquet", COUNTS)
+    out = tmp_path / "out"
+    code, output = invoke("sweep", str(sweep), "--benchmark", "rewardbench", "--data", str(data),
+                          "--output-dir", str(out))
+    assert code == 0, output
+    csv = pd.read_csv(out / "sweep.csv")
+    assert csv["lambda"].tolist() == [0.0, 0.5]
+    for lam in (0.0, 0.5):
+        result = json.loads((out / f"lambda-{lam:.2f}" / "rewardbench.json").read_text())
+        row = csv[csv["lambda"] == lam].iloc[0]
+        assert row["rewardbench/math"] == result["sections"]["Math"]
+        assert row["rewardbench/score"] == result["score"]
+    assert (out / "sweep-rewardbench.png").read_bytes()[:4] == b"\x89PNG"
+    assert "rewardbench/code" in output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["sweep", "{sweep}", "--benchmark", "rewardbench,nope"], "unknown benchmark"),
+        (["rewardbench", "{model}", "--subsets", "math-prm,nope"], "nope"),
+        (["rewardbench", "{model}", "--data", "{nocol}"], "rejected"),
+        (["rewardbench", "{tmp}/missing-model"], "does not exist"),
+        (["sweep", "{sweep}", "--benchmark", "rewardbench,bon-gsm8k"], "unknown benchmark"),
+    ],
+)
+def test_errors_before_any_output(tiny_rm_dir: Path, tmp_path: Path, args: list[str], message: str) -> None:
+    sweep = tmp_path / "sweep"
+    shutil.copytree(tiny_rm_dir, sweep / "lambda-0.00")
+    data = write_rewardbench(tmp_path / "rb.parquet", COUNTS)
+    pd.read_parquet(data).drop(columns="rejected").to_parquet(tmp_path / "nocol.parquet")
+    values = {"sweep": str(sweep), "model": str(tiny_rm_dir), "nocol": str(tmp_path / "nocol.parquet"),
+              "tmp": str(tmp_path)}
+    out = tmp_path / "out"
+    filled = [a.format(**values) for a in args]
+    if "--data" not in filled:
+        filled += ["--data", str(data)]
+    code, output = invoke(*filled, "--output-dir", str(out))
+    assert code != 0 and message in output
+    assert not out.exists()
+
+
+def test_push_results_local_folder_is_a_noop(tiny_rm_dir: Path, tmp_path: Path) -> None:
+    data = write_rewardbench(tmp_path / "rb.parquet", COUNTS)
+    code, output = invoke("rewardbench", str(tiny_rm_dir), "--data", str(data), "--output-dir",
+                          str(tmp_path / "out"), "--push-results")
+    assert code == 0 and "local folder" in output and "nothing pushed" in output
+
+
+def test_push_results_writes_model_index(tiny_rm_dir: Path, tmp_path: Path, hub_client, hub_env) -> None:
+    repo = "me/tiny-rm"
+    hub_client.create_repo(repo)
+    hub_client.create_branch(repo, branch="lambda-0.30")
+    hub_client.upload_folder(repo_id=repo, folder_path=tiny_rm_dir, revision="lambda-0.30")
+    evaluated_commit = hub_env.refs(repo)["lambda-0.30"]
+    data = write_rewardbench(tmp_path / "rb.parquet", COUNTS)
+    out = tmp_path / "out"
+    code, output = invoke("rewardbench", f"{repo}@lambda-0.30", "--data", str(data), "--output-dir", str(out),
+                          "--push-results")
+    assert code == 0, output
+    result = json.loads((out / "me--tiny-rm@lambda-0.30" / "rewardbench.json").read_text())
+    assert (result["model"], result["revision"]) == (repo, evaluated_commit)
+    card = hub_env.files(repo, revision="lambda-0.30")["README.md"].decode()
+    meta = yaml.safe_load(card.split("---")[1])
+    metrics = {m["name"]: m["value"] for m in meta["model-index"][0]["results"][0]["metrics"]}
+    assert metrics["rewardbench/math"] == pytest.approx(result["sections"]["Math"], abs=1e-6)
+    assert metrics["rewardbench/score"] == pytest.approx(result["score"], abs=1e-6)
+    assert meta["model-index"][0]["results"][0]["dataset"]["type"] == "allenai/reward-bench"
+    assert "README.md" not in hub_env.files(repo, revision="main")

@@ -1,0 +1,96 @@
+"""Sweep discovery and the sweep report: CSV values equal the per-model JSONs, one PNG per benchmark."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from dogerm_eval.benchmarks import METRICS, Task
+from dogerm_eval.benchmarks.samples import autoj_row, rewardbench_rows
+from dogerm_eval.errors import ModelError
+from dogerm_eval.models import ResolvedModel
+from dogerm_eval.report import format_table, sweep_frame, write_report
+from dogerm_eval.sweep import discover_sweep, evaluate_sweep
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+SETTINGS = {"dtype": "float32"}
+AUTOJ = [("math_reasoning", 0), ("math_reasoning", 1), ("code_generation", 0), ("chitchat", 1), ("chitchat", 2)]
+
+
+class ShiftedScorer:
+    """A different fake model per lambda: preferred texts score 1 + index/100, others gain 3 * lambda."""
+
+    def __init__(self, lam: float) -> None:
+        self.lam = lam
+
+    def score(self, conversations: Sequence[tuple[str, str]]) -> np.ndarray:
+        return np.array([(1.0 if r.startswith(("good", "r1")) else 3 * self.lam) + len(p) / 100
+                         for p, r in conversations])
+
+    def settings_record(self) -> dict:
+        return {}
+
+
+def make_sweep(root: Path, lambdas: list[float]) -> Path:
+    for lam in lambdas:
+        (root / f"lambda-{lam:.2f}").mkdir(parents=True)
+        (root / f"lambda-{lam:.2f}" / "config.json").write_text(json.dumps({"lambda": lam}))
+    (root / "not-a-member").mkdir()
+    return root
+
+
+def test_discover_local_sweep(tmp_path: Path) -> None:
+    root = make_sweep(tmp_path / "sweep", [0.5, 0.0, 0.05])
+    assert discover_sweep(str(root)) == [(0.0, str(root / "lambda-0.00")), (0.05, str(root / "lambda-0.05")),
+                                         (0.5, str(root / "lambda-0.50"))]
+    (root / "sweep.json").write_text(json.dumps({"lambdas": [0.0, 0.05, 0.5, 1.0]}))
+    with pytest.raises(ModelError, match=r"\[1.0\]"):
+        discover_sweep(str(root))
+    with pytest.raises(ModelError, match="no lambda"):
+        discover_sweep(str(tmp_path / "sweep" / "not-a-member"))
+
+
+def test_sweep_csv_and_png_match_results(tmp_path: Path) -> None:
+    root = make_sweep(tmp_path / "sweep", [0.0, 0.3, 0.6])
+    rewardbench_rows({"math-prm": 6, "hep-go": 4}).to_parquet(tmp_path / "rb.parquet")
+    pd.DataFrame([autoj_row(i, *case) for i, case in enumerate(AUTOJ)]).to_json(
+        tmp_path / "autoj.jsonl", orient="records", lines=True)
+    tasks = [
+        Task.prepare("rewardbench", str(tmp_path / "rb.parquet"), None),
+        Task.prepare("autoj", str(tmp_path / "autoj.jsonl"), None),
+    ]
+    members = [(lam, ResolvedModel(path=Path(ref), ref=ref)) for lam, ref in discover_sweep(str(root))]
+    out = tmp_path / "out"
+    evaluated = evaluate_sweep(members, tasks, SETTINGS, lambda model: ShiftedScorer(
+        json.loads((model.path / "config.json").read_text())["lambda"]), out)
+    frame = sweep_frame([(lam, results) for lam, _, results in evaluated])
+    paths = write_report(frame, out)
+    assert [p.name for p in paths] == ["sweep.csv", "sweep-rewardbench.png", "sweep-autoj.png"]
+    for png in paths[1:]:
+        assert png.read_bytes()[:8] == PNG_MAGIC and png.stat().st_size > 10_000
+    csv = pd.read_csv(out / "sweep.csv")
+    assert list(csv.columns)[:2] == ["lambda", "rewardbench/reasoning"]
+    assert csv["lambda"].tolist() == [0.0, 0.3, 0.6]
+    for lam in [0.0, 0.3, 0.6]:
+        rb = json.loads((out / f"lambda-{lam:.2f}" / "rewardbench.json").read_text())
+        aj = json.loads((out / f"lambda-{lam:.2f}" / "autoj.json").read_text())
+        assert csv.loc[csv["lambda"] == lam, "rewardbench/math"].item() == rb["subsets"]["math-prm"]
+        assert csv.loc[csv["lambda"] == lam, "rewardbench/code"].item() == rb["subsets"]["hep-go"]
+        assert csv.loc[csv["lambda"] == lam, "rewardbench/score"].item() == rb["score"]
+        assert csv.loc[csv["lambda"] == lam, "autoj/math"].item() == aj["sections"]["Math"]
+        assert csv.loc[csv["lambda"] == lam, "autoj/agreement-tuned"].item() == aj["agreement"]["value"]
+    # the fake models really differ: accuracy falls as lambda grows
+    assert csv["rewardbench/score"].is_monotonic_decreasing and csv["rewardbench/score"].nunique() > 1
+    assert "rewardbench/math" in format_table(frame)
+
+
+def test_other_benchmarks_contribute_metrics(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setitem(METRICS, "bon-gsm8k", lambda result: {"bon-gsm8k/expected@16": result["bon"]["16"]})
+    rows = [(0.0, {"bon-gsm8k": {"bon": {"16": 0.49}}}), (0.5, {"bon-gsm8k": {"bon": {"16": 0.54}}})]
+    frame = sweep_frame(rows)
+    assert frame.to_dict("list") == {"lambda": [0.0, 0.5], "bon-gsm8k/expected@16": [0.49, 0.54]}
+    assert [p.name for p in write_report(frame, tmp_path)] == ["sweep.csv", "sweep-bon-gsm8k.png"]

@@ -1,0 +1,140 @@
+"""Result files, cache reuse and resuming an interrupted run (with a fake scorer: no model needed)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dogerm_eval.benchmarks import Task, run_model, run_task
+from dogerm_eval.benchmarks.samples import rewardbench_rows
+from dogerm_eval.models import ResolvedModel
+from dogerm_eval.results import model_fingerprint, read_per_example
+
+SETTINGS = {"format": {"system_prompt": None}, "dtype": "float32", "compat": "fast"}
+COUNTS = {"math-prm": 5, "hep-go": 3, "alpacaeval-easy": 2}
+
+
+def write_rewardbench(path: Path, counts: dict[str, int], prefix: str = "") -> Path:
+    rewardbench_rows(counts, prefix).to_parquet(path)
+    return path
+
+
+def text_score(prompt: str, response: str) -> float:
+    """Deterministic score: 'good' answers beat 'bad' ones except for prompts ending in 1?."""
+    bonus = 1.0 if response.startswith("good") else 0.0
+    return bonus * (-1.0 if prompt.endswith("1?") else 1.0) + 0.01 * len(prompt)
+
+
+class FakeScorer:
+    """Scores with `text_score`; counts what it scored; raises on call number `fail_on` (1-based)."""
+
+    def __init__(self, fail_on: int | None = None) -> None:
+        self.scored: list[tuple[str, str]] = []
+        self.calls = 0
+        self.fail_on = fail_on
+
+    def score(self, conversations: Sequence[tuple[str, str]]) -> np.ndarray:
+        self.calls += 1
+        if self.calls == self.fail_on:
+            raise KeyboardInterrupt("simulated interruption")
+        self.scored.extend(conversations)
+        return np.array([text_score(p, r) for p, r in conversations])
+
+    def settings_record(self) -> dict:
+        return {"fake": True}
+
+
+@pytest.fixture
+def model(tmp_path: Path) -> ResolvedModel:
+    folder = tmp_path / "my-rm"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    return ResolvedModel(path=folder, ref=str(folder))
+
+
+@pytest.fixture
+def task(tmp_path: Path) -> Task:
+    return Task.prepare("rewardbench", str(write_rewardbench(tmp_path / "rb.parquet", COUNTS)), None)
+
+
+def never() -> FakeScorer:
+    raise AssertionError("the scorer must not be built when the result is cached")
+
+
+def test_result_json_layout(tmp_path: Path, model: ResolvedModel, task: Task) -> None:
+    out = tmp_path / "out"
+    result = run_task(task, model, model_fingerprint(model), SETTINGS, FakeScorer, out, chunk_size=4, log=print)
+    path = out / "my-rm" / "rewardbench.json"
+    assert json.loads(path.read_text()) == result
+    assert {"model", "revision", "dataset", "dataset_revision", "settings", "subsets", "sections", "score",
+            "per_example"} <= set(result)
+    assert result["model"] == str(model.path) and result["revision"] is None
+    assert result["dataset_revision"].startswith("sha256:")
+    assert result["settings"] == {**SETTINGS, "scorer": {"fake": True}}
+    assert result["per_example"] == "rewardbench.per_example.parquet"
+    per_example = read_per_example(path)
+    assert list(per_example.columns) == ["id", "subset", "score_chosen", "score_rejected", "correct"]
+    frame = task.table.frame
+    expected_chosen = [text_score(p, c) for p, c in zip(frame["prompt"], frame["chosen"])]
+    assert per_example["score_chosen"].tolist() == pytest.approx(expected_chosen)
+    # accuracies recomputed independently from the per-example file
+    assert result["subsets"] == pytest.approx(
+        (per_example["score_chosen"] > per_example["score_rejected"]).groupby(per_example["subset"]).mean().to_dict())
+    assert sorted(p.name for p in (out / "my-rm").iterdir()) == ["rewardbench.json", "rewardbench.per_example.parquet"]
+
+
+def test_cache_reused_for_same_key_and_not_otherwise(tmp_path: Path, model: ResolvedModel, task: Task) -> None:
+    out = tmp_path / "out"
+    first = run_model([task], model, SETTINGS, lambda m: FakeScorer(), out)
+    assert run_model([task], model, SETTINGS, lambda m: never(), out) == first
+    built = []
+    run_model([task], model, {**SETTINGS, "dtype": "bfloat16"}, lambda m: built.append(1) or FakeScorer(), out)
+    assert built == [1]
+    # a changed model folder (content hash) is not reused either
+    (model.path / "config.json").write_text('{"changed": 1}')
+    built.clear()
+    run_model([task], model, {**SETTINGS, "dtype": "bfloat16"}, lambda m: built.append(1) or FakeScorer(), out)
+    assert built == [1]
+    # nor a different dataset file
+    other = Task.prepare("rewardbench", str(write_rewardbench(tmp_path / "rb2.parquet", COUNTS, prefix="x")), None)
+    built.clear()
+    run_model([other], model, {**SETTINGS, "dtype": "bfloat16"}, lambda m: built.append(1) or FakeScorer(), out)
+    assert built == [1]
+
+
+def test_hub_commit_is_the_fingerprint(tmp_path: Path) -> None:
+    hub = ResolvedModel(path=tmp_path, ref="org/rm@lambda-0.30", repo_id="org/rm", revision="lambda-0.30",
+                        commit="a" * 40)
+    assert model_fingerprint(hub) == "a" * 40
+
+
+def test_interrupted_run_resumes_from_checkpoints(tmp_path: Path, model: ResolvedModel, task: Task) -> None:
+    out = tmp_path / "out"
+    fp = model_fingerprint(model)
+    failing = FakeScorer(fail_on=3)
+    with pytest.raises(KeyboardInterrupt):
+        run_task(task, model, fp, SETTINGS, lambda: failing, out, chunk_size=4)
+    assert not (out / "my-rm" / "rewardbench.json").exists()
+    chunks = sorted(p.name for p in (out / "my-rm" / ".cache").rglob("chunk-*.npy"))
+    assert chunks == ["chunk-00000.npy", "chunk-00001.npy"]   # 10 chosen -> chunks of 4, 4, 2; then rejected
+    resumed = FakeScorer()
+    result = run_task(task, model, fp, SETTINGS, lambda: resumed, out, chunk_size=4)
+    assert len(resumed.scored) == 2 * len(task.table.frame) - 8   # the two saved chunks are not rescored
+    assert resumed.scored[0] == (task.table.frame["prompt"][8], task.table.frame["chosen"][8])
+    assert not (out / "my-rm" / ".cache").exists()
+    fresh = run_task(task, model, fp, SETTINGS, FakeScorer, tmp_path / "fresh", chunk_size=4)
+    assert {k: result[k] for k in ("subsets", "sections", "score")} == {
+        k: fresh[k] for k in ("subsets", "sections", "score")}
+    pd.testing.assert_frame_equal(read_per_example(out / "my-rm" / "rewardbench.json"),
+                                  read_per_example(tmp_path / "fresh" / "my-rm" / "rewardbench.json"))
+
+
+def test_chunks_never_span_passes(tmp_path: Path, model: ResolvedModel, task: Task) -> None:
+    scorer = FakeScorer()
+    run_task(task, model, "fp", SETTINGS, lambda: scorer, tmp_path / "out", chunk_size=4)
+    assert scorer.calls == 6   # 10 chosen -> 4 + 4 + 2, 10 rejected -> 4 + 4 + 2
