@@ -8,11 +8,14 @@ ndjson commits, Git LFS batch + basic PUT, ``resolve`` (HEAD/GET/Range), and Xet
 
 Usage (the fixtures in the repository's ``conftest.py`` do all of this)::
 
-    def test_push(hub_client, hub_server):           # hub_client: HfApi bound to the server, token set
-        hub_client.create_repo("me/rm")                 # huggingface_hub.constants are patched too, so
-        hub_client.upload_folder(repo_id="me/rm", folder_path=model_dir)  # snapshot_download(...) and
-        assert hub_server.files("me/rm")["config.json"] == (model_dir / "config.json").read_bytes()
-        assert [c.title for c in hub_server.commits("me/rm")][0] == "Upload folder using huggingface_hub"
+    def test_push(hub_client, hub_server, model_dir):     # hub_client: HfApi(endpoint=..., token=...)
+        hub_client.create_repo("me/rm")
+        hub_client.create_branch("me/rm", branch="lambda-0.30")
+        hub_client.upload_folder(repo_id="me/rm", folder_path=model_dir, revision="lambda-0.30")
+        assert hub_server.files("me/rm", "lambda-0.30")["config.json"] == (model_dir / "config.json").read_bytes()
+        assert hub_server.commits("me/rm", "lambda-0.30")[0].title == "Upload folder using huggingface_hub"
+        # huggingface_hub.constants are patched as well, so calls that take no endpoint reach the server too:
+        AutoModelForSequenceClassification.from_pretrained("me/rm", revision="lambda-0.30")
 
     hub_server.fail_next_commit()        # the next POST .../commit/<rev> answers HTTP 500
     hub_server.requests                  # [(method, path), ...] of everything the client called
@@ -20,6 +23,9 @@ Usage (the fixtures in the repository's ``conftest.py`` do all of this)::
 
 Outside pytest: ``with LocalHub() as hub: api = HfApi(endpoint=hub.endpoint, token=hub.token)``; code paths that
 take no ``endpoint`` argument need :func:`patch_hf_client`.
+
+Not implemented (answered 404/400 with a clear message): pull requests / ``create_pr``, discussions, super-squash,
+LFS multipart and LFS download batches, tree pagination (one page), ``.gitignore`` handling in preupload.
 
 Xet: with ``hf_xet`` enabled the client uploads xorbs and shards to ``hub.xet_dir``; when a commit references such
 a file by sha256, the server finds its Xet hash in the shards and rebuilds the bytes with ``hf_xet`` (so
