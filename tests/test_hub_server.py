@@ -43,7 +43,7 @@ from transformers import (
 from tests.hub_server import DEFAULT_GITATTRIBUTES, HUB_USER, LocalHub
 
 # huggingface_hub's own LFS PUT passes a file object as `data=` to httpx2, which warns about it.
-pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=<...>' to upload raw bytes/text content:DeprecationWarning")
+pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=<...>' to upload raw bytes:DeprecationWarning")
 
 REPO_ID = f"{HUB_USER}/tiny-dogerm"
 BRANCH = "lambda-0.30"
