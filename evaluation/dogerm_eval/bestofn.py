@@ -139,6 +139,8 @@ def prepare(
     """
     from dogerm_eval.benchmarks import Task  # the registry may import this module for `metrics`
 
+    if not problem_ids:
+        raise DataError(f"{table.dataset} has no rows")
     records = read_candidates(candidates_path)
     position = {pid: row for row, pid in enumerate(problem_ids)}
     unknown = [r.problem_id for r in records if r.problem_id not in position]
@@ -156,7 +158,7 @@ def prepare(
     fingerprint = hashlib.sha256(json.dumps(extra, sort_keys=True, default=str).encode()).hexdigest()[:16]
     revision = f"{table.revision}+candidates:{candidates['sha256'][:16]}+settings:{fingerprint}"
     benchmark = BestOfN(NAME=name, ns=tuple(ns), extra={
-        **extra, "candidates": candidates, "dataset_problems": len(table.frame), "dataset_revision_only": table.revision,
+        **extra, "candidates": candidates, "dataset_problems": len(table.frame), "source_dataset_revision": table.revision,
     })
     return Task(benchmark, LoadedTable(frame=frame, dataset=table.dataset, revision=revision))
 

@@ -166,10 +166,12 @@ def _own_cgroup(controller: str) -> Path | None:
     return None
 
 
-def _limit_files(controller: str) -> tuple[str, ...]:
+def _limit_files(controller: str, limit: int) -> dict[str, int]:
+    """Limit files (v1 and v2 names) and their values; memory+swap totals equal the memory limit (no swap)."""
     if controller == "pids":
-        return ("pids.max",)
-    return ("memory.limit_in_bytes", "memory.memsw.limit_in_bytes", "memory.max", "memory.swap.max")
+        return {"pids.max": limit}
+    return {"memory.limit_in_bytes": limit, "memory.memsw.limit_in_bytes": limit, "memory.max": limit,
+            "memory.swap.max": 0}
 
 
 class _Cgroup:
@@ -185,11 +187,11 @@ class _Cgroup:
         except OSError as exc:
             raise SandboxError(f"cannot create {self.path}: {exc}") from exc
         written = False
-        for name in _limit_files(controller):
+        for name, value in _limit_files(controller, limit).items():
             target = self.path / name
             if target.exists():
                 try:
-                    target.write_text(str(limit))
+                    target.write_text(str(value))
                     written = True
                 except OSError:
                     if name in ("pids.max", "memory.limit_in_bytes", "memory.max"):

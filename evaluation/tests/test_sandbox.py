@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 import dogerm_eval
-from dogerm_eval.sandbox import SandboxLimits, _own_cgroup, active_defences, execute
+from dogerm_eval.sandbox import Layers, SandboxLimits, _own_cgroup, active_defences, execute, probe_layers
 
 LIMITS = SandboxLimits(wall_s=2.0, cpu_s=2, memory_bytes=512 * 1024**2, max_processes=16)
 OUTER_PIDS = 96
@@ -121,6 +121,25 @@ def test_exit_before_the_asserts_is_not_a_pass(early_exit: str) -> None:
     program = f"def add(a, b):\n    return a - b\n\n{early_exit}\nassert add(1, 2) == 3\n"
     result = execute(program, LIMITS)
     assert not result.passed and result.status == "failed"
+
+
+@pytest.mark.parametrize(
+    "layers",
+    [Layers(), Layers(namespaces=True), Layers(namespaces=True, readonly_fs=True), Layers(pids_cgroup=True),
+     Layers(memory_cgroup=True), Layers(drop_uid=True)],
+    ids=["rlimits-only", "namespaces", "readonly", "pids-cgroup", "memory-cgroup", "nobody"],
+)
+def test_each_layer_alone_still_judges_benign_programs(layers: Layers) -> None:
+    """A machine that allows fewer defences still gets a working sandbox (benign programs only here)."""
+    available = probe_layers()
+    missing = [name for name, wanted in layers.__dict__.items() if wanted and not getattr(available, name)]
+    assert not missing, f"this machine lacks {missing}"
+    assert execute(CORRECT, LIMITS, layers).status == "passed"
+    assert execute("assert 1 == 2\n", LIMITS, layers).status == "failed"
+    assert execute("import sys\nsys.exit(0)\nassert False\n", LIMITS, layers).status == "failed"
+    quick = SandboxLimits(wall_s=1.0, cpu_s=1, memory_bytes=LIMITS.memory_bytes, max_processes=8)
+    spin = execute("import time\nwhile True:\n    time.sleep(0.01)\n", quick, layers)
+    assert spin.status == "timeout" and spin.duration_s < quick.wall_s + 2
 
 
 def test_home_is_the_working_dir() -> None:

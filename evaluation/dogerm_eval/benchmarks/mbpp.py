@@ -13,6 +13,7 @@ Majority voting is not defined for programs (there is no canonical answer to vot
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pandas as pd
@@ -86,8 +87,9 @@ def extract_code(response: str) -> str:
 
 def program(code: str, row: pd.Series) -> str:
     """Candidate code, then the test setup code, then every assert of ``test_list``."""
-    setup = row.get("test_setup_code") or ""
-    return "\n".join([code, "", str(setup), *[str(t) for t in row["test_list"]], ""])
+    setup = row.get("test_setup_code")
+    setup = setup if isinstance(setup, str) else ""  # absent or NaN in a local file
+    return "\n".join([code, "", setup, *[str(t) for t in row["test_list"]], ""])
 
 
 def task(
@@ -114,7 +116,7 @@ def task(
         })
 
     extra = {
-        "sandbox": {"limits": limits.__dict__, "defences": active_defences(limits)},
+        "sandbox": {"limits": dataclasses.asdict(limits), "defences": active_defences(limits)},
         "majority": None,
         "majority_note": "not applicable to programs",
     }
