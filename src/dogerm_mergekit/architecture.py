@@ -54,6 +54,8 @@ class DogeRMPlan:
     reward_only: tuple[str, ...]
     domain_only: tuple[str, ...]
     rm_dtype: str
+    shapes: dict[str, tuple[int, ...]]
+    vocabulary_axes: dict[str, int]
     vocabulary: VocabularyPlan
     architecture: ModelArchitecture = field(repr=False)
 
@@ -125,6 +127,8 @@ def plan_merge(config: MergeConfiguration, options: MergeOptions) -> DogeRMPlan:
         reward_only=tuple(n for n in rm_specs if n not in domain_specs),
         domain_only=tuple(n for n in domain_specs if n not in rm_specs),
         rm_dtype=_dominant_dtype(rm_specs),
+        shapes={n: s.shape for n, s in rm_specs.items()},
+        vocabulary_axes=axes,
         vocabulary=vocabulary,
         architecture=architecture,
     )

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import click
+from mergekit.options import MergeOptions, PrettyPrintHelp, add_merge_options
+
+from dogerm_mergekit.errors import DogeRMError
+
 
 def mergekit_yaml() -> None:
     """``dogerm-mergekit-yaml``: mergekit's own ``mergekit-yaml``, with dogerm registered in-process.
@@ -14,3 +21,65 @@ def mergekit_yaml() -> None:
     from mergekit.scripts.run_yaml import main
 
     main()
+
+
+@click.command("dogerm-sweep", cls=PrettyPrintHelp)
+@click.argument("config_file", type=click.Path(exists=True, dir_okay=False))
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option("--lambdas", "lambda_spec", default="0:1:0.05", show_default=True,
+              help="start:stop:step (stop included) or a comma list, e.g. 0,0.1,0.3")
+@click.option("--overwrite", is_flag=True, help="Replace a sweep of other inputs or another configuration in OUT_DIR.")
+@click.option("--push-to-hub", "repo_id", default=None, help="Push the sweep to this Hub repo (ORG/NAME) afterwards.")
+@click.option("--repo-per-lambda", is_flag=True, help="Push each lambda to ORG/NAME-lambda-X.XX instead of a branch.")
+@click.option("--private", is_flag=True, help="Create private Hub repositories.")
+@add_merge_options
+def sweep(
+    merge_options: MergeOptions,
+    config_file: str,
+    out_dir: str,
+    lambda_spec: str,
+    overwrite: bool,
+    repo_id: str | None,
+    repo_per_lambda: bool,
+    private: bool,
+) -> None:
+    """Merge CONFIG_FILE (a dogerm mergekit config; its own lambda is ignored) for every lambda into OUT_DIR.
+
+    Each input tensor is read once; OUT_DIR/lambda-X.XX/ appear as they complete, and a rerun finishes only
+    what is missing.
+    """
+    from dogerm_mergekit.sweep import parse_lambdas, run_sweep
+
+    merge_options.apply_global_options()
+    try:
+        result = run_sweep(
+            Path(config_file).read_text(encoding="utf-8"), Path(out_dir), parse_lambdas(lambda_spec), merge_options,
+            overwrite=overwrite,
+        )
+    except DogeRMError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"{result.out_dir}: wrote {len(result.written)} checkpoints, {len(result.skipped)} already complete")
+    if repo_id:
+        _push(result.out_dir, repo_id, repo_per_lambda, private)
+
+
+def _push(out_dir: Path, repo_id: str, repo_per_lambda: bool, private: bool, results: Path | None = None) -> None:
+    from dogerm_mergekit.hub import push_sweep
+
+    try:
+        targets = push_sweep(out_dir, repo_id, repo_per_lambda=repo_per_lambda, private=private, results_csv=results)
+    except DogeRMError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"pushed {len(targets)} checkpoints to {repo_id}")
+
+
+@click.command("dogerm-push")
+@click.argument("sweep_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("repo_id")
+@click.option("--repo-per-lambda", is_flag=True, help="Push each lambda to ORG/NAME-lambda-X.XX instead of a branch.")
+@click.option("--private", is_flag=True, help="Create private Hub repositories.")
+@click.option("--results", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="A dogerm-eval sweep.csv whose metrics go into the sweep card.")
+def push(sweep_dir: Path, repo_id: str, repo_per_lambda: bool, private: bool, results: Path | None) -> None:
+    """Push an existing dogerm-sweep output folder to the Hub (one branch per lambda); safe to rerun."""
+    _push(sweep_dir, repo_id, repo_per_lambda, private, results)

@@ -68,10 +68,17 @@ def run_dogerm_merge(
             options=options.model_copy(update={"write_model_card": False}),
             config_source=source,
         )
-        if plan.vocabulary.tokenizer is not None and plan.vocabulary.tokenizer.source == "base":
-            # mergekit re-serialises the tokenizer it aligned on; ship the reward model's files unchanged instead
-            mergekit_merge._copy_tokenizer(config.model_copy(update={"tokenizer": None}), str(temporary), options)
-        (temporary / CONFIG_FILE).write_text(source, encoding="utf-8")
-        card = merge_card(str(plan.reward_model), str(plan.domain_model), lambda_summary(config, plan), source)
-        card.save(temporary / "README.md")
+        finish_checkpoint(config, plan, temporary, options, source)
     return plan
+
+
+def finish_checkpoint(
+    config: MergeConfiguration, plan: DogeRMPlan, folder: Path, options: MergeOptions, source: str
+) -> None:
+    """Add what mergekit does not write for dogerm: the RM's own tokenizer files, the configuration, the card."""
+    if plan.vocabulary.tokenizer is not None and plan.vocabulary.tokenizer.source == "base":
+        # mergekit re-serialises the tokenizer it aligned on; ship the reward model's files unchanged instead
+        mergekit_merge._copy_tokenizer(config.model_copy(update={"tokenizer": None}), str(folder), options)
+    (folder / CONFIG_FILE).write_text(source, encoding="utf-8")
+    card = merge_card(str(plan.reward_model), str(plan.domain_model), lambda_summary(config, plan), source)
+    card.save(folder / "README.md")

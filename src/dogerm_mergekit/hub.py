@@ -1,0 +1,86 @@
+"""Publish a sweep on the Hugging Face Hub: one repo with a branch per lambda (or a repo per lambda)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from huggingface_hub import CommitOperationAdd, HfApi
+
+from dogerm_mergekit.card import merge_card
+from dogerm_mergekit.errors import DogeRMError
+from dogerm_mergekit.sweep import MANIFEST, SweepManifest, load_manifest
+
+
+def _results_table(results_csv: Path | None, names: dict[float, str]) -> str:
+    if results_csv is None:
+        return ""
+    with results_csv.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows:
+        return ""
+    metrics = [c for c in rows[0] if c != "lambda"]
+    lines = ["\n## Evaluation\n", "| lambda | " + " | ".join(metrics) + " |", "|---" * (len(metrics) + 1) + "|"]
+    for row in rows:
+        values = " | ".join(f"{float(row[m]):.4f}" if row[m] else "" for m in metrics)
+        lines.append(f"| {float(row['lambda']):.2f} | {values} |")
+    return "\n".join(lines) + "\n"
+
+
+def sweep_card(manifest: SweepManifest, repo_id: str, repo_per_lambda: bool, results_csv: Path | None = None) -> str:
+    """The card of the sweep's main revision: parents, one row per lambda with where to load it, and results."""
+    names = {record.lam: name for name, record in sorted(manifest.checkpoints.items(), key=lambda i: i[1].lam)}
+    rows = ["\n## Checkpoints\n", "| lambda | load with |", "|---|---|"]
+    for lam, name in names.items():
+        where = f'"{repo_id}-{name}"' if repo_per_lambda else f'"{repo_id}", revision="{name}"'
+        rows.append(f"| {lam:g} | `AutoModelForSequenceClassification.from_pretrained({where})` |")
+    extra = "\n".join(rows) + "\n" + _results_table(results_csv, names)
+    return str(merge_card(manifest.reward_model, manifest.domain_model, "sweep (one checkpoint per row below)",
+                          manifest.config, extra))
+
+
+def push_sweep(
+    out_dir: Path,
+    repo_id: str,
+    repo_per_lambda: bool = False,
+    private: bool = False,
+    results_csv: Path | None = None,
+    api: HfApi | None = None,
+) -> list[str]:
+    """Upload every complete checkpoint of ``out_dir``; unchanged files make no commit, so a rerun resumes.
+
+    Returns the revisions (branches) or repositories written. The token comes from HF_TOKEN or the login.
+    """
+    manifest = load_manifest(Path(out_dir))
+    if manifest is None or not manifest.checkpoints:
+        raise DogeRMError(f"{out_dir} holds no finished sweep ({MANIFEST} missing or empty); run dogerm-sweep first")
+    api = api or HfApi()
+    written = []
+    if not repo_per_lambda:
+        api.create_repo(repo_id, private=private, exist_ok=True)
+    for name, record in sorted(manifest.checkpoints.items(), key=lambda item: item[1].lam):
+        folder = Path(out_dir) / name
+        message = f"DogeRM checkpoint lambda={record.lam:g}"
+        if repo_per_lambda:
+            target = f"{repo_id}-{name}"
+            api.create_repo(target, private=private, exist_ok=True)
+            api.upload_folder(folder_path=folder, repo_id=target, commit_message=message, delete_patterns="*")
+        else:
+            target = name
+            api.create_branch(repo_id, branch=name, exist_ok=True)
+            api.upload_folder(folder_path=folder, repo_id=repo_id, revision=name, commit_message=message,
+                              delete_patterns="*")
+        written.append(target)
+    main_repo = repo_id if not repo_per_lambda else f"{repo_id}-sweep"
+    if repo_per_lambda:
+        api.create_repo(main_repo, private=private, exist_ok=True)
+    card = sweep_card(manifest, repo_id, repo_per_lambda, results_csv)
+    api.create_commit(
+        repo_id=main_repo,
+        operations=[
+            CommitOperationAdd("README.md", card.encode()),
+            CommitOperationAdd(MANIFEST, (Path(out_dir) / MANIFEST).read_bytes()),
+        ],
+        commit_message="DogeRM sweep card",
+    )
+    return written
