@@ -133,7 +133,8 @@ def test_each_layer_alone_still_judges_benign_programs(layers: Layers) -> None:
     """A machine that allows fewer defences still gets a working sandbox (benign programs only here)."""
     available = probe_layers()
     missing = [name for name, wanted in layers.__dict__.items() if wanted and not getattr(available, name)]
-    assert not missing, f"this machine lacks {missing}"
+    if missing:
+        pytest.skip(f"this machine does not allow the sandbox layer(s) {missing}")
     assert execute(CORRECT, LIMITS, layers).status == "passed"
     assert execute("assert 1 == 2\n", LIMITS, layers).status == "failed"
     assert execute("import sys\nsys.exit(0)\nassert False\n", LIMITS, layers).status == "failed"
