@@ -1,6 +1,7 @@
 """dogerm-sweep: one pass over the inputs, outputs identical to mergekit-yaml, resumable after a kill."""
 
 import collections
+import hashlib
 import json
 import os
 import subprocess
@@ -64,6 +65,9 @@ def test_each_checkpoint_is_bit_identical_to_mergekit_yaml(tmp_path, pair, shard
     assert torch.equal(rewards(tmp_path / "sweep" / "lambda-0.00"), rewards(rm))
     manifest = json.loads((tmp_path / "sweep" / "sweep.json").read_text())
     assert manifest["lambdas"] == [0.0, 0.3, 1.0] and set(manifest["checkpoints"]) == set(result.written)
+    for name, record in manifest["checkpoints"].items():
+        folder = tmp_path / "sweep" / name
+        assert record["files"] == {f: hashlib.sha256(b).hexdigest() for f, b in _files(folder).items()}
     assert manifest["inputs"]["reward_model"]["files"]["model.safetensors"][0] == (rm / "model.safetensors").stat().st_size
 
 

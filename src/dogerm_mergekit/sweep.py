@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import logging
 import os
 import shutil
 from collections.abc import Sequence
@@ -37,8 +38,9 @@ from dogerm_mergekit.errors import DogeRMConfigError
 from dogerm_mergekit.merge import finish_checkpoint, prepared_config
 from dogerm_mergekit.method import check_lambda
 from dogerm_mergekit.validation import split_models
-from dogerm_mergekit.writer import StreamingWriterTask, TensorLayout
+from dogerm_mergekit.writer import DIGESTS_SUFFIX, StreamingWriterTask, TensorLayout
 
+LOG = logging.getLogger(__name__)
 MANIFEST = "sweep.json"
 
 
@@ -166,7 +168,10 @@ def _write_config_and_tokenizer(
         mergekit_merge._set_chat_template(tokenizer.tokenizer, config)
         tokenizer.tokenizer.save_pretrained(str(folder), safe_serialization=True)
     elif options.copy_tokenizer:
-        mergekit_merge._copy_tokenizer(config, str(folder), options)
+        try:
+            mergekit_merge._copy_tokenizer(config, str(folder), options)
+        except Exception as error:  # as mergekit-yaml does: the weights are still a valid checkpoint
+            LOG.error("could not copy the tokenizer to %s: %s", folder, error)
 
 
 def load_manifest(out_dir: Path) -> SweepManifest | None:
@@ -225,7 +230,7 @@ def run_sweep(
         previous = None
     out_dir.mkdir(parents=True, exist_ok=True)
     for stale in out_dir.glob(f".lambda-*{TEMP_MARK}*"):  # left by an interrupted run
-        shutil.rmtree(stale, ignore_errors=True)
+        shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
     manifest = fresh.model_copy(
         update={
             "checkpoints": dict(previous.checkpoints) if previous else {},
@@ -253,8 +258,9 @@ def _lambda_of(name: str, lambdas: Sequence[float]) -> float:
     return next(lam for lam in lambdas if checkpoint_name(lam) == name)
 
 
-def _file_hashes(folder: Path) -> dict[str, str]:
-    return {p.name: _sha256(p) for p in sorted(folder.iterdir()) if p.is_file()}
+def _file_hashes(folder: Path, known: dict[str, str] | None = None) -> dict[str, str]:
+    known = known or {}
+    return {p.name: known.get(p.name) or _sha256(p) for p in sorted(folder.iterdir()) if p.is_file()}
 
 
 def _merge_all(
@@ -282,9 +288,13 @@ def _merge_all(
             name = checkpoint_name(lam)
             _write_config_and_tokenizer(prepared[lam], plan, folders[lam], tokenizer, options)
             finish_checkpoint(configs[lam], plan, folders[lam], options, sources[lam])
+            digests = Path(str(folders[lam]) + DIGESTS_SUFFIX)
+            known = json.loads(digests.read_text())
             os.replace(folders[lam], out_dir / name)
-            manifest.checkpoints[name] = CheckpointRecord(lam=lam, files=_file_hashes(out_dir / name))
+            digests.unlink()
+            manifest.checkpoints[name] = CheckpointRecord(lam=lam, files=_file_hashes(out_dir / name, known))
             _save_manifest(out_dir, manifest)
     finally:
         for folder in folders.values():
             shutil.rmtree(folder, ignore_errors=True)
+            Path(str(folder) + DIGESTS_SUFFIX).unlink(missing_ok=True)

@@ -10,12 +10,14 @@ spaces to 8 bytes), which the tests check against ``safetensors.torch.save_file`
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -23,6 +25,7 @@ from mergekit.graph import Task
 from mergekit.io.tasks import TensorWriterTask
 from mergekit.io.tensor_writer import TensorWriter
 
+DIGESTS_SUFFIX = ".sha256.json"
 _CODES = {"float64": "F64", "float32": "F32", "float16": "F16", "bfloat16": "BF16"}
 
 
@@ -79,8 +82,10 @@ class StreamingTensorWriter(TensorWriter):
         self._expected = {entry.name: entry for entry in layout}
         self._places: dict[str, tuple[int, int]] = {}
         self._files: list[int] = []
+        headers = []
         for index, entries in enumerate(shards):
             header, offsets = safetensors_header(entries)
+            headers.append(header)
             shard_name = f"{prefix}-{index + 1}.{extension}"
             fd = os.open(os.path.join(out_path, shard_name), os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
             os.write(fd, header)
@@ -92,6 +97,8 @@ class StreamingTensorWriter(TensorWriter):
         self.shards_written = len(shards)
         self.total_size = sum(entry.nbytes for entry in layout)
         self._written: set[str] = set()
+        # Tensors arrive in name order, which is file order: hash each shard as it is written, not after.
+        self._digests = {fd: [hashlib.sha256(header), len(header)] for fd, header in zip(self._files, headers)}
 
     def save_tensor(self, name: str, tensor: torch.Tensor, clone: bool = False) -> None:
         expected = self._expected.get(name)
@@ -99,6 +106,12 @@ class StreamingTensorWriter(TensorWriter):
             raise ValueError(f"tensor {name} {tensor.dtype} {tuple(tensor.shape)} does not match the planned {expected}")
         fd, offset = self._places[name]
         data = memoryview(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy())
+        digest = self._digests[fd]
+        if digest[1] == offset:
+            digest[0].update(data)
+            digest[1] += len(data)
+        else:
+            digest[1] = -1  # out of order: hash the file afterwards
         while data:
             written = os.pwrite(fd, data, offset)
             data, offset = data[written:], offset + written
@@ -111,7 +124,19 @@ class StreamingTensorWriter(TensorWriter):
         for fd in self._files:
             os.fsync(fd)
             os.close(fd)
-        self._files = []
+
+    def finalize(self) -> None:
+        """mergekit's finalisation (shard names, index), then ``<out_path>.sha256.json`` with each shard's hash."""
+        super().finalize()
+        prefix, extension = self._get_name_components()
+        count = len(self._files)
+        hashes = {}
+        for index, fd in enumerate(self._files):
+            name = f"{prefix}.{extension}" if count == 1 else f"{prefix}-{index + 1:05d}-of-{count:05d}.{extension}"
+            digest, position = self._digests[fd]
+            if position >= 0:
+                hashes[name] = digest.hexdigest()
+        Path(self.out_path + DIGESTS_SUFFIX).write_text(json.dumps(hashes))
 
 
 class StreamingWriterTask(TensorWriterTask):
