@@ -158,7 +158,8 @@ def prepare(
     fingerprint = hashlib.sha256(json.dumps(extra, sort_keys=True, default=str).encode()).hexdigest()[:16]
     revision = f"{table.revision}+candidates:{candidates['sha256'][:16]}+settings:{fingerprint}"
     benchmark = BestOfN(NAME=name, ns=tuple(ns), extra={
-        **extra, "candidates": candidates, "dataset_problems": len(table.frame), "source_dataset_revision": table.revision,
+        **extra, "candidates": candidates, "dataset_problems": len(table.frame),
+        "source_dataset_revision": table.revision,
     })
     return Task(benchmark, LoadedTable(frame=frame, dataset=table.dataset, revision=revision))
 

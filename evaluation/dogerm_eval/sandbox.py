@@ -37,9 +37,7 @@ import functools
 import json
 import os
 import pwd
-import resource
 import secrets
-import shlex
 import shutil
 import signal
 import subprocess

@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
-from dogerm_eval.benchmarks import gsm8k, run_model
 from click.testing import CliRunner
 
+from dogerm_eval.benchmarks import gsm8k, run_model
 from dogerm_eval.bestofn import metrics
 from dogerm_eval.bon_commands import bon_gsm8k
 from dogerm_eval.errors import DataError
@@ -146,5 +145,6 @@ def test_bon_gsm8k_command(tiny_rm_dir: Path, tmp_path: Path) -> None:
     result = json.loads((out / tiny_rm_dir.name / "bon-gsm8k.json").read_text())
     assert set(result["bon"]) == {"1", "2", "4"}
     assert f"{result['bon']['4']['expected']:9.4f}" in done.output
-    bad = CliRunner().invoke(bon_gsm8k, [str(tiny_rm_dir), "--candidates", str(cands), "--data", str(tmp_path / "no.jsonl")])
+    missing = str(tmp_path / "no.jsonl")
+    bad = CliRunner().invoke(bon_gsm8k, [str(tiny_rm_dir), "--candidates", str(cands), "--data", missing])
     assert bad.exit_code != 0 and "not found" in bad.output

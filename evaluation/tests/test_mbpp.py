@@ -12,9 +12,9 @@ from click.testing import CliRunner
 from dogerm_eval.benchmarks import mbpp, run_model
 from dogerm_eval.bestofn import metrics
 from dogerm_eval.bon_commands import bon_mbpp
-from dogerm_eval.errors import DataError
+from dogerm_eval.errors import BenchmarkError, DataError
 from dogerm_eval.results import read_per_example
-from dogerm_eval.sandbox import SandboxLimits
+from dogerm_eval.sandbox import ExecResult, SandboxLimits
 from dogerm_eval.scorer import RewardScorer
 
 ROWS = [
@@ -118,3 +118,14 @@ def test_bon_mbpp_command_reports_defences(tiny_rm_dir: Path, tmp_path: Path) ->
     assert "sandbox defences active on this machine:" in done.output and "wall-clock timeout 1.5 s" in done.output
     result = json.loads((out / tiny_rm_dir.name / "bon-mbpp.json").read_text())
     assert result["bon"]["4"]["oracle"] == 1.0
+
+
+def test_a_broken_sandbox_stops_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data, cands = _write_inputs(tmp_path)
+
+    def broken(programs: list[str], *args: object, **kwargs: object) -> list[ExecResult]:
+        return [ExecResult(False, "error", None, "sandbox error: no space left", 0.0) for _ in programs]
+
+    monkeypatch.setattr(mbpp, "execute_many", broken)
+    with pytest.raises(BenchmarkError, match="sandbox failed on 8 of 8 programs: sandbox error: no space left"):
+        mbpp.task(str(data), cands, limits=LIMITS)

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -69,8 +70,6 @@ def _remove_cgroup(path: Path) -> None:
             path.rmdir()
             return
         except OSError:
-            import time
-
             time.sleep(0.05)
 
 
@@ -115,7 +114,8 @@ def test_correct_passes_and_wrong_fails() -> None:
 
 @pytest.mark.parametrize(
     "early_exit",
-    ["import sys\nsys.exit(0)", "import os\nos._exit(0)", "raise SystemExit", "print('PASSED')\nimport sys\nsys.exit()"],
+    ["import sys\nsys.exit(0)", "import os\nos._exit(0)", "raise SystemExit",
+     "print('PASSED')\nimport sys\nsys.exit()"],
 )
 def test_exit_before_the_asserts_is_not_a_pass(early_exit: str) -> None:
     program = f"def add(a, b):\n    return a - b\n\n{early_exit}\nassert add(1, 2) == 3\n"

@@ -6,7 +6,8 @@ turn made of three double quotes, the task text, the first test assert and three
 (sampled at temperature 0.1, top_p 0.95, 512 tokens); the reward model
 scores user = that prompt, assistant = the raw response; the code is the response after its first ```python (else
 ```) fence, cut at the first stop word. A candidate is correct when its code followed by the test setup code and
-every assert of ``test_list`` runs to completion in the sandbox (see `dogerm_eval.sandbox`).
+every assert of ``test_list`` runs to completion in the sandbox (see `dogerm_eval.sandbox`); a timeout, crash or
+limit hit is a failed candidate, while a failure of the sandbox itself stops the run before scoring.
 
 Majority voting is not defined for programs (there is no canonical answer to vote on): ``majority`` is null.
 """
@@ -23,7 +24,7 @@ from tqdm import tqdm
 from dogerm_eval.benchmarks import Task
 from dogerm_eval.bestofn import prepare
 from dogerm_eval.data import LoadedTable, load_local, require_columns
-from dogerm_eval.errors import DataError
+from dogerm_eval.errors import BenchmarkError, DataError
 from dogerm_eval.generate import CandidateRecord
 from dogerm_eval.sandbox import SandboxLimits, active_defences, execute_many
 
@@ -104,7 +105,11 @@ def task(
         codes = [[extract_code(text) for text in r.candidates] for r in records]
         programs = [program(code, row) for cs, (_, row) in zip(codes, frame.iterrows()) for code in cs]
         with tqdm(total=len(programs), desc="running candidates", unit="program") as bar:
-            results = iter(execute_many(programs, limits, workers=workers, progress=bar.update))
+            executed = execute_many(programs, limits, workers=workers, progress=bar.update)
+        broken = [r for r in executed if r.status == "error"]
+        if broken:  # the sandbox itself failed: accuracies would be wrong, so stop before scoring
+            raise BenchmarkError(f"the sandbox failed on {len(broken)} of {len(executed)} programs: {broken[0].output}")
+        results = iter(executed)
         statuses = [[next(results).status for _ in cs] for cs in codes]
         return pd.DataFrame({
             "problem_id": [r.problem_id for r in records],
