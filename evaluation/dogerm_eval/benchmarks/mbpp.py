@@ -122,8 +122,7 @@ def task(
 
     extra = {
         "sandbox": {"limits": dataclasses.asdict(limits), "defences": active_defences(limits)},
-        "majority": None,
-        "majority_note": "not applicable to programs",
+        "majority_rule": "not applicable to programs (null)",
     }
     return prepare(NAME, table, [pid for pid, _ in problems(table.frame)], candidates, build, extra)
 
