@@ -117,5 +117,8 @@ def task(data: str | None, candidates: str | Path) -> Task:
             "gold": [gold_answer(a) for a in frame["answer"]],
         })
 
-    extra = {"rm_response_prefix": RESPONSE_PREFIX, "majority_rule": "most frequent extracted answer among the first N (ties: seen first)"}
+    extra = {
+        "rm_response_prefix": RESPONSE_PREFIX,
+        "majority_rule": "most frequent extracted answer among the first N (ties: seen first)",
+    }
     return prepare(NAME, table, [pid for pid, _ in problems(table.frame)], candidates, build, extra)
