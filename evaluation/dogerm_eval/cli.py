@@ -23,6 +23,7 @@ from dogerm_eval.scorer import DEFAULT_TOKEN_BUDGET, RewardScorer
 from dogerm_eval.sweep import discover_sweep, evaluate_sweep, resolve_members
 
 DEFAULT_OUTPUT = "./dogerm-eval-results"
+LAUNCHED_ENV = "DOGERM_EVAL_LAUNCHED"  # set in the processes started by --num-processes
 
 
 def _split(value: str | None) -> list[str] | None:
@@ -81,18 +82,29 @@ def _scorer_factory(fmt: FormatSettings, options: dict[str, Any]) -> Callable[[R
 
 
 def _relaunch_if_needed(num_processes: int) -> None:
-    """Re-run this command under `accelerate launch` with N processes (no-op inside a launch or for N = 1)."""
+    """Re-run this command under `accelerate launch --multi_gpu` with N processes, one per GPU.
+
+    No-op for N = 1, and inside a launch (ours, or the user's own `accelerate launch -m dogerm_eval.cli ...`).
+    Errors are reported as click errors (this runs before a command's own error handling).
+    """
     if num_processes < 1:
-        raise BenchmarkError("--num-processes must be at least 1")
+        raise click.BadParameter("must be at least 1", param_hint="--num-processes")
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1:
-        if world != num_processes:
-            raise BenchmarkError(f"--num-processes {num_processes} but launched with {world} processes")
+    if os.environ.get(LAUNCHED_ENV) or world > 1:
+        if num_processes > 1 and world != num_processes:
+            raise click.BadParameter(f"{num_processes}, but this launch has {world} processes",
+                                     param_hint="--num-processes")
         return
-    if num_processes > 1:
-        command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(num_processes),
-                   "-m", "dogerm_eval.cli", *sys.argv[1:]]
-        raise SystemExit(subprocess.call(command))
+    if num_processes == 1:
+        return
+    import torch
+
+    if torch.cuda.device_count() < num_processes:
+        raise click.BadParameter(f"{num_processes} processes need as many CUDA GPUs "
+                                 f"({torch.cuda.device_count()} visible)", param_hint="--num-processes")
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes",
+               str(num_processes), "-m", "dogerm_eval.cli", *sys.argv[1:]]
+    raise SystemExit(subprocess.call(command, env={**os.environ, LAUNCHED_ENV: "1"}))
 
 
 def _data_paths(data: Sequence[str], names: Sequence[str]) -> dict[str, str | None]:

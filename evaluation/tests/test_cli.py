@@ -171,3 +171,61 @@ def test_push_results_writes_model_index(tiny_rm_dir: Path, tmp_path: Path, hub_
     assert metrics["rewardbench/score"] == pytest.approx(result["score"], abs=1e-6)
     assert meta["model-index"][0]["results"][0]["dataset"]["type"] == "allenai/reward-bench"
     assert "README.md" not in hub_env.files(repo, revision="main")
+
+
+def test_hub_dataset_loaded_at_recorded_commit(tiny_rm_dir: Path, tmp_path: Path, hub_client, hub_env) -> None:
+    """Without --data the benchmark comes from the Hub dataset (here the local Hub), its commit recorded."""
+    repo = "allenai/reward-bench"
+    hub_client.create_repo(repo, repo_type="dataset")
+    rows = rewardbench_rows(COUNTS)
+    rows.to_parquet(tmp_path / "filtered.parquet")
+    rewardbench_rows({"math-prm": 2}, prefix="raw ").to_parquet(tmp_path / "raw.parquet")
+    (tmp_path / "README.md").write_text(
+        "---\nconfigs:\n- config_name: default\n  data_files:\n  - split: filtered\n    path: data/filtered-*\n"
+        "  - split: raw\n    path: data/raw-*\n---\n")
+    for local, remote in [("filtered.parquet", "data/filtered-00000-of-00001.parquet"),
+                          ("raw.parquet", "data/raw-00000-of-00001.parquet"), ("README.md", "README.md")]:
+        hub_client.upload_file(path_or_fileobj=tmp_path / local, path_in_repo=remote, repo_id=repo,
+                               repo_type="dataset")
+    commit = hub_env.refs(repo, repo_type="dataset")["main"]
+    out = tmp_path / "out"
+    code, output = invoke("rewardbench", str(tiny_rm_dir), "--output-dir", str(out))
+    assert code == 0, output
+    result = json.loads((out / tiny_rm_dir.name / "rewardbench.json").read_text())
+    assert (result["dataset"], result["dataset_revision"]) == (repo, commit)
+    assert sum(result["counts"].values()) == len(rows)
+
+
+def test_sweep_members_from_hub_branches(hub_client, hub_env) -> None:
+    from dogerm_eval.sweep import discover_sweep
+
+    repo = "me/rm-sweep"
+    hub_client.create_repo(repo)
+    for branch in ("lambda-0.50", "lambda-0.00", "lambda-1.00", "other"):
+        hub_client.create_branch(repo, branch=branch)
+    assert discover_sweep(repo) == [(0.0, f"{repo}@lambda-0.00"), (0.5, f"{repo}@lambda-0.50"),
+                                    (1.0, f"{repo}@lambda-1.00")]
+
+
+def test_push_keeps_other_card_entries(tiny_rm_dir: Path, tmp_path: Path, hub_client, hub_env) -> None:
+    from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+    repo = "me/carded-rm"
+    hub_client.create_repo(repo)
+    hub_client.upload_folder(repo_id=repo, folder_path=tiny_rm_dir)
+    other = EvalResult(task_type="text-classification", dataset_type="other/bench", dataset_name="other",
+                       metric_type="accuracy", metric_name="other/score", metric_value=0.7)
+    stale = EvalResult(task_type="text-classification", dataset_type="allenai/reward-bench", dataset_name="rb",
+                       metric_type="accuracy", metric_name="rewardbench/score", metric_value=-1.0)
+    card = ModelCard.from_template(ModelCardData(model_name="carded-rm", eval_results=[other, stale]))
+    card.push_to_hub(repo)
+    data = write_rewardbench(tmp_path / "rb.parquet", COUNTS)
+    code, output = invoke("rewardbench", repo, "--data", str(data), "--output-dir", str(tmp_path / "out"),
+                          "--push-results")
+    assert code == 0, output
+    meta = yaml.safe_load(hub_env.files(repo)["README.md"].decode().split("---")[1])
+    metrics = {(r["dataset"]["type"], m["name"]): m["value"] for r in meta["model-index"][0]["results"]
+               for m in r["metrics"]}
+    assert metrics[("other/bench", "other/score")] == 0.7
+    assert metrics[("allenai/reward-bench", "rewardbench/score")] >= 0.0
+    assert meta["model-index"][0]["name"] == "carded-rm"
