@@ -118,6 +118,12 @@ def policy_prompt(tokenizer: Any, user: str, settings: GenerationSettings, fallb
     return str(text) + settings.response_prefix
 
 
+def encode_prompt(tokenizer: Any, text: str) -> list[int]:
+    """Token ids of a rendered prompt, adding the tokenizer's BOS only when the chat template did not already."""
+    has_bos = tokenizer.bos_token is not None and text.startswith(tokenizer.bos_token)
+    return list(tokenizer(text, add_special_tokens=not has_bos)["input_ids"])
+
+
 def _split_ref(ref: str) -> tuple[str, str | None]:
     """A local folder, or a Hub id with an optional ``@revision``."""
     return (ref, None) if Path(ref).exists() else parse_hub_ref(ref)
@@ -147,18 +153,16 @@ def _transformers_sampler(
     tokenizer, model = _load_policy(ref, dtype, device)
 
     def sample(problem_id: int | str, user: str) -> list[str]:
-        text = policy_prompt(tokenizer, user, settings, fallback_template)
-        has_bos = tokenizer.bos_token is not None and text.startswith(tokenizer.bos_token)
-        inputs = tokenizer(text, return_tensors="pt", add_special_tokens=not has_bos).to(device)
+        ids = torch.tensor([encode_prompt(tokenizer, policy_prompt(tokenizer, user, settings, fallback_template))])
         set_seed(problem_seed(settings.seed, problem_id))
         with torch.inference_mode():
             output = model.generate(
-                **inputs, do_sample=settings.temperature > 0, temperature=settings.temperature or None,
-                top_p=settings.top_p, max_new_tokens=settings.max_new_tokens,
-                num_return_sequences=settings.samples, pad_token_id=tokenizer.pad_token_id,
-                stop_strings=settings.stop or None, tokenizer=tokenizer,
+                input_ids=ids.to(device), attention_mask=torch.ones_like(ids).to(device),
+                do_sample=settings.temperature > 0, temperature=settings.temperature or None, top_p=settings.top_p,
+                max_new_tokens=settings.max_new_tokens, num_return_sequences=settings.samples,
+                pad_token_id=tokenizer.pad_token_id, stop_strings=settings.stop or None, tokenizer=tokenizer,
             )
-        new_tokens = output[:, inputs["input_ids"].shape[1] :]
+        new_tokens = output[:, ids.shape[1] :]
         texts = tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
         return [cut_at_stop(t, settings.stop) for t in texts]
 
@@ -176,7 +180,10 @@ def _vllm_generate(
     tokenizer = llm.get_tokenizer()
     for start in tqdm(range(0, len(todo), VLLM_CHUNK), desc="generating", unit="chunk"):
         chunk = todo[start : start + VLLM_CHUNK]
-        prompts = [policy_prompt(tokenizer, user, settings, fallback_template) for _, user in chunk]
+        prompts = [
+            {"prompt_token_ids": encode_prompt(tokenizer, policy_prompt(tokenizer, user, settings, fallback_template))}
+            for _, user in chunk
+        ]
         params = [
             SamplingParams(
                 n=settings.samples, temperature=settings.temperature, top_p=settings.top_p,

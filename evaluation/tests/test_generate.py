@@ -16,7 +16,9 @@ from dogerm_eval.errors import BenchmarkError, DataError
 from dogerm_eval.generate import (
     GenerationSettings,
     cut_at_stop,
+    encode_prompt,
     generate_candidates,
+    policy_prompt,
     problem_seed,
     read_candidates,
 )
@@ -119,3 +121,14 @@ def test_generate_command_uses_the_paper_defaults(tiny_lm: Path, tmp_path: Path)
     settings = records[0].generation
     assert (settings["temperature"], settings["top_p"], settings["max_new_tokens"]) == (1.0, 1.0, 4)
     assert settings["system_prompt"] == gsm8k.SYSTEM_PROMPT and settings["backend"] == "transformers"
+
+
+def test_policy_prompt_has_one_bos_and_the_response_prefix() -> None:
+    tokenizer = build_tiny_tokenizer()
+    settings = GenerationSettings(policy="p", benchmark="gsm8k", samples=1, temperature=1.0, top_p=1.0,
+                                  max_new_tokens=4, seed=0, system_prompt="SYS", response_prefix=" Go.")
+    text = policy_prompt(tokenizer, "What is 2 + 2?", settings, None)
+    assert text == "<s>[INST] <<SYS>>\nSYS\n<</SYS>>\n\nWhat is 2 + 2? [/INST] Go."
+    ids = encode_prompt(tokenizer, text)
+    assert ids[0] == tokenizer.bos_token_id and ids[1] != tokenizer.bos_token_id
+    assert encode_prompt(tokenizer, "plain")[0] == tokenizer.bos_token_id
