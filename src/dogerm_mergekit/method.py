@@ -47,7 +47,8 @@ def interpolate(rm: torch.Tensor, domain: torch.Tensor, lam: float) -> torch.Ten
         raise TypeError(f"DogeRM merges floating-point tensors only; got {rm.dtype} and {domain.dtype}")
     compute = torch.float64 if torch.float64 in (rm.dtype, domain.dtype) else torch.float32
     base = rm.to(compute)
-    return (base + lam * (domain.to(compute) - base)).to(rm.dtype)
+    result = domain.to(compute, copy=True)
+    return result.sub_(base).mul_(lam).add_(base).to(rm.dtype)  # in place: no temporaries of the tensor's size
 
 
 class DogeRMMerge(GroupMergeMethod):

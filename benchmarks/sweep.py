@@ -1,0 +1,160 @@
+"""Sweep benchmark: K lambdas with dogerm-sweep vs K x mergekit-yaml vs the I/O floor, on TinyLlama-1.1B shapes.
+
+Builds two random bf16 checkpoints shaped like TinyLlama-1.1B (a LlamaForSequenceClassification RM and a
+LlamaForCausalLM domain model, sharded safetensors, a 32000-token tokenizer), then prints, from one run:
+the K-lambda ``dogerm-sweep`` wall time and peak anonymous RSS, ``mergekit-yaml`` wall time for R runs
+(extrapolated to K, and said so), the I/O floor (bytes read once at the measured read speed + bytes written K
+times at the measured write speed, with fsync) and the ratios.
+
+    python benchmarks/sweep.py --workdir /tmp/dogerm-bench [--k 21] [--yaml-runs 3] [--layers 22]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import torch
+import yaml
+from huggingface_hub import save_torch_state_dict
+from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification, PreTrainedTokenizerFast
+
+BIN = Path(sys.executable).parent
+
+
+def tinyllama_config(layers: int):
+    return AutoConfig.for_model(
+        "llama", vocab_size=32000, hidden_size=2048, intermediate_size=5632, num_hidden_layers=layers,
+        num_attention_heads=32, num_key_value_heads=4, max_position_embeddings=2048, num_labels=1,
+        pad_token_id=2, bos_token_id=1, eos_token_id=2, dtype="bfloat16",
+    )
+
+
+def build(folder: Path, cls, layers: int, seed: int) -> None:
+    """Random bf16 weights in the class's real key names and shapes, 1 GB shards, plus a 32000-token tokenizer."""
+    if (folder / "config.json").exists():
+        return
+    config = tinyllama_config(layers)
+    with torch.device("meta"):
+        shapes = {k: v.shape for k, v in cls.from_config(config).state_dict().items()}
+    generator = torch.Generator().manual_seed(seed)
+    state = {k: (torch.randn(s, generator=generator) * 0.02).to(torch.bfloat16) for k, s in shapes.items()}
+    folder.mkdir(parents=True, exist_ok=True)
+    save_torch_state_dict(state, folder, max_shard_size="1GB")
+    config.architectures = [cls.__name__.replace("AutoModelFor", "LlamaFor")]
+    config.save_pretrained(folder)
+    vocab = {t: i for i, t in enumerate(["<unk>", "<s>", "</s>"] + [f"t{i}" for i in range(31997)])}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>", bos_token="<s>", eos_token="</s>").save_pretrained(folder)
+
+
+def folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def run_measured(args: list[str]) -> tuple[float, int]:
+    """Wall time and peak anonymous RSS (RssAnon sampled every 20 ms) of a command."""
+    start = time.perf_counter()
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    peak = 0
+
+    def sample() -> None:
+        nonlocal peak
+        status = Path(f"/proc/{process.pid}/status")
+        while process.poll() is None:
+            try:
+                line = next(x for x in status.read_text().splitlines() if x.startswith("RssAnon"))
+                peak = max(peak, int(line.split()[1]) * 1024)
+            except (OSError, StopIteration):
+                pass
+            time.sleep(0.02)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    _, stderr = process.communicate()
+    sampler.join()
+    if process.returncode:
+        raise RuntimeError(f"{args[0]} failed:\n{stderr[-3000:]}")
+    return time.perf_counter() - start, peak
+
+
+def disk_speeds(folder: Path, sources: list[Path], size: int = 2 << 30) -> tuple[float, float]:
+    """Write speed (with fsync, like the sweep's writer) and read speed of the inputs as the merge sees them."""
+    block = os.urandom(64 << 20)
+    path = folder / "speed.bin"
+    start = time.perf_counter()
+    with path.open("wb") as handle:
+        for _ in range(size // len(block)):
+            handle.write(block)
+        handle.flush()
+        os.fsync(handle.fileno())
+    write = size / (time.perf_counter() - start)
+    path.unlink()
+    total, start = 0, time.perf_counter()
+    for source in sources:
+        for file in source.glob("*.safetensors"):
+            with file.open("rb") as handle:
+                while chunk := handle.read(64 << 20):
+                    total += len(chunk)
+    return write, total / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/dogerm-bench"))
+    parser.add_argument("--k", type=int, default=21)
+    parser.add_argument("--yaml-runs", type=int, default=3)
+    parser.add_argument("--layers", type=int, default=22)
+    args = parser.parse_args()
+    work = args.workdir
+    work.mkdir(parents=True, exist_ok=True)
+    rm, lm = work / "rm", work / "lm"
+    build(rm, AutoModelForSequenceClassification, args.layers, 0)
+    build(lm, AutoModelForCausalLM, args.layers, 1)
+    config = {"merge_method": "dogerm", "base_model": str(rm),
+              "models": [{"model": str(lm), "parameters": {"lambda": 0.5}}]}
+    config_path = work / "dogerm.yml"
+    config_path.write_text(yaml.safe_dump(config))
+    lambdas = [round(i / (args.k - 1), 4) for i in range(args.k)] if args.k > 1 else [0.5]
+
+    write_speed, read_speed = disk_speeds(work, [rm, lm])
+    shutil.rmtree(work / "sweep", ignore_errors=True)
+    sweep_time, sweep_rss = run_measured([str(BIN / "dogerm-sweep"), str(config_path), str(work / "sweep"),
+                                          "--lambdas", ",".join(map(str, lambdas)), "--quiet"])
+    out_bytes = folder_bytes(work / "sweep" / "lambda-0.00")
+    shutil.rmtree(work / "sweep")
+
+    yaml_times, yaml_rss = [], 0
+    for index in range(args.yaml_runs):
+        one = dict(config, models=[{"model": str(lm), "parameters": {"lambda": lambdas[index % len(lambdas)]}}])
+        (work / "one.yml").write_text(yaml.safe_dump(one))
+        elapsed, rss = run_measured([str(BIN / "mergekit-yaml"), str(work / "one.yml"), str(work / "one"), "--quiet"])
+        yaml_times.append(elapsed)
+        yaml_rss = max(yaml_rss, rss)
+        shutil.rmtree(work / "one")
+    yaml_total = sum(yaml_times) / len(yaml_times) * args.k
+
+    in_bytes = sum(f.stat().st_size for s in (rm, lm) for f in s.glob("*.safetensors"))
+    floor = in_bytes / read_speed + args.k * out_bytes / write_speed
+    gib = 1 << 30
+    print(f"models: 2 x TinyLlama-1.1B shape ({args.layers} layers), bf16; K = {args.k} lambdas")
+    print(f"disk: write {write_speed / gib:.2f} GiB/s (fsync), read {read_speed / gib:.2f} GiB/s")
+    print(f"inputs {in_bytes / gib:.2f} GiB read once; outputs {args.k} x {out_bytes / gib:.2f} GiB")
+    print(f"I/O floor:                     {floor:8.1f} s")
+    print(f"dogerm-sweep (K={args.k}):           {sweep_time:8.1f} s   peak anonymous RSS {sweep_rss / gib:.2f} GiB")
+    print(f"mergekit-yaml x {args.k} ({args.yaml_runs} runs timed, extrapolated): {yaml_total:8.1f} s   "
+          f"peak anonymous RSS {yaml_rss / gib:.2f} GiB (one run: {sum(yaml_times) / len(yaml_times):.1f} s)")
+    print(f"sweep / I/O floor:             {sweep_time / floor:8.2f}x  (goal <= 1.3)")
+    print(f"K x mergekit-yaml / sweep:     {yaml_total / sweep_time:8.2f}x")
+
+
+if __name__ == "__main__":
+    main()
