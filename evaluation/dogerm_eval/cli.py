@@ -19,7 +19,7 @@ from dogerm_eval.models import ResolvedModel, resolve_model
 from dogerm_eval.push import check_pushable, push_results
 from dogerm_eval.report import format_table, sweep_frame, write_report
 from dogerm_eval.results import DEFAULT_CHUNK_SIZE, result_path
-from dogerm_eval.scorer import DEFAULT_TOKEN_BUDGET, RewardScorer
+from dogerm_eval.scorer import RewardScorer
 from dogerm_eval.sweep import discover_sweep, evaluate_sweep, resolve_members
 
 DEFAULT_OUTPUT = "./dogerm-eval-results"
@@ -47,8 +47,8 @@ def common_options(function: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), default="auto",
                      show_default=True, help="auto = bf16/fp16 on GPU, fp32 on CPU."),
         click.option("--device", help="torch device (default: the accelerator of this process, else CPU)."),
-        click.option("--batch-tokens", type=int, default=DEFAULT_TOKEN_BUDGET, show_default=True,
-                     help="Token budget per batch (fast mode)."),
+        click.option("--batch-tokens", type=int,
+                     help="Padded tokens per batch in fast mode (default: the scorer's, by device)."),
         click.option("--compat", type=click.Choice(["fast", "rewardbench"]), default="fast", show_default=True,
                      help="fast: length-sorted, de-duplicated batches; rewardbench: run_rm.py's batches of 64."),
         click.option("--num-processes", type=int, default=1, show_default=True,
@@ -72,7 +72,7 @@ def _settings(options: dict[str, Any]) -> tuple[FormatSettings, dict[str, Any]]:
     except ValueError as exc:
         raise BenchmarkError(f"invalid formatting settings: {exc}") from exc
     record = {"format": fmt.record(), "dtype": options["dtype"], "device": options["device"] or "auto",
-              "token_budget": options["batch_tokens"], "compat": options["compat"]}
+              "token_budget": options["batch_tokens"] or "auto", "compat": options["compat"]}
     return fmt, record
 
 

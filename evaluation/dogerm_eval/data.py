@@ -10,6 +10,13 @@ from pathlib import Path
 import datasets
 import pandas as pd
 from huggingface_hub import snapshot_download
+from huggingface_hub.errors import (
+    HfHubHTTPError,
+    LocalEntryNotFoundError,
+    OfflineModeIsEnabled,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
 
 from dogerm_eval.errors import BenchmarkError, DataError
 
@@ -55,7 +62,15 @@ def load_hub(repo_id: str, split: str, revision: str | None = None) -> LoadedTab
     The repository is fetched with `snapshot_download` (honours HF_HOME, HF_TOKEN, HF_HUB_OFFLINE), whose cache
     folder is named after the commit, then read with `datasets.load_dataset`.
     """
-    local = Path(snapshot_download(repo_id, repo_type="dataset", revision=revision))
+    where = f"{repo_id}@{revision}" if revision else repo_id
+    try:
+        local = Path(snapshot_download(repo_id, repo_type="dataset", revision=revision))
+    except (RepositoryNotFoundError, RevisionNotFoundError) as exc:
+        raise DataError(f"Hub dataset {where} not found (set HF_TOKEN if it is gated), or use --data PATH") from exc
+    except (LocalEntryNotFoundError, OfflineModeIsEnabled) as exc:
+        raise DataError(f"Hub dataset {where} is not in the local cache and the Hub is offline; use --data PATH") from exc
+    except (HfHubHTTPError, OSError) as exc:
+        raise DataError(f"could not download the Hub dataset {where}: {exc}; use --data PATH") from exc
     try:
         table = datasets.load_dataset(str(local), split=split)
     except ValueError as exc:
@@ -65,10 +80,13 @@ def load_hub(repo_id: str, split: str, revision: str | None = None) -> LoadedTab
 
 def load_url(url: str) -> LoadedTable:
     """Download a `.jsonl`/`.parquet` file with the `datasets` download cache and read it like a local file."""
-    local = Path(datasets.DownloadManager().download(url))
     kind = LOCAL_SUFFIXES.get(Path(url).suffix.lower())
     if kind is None:
         raise DataError(f"unsupported data URL {url}: expected one of {sorted(LOCAL_SUFFIXES)}")
+    try:
+        local = Path(datasets.DownloadManager().download(url))
+    except (OSError, ConnectionError) as exc:
+        raise DataError(f"could not download {url}: {exc}; use --data PATH") from exc
     frame = pd.read_parquet(local) if kind == "parquet" else pd.read_json(local, lines=True, dtype=False)
     return LoadedTable(frame=frame, dataset=url, revision=f"sha256:{file_sha256(local)}")
 

@@ -229,3 +229,9 @@ def test_push_keeps_other_card_entries(tiny_rm_dir: Path, tmp_path: Path, hub_cl
     assert metrics[("other/bench", "other/score")] == 0.7
     assert metrics[("allenai/reward-bench", "rewardbench/score")] >= 0.0
     assert meta["model-index"][0]["name"] == "carded-rm"
+
+
+def test_missing_hub_dataset_is_a_clear_error(tiny_rm_dir: Path, tmp_path: Path, hub_env) -> None:
+    code, output = invoke("rewardbench2", str(tiny_rm_dir), "--output-dir", str(tmp_path / "out"))
+    assert code != 0 and "allenai/reward-bench-2 not found" in output and "--data" in output
+    assert not (tmp_path / "out").exists()
