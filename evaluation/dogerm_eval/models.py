@@ -6,8 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx2
-from huggingface_hub import HfApi, constants, is_offline_mode, snapshot_download
+from huggingface_hub import constants, snapshot_download
 from huggingface_hub.errors import (
     HFValidationError,
     HfHubHTTPError,
@@ -66,25 +65,17 @@ def _looks_like_path(ref: str) -> bool:
     return ref.startswith((".", "/", "~")) or ref.partition("@")[0].count("/") > 1 or (os.sep != "/" and os.sep in ref)
 
 
-def _has_safetensors(repo_id: str, revision: str | None) -> bool:
-    """Whether the repo has safetensors weights; False offline or when the Hub is unreachable (cache fallback)."""
-    if is_offline_mode():
-        return False
-    try:
-        siblings = HfApi().model_info(repo_id, revision=revision).siblings or []
-    except (httpx2.ConnectError, httpx2.TimeoutException):
-        return False
-    return any(sibling.rfilename.endswith(".safetensors") for sibling in siblings)
-
-
 def _download(repo_id: str, revision: str | None) -> Path:
-    """Snapshot the repo into the HF cache (HF_HOME, HF_TOKEN and HF_HUB_OFFLINE apply); return its folder."""
+    """Snapshot the repo into the HF cache (HF_HOME, HF_TOKEN and HF_HUB_OFFLINE apply); return its folder.
+
+    Safetensors weights are preferred: PyTorch pickles are fetched only when the snapshot has no safetensors file.
+    """
     where = f"{repo_id}@{revision}" if revision else repo_id
-    ignore = list(IGNORED_FILES)
     try:
-        if _has_safetensors(repo_id, revision):
-            ignore += PICKLED_WEIGHTS
-        return Path(snapshot_download(repo_id, revision=revision, ignore_patterns=ignore))
+        path = Path(snapshot_download(repo_id, revision=revision, ignore_patterns=IGNORED_FILES + PICKLED_WEIGHTS))
+        if not any(path.glob("*.safetensors")):
+            path = Path(snapshot_download(repo_id, revision=revision, ignore_patterns=IGNORED_FILES))
+        return path
     except RevisionNotFoundError as exc:
         raise ModelError(f"revision {revision!r} does not exist in Hub repo {repo_id!r}") from exc
     except RepositoryNotFoundError as exc:
@@ -97,10 +88,8 @@ def _download(repo_id: str, revision: str | None) -> Path:
             f"cannot resolve {where!r} offline (HF_HUB_OFFLINE is set or {constants.ENDPOINT} is unreachable) and "
             f"it is not in the Hugging Face cache ({constants.HF_HUB_CACHE}): download it once with network access"
         ) from exc
-    except (HfHubHTTPError, httpx2.HTTPError, OSError) as exc:
-        raise ModelError(
-            f"could not download {where!r} from {constants.ENDPOINT}: {exc} (set HF_HUB_OFFLINE=1 to use the cache)"
-        ) from exc
+    except (HfHubHTTPError, OSError) as exc:
+        raise ModelError(f"could not download {where!r} from {constants.ENDPOINT}: {exc}") from exc
 
 
 def validate_reward_model(path: Path) -> None:

@@ -25,6 +25,7 @@ from accelerate.utils import gather_object
 from tqdm.auto import tqdm
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedTokenizerBase
 
+from dogerm_eval import __version__
 from dogerm_eval.errors import BenchmarkError, ModelError
 from dogerm_eval.formatting import FormatSettings, chat_template_for, format_conversation
 from dogerm_eval.models import ResolvedModel, resolve_model
@@ -32,7 +33,9 @@ from dogerm_eval.models import ResolvedModel, resolve_model
 #: Batch size of RewardBench's run_rm.py / run_v2.py (``--batch_size`` default).
 REWARDBENCH_BATCH_SIZE = 64
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-DEFAULT_TOKEN_BUDGET = 16384
+#: Padded tokens per batch when none is given: small batches stay in CPU caches; GPUs want large ones.
+CPU_TOKEN_BUDGET = 4096
+ACCELERATOR_TOKEN_BUDGET = 65536
 
 
 def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
@@ -82,7 +85,18 @@ def collate(
 
 
 class RewardScorer:
-    """Scores (prompt, response) pairs with a one-label sequence-classification reward model."""
+    """Scores (prompt, response) pairs with a one-label sequence-classification reward model.
+
+    Args:
+        model: a resolved model, or a reference for ``resolve_model`` (local folder or ``org/name@revision``).
+        format: formatting and truncation settings (defaults: tokenizer template, 2048 tokens, right truncation).
+        dtype: ``"auto"`` (bf16/fp16 on CUDA, fp32 on CPU), ``"float32"``, ``"bfloat16"`` or ``"float16"``.
+        device: torch device; default: this process's accelerate device.
+        token_budget: padded tokens per batch in the fast path; default 4096 on CPU, 65536 on accelerators.
+        compat: ``"fast"``, or ``"rewardbench"`` for RewardBench's batching (see the module docstring).
+
+    Model, tokenizer and template problems raise ModelError here, before anything is scored.
+    """
 
     def __init__(
         self,
@@ -90,21 +104,23 @@ class RewardScorer:
         format: FormatSettings | None = None,
         dtype: str = "auto",
         device: str | None = None,
-        token_budget: int = DEFAULT_TOKEN_BUDGET,
+        token_budget: int | None = None,
         compat: Literal["fast", "rewardbench"] = "fast",
     ) -> None:
         if compat not in ("fast", "rewardbench"):
             raise BenchmarkError(f"unknown compat mode {compat!r}; choose 'fast' or 'rewardbench'")
-        if token_budget < 1:
+        if token_budget is not None and token_budget < 1:
             raise BenchmarkError(f"token budget must be positive, got {token_budget}")
         self.model = model if isinstance(model, ResolvedModel) else resolve_model(model)
         self.format = format or FormatSettings()
         self.compat = compat
-        self.token_budget = token_budget
         # cpu=True lets a torchrun/accelerate launch without CUDA use gloo (accelerate otherwise stays single-process).
         self.state = PartialState(cpu=device == "cpu" or not torch.cuda.is_available())
         self.device = torch.device(device) if device else self.state.device
         self.dtype = resolve_dtype(dtype, self.device)
+        self.token_budget = token_budget or (
+            CPU_TOKEN_BUDGET if self.device.type == "cpu" else ACCELERATOR_TOKEN_BUDGET
+        )
         self.tokenizer = self._load_tokenizer()
         self.template_name, _ = chat_template_for(self.tokenizer, self.format)
         self.pad_from_eos = self.tokenizer.pad_token_id is None
@@ -210,7 +226,7 @@ class RewardScorer:
             "batching": batching,
             "num_processes": self.state.num_processes,
             "versions": {
-                name: importlib.metadata.version(name)
-                for name in ("dogerm-eval", "torch", "transformers", "huggingface_hub", "accelerate")
+                "dogerm-eval": __version__,
+                **{name: importlib.metadata.version(name) for name in ("torch", "transformers", "huggingface_hub", "accelerate")},
             },
         }

@@ -19,7 +19,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from dogerm_eval.errors import BenchmarkError, ModelError
 from dogerm_eval.formatting import FormatSettings
-from dogerm_eval.scorer import REWARDBENCH_BATCH_SIZE, RewardScorer, plan_token_batches
+from dogerm_eval.scorer import CPU_TOKEN_BUDGET, REWARDBENCH_BATCH_SIZE, RewardScorer, plan_token_batches
 
 WORDS = "the model reward answer question because step first then so we add two numbers code return value".split()
 
@@ -197,7 +197,9 @@ def test_errors_before_scoring(make_tiny_rm: Callable[..., Path], tiny_rm_dir: P
 
 
 def test_settings_record_and_empty_input(tiny_rm_dir: Path) -> None:
-    scorer = RewardScorer(str(tiny_rm_dir), FormatSettings(system_prompt="llama2-default"), token_budget=1000)
+    assert RewardScorer(str(tiny_rm_dir), device="cpu").token_budget == CPU_TOKEN_BUDGET
+    settings = FormatSettings(system_prompt="llama2-default")
+    scorer = RewardScorer(str(tiny_rm_dir), settings, device="cpu", token_budget=1000)
     assert scorer.score([]).shape == (0,)
     record = scorer.settings_record()
     assert record["dtype"] == "float32" and record["device"] == "cpu"  # "auto" on CPU
