@@ -22,8 +22,9 @@ Pass/fail marker. A program passes only if the trusted harness reaches the end o
 writes a 128-bit random nonce to a dedicated pipe. The nonce is sent through another pipe that the harness
 reads and closes before the program starts, so it is in no file, argv, environment variable or output the
 program could read; stdout and the exit status are never trusted (printing a marker or ``sys.exit(0)``
-before the asserts fails: the harness catches ``SystemExit``, and ``os._exit`` skips the marker). A program
-that deliberately inspects the interpreter's own memory could recover the nonce, but such a program could
+before the asserts fails: the harness catches ``SystemExit``, and ``os._exit`` skips the marker). The nonce
+lives only in a local variable of the harness's function, not in module globals the program could import. A
+program that deliberately inspects the interpreter's frames or memory could recover it, but such a program could
 equally defeat the asserts themselves (e.g. return an object whose ``__eq__`` is always true): the sandbox
 contains damage, it does not prove correctness against an adversarial program.
 
@@ -58,26 +59,36 @@ MINIMAL_PATH = "/usr/local/bin:/usr/bin:/bin"
 #: Trusted code run by the sandboxed interpreter before the program (see the module docstring).
 HARNESS = r"""
 import json, os, resource, sys, traceback
-cfg = json.loads(sys.argv[1])
-for name, soft, hard in cfg["rlimits"]:
-    resource.setrlimit(getattr(resource, name), (soft, hard))
+
+
 def _no_network(event, args):
     if event.startswith("socket."):
         raise PermissionError("network access is disabled in the sandbox")
-sys.addaudithook(_no_network)
-_nonce = os.read(cfg["nonce_fd"], 64)
-os.close(cfg["nonce_fd"])
-with open("program.py", encoding="utf-8") as f:
-    _source = f.read()
-try:
-    exec(compile(_source, "program.py", "exec"), {"__name__": "__main__"})
-except BaseException:
-    traceback.print_exc()
+
+
+def _main():
+    # everything secret stays in this frame's locals: not in the module globals the program can import
+    cfg = json.loads(sys.argv.pop())
+    for name, soft, hard in cfg["rlimits"]:
+        resource.setrlimit(getattr(resource, name), (soft, hard))
+    sys.addaudithook(_no_network)
+    nonce = os.read(cfg["nonce_fd"], 64)
+    os.close(cfg["nonce_fd"])
+    result_fd = cfg["result_fd"]
+    with open("program.py", encoding="utf-8") as handle:
+        code = compile(handle.read(), "program.py", "exec")
+    try:
+        exec(code, {"__name__": "__main__"})
+    except BaseException:
+        traceback.print_exc()
+        sys.stdout.flush()
+        os._exit(1)
     sys.stdout.flush()
-    os._exit(1)
-sys.stdout.flush()
-os.write(cfg["result_fd"], _nonce)
-os._exit(0)
+    os.write(result_fd, nonce)
+    os._exit(0)
+
+
+_main()
 """
 
 #: Shell run first inside the namespaces: join the cgroups, make every mount read-only except the working

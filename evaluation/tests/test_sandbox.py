@@ -143,6 +143,24 @@ def test_each_layer_alone_still_judges_benign_programs(layers: Layers) -> None:
     assert spin.status == "timeout" and spin.duration_s < quick.wall_s + 2
 
 
+FORGE_FROM_GLOBALS = """
+import os, sys
+harness = vars(sys.modules["__main__"])
+secrets = [v for v in harness.values() if isinstance(v, bytes)] or [b"0" * 32]
+for fd in range(3, 64):
+    try:
+        os.write(fd, secrets[0])
+    except OSError:
+        pass
+os._exit(0)
+"""
+
+
+def test_the_marker_cannot_be_forged_from_module_globals_or_by_writing_to_every_fd() -> None:
+    result = execute(FORGE_FROM_GLOBALS + "assert False\n", LIMITS)
+    assert not result.passed and result.status == "failed"
+
+
 def test_home_is_the_working_dir() -> None:
     probe = "import os\nprint(os.path.expanduser('~'))\nos.system('echo ~')\nprint(sorted(os.environ))\n"
     result = execute(probe, LIMITS)
