@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from dogerm_eval.benchmarks import BENCHMARKS, METRICS, Task, run_model
+from dogerm_eval.benchmarks import BENCHMARKS, Task, run_model
 from dogerm_eval.errors import BenchmarkError, EvalError
 from dogerm_eval.formatting import FALLBACK_TEMPLATES, FormatSettings
 from dogerm_eval.models import ResolvedModel, resolve_model
@@ -176,8 +176,8 @@ _benchmark_command("autoj", "Auto-J pairwise test set: DogeRM's tie-free Math/Co
 @main.command()
 @click.argument("sweep")
 @click.option("--benchmark", "benchmarks", default="rewardbench", show_default=True,
-              help="Comma-separated benchmarks. Runnable: " + ", ".join(BENCHMARKS) + "; others registered in "
-                   "METRICS (e.g. Best-of-N) are read from existing OUT/<slug>/<name>.json files.")
+              help="Comma-separated benchmarks. Run here: " + ", ".join(BENCHMARKS) + "; any other name (e.g. "
+                   "bon-gsm8k) is read from each member's existing OUT/<slug>/<name>.json.")
 @click.option("--data", "data", multiple=True,
               help="Local data file: PATH with one benchmark, NAME=PATH (repeatable) with several.")
 @common_options
@@ -191,9 +191,6 @@ def sweep(sweep: str, benchmarks: str, data: tuple[str, ...], **options: Any) ->
     _relaunch_if_needed(options["num_processes"])
     names = _split(benchmarks) or []
     try:
-        unknown = [n for n in names if n not in METRICS]
-        if unknown:
-            raise BenchmarkError(f"unknown benchmark(s) {unknown}; choose from {sorted(METRICS)}")
         fmt, record = _settings(options)
         runnable = [n for n in names if n in BENCHMARKS]
         paths = _data_paths(data, runnable)
@@ -202,7 +199,8 @@ def sweep(sweep: str, benchmarks: str, data: tuple[str, ...], **options: Any) ->
         local = Path(sweep).expanduser().is_dir()
         resolved = [(lam, resolve_model(ref)) for lam, ref in members] if local else resolve_members(members)
         if local:
-            _check_existing(resolved, [n for n in names if n not in BENCHMARKS], options["output_dir"])
+            for _, model in resolved:
+                _read_existing(model, [n for n in names if n not in BENCHMARKS], options["output_dir"])
         evaluated = evaluate_sweep(resolved, tasks, record, _scorer_factory(fmt, options), options["output_dir"],
                                    options["checkpoint_every"], log=click.echo)
         rows = []
@@ -219,18 +217,14 @@ def sweep(sweep: str, benchmarks: str, data: tuple[str, ...], **options: Any) ->
     click.echo(format_table(frame))
 
 
-def _check_existing(members: Sequence[tuple[float, ResolvedModel]], names: Sequence[str], output_dir: Path) -> None:
-    """Before scoring: every member must already have a result for the benchmarks this command does not run."""
-    for _, model in members:
-        _read_existing(model, names, output_dir)
-
-
 def _read_existing(model: ResolvedModel, names: Sequence[str], output_dir: Path) -> dict[str, dict[str, Any]]:
+    """Results of benchmarks `sweep` does not run itself (e.g. Best-of-N), which must already exist."""
     found = {}
     for name in names:
         path = result_path(output_dir, model, name)
         if not path.is_file():
-            raise BenchmarkError(f"{name} is not run by `sweep`; expected an existing result at {path}")
+            raise BenchmarkError(f"unknown benchmark {name!r}: `sweep` runs {', '.join(BENCHMARKS)}; for others it "
+                                 f"reads existing results, and {path} does not exist")
         found[name] = json.loads(path.read_text(encoding="utf-8"))
     return found
 

@@ -9,7 +9,7 @@ from typing import Any
 from huggingface_hub import EvalResult, ModelCard, ModelCardData, hf_hub_download
 from huggingface_hub.errors import EntryNotFoundError
 
-from dogerm_eval.benchmarks import BENCHMARKS, METRICS
+from dogerm_eval.benchmarks import BENCHMARKS
 from dogerm_eval.errors import ModelError
 from dogerm_eval.models import ResolvedModel
 
@@ -32,7 +32,7 @@ def eval_results(results: Mapping[str, Mapping[str, Any]]) -> list[EvalResult]:
     entries = []
     for name, result in results.items():
         module = BENCHMARKS.get(name)
-        for metric, value in METRICS[name](result).items():
+        for metric, value in result["metrics"].items():
             if value is None:
                 continue
             entries.append(EvalResult(

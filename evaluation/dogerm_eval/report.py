@@ -13,7 +13,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 import pandas as pd  # noqa: E402
 
-from dogerm_eval.benchmarks import METRICS  # noqa: E402
 from dogerm_eval.errors import BenchmarkError  # noqa: E402
 from dogerm_eval.results import atomic_write  # noqa: E402
 
@@ -25,14 +24,14 @@ def _number(value: Any) -> float:
 
 
 def sweep_frame(rows: Sequence[tuple[float, Mapping[str, Mapping[str, Any]]]]) -> pd.DataFrame:
-    """One row per lambda: `lambda`, then `<benchmark>/<metric>` from each benchmark's `METRICS` function."""
+    """One row per lambda: `lambda`, then the `<benchmark>/<metric>` numbers stored in each result's `metrics`."""
     records = []
     for lam, results in rows:
         record: dict[str, float] = {"lambda": float(lam)}
         for benchmark, result in results.items():
-            if benchmark not in METRICS:
-                raise BenchmarkError(f"no metrics function registered for benchmark {benchmark!r}")
-            record.update({key: _number(value) for key, value in METRICS[benchmark](result).items()})
+            if "metrics" not in result:
+                raise BenchmarkError(f"the {benchmark} result has no `metrics` (written by an older dogerm-eval?)")
+            record.update({key: _number(value) for key, value in result["metrics"].items()})
         records.append(record)
     return pd.DataFrame.from_records(records).sort_values("lambda", kind="stable").reset_index(drop=True)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -90,4 +91,5 @@ def evaluate_sweep(
     for lam, model in members:
         log(f"lambda={lam:g}: {model.ref}")
         evaluated.append((lam, model, run_model(tasks, model, settings, make_scorer, output_dir, chunk_size, log)))
+        gc.collect()  # release the previous member's weights before the next one loads
     return evaluated

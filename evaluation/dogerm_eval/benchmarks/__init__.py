@@ -2,8 +2,9 @@
 
 Each benchmark module provides `NAME`, `load(data, subsets) -> LoadedTable` (schema checked, subsets selected),
 `passes(frame) -> list[list[(prompt, response)]]` (scoring passes, e.g. chosen then rejected), `evaluate(frame, scores) -> Evaluation` and
-`metrics(result_json) -> dict[str, float]` (the columns it adds to a sweep report). Benchmarks that are not scored
-from (prompt, response) pairs, such as Best-of-N, only add a `metrics` function to `METRICS`.
+`metrics(result_json) -> dict[str, float]` (its flat `<benchmark>/<metric>` numbers, stored in every result JSON
+under `metrics`, which the sweep report and `--push-results` read). Other benchmarks (Best-of-N) plug into
+`run_task` with any object offering the same attributes.
 """
 
 from __future__ import annotations
@@ -62,12 +63,6 @@ class Benchmark(Protocol):
 
 
 BENCHMARKS: dict[str, Benchmark] = {module.NAME: module for module in (rewardbench, rewardbench2, autoj)}
-
-#: Benchmark name -> function turning its result JSON into sweep columns (`<benchmark>/<metric>`). Best-of-N adds
-#: its own entry (e.g. `METRICS["bon-gsm8k"] = bestofn.metrics`).
-METRICS: dict[str, Callable[[Mapping[str, Any]], dict[str, float]]] = {
-    name: module.metrics for name, module in BENCHMARKS.items()
-}
 
 
 def get_benchmark(name: str) -> Benchmark:
@@ -143,6 +138,7 @@ def run_task(
         **evaluation.extra,
         "cache_key": key,
     }
+    payload["metrics"] = task.benchmark.metrics(payload)
     path = result_path(output_dir, model, name)
     if state.is_main_process:
         write_result(output_dir, model, name, payload, evaluation.per_example)
