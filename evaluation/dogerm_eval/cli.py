@@ -43,7 +43,8 @@ def common_options(function: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--max-length", type=int, default=2048, show_default=True, help="Maximum tokens per text."),
         click.option("--truncation-side", type=click.Choice(["right", "left"]), default="right", show_default=True),
         click.option("--double-bos", type=click.Choice(["keep", "mask"]), default="keep", show_default=True,
-                     help="A double BOS (template + tokenizer): keep it (as DogeRM) or mask the first (as RewardBench)."),
+                     help="A double BOS (template + tokenizer): keep it (as DogeRM) or mask the first "
+                     "(as RewardBench)."),
         click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), default="auto",
                      show_default=True, help="auto = bf16/fp16 on GPU, fp32 on CPU."),
         click.option("--device", help="torch device (default: the accelerator of this process, else CPU)."),

@@ -68,7 +68,8 @@ def load_hub(repo_id: str, split: str, revision: str | None = None) -> LoadedTab
     except (RepositoryNotFoundError, RevisionNotFoundError) as exc:
         raise DataError(f"Hub dataset {where} not found (set HF_TOKEN if it is gated), or use --data PATH") from exc
     except (LocalEntryNotFoundError, OfflineModeIsEnabled) as exc:
-        raise DataError(f"Hub dataset {where} is not in the local cache and the Hub is offline; use --data PATH") from exc
+        raise DataError(f"Hub dataset {where} is not in the local cache and the Hub is offline; use --data PATH"
+                        ) from exc
     except (HfHubHTTPError, OSError) as exc:
         raise DataError(f"could not download the Hub dataset {where}: {exc}; use --data PATH") from exc
     try:

@@ -55,7 +55,8 @@ EXPECTED_TIES = (
 
 
 def score_rows(frame: pd.DataFrame) -> np.ndarray:
-    return np.array([SCORES[response] for _, response in (pair for scoring_pass in rewardbench2.passes(frame) for pair in scoring_pass)], dtype=np.float64)
+    pairs = [pair for scoring_pass in rewardbench2.passes(frame) for pair in scoring_pass]
+    return np.array([SCORES[response] for _, response in pairs], dtype=np.float64)
 
 
 def test_tie_credit_and_ties_formula_by_hand(tmp_path: Path) -> None:

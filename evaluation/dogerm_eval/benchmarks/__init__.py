@@ -1,7 +1,8 @@
 """Benchmark registry and the loop that scores one model on them, with caching and resumable checkpoints.
 
 Each benchmark module provides `NAME`, `load(data, subsets) -> LoadedTable` (schema checked, subsets selected),
-`passes(frame) -> list[list[(prompt, response)]]` (scoring passes, e.g. chosen then rejected), `evaluate(frame, scores) -> Evaluation` and
+`passes(frame) -> list[list[(prompt, response)]]` (scoring passes, e.g. chosen then rejected),
+`evaluate(frame, scores) -> Evaluation` and
 `metrics(result_json) -> dict[str, float]` (its flat `<benchmark>/<metric>` numbers, stored in every result JSON
 under `metrics`, which the sweep report and `--push-results` read). Other benchmarks (Best-of-N) plug into
 `run_task` with any object offering the same attributes.

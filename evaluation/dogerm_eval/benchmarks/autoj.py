@@ -59,7 +59,8 @@ def load(data: str | None, subsets: Sequence[str] | None) -> LoadedTable:
     bad = ~labels.isin([0, 1, 2])
     if bad.any():
         row = int(bad.to_numpy().argmax())
-        raise DataError(f"{table.dataset}: row {row} has label {frame['label'].iloc[[row]].tolist()[0]!r}, expected 0, 1 or 2")
+        value = frame["label"].iloc[[row]].tolist()[0]
+        raise DataError(f"{table.dataset}: row {row} has label {value!r}, expected 0, 1 or 2")
     frame = frame.assign(label=labels.astype(int))
     scenarios = set(frame["scenario"])
     wanted = None
@@ -103,7 +104,8 @@ def evaluate(frame: pd.DataFrame, scores: np.ndarray) -> Evaluation:
             "id": frame["id"].to_numpy(), "subset": frame["scenario"].to_numpy(),
             "group": [group_of(s) for s in frame["scenario"]], "label": labels,
             "score_1": first, "score_2": second,
-            "score_chosen": np.where(labels == 1, second, first), "score_rejected": np.where(labels == 1, first, second),
+            "score_chosen": np.where(labels == 1, second, first),
+            "score_rejected": np.where(labels == 1, first, second),
             "correct": pd.array(np.where(labels == TIE, pd.NA, predicted == labels), dtype="boolean"),
         }
     )

@@ -109,7 +109,7 @@ def evaluate(frame: pd.DataFrame, scores: np.ndarray) -> Evaluation:
 
 
 def metrics(result: Mapping[str, Any]) -> dict[str, float]:
-    """Sweep columns: `rewardbench/<section>` (chat, chat-hard, safety, reasoning, math, code) and `rewardbench/score`."""
+    """Flat metrics: `rewardbench/<section>` (chat, chat-hard, safety, reasoning, math, code) and the score."""
     values = {f"{NAME}/{name.lower().replace(' ', '-')}": value for name, value in result["sections"].items()}
     values[f"{NAME}/score"] = result["score"]
     return values

@@ -42,8 +42,8 @@ def _validate(frame: pd.DataFrame, dataset: str) -> None:
     for row, (chosen, rejected) in enumerate(zip(frame["chosen"], frame["rejected"])):
         for column, value in (("chosen", chosen), ("rejected", rejected)):
             if isinstance(value, str) or not hasattr(value, "__len__") or len(value) == 0:
-                raise DataError(f"{dataset}: row {row} (id {frame['id'].iloc[[row]].tolist()[0]!r}): {column} must be a "
-                                f"non-empty list of responses")
+                row_id = frame["id"].iloc[[row]].tolist()[0]
+                raise DataError(f"{dataset}: row {row} (id {row_id!r}): {column} must be a non-empty list of responses")
     ties_ids = frame.loc[frame["subset"] == TIES, "id"].astype(str)
     bad = ties_ids[~ties_ids.str.match(TIES_ID)]
     if not bad.empty:
