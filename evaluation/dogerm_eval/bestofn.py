@@ -159,6 +159,7 @@ def prepare(
     revision = f"{table.revision}+candidates:{candidates['sha256'][:16]}+settings:{fingerprint}"
     benchmark = BestOfN(NAME=name, ns=tuple(ns), extra={
         **extra, "candidates": candidates, "dataset_problems": len(table.frame),
+        "candidates_per_problem": sorted({len(r.candidates) for r in records}),
         "source_dataset_revision": table.revision,
     })
     return Task(benchmark, LoadedTable(frame=frame, dataset=table.dataset, revision=revision))

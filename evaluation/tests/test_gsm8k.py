@@ -111,6 +111,7 @@ def test_end_to_end_with_tiny_rm(tiny_rm_dir: Path, tmp_path: Path) -> None:
     # majority over the first 4 of problem 0: answers 7, 8, 7, 6 -> 7 (correct)
     assert result["bon"]["4"]["oracle"] == 1.0
     assert result["score"] == result["bon"]["4"]["expected"]
+    assert (result["num_problems"], result["dataset_problems"], result["candidates_per_problem"]) == (3, 3, [5])
     assert metrics(result)["bon-gsm8k/expected@4"] == result["bon"]["4"]["expected"]
     assert "bon-gsm8k/majority@1" in metrics(result)
 
