@@ -135,7 +135,7 @@ def prepare(
     reward model's user and assistant texts), ``correct`` (list of bools), optionally ``answers`` (for majority
     voting) and any other per-example columns. The task's revision combines the dataset revision with the candidate
     file's sha256 and ``extra`` (e.g. sandbox limits), so cached results are reused only for identical inputs.
-    Raises DataError for unknown problem ids or empty candidate lists, before any scoring.
+    Raises DataError for unknown problem ids or invalid candidate files, before any scoring.
     """
     from dogerm_eval.benchmarks import Task  # the registry may import this module for `metrics`
 
@@ -150,9 +150,7 @@ def prepare(
             f"(ids there are {type(problem_ids[0]).__name__}s such as {problem_ids[0]!r})"
         )
     records.sort(key=lambda r: position[r.problem_id])
-    ns = usable_ns([len(r.candidates) for r in records])
-    if not ns:
-        raise DataError(f"{candidates_path}: a problem has fewer candidates than the smallest N ({DEFAULT_NS[0]})")
+    ns = usable_ns([len(r.candidates) for r in records])  # never empty: every record has >= 1 candidate
     candidates = record_fingerprint(Path(candidates_path))
     frame = build([position[r.problem_id] for r in records], records)
     fingerprint = hashlib.sha256(json.dumps(extra, sort_keys=True, default=str).encode()).hexdigest()[:16]
