@@ -196,7 +196,7 @@ def sweep(sweep: str, benchmarks: str, data: tuple[str, ...], **options: Any) ->
         runnable = [n for n in names if n in BENCHMARKS]
         paths = _data_paths(data, runnable)
         tasks = [Task.prepare(n, paths[n], _split(options["subsets"])) for n in runnable]
-        members = discover_sweep(sweep)
+        members = discover_sweep(sweep, log=click.echo)
         local = Path(sweep).expanduser().is_dir()
         resolved = [(lam, resolve_model(ref)) for lam, ref in members] if local else resolve_members(members)
         if local:

@@ -24,6 +24,7 @@ from dogerm_eval.models import ResolvedModel
 
 REQUIRED_KEYS = ("dataset", "dataset_revision", "settings", "subsets", "sections", "score")
 DEFAULT_CHUNK_SIZE = 512
+DIGEST_MEMO = ".file-digests.json"  # OUT/<this>: sha256 of local model files by (path, size, mtime)
 
 
 @dataclass(frozen=True)
@@ -78,22 +79,29 @@ def result_path(output_dir: Path, model: ResolvedModel, benchmark: str) -> Path:
     return Path(output_dir) / model.slug / f"{benchmark}.json"
 
 
-def model_fingerprint(model: ResolvedModel) -> str:
+def model_fingerprint(model: ResolvedModel, memo: Path | None = None) -> str:
     """The Hub commit of the model, or `sha256:` of a local folder's content (every file's path and bytes).
 
-    Hashing a 7B checkpoint reads it once (seconds to tens of seconds); it is what makes results of a local folder
-    that was re-merged in place not be reused.
+    Hashing a 7B checkpoint reads it once (seconds to tens of seconds). With `memo` (a JSON file), each file's digest
+    is remembered under its path, size and modification time, so later runs re-read only files that changed.
     """
     if model.commit:
         return model.commit
-    digest = hashlib.sha256()
+    known = json.loads(memo.read_text(encoding="utf-8")) if memo is not None and memo.is_file() else {}
+    digest, changed = hashlib.sha256(), False
     for file in sorted(p for p in Path(model.path).rglob("*") if p.is_file()):
         relative = file.relative_to(model.path).as_posix()
         if relative.startswith("."):
             continue
-        with file.open("rb") as handle:
-            file_digest = hashlib.file_digest(handle, "sha256").hexdigest()
-        digest.update(f"{relative}\0{file_digest}\n".encode())
+        stat, key = file.stat(), str(file.resolve())
+        entry = known.get(key)
+        if entry is None or entry[:2] != [stat.st_size, stat.st_mtime_ns]:
+            with file.open("rb") as handle:
+                entry = [stat.st_size, stat.st_mtime_ns, hashlib.file_digest(handle, "sha256").hexdigest()]
+            known[key], changed = entry, True
+        digest.update(f"{relative}\0{entry[2]}\n".encode())
+    if memo is not None and changed:
+        write_json_atomic(memo, known)
     return f"sha256:{digest.hexdigest()}"
 
 

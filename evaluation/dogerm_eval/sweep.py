@@ -17,26 +17,29 @@ from dogerm_eval.errors import ModelError
 from dogerm_eval.models import ResolvedModel, parse_hub_ref, resolve_model
 from dogerm_eval.results import DEFAULT_CHUNK_SIZE
 
-MEMBER = re.compile(r"^lambda-(\d+(?:\.\d+)?)$")
+MEMBER = re.compile(r"^lambda-(.+)$")
 SWEEP_JSON = "sweep.json"
 
 
 def _lambda_of(name: str) -> float | None:
+    """The lambda of a `lambda-<x>` name (`lambda-0.30`, `lambda-0.125`, `lambda-1e-05`), else None."""
     match = MEMBER.match(name)
-    return float(match.group(1)) if match else None
+    try:
+        return float(match.group(1)) if match else None
+    except ValueError:
+        return None
 
 
-def _local_members(folder: Path) -> list[tuple[float, str]]:
+def _local_members(folder: Path, log: Callable[[str], None]) -> list[tuple[float, str]]:
     members = {
         lam: str(child) for child in folder.iterdir() if child.is_dir() and (lam := _lambda_of(child.name)) is not None
     }
     manifest = folder / SWEEP_JSON
     if manifest.is_file():
         listed = json.loads(manifest.read_text(encoding="utf-8")).get("lambdas")
-        if listed is not None:
-            missing = sorted(set(map(float, listed)) - set(members))
-            if missing:
-                raise ModelError(f"{manifest} lists lambdas {missing} with no lambda-* folder in {folder}")
+        missing = sorted(set(map(float, listed or [])) - set(members))
+        if missing:
+            log(f"{manifest} lists lambdas {missing} that have no lambda-* folder (not merged yet?): skipped")
     return sorted(members.items())
 
 
@@ -55,13 +58,14 @@ def _hub_members(ref: str) -> list[tuple[float, str]]:
     )
 
 
-def discover_sweep(ref: str) -> list[tuple[float, str]]:
+def discover_sweep(ref: str, log: Callable[[str], None] = print) -> list[tuple[float, str]]:
     """(lambda, model ref) of every member: `lambda-<x>` sub-folders of a folder, or `lambda-<x>` Hub branches.
 
-    A folder's `sweep.json` (if any, with a `lambdas` list) must match its sub-folders. Sorted by lambda.
+    Lambdas that a folder's `sweep.json` lists but that have no folder yet (an unfinished merge) are reported and
+    skipped. Sorted by lambda.
     """
     folder = Path(ref).expanduser()
-    members = _local_members(folder) if folder.is_dir() else _hub_members(ref)
+    members = _local_members(folder, log) if folder.is_dir() else _hub_members(ref)
     if not members:
         raise ModelError(f"sweep {ref!r} has no lambda-<value> members (folders or Hub branches)")
     return members

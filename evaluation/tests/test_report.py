@@ -45,11 +45,14 @@ def make_sweep(root: Path, lambdas: list[float]) -> Path:
 
 def test_discover_local_sweep(tmp_path: Path) -> None:
     root = make_sweep(tmp_path / "sweep", [0.5, 0.0, 0.05])
+    (root / "lambda-0.125").mkdir()
+    (root / "lambda-x").mkdir()
     assert discover_sweep(str(root)) == [(0.0, str(root / "lambda-0.00")), (0.05, str(root / "lambda-0.05")),
-                                         (0.5, str(root / "lambda-0.50"))]
-    (root / "sweep.json").write_text(json.dumps({"lambdas": [0.0, 0.05, 0.5, 1.0]}))
-    with pytest.raises(ModelError, match=r"\[1.0\]"):
-        discover_sweep(str(root))
+                                         (0.125, str(root / "lambda-0.125")), (0.5, str(root / "lambda-0.50"))]
+    (root / "sweep.json").write_text(json.dumps({"lambdas": [0.0, 0.05, 0.125, 0.5, 1.0]}))
+    messages: list[str] = []
+    assert len(discover_sweep(str(root), log=messages.append)) == 4
+    assert "[1.0]" in messages[0] and "skipped" in messages[0]
     with pytest.raises(ModelError, match="no lambda"):
         discover_sweep(str(tmp_path / "sweep" / "not-a-member"))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -105,6 +106,22 @@ def test_cache_reused_for_same_key_and_not_otherwise(tmp_path: Path, model: Reso
     built.clear()
     run_model([other], model, {**SETTINGS, "dtype": "bfloat16"}, lambda m: built.append(1) or FakeScorer(), out)
     assert built == [1]
+
+
+def test_folder_fingerprint_memo(tmp_path: Path, model: ResolvedModel) -> None:
+    memo = tmp_path / "memo.json"
+    first = model_fingerprint(model, memo)
+    assert first == model_fingerprint(model) and memo.is_file()
+    # a memo entry is trusted only while size and mtime match: a stale digest with the same stat is used ...
+    entries = json.loads(memo.read_text())
+    key = str((model.path / "config.json").resolve())
+    entries[key][2] = "0" * 64
+    memo.write_text(json.dumps(entries))
+    assert model_fingerprint(model, memo) != first
+    # ... and a file with a new mtime is hashed again
+    stat = (model.path / "config.json").stat()
+    os.utime(model.path / "config.json", ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    assert model_fingerprint(model, memo) == first
 
 
 def test_hub_commit_is_the_fingerprint(tmp_path: Path) -> None:

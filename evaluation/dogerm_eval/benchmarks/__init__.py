@@ -27,6 +27,7 @@ from dogerm_eval.errors import BenchmarkError
 from dogerm_eval.models import ResolvedModel
 from dogerm_eval.results import (
     DEFAULT_CHUNK_SIZE,
+    DIGEST_MEMO,
     Evaluation,
     cache_key,
     checkpoint_dir,
@@ -161,7 +162,7 @@ def run_model(
     log: Callable[[str], None] = print,
 ) -> dict[str, dict[str, Any]]:
     """Run every task on one model (the scorer is built at most once); return benchmark name -> result JSON."""
-    model_fp = model_fingerprint(model)
+    model_fp = model_fingerprint(model, Path(output_dir) / DIGEST_MEMO)
     scorer: list[Scorer] = []
 
     def lazy_scorer() -> Scorer:
