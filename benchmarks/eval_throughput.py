@@ -115,6 +115,7 @@ def main() -> None:
     print(f"baseline (batch 8, dataset order): {baseline_s:8.2f} s  {len(rows) / baseline_s:8.1f} pairs/s")
     print(f"fast (token budget {scorer.token_budget}):       {fast_s:8.2f} s  {len(rows) / fast_s:8.1f} pairs/s")
     print(f"speed-up: {baseline_s / fast_s:.2f}x")
+    print(f"scores: min {slow.min():.3f}, max {slow.max():.3f}, std {slow.std():.3f}")
     print(f"max |score difference| per example: {np.abs(fast - slow).max():.3e}")
 
 

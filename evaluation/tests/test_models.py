@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from huggingface_hub import constants
+from huggingface_hub import HfApi, constants
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from dogerm_eval.errors import ModelError
@@ -110,3 +110,29 @@ def test_hub_id_with_revision_resolves_from_cache_offline(offline_cache: Path, t
     assert resolved.slug == "org--name@lambda-0.30"
     with pytest.raises(ModelError, match="offline"):
         resolve_model("org/name@other-branch")
+
+
+# The Hub tests use the repository's local Hub server (conftest.py at the repository root, tests/hub_server.py).
+
+
+def test_hub_branch_resolves_from_the_local_hub(hub_client: HfApi, tiny_rm_dir: Path) -> None:
+    repo_id = f"{hub_client.whoami()['name']}/tiny-rm"
+    hub_client.create_repo(repo_id)
+    hub_client.create_branch(repo_id, branch="lambda-0.30")
+    hub_client.upload_folder(repo_id=repo_id, folder_path=tiny_rm_dir, revision="lambda-0.30")
+    hub_client.upload_file(path_or_fileobj=b"pickled duplicate of the weights", path_in_repo="pytorch_model.bin",
+                           repo_id=repo_id, revision="lambda-0.30")
+    branches = hub_client.list_repo_refs(repo_id).branches
+    commit = next(ref.target_commit for ref in branches if ref.name == "lambda-0.30")
+
+    resolved = resolve_model(f"{repo_id}@lambda-0.30")
+    assert (resolved.repo_id, resolved.revision, resolved.commit) == (repo_id, "lambda-0.30", commit)
+    assert resolved.slug == f"{repo_id.replace('/', '--')}@lambda-0.30"
+    for file in tiny_rm_dir.iterdir():
+        assert (resolved.path / file.name).read_bytes() == file.read_bytes()
+    assert not (resolved.path / "pytorch_model.bin").exists()  # safetensors present: pickles skipped
+
+    with pytest.raises(ModelError, match="revision 'lambda-0.99' does not exist"):
+        resolve_model(f"{repo_id}@lambda-0.99")
+    with pytest.raises(ModelError, match="not found"):
+        resolve_model(f"{hub_client.whoami()['name']}/no-such-rm")

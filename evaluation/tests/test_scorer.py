@@ -159,7 +159,7 @@ def test_compat_rewardbench_reproduces_its_batching_exactly(
     assert tokenizer.padding_side == padding_side
     conversations = make_conversations(REWARDBENCH_BATCH_SIZE + 9, seed=5)  # two batches, the second partial
     settings = FormatSettings(max_length=40)
-    scorer = RewardScorer(str(model_dir), settings, dtype="float32", compat="rewardbench")
+    scorer = RewardScorer(str(model_dir), settings, dtype="float32", device="cpu", compat="rewardbench")
     scores = scorer.score(conversations)
     texts = [chat_text(tokenizer, p, r) for p, r in conversations]
     np.testing.assert_array_equal(scores, rewardbench_definition(model_dir, texts, max_length=40))
@@ -230,14 +230,15 @@ SHARD_SCRIPT = textwrap.dedent(
 def test_two_processes_equal_one(tiny_rm_dir: Path, tmp_path: Path) -> None:
     script = tmp_path / "shard.py"
     script.write_text(SHARD_SCRIPT)
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     # --multi_gpu selects accelerate's torchrun launcher; without CUDA the scorer joins a gloo group on CPU.
     command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
                str(script), str(tiny_rm_dir), str(tmp_path), str(Path(__file__).parent)]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    single = RewardScorer(str(tiny_rm_dir), dtype="float32", token_budget=150).score(make_conversations(50, seed=7))
+    single = RewardScorer(str(tiny_rm_dir), dtype="float32", device="cpu", token_budget=150)
+    single_scores = single.score(make_conversations(50, seed=7))
     for rank in (0, 1):
         sharded = np.load(tmp_path / f"scores_rank{rank}.npy")
-        np.testing.assert_allclose(sharded, single, rtol=0, atol=1e-6)
+        np.testing.assert_allclose(sharded, single_scores, rtol=0, atol=1e-6)
