@@ -40,6 +40,7 @@ import fnmatch
 import hashlib
 import hmac
 import json
+import os
 import re
 import secrets
 import shutil
@@ -380,8 +381,15 @@ class LocalHub:
         return self._store(data, lfs=True, xet_hash=self._xet_hashes.get(sha256))
 
     def _import_from_xet(self, sha256: str) -> None:
-        for shard in sorted(set(self.xet_dir.rglob("*.mdb")) - self._xet_shards_seen):  # shards are immutable
-            for file_sha256, xet_hash, size in _parse_xet_shard(shard.read_bytes()):
+        # hf_xet writes and moves temporary files while a client uploads: walk (which skips folders that vanish)
+        # and skip shards that moved away between listing and reading
+        found = {Path(root) / name for root, _, names in os.walk(self.xet_dir) for name in names if name.endswith(".mdb")}
+        for shard in sorted(found - self._xet_shards_seen):  # shards are immutable
+            try:
+                content = shard.read_bytes()
+            except FileNotFoundError:
+                continue
+            for file_sha256, xet_hash, size in _parse_xet_shard(content):
                 self._xet_shard_files[file_sha256] = (xet_hash, size)
             self._xet_shards_seen.add(shard)
         if sha256 not in self._xet_shard_files:
