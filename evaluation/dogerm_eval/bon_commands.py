@@ -1,7 +1,7 @@
 """Click commands for Best-of-N: `generate` (sample candidates), `bon-gsm8k` and `bon-mbpp` (rerank them with a RM).
 
-Register them on the `dogerm-eval` group after it is defined (`main.add_command(command)` for each of
-:data:`COMMANDS`); they reuse the scoring options, settings record and scorer factory of `dogerm_eval.cli`.
+`dogerm_eval.cli` adds :data:`COMMANDS` to the `dogerm-eval` group; they share the scoring options of
+`dogerm_eval.options`.
 """
 
 from __future__ import annotations
@@ -12,11 +12,17 @@ from typing import Any
 import click
 
 from dogerm_eval.benchmarks import gsm8k, mbpp, run_model
-from dogerm_eval.cli import _fail, _relaunch_if_needed, _scorer_factory, _settings, common_options
 from dogerm_eval.errors import BenchmarkError, EvalError
 from dogerm_eval.formatting import FALLBACK_TEMPLATES
 from dogerm_eval.generate import GenerationSettings, generate_candidates
 from dogerm_eval.models import resolve_model
+from dogerm_eval.options import (
+    common_options,
+    fail,
+    relaunch_if_needed,
+    scorer_factory,
+    scoring_settings,
+)
 from dogerm_eval.push import check_pushable, push_results
 from dogerm_eval.sandbox import SandboxLimits, active_defences
 
@@ -62,7 +68,7 @@ def generate(policy: str, benchmark: str, samples: int, out: Path, data: str | N
         done = generate_candidates(problems, settings, out, dtype=dtype, fallback_template=fallback_template,
                                    backend=backend, log=click.echo)
     except EvalError as exc:
-        _fail(exc)
+        fail(exc)
     except ValueError as exc:  # pydantic validation of the sampling settings
         raise click.BadParameter(str(exc)) from exc
     click.echo(f"{out}: generated {done} problems")
@@ -78,19 +84,19 @@ def _report(result: dict[str, Any]) -> None:
 def _run(name: str, model: str, options: dict[str, Any], make_task: Any) -> None:
     if options["subsets"]:
         raise click.BadParameter("Best-of-N benchmarks have no subsets", param_hint="--subsets")
-    _relaunch_if_needed(options["num_processes"])
+    relaunch_if_needed(options["num_processes"])
     try:
-        fmt, record = _settings(options)
+        fmt, record = scoring_settings(options)
         resolved = resolve_model(model)
         if options["push_results"]:
             check_pushable(resolved)
         task = make_task()
-        results = run_model([task], resolved, record, _scorer_factory(fmt, options), options["output_dir"],
+        results = run_model([task], resolved, record, scorer_factory(fmt, options), options["output_dir"],
                             options["checkpoint_every"], log=click.echo)
         if options["push_results"]:
             push_results(resolved, results, log=click.echo)
     except EvalError as exc:
-        _fail(exc)
+        fail(exc)
     _report(results[name])
 
 
@@ -120,7 +126,7 @@ def bon_mbpp(model: str, candidates: Path, data: str | None, workers: int, timeo
              **options: Any) -> None:
     """Rerank MBPP candidates."""
     if options["num_processes"] > 1:
-        _fail(BenchmarkError("bon-mbpp runs in one process (the sandbox runs are not sharded); use --num-processes 1"))
+        fail(BenchmarkError("bon-mbpp runs in one process (the sandbox runs are not sharded); use --num-processes 1"))
     limits = SandboxLimits(wall_s=timeout, cpu_s=max(1, int(timeout)), memory_bytes=memory_mb * 1024**2)
     click.echo("sandbox defences active on this machine:")
     for defence in active_defences(limits):

@@ -1,0 +1,107 @@
+"""Options and helpers shared by every scoring command of ``dogerm-eval``."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from dogerm_eval.errors import BenchmarkError, EvalError
+from dogerm_eval.formatting import FALLBACK_TEMPLATES, FormatSettings
+from dogerm_eval.models import ResolvedModel
+from dogerm_eval.results import DEFAULT_CHUNK_SIZE
+from dogerm_eval.scorer import RewardScorer
+
+DEFAULT_OUTPUT = "./dogerm-eval-results"
+LAUNCHED_ENV = "DOGERM_EVAL_LAUNCHED"  # set in the processes started by --num-processes
+
+
+def split_list(value: str | None) -> list[str] | None:
+    return [item.strip() for item in value.split(",") if item.strip()] if value else None
+
+
+def common_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Options shared by every scoring command."""
+    options = [
+        click.option("--subsets", help="Comma-separated subsets to keep (Auto-J: scenarios, or math/code/other)."),
+        click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_OUTPUT,
+                     show_default=True, help="Results go to OUT/<model-slug>/<benchmark>.json."),
+        click.option("--system-prompt", help="System message for every conversation; 'llama2-default' = the default "
+                     "Llama-2 system prompt (DogeRM's Llama-2 RMs). Default: none."),
+        click.option("--fallback-template", type=click.Choice(sorted(FALLBACK_TEMPLATES)),
+                     help="Chat template used only when the tokenizer has none."),
+        click.option("--max-length", type=int, default=2048, show_default=True, help="Maximum tokens per text."),
+        click.option("--truncation-side", type=click.Choice(["right", "left"]), default="right", show_default=True),
+        click.option("--double-bos", type=click.Choice(["keep", "mask"]), default="keep", show_default=True,
+                     help="A double BOS (template + tokenizer): keep it (as DogeRM) or mask the first "
+                     "(as RewardBench)."),
+        click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), default="auto",
+                     show_default=True, help="auto = bf16/fp16 on GPU, fp32 on CPU."),
+        click.option("--device", help="torch device (default: the accelerator of this process, else CPU)."),
+        click.option("--batch-tokens", type=int,
+                     help="Padded tokens per batch in fast mode (default: the scorer's, by device)."),
+        click.option("--compat", type=click.Choice(["fast", "rewardbench"]), default="fast", show_default=True,
+                     help="fast: length-sorted, de-duplicated batches; rewardbench: run_rm.py's batches of 64."),
+        click.option("--num-processes", type=int, default=1, show_default=True,
+                     help="Score with N processes (one per GPU) through `accelerate launch`."),
+        click.option("--checkpoint-every", type=int, default=DEFAULT_CHUNK_SIZE, show_default=True,
+                     help="Save scores every N conversations, so an interrupted run resumes."),
+        click.option("--push-results", is_flag=True,
+                     help="Write the scores into the model card's model-index of the evaluated Hub repo/branch."),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def scoring_settings(options: dict[str, Any]) -> tuple[FormatSettings, dict[str, Any]]:
+    """FormatSettings and the scoring settings that enter the cache key."""
+    try:
+        fmt = FormatSettings(system_prompt=options["system_prompt"], fallback_template=options["fallback_template"],
+                             max_length=options["max_length"], truncation_side=options["truncation_side"],
+                             double_bos=options["double_bos"])
+    except ValueError as exc:
+        raise BenchmarkError(f"invalid formatting settings: {exc}") from exc
+    record = {"format": fmt.record(), "dtype": options["dtype"], "device": options["device"] or "auto",
+              "token_budget": options["batch_tokens"] or "auto", "compat": options["compat"]}
+    return fmt, record
+
+
+def scorer_factory(fmt: FormatSettings, options: dict[str, Any]) -> Callable[[ResolvedModel], RewardScorer]:
+    return lambda model: RewardScorer(model, format=fmt, dtype=options["dtype"], device=options["device"],
+                                      token_budget=options["batch_tokens"], compat=options["compat"])
+
+
+def relaunch_if_needed(num_processes: int) -> None:
+    """Re-run this command under `accelerate launch --multi_gpu` with N processes, one per GPU.
+
+    No-op for N = 1, and inside a launch (ours, or the user's own `accelerate launch -m dogerm_eval.cli ...`).
+    Errors are reported as click errors (this runs before a command's own error handling).
+    """
+    if num_processes < 1:
+        raise click.BadParameter("must be at least 1", param_hint="--num-processes")
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if os.environ.get(LAUNCHED_ENV) or world > 1:
+        if num_processes > 1 and world != num_processes:
+            raise click.BadParameter(f"{num_processes}, but this launch has {world} processes",
+                                     param_hint="--num-processes")
+        return
+    if num_processes == 1:
+        return
+    import torch
+
+    if torch.cuda.device_count() < num_processes:
+        raise click.BadParameter(f"{num_processes} processes need as many CUDA GPUs "
+                                 f"({torch.cuda.device_count()} visible)", param_hint="--num-processes")
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes",
+               str(num_processes), "-m", "dogerm_eval.cli", *sys.argv[1:]]
+    raise SystemExit(subprocess.call(command, env={**os.environ, LAUNCHED_ENV: "1"}))
+
+
+def fail(exc: EvalError) -> None:
+    raise click.ClickException(str(exc)) from exc
