@@ -152,7 +152,7 @@ class RewardScorer:
 
     def format_texts(self, conversations: Sequence[tuple[str, str]]) -> list[str]:
         """Render each (prompt, response) pair with the chat template and format settings."""
-        return [format_conversation(self.tokenizer, prompt, response, self.format) for prompt, response in conversations]
+        return [format_conversation(self.tokenizer, prompt, resp, self.format) for prompt, resp in conversations]
 
     def score(self, conversations: Sequence[tuple[str, str]]) -> np.ndarray:
         """Score (prompt, response) pairs; float64 array in input order."""
@@ -227,6 +227,9 @@ class RewardScorer:
             "num_processes": self.state.num_processes,
             "versions": {
                 "dogerm-eval": __version__,
-                **{name: importlib.metadata.version(name) for name in ("torch", "transformers", "huggingface_hub", "accelerate")},
+                **{
+                    name: importlib.metadata.version(name)
+                    for name in ("torch", "transformers", "huggingface_hub", "accelerate")
+                },
             },
         }

@@ -25,7 +25,9 @@ CORPUS = [
 ]
 
 
-def build_tiny_tokenizer(*, pad_token: bool = True, chat_template: bool = True, vocab_size: int = 400) -> PreTrainedTokenizerFast:
+def build_tiny_tokenizer(
+    *, pad_token: bool = True, chat_template: bool = True, vocab_size: int = 400
+) -> PreTrainedTokenizerFast:
     """A small byte-level BPE tokenizer with ``<s>``/``</s>``/``<unk>`` (and ``<pad>``) special tokens."""
     specials = ["<unk>", "<s>", "</s>", "<pad>"]
     backend = Tokenizer(models.BPE(unk_token="<unk>"))

@@ -46,7 +46,8 @@ def test_parse_hub_ref_rejects_malformed(ref: str) -> None:
 
 def test_slug_of_hub_models() -> None:
     path = Path("/cache/snap")
-    assert ResolvedModel(path, "org/name@lambda-0.30", "org/name", "lambda-0.30", COMMIT).slug == "org--name@lambda-0.30"
+    resolved = ResolvedModel(path, "org/name@lambda-0.30", "org/name", "lambda-0.30", COMMIT)
+    assert resolved.slug == "org--name@lambda-0.30"
     assert ResolvedModel(path, "org/name", "org/name", None, COMMIT).slug == "org--name"
     assert ResolvedModel(path, "o/n@refs/pr/1", "o/n", "refs/pr/1", COMMIT).slug == "o--n@refs--pr--1"
 

@@ -11,11 +11,12 @@ import sys
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedTokenizerBase
 
 from dogerm_eval.errors import BenchmarkError, ModelError
 from dogerm_eval.formatting import FormatSettings
@@ -32,9 +33,9 @@ def make_conversations(count: int, seed: int = 0) -> list[tuple[str, str]]:
     return [(rng.choice(prompts), rng.choice(responses)) for _ in range(count)]
 
 
-def chat_text(tokenizer, prompt: str, response: str) -> str:  # type: ignore[no-untyped-def]
+def chat_text(tokenizer: PreTrainedTokenizerBase, prompt: str, response: str) -> str:
     messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}]
-    return tokenizer.apply_chat_template(messages, tokenize=False)
+    return str(tokenizer.apply_chat_template(messages, tokenize=False))
 
 
 def reference_scores(
@@ -79,7 +80,7 @@ def test_identical_texts_are_scored_once_and_order_restored(tiny_rm_dir: Path, m
     rows: list[int] = []
     forward = scorer.network.forward
 
-    def counting_forward(*args, **kwargs):  # type: ignore[no-untyped-def]
+    def counting_forward(*args: Any, **kwargs: Any) -> Any:
         rows.append(kwargs["input_ids"].shape[0])
         return forward(*args, **kwargs)
 
@@ -112,7 +113,8 @@ def test_long_inputs_are_truncated_on_the_requested_side(tiny_rm_dir: Path, side
     scores = RewardScorer(str(tiny_rm_dir), settings, dtype="float32", token_budget=64).score(conversations)
     expected = reference_scores(tiny_rm_dir, conversations, max_length=24, truncation_side=side)
     np.testing.assert_allclose(scores, expected, rtol=0, atol=1e-5)
-    other = reference_scores(tiny_rm_dir, conversations, max_length=24, truncation_side={"left": "right", "right": "left"}[side])
+    flipped = {"left": "right", "right": "left"}[side]
+    other = reference_scores(tiny_rm_dir, conversations, max_length=24, truncation_side=flipped)
     assert abs(scores[1] - other[1]) > 1e-4  # the side matters for the long example
 
 
@@ -164,7 +166,8 @@ def test_compat_rewardbench_reproduces_its_batching_exactly(
     texts = [chat_text(tokenizer, p, r) for p, r in conversations]
     np.testing.assert_array_equal(scores, rewardbench_definition(model_dir, texts, max_length=40))
     record = scorer.settings_record()
-    assert record["batching"] == {"mode": "rewardbench", "batch_size": 64, "order": "input", "padding_side": padding_side}
+    expected = {"mode": "rewardbench", "batch_size": 64, "order": "input", "padding_side": padding_side}
+    assert record["batching"] == expected
     assert record["double_bos"] == "mask"
 
 
