@@ -137,7 +137,9 @@ def prepare(
     file's sha256 and ``extra`` (e.g. sandbox limits), so cached results are reused only for identical inputs.
     Raises DataError for unknown problem ids or invalid candidate files, before any scoring.
     """
-    from dogerm_eval.benchmarks import Task  # the registry may import this module for `metrics`
+    from dogerm_eval.benchmarks import (
+        Task,  # the registry may import this module for `metrics`
+    )
 
     if not problem_ids:
         raise DataError(f"{table.dataset} has no rows")

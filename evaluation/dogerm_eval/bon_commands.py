@@ -11,19 +11,16 @@ from typing import Any
 
 import click
 
-from dogerm_eval.benchmarks import gsm8k, mbpp, run_model
+from dogerm_eval.benchmarks import gsm8k, mbpp
 from dogerm_eval.errors import BenchmarkError, EvalError
 from dogerm_eval.formatting import FALLBACK_TEMPLATES
 from dogerm_eval.generate import GenerationSettings, generate_candidates
-from dogerm_eval.models import resolve_model
 from dogerm_eval.options import (
     common_options,
+    evaluate_model,
     fail,
     relaunch_if_needed,
-    scorer_factory,
-    scoring_settings,
 )
-from dogerm_eval.push import check_pushable, push_results
 from dogerm_eval.sandbox import SandboxLimits, active_defences
 
 BENCHMARK_MODULES = {"gsm8k": gsm8k, "mbpp": mbpp}
@@ -86,15 +83,7 @@ def _run(name: str, model: str, options: dict[str, Any], make_task: Any) -> None
         raise click.BadParameter("Best-of-N benchmarks have no subsets", param_hint="--subsets")
     relaunch_if_needed(options["num_processes"])
     try:
-        fmt, record = scoring_settings(options)
-        resolved = resolve_model(model)
-        if options["push_results"]:
-            check_pushable(resolved)
-        task = make_task()
-        results = run_model([task], resolved, record, scorer_factory(fmt, options), options["output_dir"],
-                            options["checkpoint_every"], log=click.echo)
-        if options["push_results"]:
-            push_results(resolved, results, log=click.echo)
+        results = evaluate_model(model, lambda: [make_task()], options)
     except EvalError as exc:
         fail(exc)
     _report(results[name])

@@ -10,19 +10,20 @@ from typing import Any
 import click
 
 from dogerm_eval import bon_commands
-from dogerm_eval.benchmarks import BENCHMARKS, Task, run_model
+from dogerm_eval.benchmarks import BENCHMARKS, Task
 from dogerm_eval.errors import BenchmarkError, EvalError
 from dogerm_eval.inmemory import InMemorySweep
 from dogerm_eval.models import ResolvedModel, resolve_model
 from dogerm_eval.options import (
     common_options,
+    evaluate_model,
     fail,
     relaunch_if_needed,
     scorer_factory,
     scoring_settings,
     split_list,
 )
-from dogerm_eval.push import check_pushable, push_results
+from dogerm_eval.push import push_results
 from dogerm_eval.report import format_table, sweep_frame, write_report
 from dogerm_eval.results import result_path
 from dogerm_eval.sweep import discover_sweep, evaluate_sweep, resolve_members
@@ -64,15 +65,8 @@ def _benchmark_command(name: str, summary: str) -> click.Command:
     def command(model: str, data: str | None, **options: Any) -> None:
         relaunch_if_needed(options["num_processes"])
         try:
-            fmt, record = scoring_settings(options)
-            task = Task.prepare(name, data, split_list(options["subsets"]))
-            resolved = resolve_model(model)
-            if options["push_results"]:
-                check_pushable(resolved)
-            results = run_model([task], resolved, record, scorer_factory(fmt, options), options["output_dir"],
-                                options["checkpoint_every"], log=click.echo)
-            if options["push_results"]:
-                push_results(resolved, results, log=click.echo)
+            results = evaluate_model(model, lambda: [Task.prepare(name, data, split_list(options["subsets"]))],
+                                     options)
         except EvalError as exc:
             fail(exc)
         result = results[name]

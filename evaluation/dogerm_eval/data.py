@@ -56,15 +56,16 @@ def load_local(path: str | Path) -> LoadedTable:
     return LoadedTable(frame=frame, dataset=str(path.resolve()), revision=f"sha256:{file_sha256(path)}")
 
 
-def load_hub(repo_id: str, split: str, revision: str | None = None) -> LoadedTable:
-    """Load `split` of a Hub dataset; the commit actually read is recorded.
+def load_hub(repo_id: str, split: str, revision: str | None = None, config: str | None = None) -> LoadedTable:
+    """Load `split` of a Hub dataset (of its `config` sub-folder, e.g. gsm8k's `main`); the commit read is recorded.
 
-    The repository is fetched with `snapshot_download` (honours HF_HOME, HF_TOKEN, HF_HUB_OFFLINE), whose cache
-    folder is named after the commit, then read with `datasets.load_dataset`.
+    The repository (or only `config/`) is fetched with `snapshot_download` (honours HF_HOME, HF_TOKEN,
+    HF_HUB_OFFLINE), whose cache folder is named after the commit, then read with `datasets.load_dataset`.
     """
     where = f"{repo_id}@{revision}" if revision else repo_id
     try:
-        local = Path(snapshot_download(repo_id, repo_type="dataset", revision=revision))
+        local = Path(snapshot_download(repo_id, repo_type="dataset", revision=revision,
+                                       allow_patterns=[f"{config}/*"] if config else None))
     except (RepositoryNotFoundError, RevisionNotFoundError) as exc:
         raise DataError(f"Hub dataset {where} not found (set HF_TOKEN if it is gated), or use --data PATH") from exc
     except (LocalEntryNotFoundError, OfflineModeIsEnabled) as exc:
@@ -73,7 +74,7 @@ def load_hub(repo_id: str, split: str, revision: str | None = None) -> LoadedTab
     except (HfHubHTTPError, OSError) as exc:
         raise DataError(f"could not download the Hub dataset {where}: {exc}; use --data PATH") from exc
     try:
-        table = datasets.load_dataset(str(local), split=split)
+        table = datasets.load_dataset(str(local), data_dir=config, split=split)
     except ValueError as exc:
         raise DataError(f"dataset {repo_id} has no split {split!r}: {exc}") from exc
     return LoadedTable(frame=table.to_pandas(), dataset=repo_id, revision=local.name)

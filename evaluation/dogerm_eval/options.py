@@ -5,15 +5,17 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import click
 
+from dogerm_eval.benchmarks import Task, run_model
 from dogerm_eval.errors import BenchmarkError, EvalError
 from dogerm_eval.formatting import FALLBACK_TEMPLATES, FormatSettings
-from dogerm_eval.models import ResolvedModel
+from dogerm_eval.models import ResolvedModel, resolve_model
+from dogerm_eval.push import check_pushable, push_results
 from dogerm_eval.results import DEFAULT_CHUNK_SIZE
 from dogerm_eval.scorer import RewardScorer
 
@@ -105,3 +107,18 @@ def relaunch_if_needed(num_processes: int) -> None:
 
 def fail(exc: EvalError) -> None:
     raise click.ClickException(str(exc)) from exc
+
+
+def evaluate_model(
+    model: str, make_tasks: Callable[[], Sequence[Task]], options: dict[str, Any]
+) -> dict[str, dict[str, Any]]:
+    """The single-model commands' flow: settings, model, tasks (all checked before scoring), run, optional push."""
+    fmt, record = scoring_settings(options)
+    resolved = resolve_model(model)
+    if options["push_results"]:
+        check_pushable(resolved)
+    results = run_model(make_tasks(), resolved, record, scorer_factory(fmt, options), options["output_dir"],
+                        options["checkpoint_every"], log=click.echo)
+    if options["push_results"]:
+        push_results(resolved, results, log=click.echo)
+    return results

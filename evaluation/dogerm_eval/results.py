@@ -10,8 +10,8 @@ import hashlib
 import json
 import math
 import os
-import shutil
 import secrets
+import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -23,11 +23,19 @@ import torch
 from accelerate import PartialState
 from accelerate.utils import gather_object
 from tqdm.auto import tqdm
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedTokenizerBase
+from transformers import (
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    PreTrainedTokenizerBase,
+)
 
 from dogerm_eval import __version__
 from dogerm_eval.errors import BenchmarkError, ModelError
-from dogerm_eval.formatting import FormatSettings, chat_template_for, format_conversation
+from dogerm_eval.formatting import (
+    FormatSettings,
+    chat_template_for,
+    format_conversation,
+)
 from dogerm_eval.models import ResolvedModel, resolve_model
 
 #: Batch size of RewardBench's run_rm.py / run_v2.py (``--batch_size`` default).

@@ -149,3 +149,17 @@ def test_bon_gsm8k_command(tiny_rm_dir: Path, tmp_path: Path) -> None:
     missing = str(tmp_path / "no.jsonl")
     bad = CliRunner().invoke(bon_gsm8k, [str(tiny_rm_dir), "--candidates", str(cands), "--data", missing])
     assert bad.exit_code != 0 and "not found" in bad.output
+
+
+def test_default_data_is_the_hub_test_split_of_config_main(tmp_path: Path, hub_client, hub_env) -> None:
+    """Without --data, `openai/gsm8k` is read from its `main/test-*.parquet` files, the commit recorded."""
+    hub_client.create_repo(gsm8k.HUB_ID, repo_type="dataset")
+    rows = pd.DataFrame({"question": ["1+1?", "2+3?"], "answer": ["so #### 2", "then #### 5"]})
+    rows.to_parquet(tmp_path / "test.parquet")
+    pd.DataFrame({"question": ["x?"], "answer": ["#### 9"]}).to_parquet(tmp_path / "train.parquet")
+    for name in ("test", "train"):
+        hub_client.upload_file(path_or_fileobj=tmp_path / f"{name}.parquet", repo_type="dataset",
+                               path_in_repo=f"main/{name}-00000-of-00001.parquet", repo_id=gsm8k.HUB_ID)
+    table = gsm8k.load(None)
+    assert list(table.frame["question"]) == ["1+1?", "2+3?"]
+    assert table.revision == hub_env.refs(gsm8k.HUB_ID, repo_type="dataset")["main"]

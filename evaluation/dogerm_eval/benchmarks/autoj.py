@@ -19,7 +19,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dogerm_eval.data import LoadedTable, load_local, load_url, require_columns, select_subsets
+from dogerm_eval.data import (
+    LoadedTable,
+    load_local,
+    load_url,
+    require_columns,
+    select_subsets,
+)
 from dogerm_eval.errors import DataError
 from dogerm_eval.results import Evaluation
 
@@ -115,7 +121,7 @@ def evaluate(frame: pd.DataFrame, scores: np.ndarray) -> Evaluation:
     threshold, agreement = tune_tie_threshold(first - second, predicted, labels)
     at_zero = np.where(np.abs(first - second) <= 0, labels == TIE, predicted == labels).mean() if n else np.nan
     extra = {
-        "pairs": {"all": int(len(pairs)), **{str(k): int(v) for k, v in pairs["group"].value_counts().items()}},
+        "pairs": {"all": len(pairs), **{str(k): int(v) for k, v in pairs["group"].value_counts().items()}},
         "ties_dropped": int((labels == TIE).sum()),
         "agreement": {"value": agreement, "tie_threshold": threshold, "tuned_on_test": True,
                       "value_at_threshold_0": float(at_zero), "rows": n},

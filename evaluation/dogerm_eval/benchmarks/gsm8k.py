@@ -14,11 +14,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
-from huggingface_hub import snapshot_download
 
 from dogerm_eval.benchmarks import Task
 from dogerm_eval.bestofn import prepare
-from dogerm_eval.data import LoadedTable, load_local, require_columns
+from dogerm_eval.data import LoadedTable, load_hub, load_local, require_columns
 from dogerm_eval.errors import DataError
 from dogerm_eval.generate import CandidateRecord
 
@@ -49,12 +48,7 @@ def load(data: str | None) -> LoadedTable:
     if data is not None:
         table = load_local(data)
     else:
-        local = Path(snapshot_download(HUB_ID, repo_type="dataset", allow_patterns=[f"{HUB_CONFIG}/{HUB_SPLIT}-*"]))
-        files = sorted((local / HUB_CONFIG).glob(f"{HUB_SPLIT}-*.parquet"))
-        if not files:
-            raise DataError(f"{HUB_ID}: no {HUB_CONFIG}/{HUB_SPLIT}-*.parquet in the snapshot {local}")
-        frame = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
-        table = LoadedTable(frame=frame, dataset=HUB_ID, revision=local.name)
+        table = load_hub(HUB_ID, HUB_SPLIT, config=HUB_CONFIG)
     require_columns(table.frame, COLUMNS, table.dataset)
     for index, answer in enumerate(table.frame["answer"]):
         try:

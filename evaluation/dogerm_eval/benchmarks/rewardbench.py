@@ -15,7 +15,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dogerm_eval.data import LoadedTable, load_hub, load_local, require_columns, select_subsets
+from dogerm_eval.data import (
+    LoadedTable,
+    load_hub,
+    load_local,
+    require_columns,
+    select_subsets,
+)
 from dogerm_eval.results import Evaluation
 
 NAME = "rewardbench"
