@@ -79,6 +79,10 @@ class WorldSpec:
     pretrain_steps: int
     pretrain_lr: float
     arithmetic_p_correct: float  # chance that a pretraining arithmetic step result is right
+    verdicts: int  # judged answers per general fact in pretraining ("... . true" / "... . false")
+    tie_embeddings: bool
+    arithmetic_verdicts: int  # judged worked arithmetic answers (true + false pairs) in pretraining
+    arithmetic_verdict_max_operand: int  # operand bound of those judged problems
     sft_steps: int
     sft_lr: float
     rm_steps: int
@@ -96,13 +100,13 @@ SPECS: dict[str, WorldSpec] = {
     "demo": WorldSpec(
         hidden=64, layers=2, heads=4, intermediate=256, batch_size=64,
         pretrain_steps=3000, pretrain_lr=3e-3, arithmetic_p_correct=0.2,
-        sft_steps=1500, sft_lr=1e-3, rm_steps=300, rm_lr=3e-4,
+        verdicts=2, tie_embeddings=True, arithmetic_verdicts=0, arithmetic_verdict_max_operand=corpus.MAX_OPERAND, sft_steps=1500, sft_lr=1e-3, rm_steps=300, rm_lr=3e-4,
         heldout_fact_fraction=0.3, arithmetic_eval_pairs=200, gsm8k_problems=100, candidates_per_problem=8,
     ),
     "test": WorldSpec(
         hidden=16, layers=2, heads=2, intermediate=32, batch_size=8,
         pretrain_steps=4, pretrain_lr=3e-3, arithmetic_p_correct=0.2,
-        sft_steps=4, sft_lr=1e-3, rm_steps=4, rm_lr=3e-4,
+        verdicts=2, tie_embeddings=True, arithmetic_verdicts=0, arithmetic_verdict_max_operand=corpus.MAX_OPERAND, sft_steps=4, sft_lr=1e-3, rm_steps=4, rm_lr=3e-4,
         heldout_fact_fraction=0.3, arithmetic_eval_pairs=8, gsm8k_problems=4, candidates_per_problem=8,
         max_new_tokens=12, threads=1,
     ),
@@ -254,9 +258,9 @@ def make_datasets(seed: int, spec: WorldSpec, tokenizer: PreTrainedTokenizerFast
     eval_problems = list(problems.values())
     held_questions = set(problems)
 
-    def fresh_problem() -> corpus.Problem:
+    def fresh_problem(max_operand: int = corpus.MAX_OPERAND) -> corpus.Problem:
         while True:
-            p = corpus.random_problem(rng)
+            p = corpus.random_problem(rng, max_operand)
             if p.question not in held_questions:
                 return p
 
@@ -264,6 +268,16 @@ def make_datasets(seed: int, spec: WorldSpec, tokenizer: PreTrainedTokenizerFast
     for fact in facts:  # every fact, held-out ones included: the base knows them all
         pretrain += [fact.relation.statement.format(s=fact.subject, o=fact.obj), chat(tokenizer, fact.question, fact.answer())]
     pretrain *= 4
+    for fact in facts:
+        for _ in range(spec.verdicts):
+            wrong = rng.choice(corpus.wrong_objects(fact))
+            pretrain.append(chat(tokenizer, fact.question, fact.answer()).removesuffix(" </s>") + " " + corpus.TRUE)
+            pretrain.append(chat(tokenizer, fact.question, fact.answer(wrong)).removesuffix(" </s>") + " " + corpus.FALSE)
+    for _ in range(spec.arithmetic_verdicts):
+        p = fresh_problem(spec.arithmetic_verdict_max_operand)
+        wrong, _ = corpus.wrong_results(p, rng)
+        pretrain.append(chat(tokenizer, p.question, p.worked(p.results())).removesuffix(" </s>") + " " + corpus.TRUE)
+        pretrain.append(chat(tokenizer, p.question, p.worked(wrong)).removesuffix(" </s>") + " " + corpus.FALSE)
     for _ in range(len(pretrain)):
         p = fresh_problem()
         pretrain.append(chat(tokenizer, p.question, p.worked(corpus.noisy_results(p, rng, spec.arithmetic_p_correct))))
@@ -384,7 +398,7 @@ def pretrain_base(texts: list[str], tokenizer: PreTrainedTokenizerFast, spec: Wo
         max_position_embeddings=tokenizer.model_max_length,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
-        tie_word_embeddings=False,
+        tie_word_embeddings=spec.tie_embeddings,
     )
     model = LlamaForCausalLM(config)
     ids = [tokenizer(t)["input_ids"] for t in texts]

@@ -1,0 +1,183 @@
+"""The miniature DogeRM world at size "test": determinism, loadability, vocabularies, schemas, caching."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+
+from dogerm_mergekit.demo import World, WorldBuildError, build_world
+from dogerm_mergekit.demo import corpus
+from dogerm_mergekit.demo import world as world_module
+from dogerm_mergekit.demo.world import file_sha256, world_key
+
+REWARDBENCH_COLUMNS = ["prompt", "chosen", "chosen_model", "rejected", "rejected_model", "subset", "id"]
+
+
+@pytest.fixture(scope="module")
+def cache_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="module")
+def world(cache_root: Path) -> World:
+    return build_world(cache_root, seed=0, size="test")
+
+
+def _hashes(w: World) -> dict[str, str]:
+    return {name: file_sha256(getattr(w, name) / "model.safetensors") for name in ("base", "domain", "rm")}
+
+
+def _rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_world_layout_and_metadata(world: World, cache_root: Path) -> None:
+    assert world.root == cache_root / f"world-v{world_module.WORLD_VERSION}-seed0-test"
+    assert world.root.name == world_key(0, "test")
+    assert (world.seed, world.size) == (0, "test")
+    assert world.metadata["sha256"] == _hashes(world)
+    # Nothing but the finished world is left in the cache folder (the temp build folder was renamed).
+    assert sorted(p.name for p in cache_root.iterdir()) == [world.root.name]
+
+
+def test_same_seed_same_weights_other_seed_differs(world: World, tmp_path: Path) -> None:
+    again = build_world(tmp_path / "a", seed=0, size="test")
+    assert _hashes(again) == _hashes(world)
+    assert again.rewardbench_data.read_bytes() == world.rewardbench_data.read_bytes()
+    assert again.candidates.read_bytes() == world.candidates.read_bytes()
+    other = build_world(tmp_path / "b", seed=1, size="test")
+    assert all(_hashes(other)[k] != v for k, v in _hashes(world).items())
+
+
+def test_cache_hit_does_not_rebuild(world: World, cache_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    mtimes = {p: p.stat().st_mtime_ns for p in world.root.rglob("*")}
+
+    def fail(*args: object) -> None:
+        raise AssertionError("cache hit must not rebuild")
+
+    monkeypatch.setattr(world_module, "_build_into", fail)
+    hit = build_world(cache_root, seed=0, size="test")
+    assert hit == world
+    assert {p: p.stat().st_mtime_ns for p in world.root.rglob("*")} == mtimes
+
+
+def test_default_root_from_env(world: World, cache_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOGERM_CACHE", str(cache_root))
+    monkeypatch.setattr(world_module, "_build_into", lambda *a: pytest.fail("must be a cache hit"))
+    assert build_world(seed=0, size="test").root == world.root
+
+
+def test_unknown_size_raises(tmp_path: Path) -> None:
+    with pytest.raises(WorldBuildError, match="unknown world size"):
+        build_world(tmp_path, size="huge")  # type: ignore[arg-type]
+    assert not any(tmp_path.iterdir())
+
+
+def test_models_load_with_auto_classes(world: World) -> None:
+    base = AutoModelForCausalLM.from_pretrained(world.base)
+    domain = AutoModelForCausalLM.from_pretrained(world.domain)
+    rm = AutoModelForSequenceClassification.from_pretrained(world.rm)
+    assert type(base).__name__ == type(domain).__name__ == "LlamaForCausalLM"
+    assert type(rm).__name__ == "LlamaForSequenceClassification"
+    assert rm.config.num_labels == 1
+    rm_tok = AutoTokenizer.from_pretrained(world.rm)
+    assert rm.config.pad_token_id == rm_tok.pad_token_id == rm_tok.eos_token_id
+    # RM and domain are fine-tuned from the same base: same backbone tensor names and shapes.
+    rm_sd, lm_sd = rm.state_dict(), domain.state_dict()
+    assert set(rm_sd) - set(lm_sd) == {"score.weight"}
+    assert set(lm_sd) - set(rm_sd) == {"lm_head.weight"}
+    assert rm_sd["score.weight"].shape == (1, rm.config.hidden_size)
+    for k in rm_sd.keys() & lm_sd.keys():
+        if k != "model.embed_tokens.weight":
+            assert rm_sd[k].shape == lm_sd[k].shape, k
+    # A scored batch: finite, one score per row.
+    ids = rm_tok([world_module.chat(rm_tok, "what colour is a banana ?", "a banana is yellow .")], return_tensors="pt")
+    with torch.no_grad():
+        assert torch.isfinite(rm(**ids).logits).all()
+
+
+def test_tokenizers_chat_template_and_domain_pad(world: World) -> None:
+    rm_tok = AutoTokenizer.from_pretrained(world.rm)
+    domain_tok = AutoTokenizer.from_pretrained(world.domain)
+    base_tok = AutoTokenizer.from_pretrained(world.base)
+    assert rm_tok.get_vocab() == base_tok.get_vocab()
+    assert domain_tok.convert_tokens_to_ids("[PAD]") == len(rm_tok) == domain_tok.pad_token_id
+    assert len(domain_tok) == len(rm_tok) + 1
+    assert {t: i for t, i in domain_tok.get_vocab().items() if t != "[PAD]"} == rm_tok.get_vocab()
+    domain = AutoModelForCausalLM.from_pretrained(world.domain)
+    rm = AutoModelForSequenceClassification.from_pretrained(world.rm)
+    assert domain.model.embed_tokens.weight.shape[0] == len(rm_tok) + 1
+    assert rm.model.embed_tokens.weight.shape[0] == len(rm_tok)
+    for tok in (rm_tok, domain_tok, base_tok):
+        text = tok.apply_chat_template(
+            [{"role": "user", "content": "what is 2 + 3 ?"}, {"role": "assistant", "content": "2 + 3 = 5 ."}],
+            tokenize=False,
+        )
+        assert text == "<s>[INST] what is 2 + 3 ? [/INST] 2 + 3 = 5 . </s>"
+        ids = tok(text)["input_ids"]
+        assert tok.unk_token_id not in ids
+        assert ids.count(tok.bos_token_id) == 1
+        assert tok.decode(ids, skip_special_tokens=True) == "what is 2 + 3 ? 2 + 3 = 5 ."
+    system = rm_tok.apply_chat_template(
+        [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}],
+        tokenize=False,
+        add_generation_prompt=True,
+    )
+    assert system == "<s>[INST] <<SYS>> be brief <</SYS>> hi [/INST]"
+
+
+def test_rewardbench_schema_and_content(world: World) -> None:
+    rows = _rows(world.rewardbench_data)
+    assert all(list(r) == REWARDBENCH_COLUMNS for r in rows)
+    assert [r["id"] for r in rows] == list(range(len(rows)))
+    subsets = {r["subset"] for r in rows}
+    assert subsets == {"general", "arithmetic"}
+    arithmetic = [r for r in rows if r["subset"] == "arithmetic"]
+    assert len(arithmetic) == world.metadata["spec"]["arithmetic_eval_pairs"]
+    for r in arithmetic:
+        assert r["chosen"] != r["rejected"]
+        assert r["rejected_model"] in {"off-by-one", "wrong-operation"}
+        # Independent check: evaluate the question with Python and compare with each final answer.
+        expr = re.fullmatch(r"what is (.*) \?", r["prompt"]).group(1)
+        truth = eval(expr)  # noqa: S307 - digits and + / - only, produced by the corpus
+        assert _final(r["chosen"]) == truth != _final(r["rejected"])
+    general = [r for r in rows if r["subset"] == "general"]
+    known = {(f.question, f.answer()) for f in corpus.all_facts()}
+    assert all((r["prompt"], r["chosen"]) in known and (r["prompt"], r["rejected"]) not in known for r in general)
+
+
+def test_general_eval_facts_are_held_out_of_rm_training(world: World) -> None:
+    data = world_module.make_datasets(0, world_module.SPECS["test"], world_module.make_tokenizer())
+    rm_questions = {q for q, _, _ in data.rm_pairs}
+    eval_rows = _rows(world.rewardbench_data)
+    assert not rm_questions & {r["prompt"] for r in eval_rows}
+    assert not any("+" in q or "-" in q for q in rm_questions)
+    sft_questions = {q for q, _ in data.sft}
+    held = {r["prompt"] for r in eval_rows if r["subset"] == "arithmetic"} | {p.question for p in data.gsm8k}
+    assert not sft_questions & held
+
+
+def test_gsm8k_and_candidates_schema(world: World) -> None:
+    gsm8k = _rows(world.gsm8k_data)
+    assert len(gsm8k) == world.metadata["spec"]["gsm8k_problems"]
+    for r in gsm8k:
+        assert list(r) == ["question", "answer"]
+        expr = re.fullmatch(r"what is (.*) \?", r["question"]).group(1)
+        assert r["answer"].rsplit("\n#### ", 1)[1] == str(eval(expr))  # noqa: S307
+    candidates = _rows(world.candidates)
+    assert [c["problem_id"] for c in candidates] == list(range(len(gsm8k)))
+    for c, g in zip(candidates, gsm8k):
+        assert list(c) == ["problem_id", "prompt", "candidates", "generation"]
+        assert c["prompt"] == g["question"]
+        assert len(c["candidates"]) == c["generation"]["num_candidates"] == 8
+        assert all(isinstance(x, str) for x in c["candidates"])
+        assert c["generation"]["temperature"] == 1.0
+
+
+def _final(response: str) -> int:
+    return int(re.findall(r"the answer is (\d+)", response)[-1])
