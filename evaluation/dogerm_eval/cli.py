@@ -80,6 +80,8 @@ _benchmark_command("rewardbench", "RewardBench v1 (allenai/reward-bench, filtere
                                   "DogeRM's Math (math-prm) and Code (hep-*), and the overall score.")
 _benchmark_command("rewardbench2", "RewardBench 2 (allenai/reward-bench-2, test): best-of-4 with tie credit, the Ties "
                                    "score, overall = mean of the six subsets.")
+_benchmark_command("pairwise", "Your own preference pairs in RewardBench's schema (--data, any subset names): "
+                               "accuracy per subset and over all pairs.")
 _benchmark_command("autoj", "Auto-J pairwise test set: DogeRM's tie-free Math/Code/Other accuracy and Auto-J's "
                             "agreement with a tie threshold tuned on the test set.")
 

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from accelerate import PartialState
 
-from dogerm_eval.benchmarks import autoj, rewardbench, rewardbench2
+from dogerm_eval.benchmarks import autoj, pairwise, rewardbench, rewardbench2
 from dogerm_eval.data import LoadedTable
 from dogerm_eval.errors import BenchmarkError
 from dogerm_eval.models import ResolvedModel
@@ -64,7 +64,7 @@ class Benchmark(Protocol):
     def metrics(self, result: Mapping[str, Any]) -> dict[str, float]: ...
 
 
-BENCHMARKS: dict[str, Benchmark] = {module.NAME: module for module in (rewardbench, rewardbench2, autoj)}
+BENCHMARKS: dict[str, Benchmark] = {m.NAME: m for m in (rewardbench, rewardbench2, autoj, pairwise)}
 
 
 def get_benchmark(name: str) -> Benchmark:

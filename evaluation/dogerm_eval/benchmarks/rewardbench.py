@@ -90,10 +90,19 @@ def overall(sections: Mapping[str, float]) -> float:
 
 
 def evaluate(frame: pd.DataFrame, scores: np.ndarray) -> Evaluation:
-    """Accuracy per subset (correct only if score(chosen) > score(rejected): ties and NaN are wrong).
+    """Accuracy per subset (correct only if score(chosen) > score(rejected): ties and NaN are wrong), the sections.
 
     `scores` are the passes' scores concatenated (chosen, then rejected).
     """
+    pairs = pair_accuracy(frame, scores)
+    sections = section_scores(pairs.subsets)
+    pairs.extra["complete"] = set(pairs.subsets) == set(EXAMPLE_COUNTS)
+    return Evaluation(subsets=pairs.subsets, sections=sections, score=overall(sections),
+                      per_example=pairs.per_example, extra=pairs.extra)
+
+
+def pair_accuracy(frame: pd.DataFrame, scores: np.ndarray) -> Evaluation:
+    """Per-example rows, accuracy per subset and tie counts of chosen/rejected pairs (no sections, no score)."""
     n = len(frame)
     chosen, rejected = scores[:n], scores[n:]
     correct = chosen > rejected
@@ -102,16 +111,13 @@ def evaluate(frame: pd.DataFrame, scores: np.ndarray) -> Evaluation:
          "score_rejected": rejected, "correct": correct}
     )
     subsets = {str(name): float(value) for name, value in per_example.groupby("subset")["correct"].mean().items()}
-    sections = section_scores(subsets)
     margin = np.abs(chosen - rejected)
     extra: dict[str, Any] = {
         "counts": {str(k): int(v) for k, v in per_example["subset"].value_counts().sort_index().items()},
-        "complete": set(subsets) == set(EXAMPLE_COUNTS),
         "ties": {"exact": int((chosen == rejected).sum()), f"below_{NEAR_TIE:g}": int((margin < NEAR_TIE).sum()),
                  "nan": int(np.isnan(chosen).sum() + np.isnan(rejected).sum())},
     }
-    return Evaluation(subsets=subsets, sections=sections, score=overall(sections), per_example=per_example,
-                      extra=extra)
+    return Evaluation(subsets=subsets, sections={}, score=float(correct.mean()), per_example=per_example, extra=extra)
 
 
 def metrics(result: Mapping[str, Any]) -> dict[str, float]:
