@@ -1,0 +1,111 @@
+"""``dogerm-demo``: the whole DogeRM job on a miniature world, on a CPU, in minutes.
+
+Builds (or reuses from the cache) tiny trained Llama models (a base LM, a domain LM fine-tuned on arithmetic, a
+general reward model) and evaluation data, then runs the real pipeline: ``dogerm-sweep`` over lambda, then
+``dogerm-eval`` on a mini benchmark in RewardBench's schema (subsets ``general`` and ``arithmetic``) and on
+Best-of-N over candidates sampled from the domain LM; prints the table and writes ``sweep.csv`` and plots.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import pandas as pd
+import yaml
+from mergekit.options import MergeOptions
+
+from dogerm_mergekit.demo.world import World, build_world
+from dogerm_mergekit.errors import DogeRMError
+from dogerm_mergekit.sweep import parse_lambdas, run_sweep
+
+#: Scoring settings of the demo's evaluation (dogerm-eval's defaults, fp32 on the CPU).
+SCORING = {"system_prompt": None, "fallback_template": None, "max_length": 2048, "truncation_side": "right",
+           "double_bos": "keep", "dtype": "float32", "device": "cpu", "batch_tokens": None, "compat": "fast"}
+
+
+def demo_config(world: World) -> str:
+    """The dogerm mergekit configuration of the world's reward model and domain model."""
+    return yaml.safe_dump({
+        "merge_method": "dogerm",
+        "base_model": str(world.rm),
+        "models": [{"model": str(world.domain), "parameters": {"lambda": 0.5}}],
+    }, sort_keys=False)
+
+
+def _link(link: Path, target: Path) -> None:
+    """``link`` -> ``target``, replacing an older link (the world lives in the cache)."""
+    if link.is_symlink():
+        link.unlink()
+    if not link.exists():
+        link.symlink_to(target, target_is_directory=True)
+
+
+def run_demo(output_dir: Path, seed: int, size: str, lambdas: str, cache_dir: Path | None) -> Path:
+    """Build/reuse the world, sweep, evaluate, report; return the path of ``sweep.csv``."""
+    try:
+        from dogerm_eval.benchmarks import Task, gsm8k
+        from dogerm_eval.models import resolve_model
+        from dogerm_eval.options import scorer_factory, scoring_settings
+        from dogerm_eval.report import format_table, sweep_frame, write_report
+        from dogerm_eval.sweep import discover_sweep, evaluate_sweep
+    except ImportError as error:
+        raise click.ClickException(f"the demo evaluates with dogerm-eval: pip install -e ./evaluation ({error})")
+
+    values = parse_lambdas(lambdas)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    click.echo(f"[1/3] the miniature world (seed {seed}, size {size})")
+    world = build_world(cache_dir, seed=seed, size=size)
+    _link(output_dir / "world", world.root)
+    config = demo_config(world)
+    (output_dir / "dogerm.yml").write_text(config)
+
+    click.echo(f"[2/3] dogerm-sweep over lambda = {', '.join(f'{x:g}' for x in values)}")
+    sweep = run_sweep(config, output_dir / "sweep", values, MergeOptions(), overwrite=True)
+    click.echo(f"      wrote {len(sweep.written)} checkpoints, {len(sweep.skipped)} already there")
+
+    click.echo("[3/3] dogerm-eval: pairwise (general, arithmetic) and Best-of-N on the arithmetic problems")
+    fmt, record = scoring_settings(SCORING)
+    tasks = [Task.prepare("pairwise", str(world.rewardbench_data), None),
+             gsm8k.task(str(world.gsm8k_data), world.candidates)]
+    members = [(lam, resolve_model(ref)) for lam, ref in discover_sweep(str(output_dir / "sweep"), log=click.echo)]
+    evaluated = evaluate_sweep(members, tasks, record, scorer_factory(fmt, SCORING), output_dir / "eval",
+                               log=click.echo)
+    frame = sweep_frame([(lam, results) for lam, _, results in evaluated])
+    paths = write_report(frame, output_dir)
+    largest = max((c for c in frame.columns if c.startswith("bon-gsm8k/expected@")), key=lambda c: int(c.split("@")[1]))
+    shown = ["lambda", "pairwise/general", "pairwise/arithmetic", largest, largest.replace("expected", "first_n"),
+             largest.replace("expected", "oracle")]
+    click.echo(format_table(frame[shown]))
+    _summary(frame)
+    for path in paths:
+        click.echo(f"wrote {path}")
+    return paths[0]
+
+
+def _summary(frame: pd.DataFrame) -> None:
+    arithmetic, general = "pairwise/arithmetic", "pairwise/general"
+    base = frame.loc[frame["lambda"] == 0.0].iloc[0] if (frame["lambda"] == 0.0).any() else frame.iloc[0]
+    best = frame.loc[frame[arithmetic].idxmax()]
+    click.echo(
+        f"\nreward model alone (lambda={base['lambda']:g}): arithmetic {base[arithmetic]:.3f}, general "
+        f"{base[general]:.3f}\nbest lambda for arithmetic ({best['lambda']:g}): arithmetic {best[arithmetic]:.3f}, "
+        f"general {best[general]:.3f}"
+    )
+
+
+@click.command("dogerm-demo")
+@click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("dogerm-demo"),
+              show_default=True, help="Where the sweep, the results, sweep.csv and the plots go.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the miniature world.")
+@click.option("--size", type=click.Choice(["demo", "test"]), default="demo", show_default=True,
+              help="'test' builds a far smaller world in seconds (for CI).")
+@click.option("--lambdas", default="0:1:0.1", show_default=True, help="start:stop:step or a comma list.")
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where worlds are cached (default: $DOGERM_CACHE or ~/.cache/dogerm).")
+def main(output_dir: Path, seed: int, size: str, lambdas: str, cache_dir: Path | None) -> None:
+    """Run DogeRM end to end on a miniature world: build, sweep lambda, evaluate, report."""
+    try:
+        run_demo(output_dir, seed, size, lambdas, cache_dir)
+    except DogeRMError as error:
+        raise click.ClickException(str(error)) from None
