@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from dogerm_eval.benchmarks import gsm8k, mbpp
+from dogerm_eval.benchmarks import Task, gsm8k, mbpp
 from dogerm_eval.errors import BenchmarkError, EvalError
 from dogerm_eval.formatting import FALLBACK_TEMPLATES
 from dogerm_eval.generate import GenerationSettings, generate_candidates
@@ -121,6 +121,18 @@ def bon_mbpp(model: str, candidates: Path, data: str | None, workers: int, timeo
     for defence in active_defences(limits):
         click.echo(f"  - {defence}")
     _run(mbpp.NAME, model, options, lambda: mbpp.task(data, candidates, limits, workers))
+
+
+def sweep_task(name: str, data: str | None, candidates: str) -> Task:
+    """The Best-of-N task ``name`` (bon-gsm8k, bon-mbpp) for ``dogerm-eval sweep --candidates NAME=PATH``.
+
+    MBPP programs run once here, with the default sandbox limits of ``bon-mbpp``, before any member is scored.
+    """
+    if name == gsm8k.NAME:
+        return gsm8k.task(data, candidates)
+    if name == mbpp.NAME:
+        return mbpp.task(data, candidates, SandboxLimits(), 4)
+    raise BenchmarkError(f"--candidates {name}=...: only {gsm8k.NAME} and {mbpp.NAME} take candidates")
 
 
 COMMANDS = (generate, bon_gsm8k, bon_mbpp)

@@ -34,7 +34,7 @@ def _data_paths(data: Sequence[str], names: Sequence[str]) -> dict[str, str | No
     paths: dict[str, str | None] = dict.fromkeys(names)
     for item in data:
         name, sep, path = item.partition("=")
-        if sep and name in BENCHMARKS:
+        if sep and (name in BENCHMARKS or name in names):
             if name not in paths:
                 raise BenchmarkError(f"--data {item}: {name} is not among the benchmarks {list(names)}")
             paths[name] = path
@@ -100,9 +100,13 @@ _benchmark_command("autoj", "Auto-J pairwise test set: DogeRM's tie-free Math/Co
                    "bon-gsm8k) is read from each member's existing OUT/<slug>/<name>.json.")
 @click.option("--data", "data", multiple=True,
               help="Local data file: PATH with one benchmark, NAME=PATH (repeatable) with several.")
+@click.option("--candidates", "candidate_files", multiple=True,
+              help="bon-gsm8k=PATH or bon-mbpp=PATH (repeatable): run that Best-of-N benchmark on these candidates "
+                   "for every member (MBPP with bon-mbpp's default sandbox limits).")
 @common_options
-def sweep(sweep: str | None, benchmarks: str, data: tuple[str, ...], in_memory: bool, reward_model: str | None,
-          domain_model: str | None, lambda_spec: str, **options: Any) -> None:
+def sweep(sweep: str | None, benchmarks: str, data: tuple[str, ...], candidate_files: tuple[str, ...],
+          in_memory: bool, reward_model: str | None, domain_model: str | None, lambda_spec: str,
+          **options: Any) -> None:
     """Evaluate every member of a lambda sweep with identical settings; write OUT/sweep.csv and plots.
 
     SWEEP is a folder with lambda-0.00/, lambda-0.05/, ... sub-folders (full RM checkpoints; an optional sweep.json
@@ -116,9 +120,11 @@ def sweep(sweep: str | None, benchmarks: str, data: tuple[str, ...], in_memory: 
     names = split_list(benchmarks) or []
     try:
         fmt, record = scoring_settings(options)
-        runnable = [n for n in names if n in BENCHMARKS]
+        candidates = dict(item.partition("=")[::2] for item in candidate_files)
+        runnable = [n for n in names if n in BENCHMARKS or n in candidates]
         paths = _data_paths(data, runnable)
-        tasks = [Task.prepare(n, paths[n], split_list(options["subsets"])) for n in runnable]
+        tasks = [bon_commands.sweep_task(n, paths[n], candidates[n]) if n in candidates
+                 else Task.prepare(n, paths[n], split_list(options["subsets"])) for n in runnable]
         make_scorer = scorer_factory(fmt, options)
         if in_memory:
             merged = InMemorySweep(reward_model, domain_model, lambda_spec)
@@ -129,12 +135,12 @@ def sweep(sweep: str | None, benchmarks: str, data: tuple[str, ...], in_memory: 
             resolved = [(lam, resolve_model(ref)) for lam, ref in members] if local else resolve_members(members)
         if local:
             for _, model in resolved:
-                _read_existing(model, [n for n in names if n not in BENCHMARKS], options["output_dir"])
+                _read_existing(model, [n for n in names if n not in runnable], options["output_dir"])
         evaluated = evaluate_sweep(resolved, tasks, record, make_scorer, options["output_dir"],
                                    options["checkpoint_every"], log=click.echo)
         rows = []
         for lam, model, results in evaluated:
-            results.update(_read_existing(model, [n for n in names if n not in BENCHMARKS], options["output_dir"]))
+            results.update(_read_existing(model, [n for n in names if n not in runnable], options["output_dir"]))
             rows.append((lam, {n: results[n] for n in names}))
             if options["push_results"]:
                 push_results(model, results, log=click.echo)

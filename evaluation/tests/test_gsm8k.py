@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import shutil
 import json
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from click.testing import CliRunner
 from dogerm_eval.benchmarks import gsm8k, run_model
 from dogerm_eval.bestofn import metrics
 from dogerm_eval.bon_commands import bon_gsm8k
+from dogerm_eval.cli import main as cli_main
 from dogerm_eval.errors import DataError
 from dogerm_eval.results import read_per_example
 from dogerm_eval.scorer import RewardScorer
@@ -163,3 +165,20 @@ def test_default_data_is_the_hub_test_split_of_config_main(tmp_path: Path, hub_c
     table = gsm8k.load(None)
     assert list(table.frame["question"]) == ["1+1?", "2+3?"]
     assert table.revision == hub_env.refs(gsm8k.HUB_ID, repo_type="dataset")["main"]
+
+
+def test_sweep_runs_best_of_n_with_candidates(tiny_rm_dir: Path, tmp_path: Path) -> None:
+    """`sweep --candidates bon-gsm8k=PATH` scores Best-of-N for every member and puts it in sweep.csv."""
+    data, candidates = _write_inputs(tmp_path)
+    sweep_dir = tmp_path / "sweep"
+    for name in ("lambda-0.00", "lambda-1.00"):
+        shutil.copytree(tiny_rm_dir, sweep_dir / name)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli_main, ["sweep", str(sweep_dir), "--benchmark", "bon-gsm8k", "--data",
+                                           f"bon-gsm8k={data}", "--candidates", f"bon-gsm8k={candidates}",
+                                           "--output-dir", str(out), "--dtype", "float32"])
+    assert result.exit_code == 0, result.output
+    frame = pd.read_csv(out / "sweep.csv")
+    single = json.loads((out / "lambda-0.00" / "bon-gsm8k.json").read_text())
+    assert frame.loc[0, "bon-gsm8k/expected@1"] == pytest.approx(single["bon"]["1"]["expected"])
+    assert (out / "sweep-bon-gsm8k.png").exists()
