@@ -8,6 +8,7 @@ unchanged through mergekit's ``BASE_OR_SKIP`` policy, so the kernel only ever se
 from __future__ import annotations
 
 import math
+import weakref
 from typing import Any
 
 import torch
@@ -38,6 +39,22 @@ def check_lambda(lam: float, allow_extrapolation: bool = False) -> None:
         )
 
 
+# The last pair's (base, delta): a sweep merges the same two tensors for K lambdas in a row. Weak references to
+# the inputs: a hit needs the very same tensor objects, and nothing keeps the inputs alive.
+_last_pair: tuple[weakref.ref, weakref.ref, torch.Tensor, torch.Tensor] | None = None
+
+
+def _base_and_delta(rm: torch.Tensor, domain: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    global _last_pair
+    if _last_pair is not None and _last_pair[0]() is rm and _last_pair[1]() is domain:
+        return _last_pair[2], _last_pair[3]
+    compute = torch.float64 if torch.float64 in (rm.dtype, domain.dtype) else torch.float32
+    base = rm.to(compute)
+    delta = domain.to(compute, copy=True).sub_(base)
+    _last_pair = (weakref.ref(rm), weakref.ref(domain), base, delta)
+    return base, delta
+
+
 def interpolate(rm: torch.Tensor, domain: torch.Tensor, lam: float) -> torch.Tensor:
     """Return ``rm + lam * (domain - rm)`` computed in fp32 (fp64 for fp64 inputs), cast to ``rm.dtype``.
 
@@ -45,10 +62,8 @@ def interpolate(rm: torch.Tensor, domain: torch.Tensor, lam: float) -> torch.Ten
     """
     if not (rm.is_floating_point() and domain.is_floating_point()):
         raise TypeError(f"DogeRM merges floating-point tensors only; got {rm.dtype} and {domain.dtype}")
-    compute = torch.float64 if torch.float64 in (rm.dtype, domain.dtype) else torch.float32
-    base = rm.to(compute)
-    result = domain.to(compute, copy=True)
-    return result.sub_(base).mul_(lam).add_(base).to(rm.dtype)  # in place: no temporaries of the tensor's size
+    base, delta = _base_and_delta(rm, domain)
+    return delta.mul(lam).add_(base).to(rm.dtype)
 
 
 class DogeRMMerge(GroupMergeMethod):

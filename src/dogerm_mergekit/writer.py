@@ -15,7 +15,9 @@ import json
 import math
 import os
 import struct
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,6 +67,35 @@ def safetensors_header(entries: Sequence[TensorLayout]) -> tuple[bytes, dict[str
     return struct.pack("<Q", len(text)) + text, offsets
 
 
+class _WriteQueue:
+    """One background thread writing (and hashing) tensors in submission order, at most ``budget`` bytes pending.
+
+    Disk writes then overlap the merging of the next tensors, and memory stays bounded however many writers share it.
+    """
+
+    def __init__(self, budget: int = 512 << 20):
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dogerm-writer")
+        self._ready = threading.Condition()
+        self._pending = 0
+        self._budget = budget
+
+    def submit(self, nbytes: int, work: Callable[[], None]) -> Future:
+        with self._ready:
+            self._ready.wait_for(lambda: self._pending == 0 or self._pending + nbytes <= self._budget)
+            self._pending += nbytes
+        future = self._pool.submit(work)
+        future.add_done_callback(lambda _: self._release(nbytes))
+        return future
+
+    def _release(self, nbytes: int) -> None:
+        with self._ready:
+            self._pending -= nbytes
+            self._ready.notify_all()
+
+
+_QUEUE = _WriteQueue()
+
+
 class StreamingTensorWriter(TensorWriter):
     """Writes each tensor straight to its place in a pre-laid-out shard; finalisation is mergekit's own."""
 
@@ -97,6 +128,7 @@ class StreamingTensorWriter(TensorWriter):
         self.shards_written = len(shards)
         self.total_size = sum(entry.nbytes for entry in layout)
         self._written: set[str] = set()
+        self._futures: list[Future] = []
         # Tensors arrive in name order, which is file order: hash each shard as it is written, not after.
         self._digests = {fd: [hashlib.sha256(header), len(header)] for fd, header in zip(self._files, headers)}
 
@@ -105,7 +137,13 @@ class StreamingTensorWriter(TensorWriter):
         if expected is None or tensor.dtype != expected.torch_dtype or tuple(tensor.shape) != expected.shape:
             raise ValueError(f"tensor {name} {tensor.dtype} {tuple(tensor.shape)} does not match the planned {expected}")
         fd, offset = self._places[name]
-        data = memoryview(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy())
+        tensor = tensor.detach().cpu().contiguous()
+        self._futures.append(_QUEUE.submit(expected.nbytes, lambda: self._write(fd, offset, tensor)))
+        self._written.add(name)
+
+    def _write(self, fd: int, offset: int, tensor: torch.Tensor) -> None:
+        """In the writer thread: hash (when in file order, as the schedule makes it) and write at ``offset``."""
+        data = memoryview(tensor.view(-1).view(torch.uint8).numpy())
         digest = self._digests[fd]
         if digest[1] == offset:
             digest[0].update(data)
@@ -115,9 +153,10 @@ class StreamingTensorWriter(TensorWriter):
         while data:
             written = os.pwrite(fd, data, offset)
             data, offset = data[written:], offset + written
-        self._written.add(name)
 
     def _flush_current_shard(self) -> None:
+        for future in self._futures:
+            future.result()  # re-raises a failed write
         missing = self._expected.keys() - self._written
         if missing:
             raise RuntimeError(f"checkpoint incomplete: {len(missing)} tensors never written, e.g. {min(missing)}")
