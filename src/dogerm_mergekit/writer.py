@@ -73,7 +73,7 @@ class _WriteQueue:
     Disk writes then overlap the merging of the next tensors, and memory stays bounded however many writers share it.
     """
 
-    def __init__(self, budget: int = 512 << 20):
+    def __init__(self, budget: int = 64 << 20):
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dogerm-writer")
         self._ready = threading.Condition()
         self._pending = 0
