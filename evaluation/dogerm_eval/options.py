@@ -80,7 +80,8 @@ def scorer_factory(fmt: FormatSettings, options: dict[str, Any]) -> Callable[[Re
 
 
 def relaunch_if_needed(num_processes: int) -> None:
-    """Re-run this command under `accelerate launch --multi_gpu` with N processes, one per GPU.
+    """Re-run this command under `accelerate launch --multi_gpu` with N processes: one per GPU, or N CPU processes
+    (gloo) on a machine without CUDA.
 
     No-op for N = 1, and inside a launch (ours, or the user's own `accelerate launch -m dogerm_eval.cli ...`).
     Errors are reported as click errors (this runs before a command's own error handling).
@@ -97,7 +98,7 @@ def relaunch_if_needed(num_processes: int) -> None:
         return
     import torch
 
-    if torch.cuda.device_count() < num_processes:
+    if torch.cuda.is_available() and torch.cuda.device_count() < num_processes:
         raise click.BadParameter(f"{num_processes} processes need as many CUDA GPUs "
                                  f"({torch.cuda.device_count()} visible)", param_hint="--num-processes")
     command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes",

@@ -46,6 +46,13 @@ CPU_TOKEN_BUDGET = 4096
 ACCELERATOR_TOKEN_BUDGET = 65536
 
 
+def process_state(device: str | None = None) -> PartialState:
+    """This process's place in a launch. ``cpu=True`` without CUDA (or for ``device="cpu"``), so that a torchrun/
+    accelerate launch on a CPU machine joins a gloo group instead of staying single-process. Every caller must ask
+    through here: the first ``PartialState`` of a process decides for all later ones."""
+    return PartialState(cpu=device == "cpu" or not torch.cuda.is_available())
+
+
 def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
     """Map ``"auto"`` (bf16, else fp16, on CUDA; fp32 elsewhere) or a dtype name to a torch dtype."""
     if dtype == "auto":
@@ -123,7 +130,7 @@ class RewardScorer:
         self.format = format or FormatSettings()
         self.compat = compat
         # cpu=True lets a torchrun/accelerate launch without CUDA use gloo (accelerate otherwise stays single-process).
-        self.state = PartialState(cpu=device == "cpu" or not torch.cuda.is_available())
+        self.state = process_state(device)
         self.device = torch.device(device) if device else self.state.device
         self.dtype = resolve_dtype(dtype, self.device)
         self.token_budget = token_budget or (

@@ -19,7 +19,6 @@ from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
-from accelerate import PartialState
 
 from dogerm_eval.benchmarks import autoj, pairwise, rewardbench, rewardbench2
 from dogerm_eval.data import LoadedTable
@@ -38,6 +37,7 @@ from dogerm_eval.results import (
     score_in_chunks,
     write_result,
 )
+from dogerm_eval.scorer import process_state
 
 
 class Scorer(Protocol):
@@ -109,7 +109,7 @@ def run_task(
     `make_scorer` is called only when scoring is needed.
     """
     name = task.benchmark.NAME
-    state = PartialState()
+    state = process_state()
     if not state.is_main_process:
         log = _silent
     key = cache_key(model_fp, name, task.table.dataset, task.table.revision, task.subsets, settings)
