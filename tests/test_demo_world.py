@@ -10,8 +10,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
-from dogerm_mergekit.demo import World, WorldBuildError, build_world
-from dogerm_mergekit.demo import corpus
+from dogerm_mergekit.demo import World, WorldBuildError, build_world, corpus
 from dogerm_mergekit.demo import world as world_module
 from dogerm_mergekit.demo.world import file_sha256, world_key
 
@@ -143,8 +142,7 @@ def test_rewardbench_schema_and_content(world: World) -> None:
         assert r["chosen"] != r["rejected"]
         assert r["rejected_model"] in {"off-by-one", "wrong-operation"}
         # Independent check: evaluate the question with Python and compare with each final answer.
-        expr = re.fullmatch(r"what is (.*) \?", r["prompt"]).group(1)
-        truth = eval(expr)  # noqa: S307 - digits and + / - only, produced by the corpus
+        truth = _evaluate(r["prompt"])
         assert _final(r["chosen"]) == truth != _final(r["rejected"])
     general = [r for r in rows if r["subset"] == "general"]
     known = {(f.question, f.answer()) for f in corpus.all_facts()}
@@ -167,8 +165,7 @@ def test_gsm8k_and_candidates_schema(world: World) -> None:
     assert len(gsm8k) == world.metadata["spec"]["gsm8k_problems"]
     for r in gsm8k:
         assert list(r) == ["question", "answer"]
-        expr = re.fullmatch(r"what is (.*) \?", r["question"]).group(1)
-        assert r["answer"].rsplit("\n#### ", 1)[1] == str(eval(expr))  # noqa: S307
+        assert r["answer"].rsplit("\n#### ", 1)[1] == str(_evaluate(r["question"]))
     candidates = _rows(world.candidates)
     assert [c["problem_id"] for c in candidates] == list(range(len(gsm8k)))
     for c, g in zip(candidates, gsm8k):
@@ -181,3 +178,12 @@ def test_gsm8k_and_candidates_schema(world: World) -> None:
 
 def _final(response: str) -> int:
     return int(re.findall(r"the answer is (\d+)", response)[-1])
+
+
+def _evaluate(question: str) -> int:
+    """Left-to-right value of ``what is a (+|-) b ... ?`` (independent of the corpus module)."""
+    words = re.fullmatch(r"what is (.*) \?", question).group(1).split()
+    value = int(words[0])
+    for op, n in zip(words[1::2], words[2::2]):
+        value = value + int(n) if op == "+" else value - int(n)
+    return value

@@ -203,11 +203,11 @@ def _in_range(values: list[int]) -> bool:
     return all(0 <= v <= MAX_NUMBER for v in values)
 
 
-def random_problem(rng: random.Random, max_operand: int = MAX_OPERAND) -> Problem:
-    """A one- or two-step problem with operands below ``max_operand`` and every step result in ``0..MAX_NUMBER``."""
+def random_problem(rng: random.Random) -> Problem:
+    """A one- or two-step problem whose every step result lies in ``0..MAX_NUMBER``."""
     while True:
         n_ops = rng.choice((1, 2))
-        operands = tuple(rng.randrange(max_operand) for _ in range(n_ops + 1))
+        operands = tuple(rng.randrange(MAX_OPERAND) for _ in range(n_ops + 1))
         ops = tuple(rng.choice(OPERATIONS) for _ in range(n_ops))
         problem = Problem(operands, ops)
         if _in_range(problem.results()):
@@ -251,7 +251,8 @@ def noisy_results(problem: Problem, rng: random.Random, p_correct: float) -> lis
 def vocabulary() -> list[str]:
     """Every word, number and punctuation token the synthetic texts use (special tokens excluded)."""
     words: dict[str, None] = {}
-    texts = [r.question + " " + r.statement for r in RELATIONS] + [ANSWER, EXTRA_WORDS, TRUE, FALSE, "what is ? = + - ####"]
+    texts = [r.question + " " + r.statement for r in RELATIONS]
+    texts += [ANSWER, EXTRA_WORDS, TRUE, FALSE, "what is ? = + - ####"]
     for r in RELATIONS:
         texts += [f"{s} {o}" for s, o in r.facts]
     for text in texts:

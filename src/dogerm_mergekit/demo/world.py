@@ -3,12 +3,14 @@
 All three models are tiny Llama-architecture transformers models fine-tuned from the SAME pretrained base,
 so ``RM + lambda * (LM - RM)`` is meaningful, as in DogeRM (arXiv 2407.01470):
 
-- base: ``LlamaForCausalLM`` pretrained on general facts (correct) and worked arithmetic whose results are
-  mostly wrong (so the base, and the RM built on it, barely know arithmetic);
+- base: ``LlamaForCausalLM`` pretrained on every general fact (stated, asked and answered, and as judged
+  answers "... . true" / "... . false") and on worked arithmetic whose step results are mostly random (so
+  the base, and the RM built on it, barely know arithmetic);
 - domain: base + SFT on correct worked arithmetic in the chat format; its tokenizer adds ``[PAD]`` at
   id = base vocabulary size, as MetaMath-7B's does;
-- rm: base + ``score`` head (``LlamaForSequenceClassification``, 1 label), fully fine-tuned with the
-  Bradley-Terry loss on general fact pairs only (correct vs wrong fact); it never sees arithmetic pairs.
+- rm: base + ``score`` head (``LlamaForSequenceClassification``, 1 label) trained with the Bradley-Terry loss
+  on general fact pairs only (correct vs wrong fact; 30% of facts held out for evaluation): a head-only
+  warm-up, then full fine-tuning of backbone and head at a small learning rate. It never sees arithmetic.
 """
 
 from __future__ import annotations
@@ -81,12 +83,12 @@ class WorldSpec:
     arithmetic_p_correct: float  # chance that a pretraining arithmetic step result is right
     verdicts: int  # judged answers per general fact in pretraining ("... . true" / "... . false")
     tie_embeddings: bool
-    arithmetic_verdicts: int  # judged worked arithmetic answers (true + false pairs) in pretraining
-    arithmetic_verdict_max_operand: int  # operand bound of those judged problems
     sft_steps: int
     sft_lr: float
     rm_steps: int
     rm_lr: float
+    rm_head_steps: int  # head-only warm-up before full fine-tuning (linear probe, then fine-tune)
+    rm_head_lr: float
     heldout_fact_fraction: float  # general facts kept out of RM training (the `general` eval subset)
     arithmetic_eval_pairs: int
     gsm8k_problems: int
@@ -98,17 +100,50 @@ class WorldSpec:
 
 SPECS: dict[str, WorldSpec] = {
     "demo": WorldSpec(
-        hidden=64, layers=2, heads=4, intermediate=256, batch_size=64,
-        pretrain_steps=3000, pretrain_lr=3e-3, arithmetic_p_correct=0.2,
-        verdicts=2, tie_embeddings=True, arithmetic_verdicts=0, arithmetic_verdict_max_operand=corpus.MAX_OPERAND, sft_steps=1500, sft_lr=1e-3, rm_steps=300, rm_lr=3e-4,
-        heldout_fact_fraction=0.3, arithmetic_eval_pairs=200, gsm8k_problems=100, candidates_per_problem=8,
+        hidden=64,
+        layers=4,
+        heads=4,
+        intermediate=256,
+        batch_size=64,
+        pretrain_steps=2000,
+        pretrain_lr=3e-3,
+        arithmetic_p_correct=0.2,
+        verdicts=2,
+        tie_embeddings=True,
+        sft_steps=1200,
+        sft_lr=3e-4,
+        rm_steps=100,
+        rm_lr=3e-5,
+        rm_head_steps=150,
+        rm_head_lr=1e-2,
+        heldout_fact_fraction=0.3,
+        arithmetic_eval_pairs=200,
+        gsm8k_problems=100,
+        candidates_per_problem=8,
     ),
     "test": WorldSpec(
-        hidden=16, layers=2, heads=2, intermediate=32, batch_size=8,
-        pretrain_steps=4, pretrain_lr=3e-3, arithmetic_p_correct=0.2,
-        verdicts=2, tie_embeddings=True, arithmetic_verdicts=0, arithmetic_verdict_max_operand=corpus.MAX_OPERAND, sft_steps=4, sft_lr=1e-3, rm_steps=4, rm_lr=3e-4,
-        heldout_fact_fraction=0.3, arithmetic_eval_pairs=8, gsm8k_problems=4, candidates_per_problem=8,
-        max_new_tokens=12, threads=1,
+        hidden=16,
+        layers=2,
+        heads=2,
+        intermediate=32,
+        batch_size=8,
+        pretrain_steps=4,
+        pretrain_lr=3e-3,
+        arithmetic_p_correct=0.2,
+        verdicts=2,
+        tie_embeddings=True,
+        sft_steps=4,
+        sft_lr=3e-4,
+        rm_steps=4,
+        rm_lr=3e-5,
+        rm_head_steps=2,
+        rm_head_lr=1e-2,
+        heldout_fact_fraction=0.3,
+        arithmetic_eval_pairs=8,
+        gsm8k_problems=4,
+        candidates_per_problem=8,
+        max_new_tokens=12,
+        threads=1,
     ),
 }
 
@@ -258,26 +293,25 @@ def make_datasets(seed: int, spec: WorldSpec, tokenizer: PreTrainedTokenizerFast
     eval_problems = list(problems.values())
     held_questions = set(problems)
 
-    def fresh_problem(max_operand: int = corpus.MAX_OPERAND) -> corpus.Problem:
+    def fresh_problem() -> corpus.Problem:
         while True:
-            p = corpus.random_problem(rng, max_operand)
+            p = corpus.random_problem(rng)
             if p.question not in held_questions:
                 return p
 
+    def judged(question: str, answer: str, verdict: str) -> str:
+        return chat(tokenizer, question, answer).removesuffix(" </s>") + " " + verdict
+
     pretrain = []
     for fact in facts:  # every fact, held-out ones included: the base knows them all
-        pretrain += [fact.relation.statement.format(s=fact.subject, o=fact.obj), chat(tokenizer, fact.question, fact.answer())]
+        statement = fact.relation.statement.format(s=fact.subject, o=fact.obj)
+        pretrain += [statement, chat(tokenizer, fact.question, fact.answer())]
     pretrain *= 4
     for fact in facts:
         for _ in range(spec.verdicts):
             wrong = rng.choice(corpus.wrong_objects(fact))
-            pretrain.append(chat(tokenizer, fact.question, fact.answer()).removesuffix(" </s>") + " " + corpus.TRUE)
-            pretrain.append(chat(tokenizer, fact.question, fact.answer(wrong)).removesuffix(" </s>") + " " + corpus.FALSE)
-    for _ in range(spec.arithmetic_verdicts):
-        p = fresh_problem(spec.arithmetic_verdict_max_operand)
-        wrong, _ = corpus.wrong_results(p, rng)
-        pretrain.append(chat(tokenizer, p.question, p.worked(p.results())).removesuffix(" </s>") + " " + corpus.TRUE)
-        pretrain.append(chat(tokenizer, p.question, p.worked(wrong)).removesuffix(" </s>") + " " + corpus.FALSE)
+            pretrain.append(judged(fact.question, fact.answer(), corpus.TRUE))
+            pretrain.append(judged(fact.question, fact.answer(wrong), corpus.FALSE))
     for _ in range(len(pretrain)):
         p = fresh_problem()
         pretrain.append(chat(tokenizer, p.question, p.worked(corpus.noisy_results(p, rng, spec.arithmetic_p_correct))))
@@ -356,7 +390,7 @@ def _train(
 ) -> list[float]:
     """AdamW with linear warm-up and decay over random mini-batches of item indices; returns the losses."""
     model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.0)
     warmup = max(1, steps // 20)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min((s + 1) / warmup, max(0.0, (steps - s) / max(1, steps - warmup)))
@@ -404,8 +438,14 @@ def pretrain_base(texts: list[str], tokenizer: PreTrainedTokenizerFast, spec: Wo
     ids = [tokenizer(t)["input_ids"] for t in texts]
     gen = torch.Generator().manual_seed(seed)
     _train(
-        model, len(ids), lambda idx: _lm_loss(model, [ids[i] for i in idx], [0] * len(idx), tokenizer.pad_token_id),
-        spec.pretrain_steps, spec.batch_size, spec.pretrain_lr, gen, "pretrain base",
+        model,
+        len(ids),
+        lambda idx: _lm_loss(model, [ids[i] for i in idx], [0] * len(idx), tokenizer.pad_token_id),
+        spec.pretrain_steps,
+        spec.batch_size,
+        spec.pretrain_lr,
+        gen,
+        "pretrain base",
     )
     return model
 
@@ -428,9 +468,14 @@ def finetune_domain(
         seqs.append(tok(chat(tok, prompt, response))["input_ids"])
     gen = torch.Generator().manual_seed(seed + 1)
     _train(
-        model, len(seqs),
+        model,
+        len(seqs),
         lambda idx: _lm_loss(model, [seqs[i] for i in idx], [starts[i] for i in idx], tok.pad_token_id),
-        spec.sft_steps, spec.batch_size, spec.sft_lr, gen, "SFT domain",
+        spec.sft_steps,
+        spec.batch_size,
+        spec.sft_lr,
+        gen,
+        "SFT domain",
     )
     return model, tok
 
@@ -440,9 +485,10 @@ def train_rm(
 ) -> LlamaForSequenceClassification:
     """Base + ``score`` head, fully fine-tuned with the Bradley-Terry loss ``-logsigmoid(r_chosen - r_rejected)``."""
     torch.manual_seed(seed + 2)
-    model = LlamaForSequenceClassification.from_pretrained(
-        base_dir, num_labels=1, pad_token_id=tokenizer.pad_token_id
-    )
+    base = LlamaForCausalLM.from_pretrained(base_dir)
+    config = LlamaConfig.from_pretrained(base_dir, num_labels=1, pad_token_id=tokenizer.pad_token_id)
+    model = LlamaForSequenceClassification(config)  # fresh `score` head; backbone copied from the base
+    model.model.load_state_dict(base.model.state_dict())
     chosen = [tokenizer(chat(tokenizer, p, c))["input_ids"] for p, c, _ in pairs]
     rejected = [tokenizer(chat(tokenizer, p, r))["input_ids"] for p, _, r in pairs]
 
@@ -452,6 +498,10 @@ def train_rm(
         return -F.logsigmoid(scores[: len(idx)] - scores[len(idx) :]).mean()
 
     gen = torch.Generator().manual_seed(seed + 2)
+    if spec.rm_head_steps:
+        model.model.requires_grad_(False)
+        _train(model, len(pairs), loss_of, spec.rm_head_steps, spec.batch_size, spec.rm_head_lr, gen, "train RM head")
+        model.model.requires_grad_(True)
     _train(model, len(pairs), loss_of, spec.rm_steps, spec.batch_size, spec.rm_lr, gen, "train RM")
     return model
 
@@ -557,4 +607,3 @@ def _build_into(out: Path, seed: int, size: str, spec: WorldSpec) -> None:
         "torch": torch.__version__,
     }
     (out / "world.json").write_text(json.dumps(metadata, indent=2) + "\n")
-
