@@ -230,7 +230,10 @@ def run_sweep(
         previous = None
     out_dir.mkdir(parents=True, exist_ok=True)
     for stale in out_dir.glob(f".lambda-*{TEMP_MARK}*"):  # left by an interrupted run
-        shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
+        if stale.is_dir():
+            shutil.rmtree(stale)
+        else:
+            stale.unlink()
     manifest = fresh.model_copy(
         update={
             "checkpoints": dict(previous.checkpoints) if previous else {},
