@@ -48,7 +48,8 @@ def common_options(function: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--batch-tokens", type=int,
                      help="Padded tokens per batch in fast mode (default: the scorer's, by device)."),
         click.option("--compat", type=click.Choice(["fast", "rewardbench"]), default="fast", show_default=True,
-                     help="fast: length-sorted, de-duplicated batches; rewardbench: run_rm.py's batches of 64."),
+                     help="fast: length-sorted, de-duplicated batches; rewardbench: run_rm.py's batches of 64 "
+                     "(add --truncation-side left to truncate as run_rm.py does; run_v2.py cuts on the right)."),
         click.option("--num-processes", type=int, default=1, show_default=True,
                      help="Score with N processes (one per GPU) through `accelerate launch`."),
         click.option("--checkpoint-every", type=int, default=DEFAULT_CHUNK_SIZE, show_default=True,
