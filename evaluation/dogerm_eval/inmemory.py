@@ -14,13 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from dogerm_eval.errors import BenchmarkError, ModelError
-from dogerm_eval.models import ResolvedModel, _download, parse_hub_ref, resolve_model
+from dogerm_eval.models import ResolvedModel, locate_model, resolve_model
 from dogerm_eval.scorer import RewardScorer
-
-
-def _folder(ref: str) -> Path:
-    local = Path(ref).expanduser()
-    return local.resolve() if local.is_dir() else _download(*parse_hub_ref(ref))
 
 
 class InMemorySweep:
@@ -44,7 +39,7 @@ class InMemorySweep:
             raise BenchmarkError(str(exc)) from exc
         self.reward = resolve_model(reward_model)
         try:
-            self.merger = InMemoryMerger(str(self.reward.path), str(_folder(domain_model)))
+            self.merger = InMemoryMerger(str(self.reward.path), str(locate_model(domain_model).path))
         except DogeRMError as exc:
             raise ModelError(f"cannot merge {reward_model} with {domain_model}: {exc}") from exc
         inputs = json.dumps([input_fingerprint(m) for m in (self.merger.plan.reward_model,

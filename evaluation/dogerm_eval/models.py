@@ -110,6 +110,13 @@ def validate_reward_model(path: Path) -> None:
 
 def resolve_model(ref: str) -> ResolvedModel:
     """Resolve a local folder or a Hub id with optional ``@revision`` and validate it as a one-label RM."""
+    resolved = locate_model(ref)
+    validate_reward_model(resolved.path)
+    return resolved
+
+
+def locate_model(ref: str) -> ResolvedModel:
+    """A local folder, or a Hub id with optional ``@revision`` downloaded to the cache; any kind of model."""
     local = Path(ref).expanduser()
     if local.is_dir():
         resolved = ResolvedModel(path=local.resolve(), ref=ref)
@@ -121,5 +128,4 @@ def resolve_model(ref: str) -> ResolvedModel:
         repo_id, revision = parse_hub_ref(ref)
         path = _download(repo_id, revision)
         resolved = ResolvedModel(path=path, ref=ref, repo_id=repo_id, revision=revision, commit=path.name)
-    validate_reward_model(resolved.path)
     return resolved

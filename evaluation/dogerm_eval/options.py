@@ -124,3 +124,9 @@ def evaluate_model(
     if options["push_results"]:
         push_results(resolved, results, log=click.echo)
     return results
+
+
+def default_options(**overrides: Any) -> dict[str, Any]:
+    """The scoring commands' option defaults (as the CLI would pass them), with ``overrides``; for library callers."""
+    command = click.command()(common_options(lambda **_: None))
+    return {**command.make_context("defaults", []).params, **overrides}

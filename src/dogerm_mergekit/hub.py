@@ -12,7 +12,7 @@ from dogerm_mergekit.errors import DogeRMError
 from dogerm_mergekit.sweep import MANIFEST, SweepManifest, load_manifest
 
 
-def _results_table(results_csv: Path | None, names: dict[float, str]) -> str:
+def _results_table(results_csv: Path | None) -> str:
     if results_csv is None:
         return ""
     with results_csv.open(newline="") as handle:
@@ -34,7 +34,7 @@ def sweep_card(manifest: SweepManifest, repo_id: str, repo_per_lambda: bool, res
     for lam, name in names.items():
         where = f'"{repo_id}-{name}"' if repo_per_lambda else f'"{repo_id}", revision="{name}"'
         rows.append(f"| {lam:g} | `AutoModelForSequenceClassification.from_pretrained({where})` |")
-    extra = "\n".join(rows) + "\n" + _results_table(results_csv, names)
+    extra = "\n".join(rows) + "\n" + _results_table(results_csv)
     return str(merge_card(manifest.reward_model, manifest.domain_model, "sweep (one checkpoint per row below)",
                           manifest.config, extra))
 

@@ -24,8 +24,6 @@ class VocabularyPlan:
 
     relation: Relation
     tokenizer: TokenizerConfig | None
-    reward_only_tokens: tuple[str, ...] = ()
-    domain_only_tokens: tuple[str, ...] = ()
 
 
 def _vocab(model: ModelReference) -> dict[str, int] | None:
@@ -61,8 +59,6 @@ def plan_vocabulary(
             return VocabularyPlan("unknown", None)
         raise DogeRMConfigError("aligning embedding rows needs the tokenizers of both models next to their weights")
     kind = relation(rm_vocab, domain_vocab)
-    reward_only = tuple(sorted(rm_vocab.keys() - domain_vocab.keys()))
-    domain_only = tuple(sorted(domain_vocab.keys() - rm_vocab.keys()))
     pad = rows if rows > len(rm_vocab) else None  # padded matrices keep their row count
 
     user = config.tokenizer
@@ -71,7 +67,7 @@ def plan_vocabulary(
     if user is not None:
         if user.source == "base" and user.pad_to_multiple_of is None:
             user = user.model_copy(update={"pad_to_multiple_of": pad})
-        return VocabularyPlan(kind, user, reward_only, domain_only)
+        return VocabularyPlan(kind, user)
     if kind == "identical" and same_rows:
         return VocabularyPlan(kind, None)
     if kind == "conflicting":
@@ -84,7 +80,7 @@ def plan_vocabulary(
         )
     LOG.info(
         "aligning embedding rows by token string: %d domain-only tokens dropped, %d reward-only tokens kept",
-        len(domain_only),
-        len(reward_only),
+        len(domain_vocab.keys() - rm_vocab.keys()),
+        len(rm_vocab.keys() - domain_vocab.keys()),
     )
-    return VocabularyPlan(kind, TokenizerConfig(source="base", pad_to_multiple_of=pad), reward_only, domain_only)
+    return VocabularyPlan(kind, TokenizerConfig(source="base", pad_to_multiple_of=pad))

@@ -19,11 +19,6 @@ from dogerm_mergekit.demo.world import World, build_world
 from dogerm_mergekit.errors import DogeRMError
 from dogerm_mergekit.sweep import parse_lambdas, run_sweep
 
-#: Scoring settings of the demo's evaluation (dogerm-eval's defaults, fp32 on the CPU).
-SCORING = {"system_prompt": None, "fallback_template": None, "max_length": 2048, "truncation_side": "right",
-           "double_bos": "keep", "dtype": "float32", "device": "cpu", "batch_tokens": None, "compat": "fast"}
-
-
 def demo_config(world: World) -> str:
     """The dogerm mergekit configuration of the world's reward model and domain model."""
     return yaml.safe_dump({
@@ -46,7 +41,7 @@ def run_demo(output_dir: Path, seed: int, size: str, lambdas: str, cache_dir: Pa
     try:
         from dogerm_eval.benchmarks import Task, gsm8k
         from dogerm_eval.models import resolve_model
-        from dogerm_eval.options import scorer_factory, scoring_settings
+        from dogerm_eval.options import default_options, scorer_factory, scoring_settings
         from dogerm_eval.report import format_table, sweep_frame, write_report
         from dogerm_eval.sweep import discover_sweep, evaluate_sweep
     except ImportError as error:
@@ -65,11 +60,12 @@ def run_demo(output_dir: Path, seed: int, size: str, lambdas: str, cache_dir: Pa
     click.echo(f"      wrote {len(sweep.written)} checkpoints, {len(sweep.skipped)} already there")
 
     click.echo("[3/3] dogerm-eval: pairwise (general, arithmetic) and Best-of-N on the arithmetic problems")
-    fmt, record = scoring_settings(SCORING)
+    scoring = default_options(dtype="float32", device="cpu")  # dogerm-eval's defaults, fp32 on the CPU
+    fmt, record = scoring_settings(scoring)
     tasks = [Task.prepare("pairwise", str(world.rewardbench_data), None),
              gsm8k.task(str(world.gsm8k_data), world.candidates)]
     members = [(lam, resolve_model(ref)) for lam, ref in discover_sweep(str(output_dir / "sweep"), log=click.echo)]
-    evaluated = evaluate_sweep(members, tasks, record, scorer_factory(fmt, SCORING), output_dir / "eval",
+    evaluated = evaluate_sweep(members, tasks, record, scorer_factory(fmt, scoring), output_dir / "eval",
                                log=click.echo)
     frame = sweep_frame([(lam, results) for lam, _, results in evaluated])
     paths = write_report(frame, output_dir)
