@@ -10,7 +10,7 @@ $(VENV)/.installed: pyproject.toml evaluation/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(TORCH)
-	$(BIN)/python -m pip install -q -e ".[test]" -e "./evaluation[test,merge]"
+	$(BIN)/python -m pip install -q -e ".[test]" -e "./evaluation[test]"
 	touch $@
 
 install: $(VENV)/.installed

@@ -89,8 +89,7 @@ _benchmark_command("autoj", "Auto-J pairwise test set: DogeRM's tie-free Math/Co
 @main.command()
 @click.argument("sweep", required=False)
 @click.option("--in-memory", is_flag=True,
-              help="Merge --rm and --domain for each of --lambdas in memory instead of reading checkpoints "
-                   "(needs dogerm-eval[merge]).")
+              help="Merge --rm and --domain for each of --lambdas in memory instead of reading checkpoints.")
 @click.option("--rm", "reward_model", help="With --in-memory: the reward model (folder or org/name[@revision]).")
 @click.option("--domain", "domain_model", help="With --in-memory: the domain LM (folder or org/name[@revision]).")
 @click.option("--lambdas", "lambda_spec", default="0:1:0.05", show_default=True,

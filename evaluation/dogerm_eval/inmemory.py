@@ -1,4 +1,4 @@
-"""``dogerm-eval sweep --in-memory``: evaluate DogeRM lambdas without writing checkpoints (extra ``[merge]``).
+"""``dogerm-eval sweep --in-memory``: evaluate DogeRM lambdas without writing checkpoints.
 
 Both models are read and aligned once by ``dogerm_mergekit.inmemory.InMemoryMerger`` (the merge method's own
 kernel); for each lambda the merged weights are loaded into one reward-model network on the scoring device. The
@@ -23,16 +23,11 @@ class InMemorySweep:
 
     def __init__(self, reward_model: str, domain_model: str, lambdas: str):
         """``lambdas``: start:stop:step (stop included) or a comma list, as ``dogerm-sweep --lambdas`` takes."""
-        try:
-            from dogerm_mergekit.errors import DogeRMError
-            from dogerm_mergekit.inmemory import InMemoryMerger
-            from dogerm_mergekit.sweep import (
-                checkpoint_name,
-                input_fingerprint,
-                parse_lambdas,
-            )
-        except ImportError as exc:
-            raise BenchmarkError("--in-memory merges with dogerm-mergekit: pip install 'dogerm-eval[merge]'") from exc
+        from dogerm_mergekit.contract import checkpoint_name, parse_lambdas
+        from dogerm_mergekit.errors import DogeRMError
+        from dogerm_mergekit.inmemory import InMemoryMerger
+        from dogerm_mergekit.sweep import input_fingerprint
+
         try:
             values = parse_lambdas(lambdas)
         except DogeRMError as exc:

@@ -39,7 +39,7 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from dogerm_mergekit.demo import corpus
+from dogerm_eval.demo import corpus
 
 WORLD_VERSION = 1
 """Bump whenever the corpus, the recipe or the file layout changes: it is part of the cache key."""

@@ -7,7 +7,7 @@ import sys
 import pandas as pd
 from click.testing import CliRunner
 
-from dogerm_mergekit.demo.cli import main
+from dogerm_eval.demo.cli import main
 
 
 def test_demo_runs_end_to_end_and_reuses_its_work(tmp_path):
@@ -32,7 +32,7 @@ def test_demo_runs_end_to_end_and_reuses_its_work(tmp_path):
 
 def test_shipped_tiny_config_merges_the_demo_models(tmp_path):
     """merge_configs/tiny-demo.yml points at ./dogerm-demo/world/: after the demo, mergekit-yaml merges it."""
-    config = os.path.join(os.path.dirname(__file__), "..", "merge_configs", "tiny-demo.yml")
+    config = os.path.join(os.path.dirname(__file__), "..", "..", "merge_configs", "tiny-demo.yml")
     CliRunner().invoke(main, ["--size", "test", "--output-dir", str(tmp_path / "dogerm-demo"), "--cache-dir",
                               str(tmp_path / "cache"), "--lambdas", "0"])
     result = subprocess.run([os.path.join(os.path.dirname(sys.executable), "mergekit-yaml"), config, "out"],

@@ -15,9 +15,10 @@ import pandas as pd
 import yaml
 from mergekit.options import MergeOptions
 
-from dogerm_mergekit.demo.world import World, build_world
+from dogerm_eval.demo.world import World, build_world
+from dogerm_mergekit.contract import parse_lambdas
 from dogerm_mergekit.errors import DogeRMError
-from dogerm_mergekit.sweep import parse_lambdas, run_sweep
+from dogerm_mergekit.sweep import run_sweep
 
 def demo_config(world: World) -> str:
     """The dogerm mergekit configuration of the world's reward model and domain model."""
@@ -38,14 +39,11 @@ def _link(link: Path, target: Path) -> None:
 
 def run_demo(output_dir: Path, seed: int, size: str, lambdas: str, cache_dir: Path | None) -> Path:
     """Build/reuse the world, sweep, evaluate, report; return the path of ``sweep.csv``."""
-    try:
-        from dogerm_eval.benchmarks import Task, gsm8k
-        from dogerm_eval.models import resolve_model
-        from dogerm_eval.options import default_options, scorer_factory, scoring_settings
-        from dogerm_eval.report import format_table, sweep_frame, write_report
-        from dogerm_eval.sweep import discover_sweep, evaluate_sweep
-    except ImportError as error:
-        raise click.ClickException(f"the demo evaluates with dogerm-eval: pip install -e ./evaluation ({error})")
+    from dogerm_eval.benchmarks import Task, gsm8k
+    from dogerm_eval.models import resolve_model
+    from dogerm_eval.options import default_options, scorer_factory, scoring_settings
+    from dogerm_eval.report import format_table, sweep_frame, write_report
+    from dogerm_eval.sweep import discover_sweep, evaluate_sweep
 
     values = parse_lambdas(lambdas)
     output_dir.mkdir(parents=True, exist_ok=True)
