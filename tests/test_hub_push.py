@@ -11,6 +11,7 @@ from mergekit.options import MergeOptions
 from transformers import AutoModelForSequenceClassification
 
 from dogerm_mergekit.hub import push_sweep
+from dogerm_mergekit.contract import MetricsTable
 from dogerm_mergekit.sweep import run_sweep
 from tests import tiny
 from tests.hub_server import HUB_USER
@@ -80,11 +81,12 @@ def test_repo_per_lambda_and_private(hub_env, sweep_dir):
 
 
 def test_results_table_goes_into_the_sweep_card(hub_env, sweep_dir, tmp_path):
-    results = tmp_path / "sweep.csv"
-    results.write_text("lambda,rewardbench/math,rewardbench/code\n0.0,0.585,0.726\n0.3,0.755,0.78\n")
-    push_sweep(sweep_dir, REPO, results_csv=results)
+    table = MetricsTable(rows=[{"lambda": 0.0, "rewardbench/math": 0.585, "rewardbench/code": 0.726},
+                               {"lambda": 0.3, "rewardbench/math": 0.755, "rewardbench/code": None}])
+    table.save(tmp_path / "metrics.json")
+    push_sweep(sweep_dir, REPO, metrics=MetricsTable.load(tmp_path / "metrics.json"))
     text = ModelCard.load(REPO).text
-    assert "| lambda | rewardbench/math | rewardbench/code |" in text and "| 0.30 | 0.7550 | 0.7800 |" in text
+    assert "| lambda | rewardbench/math | rewardbench/code |" in text and "| 0.30 | 0.7550 |  |" in text
 
 
 def test_token_is_never_printed(hub_env, sweep_dir, capsys):

@@ -1,7 +1,6 @@
 """dogerm-sweep: one pass over the inputs, outputs identical to mergekit-yaml, resumable after a kill."""
 
 import collections
-import hashlib
 import json
 import os
 import subprocess
@@ -17,7 +16,9 @@ from mergekit.options import MergeOptions
 
 from dogerm_mergekit.cli import sweep as sweep_command
 from dogerm_mergekit.errors import DogeRMConfigError
-from dogerm_mergekit.sweep import checkpoint_name, parse_lambdas, run_sweep
+from dogerm_mergekit.contract import checkpoint_name, lambda_of, parse_lambdas
+from dogerm_mergekit.files import fast_digest_file
+from dogerm_mergekit.sweep import run_sweep
 from tests import tiny
 from tests.mergeutil import config_dict, merge, rewards, tensors
 
@@ -43,6 +44,8 @@ def test_lambda_specs():
     assert parse_lambdas("0.3,0,1") == (0.3, 0.0, 1.0)
     assert [checkpoint_name(x) for x in (0, 0.3, 0.05, 0.125)] == [
         "lambda-0.00", "lambda-0.30", "lambda-0.05", "lambda-0.125"]
+    assert [lambda_of(checkpoint_name(x)) for x in (0, 0.3, 0.125, 1e-05)] == [0, 0.3, 0.125, 1e-05]
+    assert lambda_of("lambda-x") is None and lambda_of("main") is None
     for bad in ("0:1:0", "a,b", "0.1,0.1", ""):
         with pytest.raises(DogeRMConfigError, match="--lambdas"):
             parse_lambdas(bad)
@@ -67,7 +70,8 @@ def test_each_checkpoint_is_bit_identical_to_mergekit_yaml(tmp_path, pair, shard
     assert manifest["lambdas"] == [0.0, 0.3, 1.0] and set(manifest["checkpoints"]) == set(result.written)
     for name, record in manifest["checkpoints"].items():
         folder = tmp_path / "sweep" / name
-        assert record["files"] == {f: hashlib.sha256(b).hexdigest() for f, b in _files(folder).items()}
+        assert record["files"] == {p.name: fast_digest_file(p) for p in sorted(folder.iterdir())}
+        assert all(digest.startswith("xxh3-128:") for digest in record["files"].values())
     assert manifest["inputs"]["reward_model"]["files"]["model.safetensors"][0] == (rm / "model.safetensors").stat().st_size
 
 
@@ -122,14 +126,14 @@ from mergekit.options import MergeOptions
 import dogerm_mergekit.writer as writer
 from dogerm_mergekit.sweep import run_sweep
 calls = 0
-original = writer.StreamingTensorWriter.save_tensor
+original = writer.StreamingSafetensorsWriter.write
 def dying(self, *args, **kwargs):
     global calls
     calls += 1
     if calls == int(sys.argv[3]):
         os.kill(os.getpid(), signal.SIGKILL)
     return original(self, *args, **kwargs)
-writer.StreamingTensorWriter.save_tensor = dying
+writer.StreamingSafetensorsWriter.write = dying
 run_sweep(Path(sys.argv[1]).read_text(), Path(sys.argv[2]), (0.0, 0.4, 1.0), MergeOptions(quiet=True))
 """
 

@@ -34,7 +34,7 @@ def route_run_merge(merge_module: ModuleType) -> None:
         if merge_config.merge_method == "dogerm":
             from dogerm_mergekit.merge import run_dogerm_merge
 
-            return run_dogerm_merge(merge_config, out_path, options, config_source, mergekit_run_merge=original)
+            return run_dogerm_merge(merge_config, out_path, options, config_source)
         return original(merge_config, out_path, options=options, config_source=config_source)
 
     run_merge._dogerm_routed = True  # type: ignore[attr-defined]

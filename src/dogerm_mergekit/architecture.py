@@ -19,6 +19,7 @@ from mergekit.config import MergeConfiguration
 from mergekit.options import MergeOptions
 from transformers import PretrainedConfig
 
+from dogerm_mergekit import dtypes
 from dogerm_mergekit.checkpoint import TensorSpec, tensor_specs
 from dogerm_mergekit.errors import DogeRMConfigError
 from dogerm_mergekit.validation import check_config, check_model_configs, split_models
@@ -71,6 +72,11 @@ def _check_tensors(rm: dict[str, TensorSpec], domain: dict[str, TensorSpec], axe
     not_float = [n for n, s in {**rm, **domain}.items() if not s.is_float]
     if not_float:
         raise DogeRMConfigError(f"non-floating-point tensors cannot be interpolated: {', '.join(not_float[:5])}")
+    float8 = [f"{n} ({s.dtype})" for n, s in {**rm, **domain}.items() if not s.mergeable]
+    if float8:
+        raise DogeRMConfigError(
+            f"float8 tensors are not merged: {', '.join(float8[:3])}; dequantize the checkpoint to bfloat16 first"
+        )
     reward_layer_only = [n for n in rm if n not in domain and LAYER_INDEX.search(n)]
     if reward_layer_only:
         raise DogeRMConfigError(
@@ -140,11 +146,8 @@ def plan_merge(config: MergeConfiguration, options: MergeOptions) -> DogeRMPlan:
     return plan
 
 
-_DTYPE_NAMES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16"}
-
-
 def _dominant_dtype(specs: dict[str, TensorSpec]) -> str:
     counts: dict[str, int] = {}
     for spec in specs.values():
         counts[spec.dtype] = counts.get(spec.dtype, 0) + math.prod(spec.shape)
-    return _DTYPE_NAMES.get(max(counts, key=counts.__getitem__), "float32")
+    return dtypes.by_code(max(counts, key=counts.__getitem__)).name

@@ -1,13 +1,17 @@
-"""Model cards for merged reward models, written without any network access."""
+"""Model cards for merged reward models and sweeps: huggingface_hub's ``ModelCard`` over a template, offline."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 from huggingface_hub import ModelCard, ModelCardData
 
+from dogerm_mergekit.contract import MetricsTable
+
 TAGS = ["mergekit", "merge", "dogerm", "reward-model"]
+TEMPLATE = Path(__file__).with_name("card_template.md")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 
@@ -21,9 +25,13 @@ def merge_card(
     domain_model: str,
     lam: float | str,
     config_yaml: str,
-    extra_markdown: str = "",
+    checkpoints: Sequence[tuple[float, str]] = (),
+    metrics: MetricsTable | None = None,
 ) -> ModelCard:
-    """A card naming both parents (``base_model_relation: merge``), lambda and the mergekit configuration."""
+    """A card naming both parents (``base_model_relation: merge``), lambda and the mergekit configuration.
+
+    A sweep's card also lists its ``checkpoints`` (lambda, ``from_pretrained`` arguments) and ``metrics``.
+    """
     data = ModelCardData(
         base_model=hub_ids([reward_model, domain_model]) or None,
         base_model_relation="merge",
@@ -31,26 +39,10 @@ def merge_card(
         library_name="transformers",
         pipeline_tag="text-classification",
     )
-    body = f"""---
-{data.to_yaml()}
----
-# DogeRM merge
-
-A reward model merged with a domain language model by [DogeRM](https://arxiv.org/abs/2407.01470),
-made with [mergekit](https://github.com/arcee-ai/mergekit) and dogerm-mergekit:
-theta = (1 - lambda) * theta_RM + lambda * theta_domain on the shared backbone; the reward model's value head,
-tokenizer and chat template are kept, the domain model's `lm_head` is dropped.
-
-| role | model |
-|---|---|
-| reward model (base) | `{reward_model}` |
-| domain model | `{domain_model}` |
-| lambda (domain weight) | {lam} |
-{extra_markdown}
-## Configuration
-
-```yaml
-{config_yaml.strip()}
-```
-"""
-    return ModelCard(body)
+    names = metrics.metric_names() if metrics else []
+    rows = [(row["lambda"], ["" if row.get(n) is None else f"{row[n]:.4f}" for n in names])
+            for row in (metrics.rows if metrics else [])]
+    return ModelCard.from_template(
+        data, template_path=str(TEMPLATE), reward_model=reward_model, domain_model=domain_model, lam=lam,
+        config_yaml=config_yaml.strip(), checkpoints=list(checkpoints), metric_names=names, metric_rows=rows,
+    )

@@ -5,14 +5,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-import torch
 from mergekit.common import ModelReference
 from mergekit.io.tasks import LoaderCache
 from safetensors import safe_open
 
-# safetensors dtype codes that hold floating-point numbers
-FLOAT_CODES = frozenset({"F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2"})
-_TORCH_CODES = {torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16"}
+from dogerm_mergekit import dtypes
+
 
 
 @dataclass(frozen=True)
@@ -24,7 +22,12 @@ class TensorSpec:
 
     @property
     def is_float(self) -> bool:
-        return self.dtype in FLOAT_CODES
+        return dtypes.by_code(self.dtype) is not None
+
+    @property
+    def mergeable(self) -> bool:
+        entry = dtypes.by_code(self.dtype)
+        return entry is not None and entry.mergeable
 
 
 def tensor_specs(model: ModelReference) -> dict[str, TensorSpec]:
@@ -41,5 +44,6 @@ def tensor_specs(model: ModelReference) -> dict[str, TensorSpec]:
     loader = LoaderCache().get(model)  # pickled checkpoints have no header: load each tensor once
     for name in index.tensor_paths:
         tensor = loader.get_tensor(name)
-        specs[name] = TensorSpec(_TORCH_CODES.get(tensor.dtype, str(tensor.dtype)), tuple(tensor.shape))
+        specs[name] = TensorSpec(entry.code if (entry := dtypes.of_tensor(tensor.dtype)) else str(tensor.dtype),
+                                 tuple(tensor.shape))
     return specs

@@ -1,29 +1,53 @@
-"""Console scripts of dogerm-mergekit."""
+"""Console scripts of dogerm-mergekit.
+
+``--help`` must be instant: mergekit (torch, peft) is imported only when a command runs. mergekit's own merge
+options (``--cuda``, ``--out-shard-size``, ...) are passed through and parsed by mergekit's own option set then.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
-from mergekit.options import MergeOptions, PrettyPrintHelp, add_merge_options
 
 from dogerm_mergekit.errors import DogeRMError
 
+PASS_THROUGH = {"ignore_unknown_options": True, "allow_extra_args": True}
+MERGEKIT_OPTIONS = "Every mergekit-yaml option (--cuda, --out-shard-size, --lazy-unpickle, ...) applies too."
 
-def mergekit_yaml() -> None:
-    """``dogerm-mergekit-yaml``: mergekit's own ``mergekit-yaml``, with dogerm registered in-process.
 
-    For environments that skip ``.pth`` files (``python -S``/``-I``, some embedded interpreters).
+def merge_options(args: list[str]) -> Any:
+    """Parse mergekit-yaml's merge options from ``args`` with mergekit's own click options."""
+    from mergekit.options import add_merge_options
+
+    @click.command(add_help_option=False)
+    @add_merge_options
+    def parse(merge_options: Any) -> Any:
+        return merge_options
+
+    options = parse.main(args, standalone_mode=False)
+    options.apply_global_options()
+    return options
+
+
+@click.command("dogerm-mergekit-yaml", context_settings=PASS_THROUGH)
+@click.pass_context
+def mergekit_yaml(ctx: click.Context) -> None:
+    """mergekit's own ``mergekit-yaml CONFIG_FILE OUT_PATH [OPTIONS]``, with dogerm registered in-process.
+
+    For environments that skip ``.pth`` files (``python -S``/``-I``, some embedded interpreters); plain
+    ``mergekit-yaml`` runs dogerm merges too. ``mergekit-yaml --help`` lists the options.
     """
     from dogerm_mergekit import register
 
     register()
     from mergekit.scripts.run_yaml import main
 
-    main()
+    main.main(ctx.args, prog_name="dogerm-mergekit-yaml")
 
 
-@click.command("dogerm-sweep", cls=PrettyPrintHelp)
+@click.command("dogerm-sweep", context_settings=PASS_THROUGH, epilog=MERGEKIT_OPTIONS)
 @click.argument("config_file", type=click.Path(exists=True, dir_okay=False))
 @click.argument("out_dir", type=click.Path(file_okay=False))
 @click.option("--lambdas", "lambda_spec", default="0:1:0.05", show_default=True,
@@ -32,30 +56,22 @@ def mergekit_yaml() -> None:
 @click.option("--push-to-hub", "repo_id", default=None, help="Push the sweep to this Hub repo (ORG/NAME) afterwards.")
 @click.option("--repo-per-lambda", is_flag=True, help="Push each lambda to ORG/NAME-lambda-X.XX instead of a branch.")
 @click.option("--private", is_flag=True, help="Create private Hub repositories.")
-@add_merge_options
-def sweep(
-    merge_options: MergeOptions,
-    config_file: str,
-    out_dir: str,
-    lambda_spec: str,
-    overwrite: bool,
-    repo_id: str | None,
-    repo_per_lambda: bool,
-    private: bool,
-) -> None:
+@click.pass_context
+def sweep(ctx: click.Context, config_file: str, out_dir: str, lambda_spec: str, overwrite: bool,
+          repo_id: str | None, repo_per_lambda: bool, private: bool) -> None:
     """Merge CONFIG_FILE (a dogerm mergekit config; its own lambda is ignored) for every lambda into OUT_DIR.
 
     Each input tensor is read once; OUT_DIR/lambda-X.XX/ appear as they complete, and a rerun finishes only
     what is missing.
     """
-    from dogerm_mergekit.sweep import parse_lambdas, run_sweep
+    from dogerm_mergekit.contract import parse_lambdas
 
-    merge_options.apply_global_options()
     try:
-        result = run_sweep(
-            Path(config_file).read_text(encoding="utf-8"), Path(out_dir), parse_lambdas(lambda_spec), merge_options,
-            overwrite=overwrite,
-        )
+        lambdas = parse_lambdas(lambda_spec)
+        from dogerm_mergekit.sweep import run_sweep
+
+        result = run_sweep(Path(config_file).read_text(encoding="utf-8"), Path(out_dir), lambdas,
+                           merge_options(ctx.args), overwrite=overwrite)
     except DogeRMError as error:
         raise click.ClickException(str(error)) from None
     click.echo(f"{result.out_dir}: wrote {len(result.written)} checkpoints, {len(result.skipped)} already complete")
@@ -64,10 +80,12 @@ def sweep(
 
 
 def _push(out_dir: Path, repo_id: str, repo_per_lambda: bool, private: bool, results: Path | None = None) -> None:
+    from dogerm_mergekit.contract import MetricsTable
     from dogerm_mergekit.hub import push_sweep
 
     try:
-        targets = push_sweep(out_dir, repo_id, repo_per_lambda=repo_per_lambda, private=private, results_csv=results)
+        metrics = MetricsTable.load(results) if results else None
+        targets = push_sweep(out_dir, repo_id, repo_per_lambda=repo_per_lambda, private=private, metrics=metrics)
     except DogeRMError as error:
         raise click.ClickException(str(error)) from None
     click.echo(f"pushed {len(targets)} checkpoints to {repo_id}")
@@ -79,7 +97,7 @@ def _push(out_dir: Path, repo_id: str, repo_per_lambda: bool, private: bool, res
 @click.option("--repo-per-lambda", is_flag=True, help="Push each lambda to ORG/NAME-lambda-X.XX instead of a branch.")
 @click.option("--private", is_flag=True, help="Create private Hub repositories.")
 @click.option("--results", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="A dogerm-eval sweep.csv whose metrics go into the sweep card.")
+              help="A metrics table (the metrics.json of a dogerm-eval sweep) shown in the sweep card.")
 def push(sweep_dir: Path, repo_id: str, repo_per_lambda: bool, private: bool, results: Path | None) -> None:
     """Push an existing dogerm-sweep output folder to the Hub (one branch per lambda); safe to rerun."""
     _push(sweep_dir, repo_id, repo_per_lambda, private, results)

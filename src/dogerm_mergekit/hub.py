@@ -2,41 +2,22 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 from huggingface_hub import CommitOperationAdd, HfApi
 
 from dogerm_mergekit.card import merge_card
+from dogerm_mergekit.contract import MANIFEST, MetricsTable, SweepManifest, load_manifest
 from dogerm_mergekit.errors import DogeRMError
-from dogerm_mergekit.sweep import MANIFEST, SweepManifest, load_manifest
 
 
-def _results_table(results_csv: Path | None) -> str:
-    if results_csv is None:
-        return ""
-    with results_csv.open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    if not rows:
-        return ""
-    metrics = [c for c in rows[0] if c != "lambda"]
-    lines = ["\n## Evaluation\n", "| lambda | " + " | ".join(metrics) + " |", "|---" * (len(metrics) + 1) + "|"]
-    for row in rows:
-        values = " | ".join(f"{float(row[m]):.4f}" if row[m] else "" for m in metrics)
-        lines.append(f"| {float(row['lambda']):.2f} | {values} |")
-    return "\n".join(lines) + "\n"
-
-
-def sweep_card(manifest: SweepManifest, repo_id: str, repo_per_lambda: bool, results_csv: Path | None = None) -> str:
-    """The card of the sweep's main revision: parents, one row per lambda with where to load it, and results."""
-    names = {record.lam: name for name, record in sorted(manifest.checkpoints.items(), key=lambda i: i[1].lam)}
-    rows = ["\n## Checkpoints\n", "| lambda | load with |", "|---|---|"]
-    for lam, name in names.items():
-        where = f'"{repo_id}-{name}"' if repo_per_lambda else f'"{repo_id}", revision="{name}"'
-        rows.append(f"| {lam:g} | `AutoModelForSequenceClassification.from_pretrained({where})` |")
-    extra = "\n".join(rows) + "\n" + _results_table(results_csv)
+def sweep_card(manifest: SweepManifest, repo_id: str, repo_per_lambda: bool, metrics: MetricsTable | None = None) -> str:
+    """The card of the sweep's main revision: parents, one row per lambda with where to load it, and metrics."""
+    rows = []
+    for name, record in sorted(manifest.checkpoints.items(), key=lambda item: item[1].lam):
+        rows.append((record.lam, f'"{repo_id}-{name}"' if repo_per_lambda else f'"{repo_id}", revision="{name}"'))
     return str(merge_card(manifest.reward_model, manifest.domain_model, "sweep (one checkpoint per row below)",
-                          manifest.config, extra))
+                          manifest.config, checkpoints=rows, metrics=metrics))
 
 
 def push_sweep(
@@ -44,7 +25,7 @@ def push_sweep(
     repo_id: str,
     repo_per_lambda: bool = False,
     private: bool = False,
-    results_csv: Path | None = None,
+    metrics: MetricsTable | None = None,
     api: HfApi | None = None,
 ) -> list[str]:
     """Upload every complete checkpoint of ``out_dir``; unchanged files make no commit, so a rerun resumes.
@@ -74,7 +55,7 @@ def push_sweep(
     main_repo = repo_id if not repo_per_lambda else f"{repo_id}-sweep"
     if repo_per_lambda:
         api.create_repo(main_repo, private=private, exist_ok=True)
-    card = sweep_card(manifest, repo_id, repo_per_lambda, results_csv)
+    card = sweep_card(manifest, repo_id, repo_per_lambda, metrics)
     api.create_commit(
         repo_id=main_repo,
         operations=[

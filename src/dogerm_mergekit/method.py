@@ -8,7 +8,6 @@ unchanged through mergekit's ``BASE_OR_SKIP`` policy, so the kernel only ever se
 from __future__ import annotations
 
 import math
-import weakref
 from typing import Any
 
 import torch
@@ -39,20 +38,17 @@ def check_lambda(lam: float, allow_extrapolation: bool = False) -> None:
         )
 
 
-# The last pair's (base, delta): a sweep merges the same two tensors for K lambdas in a row. Weak references to
-# the inputs: a hit needs the very same tensor objects, and nothing keeps the inputs alive.
-_last_pair: tuple[weakref.ref, weakref.ref, torch.Tensor, torch.Tensor] | None = None
-
-
-def _base_and_delta(rm: torch.Tensor, domain: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    global _last_pair
-    if _last_pair is not None and _last_pair[0]() is rm and _last_pair[1]() is domain:
-        return _last_pair[2], _last_pair[3]
+def difference(rm: torch.Tensor, domain: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(rm, domain - rm)``, the difference in fp32 (fp64 for fp64 inputs): what every lambda of one tensor shares."""
+    if not (rm.is_floating_point() and domain.is_floating_point()):
+        raise TypeError(f"DogeRM merges floating-point tensors only; got {rm.dtype} and {domain.dtype}")
     compute = torch.float64 if torch.float64 in (rm.dtype, domain.dtype) else torch.float32
-    base = rm.to(compute)
-    delta = domain.to(compute, copy=True).sub_(base)
-    _last_pair = (weakref.ref(rm), weakref.ref(domain), base, delta)
-    return base, delta
+    return rm, domain.to(compute, copy=True).sub_(rm)
+
+
+def combine(rm: torch.Tensor, delta: torch.Tensor, lam: float) -> torch.Tensor:
+    """``rm + lam * delta`` in the difference's precision, cast to ``rm.dtype``."""
+    return delta.mul(lam).add_(rm).to(rm.dtype)
 
 
 def interpolate(rm: torch.Tensor, domain: torch.Tensor, lam: float) -> torch.Tensor:
@@ -60,10 +56,7 @@ def interpolate(rm: torch.Tensor, domain: torch.Tensor, lam: float) -> torch.Ten
 
     This form keeps rows that are identical in both inputs exact, and lambda = 0 bit-identical to the RM.
     """
-    if not (rm.is_floating_point() and domain.is_floating_point()):
-        raise TypeError(f"DogeRM merges floating-point tensors only; got {rm.dtype} and {domain.dtype}")
-    base, delta = _base_and_delta(rm, domain)
-    return delta.mul(lam).add_(base).to(rm.dtype)
+    return combine(*difference(rm, domain), lam)
 
 
 class DogeRMMerge(GroupMergeMethod):

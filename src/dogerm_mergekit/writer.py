@@ -1,16 +1,15 @@
-"""A constant-memory replacement for mergekit's shard-buffering ``TensorWriter``.
+"""A constant-memory safetensors writer: every tensor goes straight to its final offset in a pre-laid-out shard.
 
-mergekit keeps a whole shard (5 GB by default) in memory before writing it; a sweep writing K checkpoints at
-once would hold K shards. When every tensor's name, dtype and shape are known before the merge runs, each shard
-file can be laid out up front and every tensor written to its final offset as soon as it is computed. The bytes
-are the same as mergekit's: the same shard split (tensors in save order, a new shard when the next tensor would
-pass ``max_shard_size``) and safetensors' own layout (tensors sorted by name, compact JSON header padded with
-spaces to 8 bytes), which the tests check against ``safetensors.torch.save_file``.
+mergekit's ``TensorWriter`` keeps a whole shard (5 GB by default) in memory before writing it; a sweep writing K
+checkpoints at once would hold K shards. When every tensor's name, dtype and shape are known before the merge
+runs, each shard can be laid out up front. The bytes are those of mergekit's writer (tests compare them): the
+same shard split (tensors in save order, a new shard when the next one would pass ``max_shard_size``), the
+same file names and index, and safetensors' own layout (tensors sorted by name, compact JSON header padded with
+spaces to 8 bytes). Independent of mergekit; :mod:`dogerm_mergekit.tasks` adapts it to mergekit's graph.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -23,30 +22,22 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from mergekit.graph import Task
-from mergekit.io.tasks import TensorWriterTask
-from mergekit.io.tensor_writer import TensorWriter
 
-DIGESTS_SUFFIX = ".sha256.json"
-_CODES = {"float64": "F64", "float32": "F32", "float16": "F16", "bfloat16": "BF16"}
+from dogerm_mergekit.dtypes import DType
+from dogerm_mergekit.files import FAST_DIGEST, fast_hasher
 
 
 @dataclass(frozen=True)
 class TensorLayout:
-    """One output tensor: name, dtype name (``bfloat16``), shape (``vocabulary_axis`` sized by the tokenizer)."""
+    """One output tensor: name, dtype and shape."""
 
     name: str
-    dtype: str
+    dtype: DType
     shape: tuple[int, ...]
-    vocabulary_axis: int | None = None
-
-    @property
-    def torch_dtype(self) -> torch.dtype:
-        return getattr(torch, self.dtype)
 
     @property
     def nbytes(self) -> int:
-        return math.prod(self.shape) * self.torch_dtype.itemsize
+        return math.prod(self.shape) * self.dtype.itemsize
 
 
 def safetensors_header(entries: Sequence[TensorLayout]) -> tuple[bytes, dict[str, int]]:
@@ -56,7 +47,7 @@ def safetensors_header(entries: Sequence[TensorLayout]) -> tuple[bytes, dict[str
     position = 0
     for entry in sorted(entries, key=lambda e: e.name):
         header[entry.name] = {
-            "dtype": _CODES[entry.dtype],
+            "dtype": entry.dtype.code,
             "shape": list(entry.shape),
             "data_offsets": [position, position + entry.nbytes],
         }
@@ -67,10 +58,31 @@ def safetensors_header(entries: Sequence[TensorLayout]) -> tuple[bytes, dict[str
     return struct.pack("<Q", len(text)) + text, offsets
 
 
-class _WriteQueue:
-    """One background thread writing (and hashing) tensors in submission order, at most ``budget`` bytes pending.
+def split_shards(layout: Sequence[TensorLayout], max_shard_size: int) -> list[list[TensorLayout]]:
+    """mergekit's shard split: in save order, a new shard when the next tensor would pass ``max_shard_size``."""
+    shards: list[list[TensorLayout]] = [[]]
+    size = 0
+    for entry in layout:
+        if shards[-1] and max_shard_size > 0 and size + entry.nbytes > max_shard_size:
+            shards.append([])
+            size = 0
+        shards[-1].append(entry)
+        size += entry.nbytes
+    return shards
 
-    Disk writes then overlap the merging of the next tensors, and memory stays bounded however many writers share it.
+
+def shard_file_names(count: int, prefix: str = "model") -> list[str]:
+    """``model.safetensors``, or ``model-00001-of-00003.safetensors`` ... (Hugging Face's names)."""
+    if count == 1:
+        return [f"{prefix}.safetensors"]
+    return [f"{prefix}-{i + 1:05d}-of-{count:05d}.safetensors" for i in range(count)]
+
+
+class WriteQueue:
+    """One background thread writing tensors in submission order, at most ``budget`` bytes pending.
+
+    Disk writes (and digests) then overlap the merging of the next tensors, and memory stays bounded however
+    many writers share the queue. Use it as a context manager: leaving it waits for every write and stops the thread.
     """
 
     def __init__(self, budget: int = 64 << 20):
@@ -92,111 +104,98 @@ class _WriteQueue:
             self._pending -= nbytes
             self._ready.notify_all()
 
+    def __enter__(self) -> WriteQueue:
+        return self
 
-_QUEUE = _WriteQueue()
+    def __exit__(self, *_exc: object) -> None:
+        self._pool.shutdown(wait=True)
 
 
-class StreamingTensorWriter(TensorWriter):
-    """Writes each tensor straight to its place in a pre-laid-out shard; finalisation is mergekit's own."""
+class _Shard:
+    """One open shard file and the running digest of the bytes written to it in file order."""
 
-    def __init__(self, out_path: str, layout: Sequence[TensorLayout], max_shard_size: int):
-        super().__init__(out_path, max_shard_size=max_shard_size, safe_serialization=True)
-        shards: list[list[TensorLayout]] = [[]]
-        size = 0
-        for entry in layout:
-            if shards[-1] and max_shard_size > 0 and size + entry.nbytes > max_shard_size:
-                shards.append([])
-                size = 0
-            shards[-1].append(entry)
-            size += entry.nbytes
-        prefix, extension = self._get_name_components()
+    def __init__(self, path: Path, header: bytes, size: int):
+        self.path = path
+        self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.write(self.fd, header)
+        os.ftruncate(self.fd, size)
+        self.hasher = fast_hasher()
+        self.hasher.update(header)
+        self.hashed_to: int | None = len(header)  # None once a write arrived out of file order
+
+    def write(self, offset: int, data: memoryview) -> None:
+        if self.hashed_to == offset:
+            self.hasher.update(data)
+            self.hashed_to += len(data)
+        else:
+            self.hashed_to = None
+        while data:
+            written = os.pwrite(self.fd, data, offset)
+            data, offset = data[written:], offset + written
+
+
+class StreamingSafetensorsWriter:
+    """Writes one checkpoint's safetensors shards (and index) into ``folder`` as tensors arrive, in any order."""
+
+    def __init__(self, folder: Path, layout: Sequence[TensorLayout], max_shard_size: int, queue: WriteQueue,
+                 index_metadata: dict[str, Any] | None = None):
+        self.folder = Path(folder)
+        self._queue = queue
         self._expected = {entry.name: entry for entry in layout}
-        self._places: dict[str, tuple[int, int]] = {}
-        self._files: list[int] = []
-        headers = []
-        for index, entries in enumerate(shards):
+        self._index_metadata = index_metadata or {}
+        shards = split_shards(layout, max_shard_size)
+        self._shards: list[_Shard] = []
+        self._places: dict[str, tuple[_Shard, int]] = {}
+        self.weight_map: dict[str, str] = {}
+        for entries, name in zip(shards, shard_file_names(len(shards))):
             header, offsets = safetensors_header(entries)
-            headers.append(header)
-            shard_name = f"{prefix}-{index + 1}.{extension}"
-            fd = os.open(os.path.join(out_path, shard_name), os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
-            os.write(fd, header)
-            os.ftruncate(fd, len(header) + sum(e.nbytes for e in entries))
-            self._files.append(fd)
+            shard = _Shard(self.folder / name, header, len(header) + sum(e.nbytes for e in entries))
+            self._shards.append(shard)
             for entry in entries:
-                self._places[entry.name] = (fd, len(header) + offsets[entry.name])
-                self.weight_map[entry.name] = shard_name
-        self.shards_written = len(shards)
+                self._places[entry.name] = (shard, len(header) + offsets[entry.name])
+                self.weight_map[entry.name] = name
         self.total_size = sum(entry.nbytes for entry in layout)
         self._written: set[str] = set()
         self._futures: list[Future] = []
-        # Tensors arrive in name order, which is file order: hash each shard as it is written, not after.
-        self._digests = {fd: [hashlib.sha256(header), len(header)] for fd, header in zip(self._files, headers)}
 
-    def save_tensor(self, name: str, tensor: torch.Tensor, clone: bool = False) -> None:
+    def write(self, name: str, tensor: torch.Tensor) -> None:
+        """Queue ``tensor`` (of the planned dtype and shape) for writing at its place."""
         expected = self._expected.get(name)
-        if expected is None or tensor.dtype != expected.torch_dtype or tuple(tensor.shape) != expected.shape:
+        if expected is None or tensor.dtype != expected.dtype.torch or tuple(tensor.shape) != expected.shape:
             raise ValueError(f"tensor {name} {tensor.dtype} {tuple(tensor.shape)} does not match the planned {expected}")
-        fd, offset = self._places[name]
+        if name in self._written:
+            raise ValueError(f"tensor {name} written twice")
+        shard, offset = self._places[name]
         tensor = tensor.detach().cpu().contiguous()
-        self._futures.append(_QUEUE.submit(expected.nbytes, lambda: self._write(fd, offset, tensor)))
+        data = memoryview(tensor.view(-1).view(torch.uint8).numpy())
+        self._futures.append(self._queue.submit(expected.nbytes, lambda: shard.write(offset, data)))
         self._written.add(name)
 
-    def _write(self, fd: int, offset: int, tensor: torch.Tensor) -> None:
-        """In the writer thread: hash (when in file order, as the schedule makes it) and write at ``offset``."""
-        data = memoryview(tensor.view(-1).view(torch.uint8).numpy())
-        digest = self._digests[fd]
-        if digest[1] == offset:
-            digest[0].update(data)
-            digest[1] += len(data)
-        else:
-            digest[1] = -1  # out of order: hash the file afterwards
-        while data:
-            written = os.pwrite(fd, data, offset)
-            data, offset = data[written:], offset + written
+    def close(self) -> dict[str, str]:
+        """Wait for the writes, check every tensor came, sync and close; return each file's digest.
 
-    def _flush_current_shard(self) -> None:
-        for future in self._futures:
-            future.result()  # re-raises a failed write
-        missing = self._expected.keys() - self._written
-        if missing:
-            raise RuntimeError(f"checkpoint incomplete: {len(missing)} tensors never written, e.g. {min(missing)}")
-        for fd in self._files:
-            os.fsync(fd)
-            os.close(fd)
+        The index (``model.safetensors.index.json``, only for several shards) has mergekit's format.
+        """
+        try:
+            for future in self._futures:
+                future.result()  # re-raises a failed write
+            missing = self._expected.keys() - self._written
+            if missing:
+                raise RuntimeError(f"checkpoint incomplete: {len(missing)} tensors never written, e.g. {min(missing)}")
+            digests = {}
+            for shard in self._shards:
+                os.fsync(shard.fd)
+                if shard.hashed_to is not None:
+                    digests[shard.path.name] = f"{FAST_DIGEST}:{shard.hasher.hexdigest()}"
+        finally:
+            for shard in self._shards:
+                os.close(shard.fd)
+        if len(self._shards) > 1:
+            index = {"metadata": {"total_size": self.total_size, **self._index_metadata}, "weight_map": self.weight_map}
+            text = json.dumps(index, indent=2).encode()
+            (self.folder / "model.safetensors.index.json").write_bytes(text)
+            hasher = fast_hasher()
+            hasher.update(text)
+            digests["model.safetensors.index.json"] = f"{FAST_DIGEST}:{hasher.hexdigest()}"
+        return digests
 
-    def finalize(self) -> None:
-        """mergekit's finalisation (shard names, index), then ``<out_path>.sha256.json`` with each shard's hash."""
-        super().finalize()
-        prefix, extension = self._get_name_components()
-        count = len(self._files)
-        hashes = {}
-        for index, fd in enumerate(self._files):
-            name = f"{prefix}.{extension}" if count == 1 else f"{prefix}-{index + 1:05d}-of-{count:05d}.{extension}"
-            digest, position = self._digests[fd]
-            if position >= 0:
-                hashes[name] = digest.hexdigest()
-        Path(self.out_path + DIGESTS_SUFFIX).write_text(json.dumps(hashes))
-
-
-class StreamingWriterTask(TensorWriterTask):
-    """Builds a :class:`StreamingTensorWriter`; vocabulary axes are sized once the output tokenizer is built."""
-
-    layout: tuple[TensorLayout, ...]
-    tokenizer_task: Task | None = None
-    pad_to_multiple_of: int | None = None
-
-    def arguments(self) -> dict[str, Task]:
-        return {"tokenizer": self.tokenizer_task} if self.tokenizer_task is not None else {}
-
-    def execute(self, tokenizer: Any = None, **_kwargs: Any) -> TensorWriter:
-        layout = self.layout
-        if tokenizer is not None:
-            rows = len(tokenizer.tokenizer.get_vocab())
-            if self.pad_to_multiple_of:
-                rows = -(-rows // self.pad_to_multiple_of) * self.pad_to_multiple_of
-            layout = tuple(
-                e if e.vocabulary_axis is None
-                else TensorLayout(e.name, e.dtype, (*e.shape[: e.vocabulary_axis], rows, *e.shape[e.vocabulary_axis + 1 :]))
-                for e in layout
-            )
-        return StreamingTensorWriter(self.out_path, layout, self.max_shard_size)

@@ -1,0 +1,147 @@
+"""The contract between ``dogerm-sweep`` and what reads its output (``dogerm-eval``, ``dogerm-push``).
+
+- checkpoint names: ``lambda-0.30`` for a folder or Hub branch (:func:`checkpoint_name`, :func:`lambda_of`);
+- lambda lists as the command lines take them (:func:`parse_lambdas`);
+- ``OUT/sweep.json``, the sweep manifest (:class:`SweepManifest`), and which checkpoints are complete
+  (:func:`finished_checkpoints`);
+- ``metrics.json``, the metrics table per lambda that the evaluator writes and the Hub card shows
+  (:class:`MetricsTable`).
+
+Import-light (pydantic only), so both command lines stay fast to start.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from dogerm_mergekit.errors import DogeRMConfigError, DogeRMError
+from dogerm_mergekit.files import atomic_write
+
+MANIFEST = "sweep.json"
+METRICS = "metrics.json"
+_NAME = re.compile(r"^lambda-(.+)$")
+
+
+def checkpoint_name(lam: float) -> str:
+    """Folder and branch name: ``lambda-0.30`` (more digits only where two decimals would round)."""
+    text = f"{lam:.2f}"
+    return f"lambda-{text if float(text) == lam else repr(float(lam))}"
+
+
+def lambda_of(name: str) -> float | None:
+    """The lambda of a ``lambda-<x>`` name (``lambda-0.30``, ``lambda-0.125``, ``lambda-1e-05``), else None."""
+    match = _NAME.match(name)
+    try:
+        return float(match.group(1)) if match else None
+    except ValueError:
+        return None
+
+
+def parse_lambdas(spec: str) -> tuple[float, ...]:
+    """``0:1:0.05`` (start:stop:step, stop included) or a comma list ``0,0.1,0.25``."""
+    try:
+        if ":" in spec:
+            start, stop, step = (float(part) for part in spec.split(":"))
+            if step <= 0:
+                raise ValueError
+            count = int(round((stop - start) / step)) + 1
+            values = tuple(round(start + i * step, 10) for i in range(count) if start + i * step <= stop + 1e-9)
+        else:
+            values = tuple(float(part) for part in spec.split(","))
+    except ValueError:
+        raise DogeRMConfigError(f"--lambdas {spec!r}: use start:stop:step (e.g. 0:1:0.05) or a list (0,0.1,0.3)")
+    if not values or len(set(map(checkpoint_name, values))) != len(values):
+        raise DogeRMConfigError(f"--lambdas {spec!r} gives no lambdas or repeats one")
+    return values
+
+
+class CheckpointRecord(BaseModel):
+    """A finished checkpoint: its lambda and each file's digest (``xxh3-128:<hex>``)."""
+
+    lam: float
+    files: dict[str, str]
+
+
+class SweepManifest(BaseModel):
+    """``sweep.json``: what was merged, with which settings, and which checkpoints are complete."""
+
+    reward_model: str
+    domain_model: str
+    inputs: dict[str, dict[str, Any]]
+    config_sha256: str
+    config: str
+    lambdas: list[float]
+    checkpoints: dict[str, CheckpointRecord] = {}
+
+
+def load_manifest(sweep_dir: Path) -> SweepManifest | None:
+    """The sweep's manifest, or None where there is none; a damaged one is an error naming the file."""
+    path = Path(sweep_dir) / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        return SweepManifest.model_validate_json(path.read_text(encoding="utf-8"))
+    except ValueError as error:
+        raise DogeRMError(f"{path} is not a dogerm-sweep manifest ({error.__class__.__name__}); "
+                          "rerun dogerm-sweep with --overwrite to rebuild it") from None
+
+
+def save_manifest(sweep_dir: Path, manifest: SweepManifest) -> None:
+    """Write ``sweep.json`` atomically (callers hold the sweep's output lock)."""
+    atomic_write(Path(sweep_dir) / MANIFEST, manifest.model_dump_json(indent=2))
+
+
+def finished_checkpoints(sweep_dir: Path) -> list[tuple[float, Path, CheckpointRecord | None]]:
+    """(lambda, folder, record) of every complete checkpoint, sorted by lambda.
+
+    With a manifest, the checkpoints it records as complete (and that still exist); without one, every
+    ``lambda-<x>`` sub-folder that holds a ``config.json`` (a sweep assembled by hand), with no record.
+    """
+    sweep_dir = Path(sweep_dir)
+    manifest = load_manifest(sweep_dir)
+    if manifest is not None:
+        found = [(r.lam, sweep_dir / n, r) for n, r in manifest.checkpoints.items() if (sweep_dir / n).is_dir()]
+    else:
+        found = [(lam, child, None) for child in sweep_dir.iterdir()
+                 if child.is_dir() and (lam := lambda_of(child.name)) is not None and (child / "config.json").is_file()]
+    return sorted(found, key=lambda item: item[0])
+
+
+def unfinished_lambdas(sweep_dir: Path) -> list[float]:
+    """Lambdas the manifest asks for that are not complete yet (none without a manifest)."""
+    manifest = load_manifest(Path(sweep_dir))
+    if manifest is None:
+        return []
+    done = {record.lam for record in manifest.checkpoints.values()}
+    return sorted(set(manifest.lambdas) - done)
+
+
+class MetricsTable(BaseModel):
+    """``metrics.json``: per lambda, the metrics named ``<benchmark>/<metric>`` (None where not measured)."""
+
+    rows: list[dict[str, float | None]]
+    """One mapping per lambda, with the key ``lambda`` first."""
+
+    def metric_names(self) -> list[str]:
+        names: dict[str, None] = {}
+        for row in self.rows:
+            names.update(dict.fromkeys(k for k in row if k != "lambda"))
+        return list(names)
+
+    def save(self, path: Path) -> None:
+        atomic_write(path, self.model_dump_json(indent=2))
+
+    @classmethod
+    def load(cls, path: Path) -> MetricsTable:
+        try:
+            table = cls.model_validate_json(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            raise DogeRMError(f"{path} is not a metrics table written by dogerm-eval sweep ({error.__class__.__name__})"
+                              "; pass the metrics.json of a dogerm-eval sweep output") from None
+        if any("lambda" not in row for row in table.rows):
+            raise DogeRMError(f"{path}: every row needs a `lambda`; pass the metrics.json of a dogerm-eval sweep output")
+        return table

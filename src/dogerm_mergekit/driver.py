@@ -1,0 +1,200 @@
+"""The one way dogerm drives mergekit: a planned dogerm graph run into one or more output folders.
+
+``mergekit-yaml`` (through the import hook), ``dogerm-mergekit-yaml``, ``dogerm-sweep`` and the in-memory merger
+all plan here: mergekit's ``MergePlanner`` over the plan's architecture (no architecture guess, nothing of
+mergekit patched), with each merged tensor rewritten into :class:`~dogerm_mergekit.tasks.PairDifference` ->
+:class:`~dogerm_mergekit.tasks.Interpolate`, and safetensors written by the streaming writer. Every output is
+built in a hidden sibling folder and renamed into place when complete; what was there stays until then.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import mergekit.merge as mergekit_merge
+import transformers
+from mergekit.config import MergeConfiguration
+from mergekit.graph import Executor, Task
+from mergekit.io.tasks import FinalizeModel, LoaderCache, SaveTensor
+from mergekit.merge_methods.task_adapter import ExecuteMergeMethodTask
+from mergekit.options import MergeOptions
+from mergekit.plan import MergePlanner
+from mergekit.tokenizer import BuildTokenizer, TokenizerInfo
+
+from dogerm_mergekit.architecture import DogeRMPlan
+from dogerm_mergekit.card import merge_card
+from dogerm_mergekit.errors import DogeRMConfigError
+from dogerm_mergekit import dtypes
+from dogerm_mergekit.files import StagedDirectory, fast_digest_file
+from dogerm_mergekit.tasks import CloseCheckpoint, Interpolate, PairDifference, StreamingWriterTask
+from dogerm_mergekit.writer import WriteQueue
+
+LOG = logging.getLogger(__name__)
+CONFIG_FILE = "mergekit_config.yml"
+
+
+@dataclass(frozen=True)
+class Output:
+    """One checkpoint to write: its configuration (with its lambda), that configuration's YAML, its folder."""
+
+    config: MergeConfiguration
+    source: str
+    folder: Path
+
+
+def check_options(options: MergeOptions) -> None:
+    """Refuse, by name, the mergekit options a dogerm merge cannot honour (before anything is read)."""
+    if options.multi_gpu:
+        raise DogeRMConfigError(
+            "--multi-gpu (or --gpu-rich) is not supported for merge_method: dogerm (a DogeRM merge is bound by disk, "
+            "not by arithmetic): drop it and keep --cuda if you want the arithmetic on a GPU"
+        )
+    if options.safe_serialization and options.write_threads != 1:
+        raise DogeRMConfigError(
+            "--write-threads applies to mergekit's shard-buffering writer; dogerm's streaming safetensors writer "
+            "always writes in one background thread: drop --write-threads"
+        )
+
+
+def prepared_config(config: MergeConfiguration, plan: DogeRMPlan) -> MergeConfiguration:
+    """The configuration mergekit runs: the planned tokenizer block, and out_dtype defaulting to the RM's dtype."""
+    return config.model_copy(
+        update={
+            "tokenizer": plan.vocabulary.tokenizer,
+            "tokenizer_source": None,
+            "out_dtype": config.out_dtype or plan.rm_dtype,
+        }
+    )
+
+
+def lambda_summary(config: MergeConfiguration, plan: DogeRMPlan) -> float | str:
+    """The lambda to show in cards: a number, or a pointer to the configuration for per-tensor settings."""
+    domain = next(m for m in config.models or [] if m.model == plan.domain_model)
+    setting = (domain.parameters or {}).get("lambda", (config.parameters or {}).get("lambda"))
+    return float(setting) if isinstance(setting, (int, float)) else "per tensor (see configuration)"
+
+
+def _rewrite_merge(task: Task, plan: DogeRMPlan) -> Task:
+    """A merged tensor's mergekit task as the shared difference and this output's interpolation."""
+    if not isinstance(task, ExecuteMergeMethodTask) or task.output_weight.name not in plan.merged:
+        return task  # RM-only tensors (the value head): mergekit's own pass-through
+    lam = task.input_parameters[plan.domain_model]["lambda"]
+    pair = PairDifference(
+        tensors=task.gather_tensors, reward_model=plan.reward_model, domain_model=plan.domain_model,
+        name=task.output_weight.name, vocabulary_axis=task.output_weight.vocabulary_axis, dtype=task.dtype,
+    )
+    return Interpolate(difference=pair, lam=float(lam), out_dtype=task.out_dtype)
+
+
+def plan_output(plan: DogeRMPlan, config: MergeConfiguration, folder: Path, options: MergeOptions,
+                queue: WriteQueue | None) -> list[Task]:
+    """mergekit's plan of one output, rewritten for dogerm (with the streaming writer when ``queue`` is given)."""
+    prepared = prepared_config(config, plan)
+    out_config = mergekit_merge._model_out_config(prepared, plan.architecture, options.trust_remote_code)
+    planned = MergePlanner(prepared, plan.architecture, options=options, out_model_config=out_config).plan_to_disk(
+        out_path=str(folder)
+    )
+    tokenizer = next((t for t in planned if isinstance(t, BuildTokenizer)), None)
+    saves = [t for t in planned if isinstance(t, SaveTensor)]
+    writer = saves[0].writer_task
+    if queue is not None:
+        code = dtypes.by_name(prepared.out_dtype).code
+        layout = tuple(
+            (name, code, plan.shapes[name], plan.vocabulary_axes.get(name))
+            for name in sorted(t.tensor_name for t in saves)
+        )
+        writer = StreamingWriterTask(
+            out_path=str(folder), max_shard_size=options.out_shard_size, layout=layout, queue=queue,
+            tokenizer_task=tokenizer, index_metadata=(("mergekit_version", version("mergekit")),),
+            pad_to_multiple_of=prepared.tokenizer.pad_to_multiple_of if prepared.tokenizer else None,
+        )
+    saves = tuple(s.model_copy(update={"tensor_task": _rewrite_merge(s.tensor_task, plan), "writer_task": writer})
+                  for s in saves)
+    close = CloseCheckpoint if queue is not None else FinalizeModel
+    return [*saves, close(tensor_save_tasks=saves, writer_task=writer), *([tokenizer] if tokenizer else [])]
+
+
+def executor_for(targets: Sequence[Task], options: MergeOptions) -> Executor:
+    """mergekit's executor with ``run_merge``'s device settings."""
+    return Executor(targets=list(targets), math_device=options.device,
+                    storage_device=options.device if options.low_cpu_memory else "cpu")
+
+
+def prepare_loaders(plan: DogeRMPlan, options: MergeOptions) -> None:
+    """What ``run_merge`` does before planning: the random seed and mergekit's loader settings."""
+    check_options(options)
+    if options.random_seed is not None:
+        transformers.trainer_utils.set_seed(options.random_seed)
+    LoaderCache().setup(options=options)
+    for model in (plan.reward_model, plan.domain_model):
+        LoaderCache().get(model)
+
+
+def run_outputs(
+    plan: DogeRMPlan,
+    outputs: Sequence[Output],
+    options: MergeOptions,
+    on_complete: Callable[[Output, dict[str, str]], None] | None = None,
+    desc: str | None = None,
+) -> None:
+    """Merge every output in one pass over the inputs; each folder appears complete or not at all.
+
+    ``on_complete(output, digests)`` runs after each folder is in place (digests: file name -> ``xxh3-128:<hex>``).
+    """
+    prepare_loaders(plan, options)
+    staged = [StagedDirectory(output.folder) for output in outputs]
+    try:
+        with WriteQueue() as queue:
+            streaming = queue if options.safe_serialization else None
+            per_output = [plan_output(plan, o.config, s.path, options, streaming) for o, s in zip(outputs, staged)]
+            values: dict[Task, Any] = {}
+            targets = [task for tasks in per_output for task in tasks]
+            for task, value in executor_for(targets, options).run(quiet=options.quiet, desc=desc):
+                if isinstance(task, (CloseCheckpoint, BuildTokenizer)):
+                    values[task] = value
+        for output, stage, tasks in zip(outputs, staged, per_output):
+            tokenizer = next((values[t] for t in tasks if isinstance(t, BuildTokenizer)), None)
+            _finish(plan, output, stage.path, tokenizer, options)
+            written = next((values[t] for t in tasks if isinstance(t, CloseCheckpoint)), {})
+            digests = {p.name: written.get(p.name) or fast_digest_file(p) for p in sorted(stage.path.iterdir())
+                       if p.is_file()}
+            stage.commit()
+            if on_complete is not None:
+                on_complete(output, digests)
+    finally:
+        for stage in staged:
+            stage.discard()
+
+
+def _finish(plan: DogeRMPlan, output: Output, folder: Path, tokenizer: TokenizerInfo | None,
+            options: MergeOptions) -> None:
+    """What ``run_merge`` writes after the tensors (config, tokenizer), and the dogerm card."""
+    prepared = prepared_config(output.config, plan)
+    out_config = mergekit_merge._model_out_config(prepared, plan.architecture, options.trust_remote_code)
+    vocabulary = plan.vocabulary.tokenizer
+    if tokenizer is not None:
+        mergekit_merge._update_config_vocab(out_config, plan.architecture, tokenizer.tokenizer,
+                                            vocabulary.pad_to_multiple_of if vocabulary else None)
+    out_config.save_pretrained(str(folder))
+    rm_only = prepared.model_copy(update={"tokenizer": None})
+    if tokenizer is not None and vocabulary is not None and vocabulary.source == "base":
+        mergekit_merge._copy_tokenizer(rm_only, str(folder), options)  # the reward model's own files, unchanged
+    elif tokenizer is not None:
+        mergekit_merge._set_chat_template(tokenizer.tokenizer, prepared)
+        tokenizer.tokenizer.save_pretrained(str(folder), safe_serialization=True)
+    elif options.copy_tokenizer:
+        try:
+            mergekit_merge._copy_tokenizer(rm_only, str(folder), options)
+        except Exception as error:  # as mergekit-yaml does: the weights are still a valid checkpoint
+            LOG.error("could not copy the tokenizer to %s: %s", folder, error)
+    if options.write_model_card:
+        (folder / CONFIG_FILE).write_text(output.source, encoding="utf-8")
+        card = merge_card(str(plan.reward_model), str(plan.domain_model), lambda_summary(output.config, plan),
+                          output.source)
+        card.save(folder / "README.md")
+

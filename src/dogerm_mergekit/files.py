@@ -1,0 +1,131 @@
+"""File helpers of both packages: content digests, atomic files and folders, and locks on outputs."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from dogerm_mergekit.errors import DogeRMError
+
+TEMP_MARK = ".tmp-"
+"""Part of every temporary name (``.NAME.tmp-XXXXXXXX``): an interrupted run's leftovers are recognisable."""
+
+FAST_DIGEST = "xxh3-128"
+"""The digest recorded for checkpoint files (fast enough to compute while writing at disk speed)."""
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file's bytes."""
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def fast_hasher():
+    """A new streaming hasher for :data:`FAST_DIGEST` (``update(bytes)``, ``hexdigest()``)."""
+    import xxhash
+
+    return xxhash.xxh3_128()
+
+
+def fast_digest_file(path: str | Path) -> str:
+    """``xxh3-128:<hex>`` of a file's bytes."""
+    hasher = fast_hasher()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 24), b""):
+            hasher.update(block)
+    return f"{FAST_DIGEST}:{hasher.hexdigest()}"
+
+
+def temporary_sibling(path: Path) -> Path:
+    """A fresh hidden name beside ``path`` for building it before it is renamed into place."""
+    return path.parent / f".{path.name}{TEMP_MARK}{uuid.uuid4().hex[:8]}"
+
+
+@contextmanager
+def atomic_file(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; once the block succeeds the file is synced and renamed onto ``path``.
+
+    Readers see the old file or the new one, never a partial one; on error the temporary file is removed.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = temporary_sibling(path)
+    try:
+        yield temporary
+        with open(temporary, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def atomic_write(path: str | Path, data: str | bytes) -> None:
+    """Write ``data`` (text as UTF-8) to ``path`` atomically."""
+    with atomic_file(path) as temporary:
+        temporary.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
+
+
+class StagedDirectory:
+    """A hidden folder beside ``final`` that takes its place on :meth:`commit`; :meth:`discard` removes it.
+
+    An existing ``final`` is kept until the new folder is complete, so a failure never loses earlier output.
+    """
+
+    def __init__(self, final: Path):
+        self.final = Path(final).absolute()
+        self.final.parent.mkdir(parents=True, exist_ok=True)
+        self.path = temporary_sibling(self.final)
+        self.path.mkdir()
+
+    def commit(self) -> None:
+        old = self.final.parent / f".{self.final.name}.old-{uuid.uuid4().hex[:8]}"
+        if self.final.exists():
+            os.replace(self.final, old)
+        os.replace(self.path, self.final)
+        shutil.rmtree(old, ignore_errors=True)
+
+    def discard(self) -> None:
+        """Remove the folder if it was not committed (a no-op after :meth:`commit`)."""
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+@contextmanager
+def atomic_directory(final: Path) -> Iterator[Path]:
+    """Yield an empty :class:`StagedDirectory`'s path: committed when the block succeeds, discarded otherwise."""
+    staged = StagedDirectory(final)
+    try:
+        yield staged.path
+    except BaseException:
+        staged.discard()
+        raise
+    staged.commit()
+
+
+class OutputInUseError(DogeRMError):
+    """Another run holds the lock on the same output."""
+
+
+@contextmanager
+def output_lock(output: Path) -> Iterator[None]:
+    """Hold ``.NAME.lock`` beside ``output`` for the block; a second run on the same output is refused at once."""
+    from filelock import FileLock, Timeout
+
+    output = Path(output).absolute()
+    output.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(output.parent / f".{output.name}.lock")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise OutputInUseError(
+            f"{output} is being written by another run (lock {lock.lock_file}); wait for it to finish or choose "
+            "another output"
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()

@@ -1,0 +1,125 @@
+"""The nodes dogerm adds to mergekit's task graph: the shared difference, the interpolation, the streaming writer.
+
+A sweep plans one mergekit graph per lambda and runs them as one graph. Each merged tensor becomes
+``PairDifference`` (the reward model's tensor and the fp32 difference to the domain model's, lambda-free, so the
+K lambdas share one node) followed by one ``Interpolate`` per lambda. mergekit's executor keeps the difference
+until the last interpolation that needs it has run, then frees it: no state outside the graph.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from mergekit.common import ModelReference, dtype_from_name
+from mergekit.graph import Task
+from mergekit.io.tasks import TensorWriterTask
+from mergekit.merge_methods.base import TensorGroup
+from mergekit.merge_methods.dtype import align_dtype
+from pydantic import ConfigDict
+
+from dogerm_mergekit import dtypes
+from dogerm_mergekit.method import combine, difference
+from dogerm_mergekit.writer import StreamingSafetensorsWriter, TensorLayout, WriteQueue
+
+
+class PairDifference(Task[tuple[torch.Tensor, torch.Tensor]]):
+    """``(rm, domain - rm)`` for one tensor, from mergekit's gathered (and vocabulary-aligned) inputs."""
+
+    tensors: Task
+    reward_model: ModelReference
+    domain_model: ModelReference
+    name: str
+    vocabulary_axis: int | None = None
+    dtype: str | None = None
+
+    def arguments(self) -> dict[str, Task]:
+        return {"tensors": self.tensors}
+
+    def group_label(self) -> str | None:
+        return self.tensors.group_label()
+
+    def execute(self, tensors: dict[ModelReference, torch.Tensor], **_kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        group = TensorGroup.from_tensors(
+            [tensors[self.reward_model], tensors[self.domain_model]], base_index=0, name=self.name,
+            vocabulary_axis=self.vocabulary_axis,
+        )
+        group.validate_tensors()  # mergekit's own shape check (vocabularies must be aligned)
+        rm, domain = align_dtype(group, dtype_from_name(self.dtype)).tensors  # as mergekit's method adapter does
+        return difference(rm, domain)
+
+
+class Interpolate(Task[torch.Tensor]):
+    """``rm + lam * (domain - rm)`` of one tensor for one lambda, in the output dtype."""
+
+    difference: PairDifference
+    lam: float
+    out_dtype: str | None = None
+
+    def arguments(self) -> dict[str, Task]:
+        return {"difference": self.difference}
+
+    def group_label(self) -> str | None:
+        return self.difference.group_label()
+
+    def execute(self, difference: tuple[torch.Tensor, torch.Tensor], **_kwargs: Any) -> torch.Tensor:
+        result = combine(*difference, self.lam)
+        return result.to(dtype_from_name(self.out_dtype)) if self.out_dtype else result
+
+
+class _WriterAdapter:
+    """What mergekit's ``SaveTensor`` calls (``save_tensor``), over a :class:`StreamingSafetensorsWriter`."""
+
+    def __init__(self, writer: StreamingSafetensorsWriter):
+        self.writer = writer
+
+    def save_tensor(self, name: str, tensor: torch.Tensor, clone: bool = False) -> None:
+        self.writer.write(name, tensor)  # the writer copies nothing it does not own: clone is moot
+
+
+class StreamingWriterTask(TensorWriterTask):
+    """Opens a :class:`StreamingSafetensorsWriter`; vocabulary axes are sized once the output tokenizer is built."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    layout: tuple[tuple[str, str, tuple[int, ...], int | None], ...]
+    """(name, safetensors dtype code, shape, vocabulary axis or None) per tensor, in save order."""
+    queue: WriteQueue
+    tokenizer_task: Task | None = None
+    pad_to_multiple_of: int | None = None
+    index_metadata: tuple[tuple[str, str], ...] = ()
+
+    def arguments(self) -> dict[str, Task]:
+        return {"tokenizer": self.tokenizer_task} if self.tokenizer_task is not None else {}
+
+    def execute(self, tokenizer: Any = None, **_kwargs: Any) -> _WriterAdapter:
+        rows = None
+        if tokenizer is not None:
+            rows = len(tokenizer.tokenizer.get_vocab())
+            if self.pad_to_multiple_of:
+                rows = -(-rows // self.pad_to_multiple_of) * self.pad_to_multiple_of
+        layout = []
+        for name, code, shape, axis in self.layout:
+            if axis is not None and rows is not None:
+                shape = (*shape[:axis], rows, *shape[axis + 1 :])
+            layout.append(TensorLayout(name, dtypes.by_code(code), tuple(shape)))
+        writer = StreamingSafetensorsWriter(Path(self.out_path), layout, self.max_shard_size, self.queue,
+                                            dict(self.index_metadata))
+        return _WriterAdapter(writer)
+
+
+class CloseCheckpoint(Task[dict[str, str]]):
+    """After every tensor of one checkpoint is saved: close its writer and return each file's digest."""
+
+    tensor_save_tasks: tuple[Task, ...]
+    writer_task: StreamingWriterTask
+
+    def arguments(self) -> dict[str, Task]:
+        return {"writer": self.writer_task, **{f"_unused_{i}": t for i, t in enumerate(self.tensor_save_tasks)}}
+
+    def execute(self, writer: _WriterAdapter, **_kwargs: Any) -> dict[str, str]:
+        return writer.writer.close()
+
+    def main_thread_only(self) -> bool:
+        return True
