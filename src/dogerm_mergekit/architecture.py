@@ -22,7 +22,7 @@ from transformers import PretrainedConfig
 from dogerm_mergekit import dtypes
 from dogerm_mergekit.checkpoint import TensorSpec, tensor_specs
 from dogerm_mergekit.errors import DogeRMConfigError
-from dogerm_mergekit.validation import check_config, check_model_configs, split_models
+from dogerm_mergekit.validation import check_config, check_model_configs, check_roles, locate_inputs, split_models
 from dogerm_mergekit.vocabulary import VocabularyPlan, plan_vocabulary
 
 LOG = logging.getLogger(__name__)
@@ -100,9 +100,11 @@ def plan_merge(config: MergeConfiguration, options: MergeOptions) -> DogeRMPlan:
     """Validate the configuration and both checkpoints, and derive the plan from the reward model's keys."""
     check_config(config, options)
     rm, domain = split_models(config)
+    locate_inputs(config, options)
     rm_config = rm.config(trust_remote_code=options.trust_remote_code)
     check_model_configs(rm_config, domain.config(trust_remote_code=options.trust_remote_code))
     rm_specs, domain_specs = tensor_specs(rm), tensor_specs(domain)
+    check_roles(rm, domain, rm_specs, domain_specs)
     axes = _vocabulary_axes(rm, options, list(rm_specs))
     _check_tensors(rm_specs, domain_specs, axes)
     vocabulary = plan_vocabulary(config, rm, domain, {n: rm_specs[n].shape[a] for n, a in axes.items()},

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import os
+import struct
 from dataclasses import dataclass
+from pathlib import Path
 
 from mergekit.common import ModelReference
 from mergekit.io.tasks import LoaderCache
 from safetensors import safe_open
 
 from dogerm_mergekit import dtypes
-
+from dogerm_mergekit.errors import CheckpointError
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,39 @@ class TensorSpec:
     def mergeable(self) -> bool:
         entry = dtypes.by_code(self.dtype)
         return entry is not None and entry.mergeable
+
+
+def check_safetensors_file(path: Path) -> None:
+    """Refuse a safetensors file whose header cannot be read or whose size is not what the header says."""
+    size = path.stat().st_size
+    try:
+        with path.open("rb") as handle:
+            (length,) = struct.unpack("<Q", handle.read(8))
+            if not 0 < length <= size - 8:
+                raise ValueError(f"header length {length} in a file of {size} bytes")
+            header = json.loads(handle.read(length))
+        end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+    except (struct.error, ValueError, KeyError, TypeError, IndexError) as error:
+        raise CheckpointError(f"{path} is not a readable safetensors file ({error}); re-download or re-save it") from None
+    if size != 8 + length + end:
+        raise CheckpointError(
+            f"{path} is truncated or padded: {size} bytes, its header describes {8 + length + end}; re-download or "
+            "re-save it"
+        )
+
+
+def check_model_folder(folder: Path, role: str) -> None:
+    """A model folder must exist, be a folder, hold a config.json and readable, complete safetensors files."""
+    if not folder.exists():
+        raise CheckpointError(f"the {role} {folder} does not exist: give a model folder or a Hub id (org/name)")
+    if not folder.is_dir():
+        raise CheckpointError(f"the {role} {folder} is a file: give the model folder that holds it")
+    if not (folder / "config.json").is_file():
+        raise CheckpointError(f"the {role} {folder} has no config.json: give a transformers model folder")
+    for path in sorted(folder.glob("*.safetensors")):
+        if not os.access(path, os.R_OK):
+            raise CheckpointError(f"{path} is not readable (permissions): let this user read it")
+        check_safetensors_file(path)
 
 
 def tensor_specs(model: ModelReference) -> dict[str, TensorSpec]:

@@ -28,7 +28,7 @@ from mergekit.tokenizer import BuildTokenizer, TokenizerInfo
 
 from dogerm_mergekit.architecture import DogeRMPlan
 from dogerm_mergekit.card import merge_card
-from dogerm_mergekit.errors import DogeRMConfigError
+from dogerm_mergekit.errors import DogeRMConfigError, OutputError
 from dogerm_mergekit import dtypes
 from dogerm_mergekit.files import StagedDirectory, fast_digest_file
 from dogerm_mergekit.tasks import CloseCheckpoint, Interpolate, PairDifference, StreamingWriterTask
@@ -79,21 +79,36 @@ def lambda_summary(config: MergeConfiguration, plan: DogeRMPlan) -> float | str:
     return float(setting) if isinstance(setting, (int, float)) else "per tensor (see configuration)"
 
 
-def _rewrite_merge(task: Task, plan: DogeRMPlan) -> Task:
-    """A merged tensor's mergekit task as the shared difference and this output's interpolation."""
+def _rewrite_merge(task: Task, plan: DogeRMPlan, shared: dict[str, PairDifference]) -> Task:
+    """A merged tensor's mergekit task as the shared difference and this output's interpolation.
+
+    mergekit's gather tasks compare by identity, so equal ones planned for two outputs are distinct objects:
+    the difference is shared by tensor name instead (every output of one run differs only in lambda).
+    """
     if not isinstance(task, ExecuteMergeMethodTask) or task.output_weight.name not in plan.merged:
         return task  # RM-only tensors (the value head): mergekit's own pass-through
-    lam = task.input_parameters[plan.domain_model]["lambda"]
-    pair = PairDifference(
+    name = task.output_weight.name
+    pair = shared.setdefault(name, PairDifference(
         tensors=task.gather_tensors, reward_model=plan.reward_model, domain_model=plan.domain_model,
-        name=task.output_weight.name, vocabulary_axis=task.output_weight.vocabulary_axis, dtype=task.dtype,
-    )
-    return Interpolate(difference=pair, lam=float(lam), out_dtype=task.out_dtype)
+        name=name, vocabulary_axis=task.output_weight.vocabulary_axis, dtype=task.dtype,
+    ))
+    return Interpolate(difference=pair, lam=float(task.input_parameters[plan.domain_model]["lambda"]),
+                       out_dtype=task.out_dtype)
 
 
-def plan_output(plan: DogeRMPlan, config: MergeConfiguration, folder: Path, options: MergeOptions,
-                queue: WriteQueue | None) -> list[Task]:
-    """mergekit's plan of one output, rewritten for dogerm (with the streaming writer when ``queue`` is given)."""
+def plan_outputs(plan: DogeRMPlan, outputs: Sequence[tuple[MergeConfiguration, Path]], options: MergeOptions,
+                 queue: WriteQueue | None) -> list[list[Task]]:
+    """mergekit's plan of each (configuration, folder), rewritten for dogerm, sharing each tensor's difference.
+
+    With a ``queue``, safetensors are written by the streaming writer; without one, by mergekit's own writer.
+    The configurations must differ in lambda only.
+    """
+    shared: dict[str, PairDifference] = {}
+    return [_plan_output(plan, config, folder, options, queue, shared) for config, folder in outputs]
+
+
+def _plan_output(plan: DogeRMPlan, config: MergeConfiguration, folder: Path, options: MergeOptions,
+                 queue: WriteQueue | None, shared: dict[str, PairDifference]) -> list[Task]:
     prepared = prepared_config(config, plan)
     out_config = mergekit_merge._model_out_config(prepared, plan.architecture, options.trust_remote_code)
     planned = MergePlanner(prepared, plan.architecture, options=options, out_model_config=out_config).plan_to_disk(
@@ -113,7 +128,7 @@ def plan_output(plan: DogeRMPlan, config: MergeConfiguration, folder: Path, opti
             tokenizer_task=tokenizer, index_metadata=(("mergekit_version", version("mergekit")),),
             pad_to_multiple_of=prepared.tokenizer.pad_to_multiple_of if prepared.tokenizer else None,
         )
-    saves = tuple(s.model_copy(update={"tensor_task": _rewrite_merge(s.tensor_task, plan), "writer_task": writer})
+    saves = tuple(s.model_copy(update={"tensor_task": _rewrite_merge(s.tensor_task, plan, shared), "writer_task": writer})
                   for s in saves)
     close = CloseCheckpoint if queue is not None else FinalizeModel
     return [*saves, close(tensor_save_tasks=saves, writer_task=writer), *([tokenizer] if tokenizer else [])]
@@ -149,26 +164,37 @@ def run_outputs(
     prepare_loaders(plan, options)
     staged = [StagedDirectory(output.folder) for output in outputs]
     try:
-        with WriteQueue() as queue:
-            streaming = queue if options.safe_serialization else None
-            per_output = [plan_output(plan, o.config, s.path, options, streaming) for o, s in zip(outputs, staged)]
-            values: dict[Task, Any] = {}
-            targets = [task for tasks in per_output for task in tasks]
-            for task, value in executor_for(targets, options).run(quiet=options.quiet, desc=desc):
-                if isinstance(task, (CloseCheckpoint, BuildTokenizer)):
-                    values[task] = value
-        for output, stage, tasks in zip(outputs, staged, per_output):
-            tokenizer = next((values[t] for t in tasks if isinstance(t, BuildTokenizer)), None)
-            _finish(plan, output, stage.path, tokenizer, options)
-            written = next((values[t] for t in tasks if isinstance(t, CloseCheckpoint)), {})
-            digests = {p.name: written.get(p.name) or fast_digest_file(p) for p in sorted(stage.path.iterdir())
-                       if p.is_file()}
-            stage.commit()
-            if on_complete is not None:
-                on_complete(output, digests)
+        _run(plan, outputs, staged, options, on_complete, desc)
+    except OSError as error:  # a full disk, a quota, a vanished mount: nothing half-written is kept
+        raise OutputError(
+            f"writing {outputs[0].folder.parent} failed: {error.strerror or error} "
+            f"({error.filename or 'a checkpoint file'}); free space (or fix the file system) and rerun the same "
+            "command: finished checkpoints are kept"
+        ) from error
     finally:
         for stage in staged:
             stage.discard()
+
+
+def _run(plan: DogeRMPlan, outputs: Sequence[Output], staged: Sequence[StagedDirectory], options: MergeOptions,
+         on_complete: Callable[[Output, dict[str, str]], None] | None, desc: str | None) -> None:
+    with WriteQueue() as queue:
+        streaming = queue if options.safe_serialization else None
+        per_output = plan_outputs(plan, [(o.config, s.path) for o, s in zip(outputs, staged)], options, streaming)
+        values: dict[Task, Any] = {}
+        targets = [task for tasks in per_output for task in tasks]
+        for task, value in executor_for(targets, options).run(quiet=options.quiet, desc=desc):
+            if isinstance(task, (CloseCheckpoint, BuildTokenizer)):
+                values[task] = value
+    for output, stage, tasks in zip(outputs, staged, per_output):
+        tokenizer = next((values[t] for t in tasks if isinstance(t, BuildTokenizer)), None)
+        _finish(plan, output, stage.path, tokenizer, options)
+        written = next((values[t] for t in tasks if isinstance(t, CloseCheckpoint)), {})
+        digests = {p.name: written.get(p.name) or fast_digest_file(p) for p in sorted(stage.path.iterdir())
+                   if p.is_file()}
+        stage.commit()
+        if on_complete is not None:
+            on_complete(output, digests)
 
 
 def _finish(plan: DogeRMPlan, output: Output, folder: Path, tokenizer: TokenizerInfo | None,

@@ -22,16 +22,18 @@ class DType:
         return getattr(torch, self.name)
 
 
+# In safetensors' order: a file holds its tensors by dtype in this order (larger first), then by name.
 DTYPES = (
     DType("float64", "F64", 8, True),
     DType("float32", "F32", 4, True),
-    DType("float16", "F16", 2, True),
     DType("bfloat16", "BF16", 2, True),
+    DType("float16", "F16", 2, True),
     DType("float8_e4m3fn", "F8_E4M3", 1, False),
     DType("float8_e5m2", "F8_E5M2", 1, False),
 )
 FLOAT_CODES = frozenset(d.code for d in DTYPES)
 _BY_CODE = {d.code: d for d in DTYPES}
+FILE_ORDER = {d.code: rank for rank, d in enumerate(DTYPES)}
 _BY_NAME = {d.name: d for d in DTYPES}
 
 

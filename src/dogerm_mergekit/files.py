@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from dogerm_mergekit.errors import DogeRMError
+from dogerm_mergekit.errors import OutputError
 
 TEMP_MARK = ".tmp-"
 """Part of every temporary name (``.NAME.tmp-XXXXXXXX``): an interrupted run's leftovers are recognisable."""
@@ -106,10 +106,6 @@ def atomic_directory(final: Path) -> Iterator[Path]:
     staged.commit()
 
 
-class OutputInUseError(DogeRMError):
-    """Another run holds the lock on the same output."""
-
-
 @contextmanager
 def output_lock(output: Path) -> Iterator[None]:
     """Hold ``.NAME.lock`` beside ``output`` for the block; a second run on the same output is refused at once."""
@@ -121,7 +117,7 @@ def output_lock(output: Path) -> Iterator[None]:
     try:
         lock.acquire(timeout=0)
     except Timeout:
-        raise OutputInUseError(
+        raise OutputError(
             f"{output} is being written by another run (lock {lock.lock_file}); wait for it to finish or choose "
             "another output"
         ) from None

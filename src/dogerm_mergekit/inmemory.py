@@ -19,7 +19,7 @@ from mergekit.io.tasks import SaveTensor
 from mergekit.options import MergeOptions
 
 from dogerm_mergekit.architecture import DogeRMPlan, plan_merge
-from dogerm_mergekit.driver import executor_for, plan_output, prepare_loaders
+from dogerm_mergekit.driver import executor_for, plan_outputs, prepare_loaders
 from dogerm_mergekit.method import check_lambda, combine
 from dogerm_mergekit.tasks import Interpolate
 
@@ -39,7 +39,8 @@ class InMemoryMerger:
         self.plan: DogeRMPlan = plan_merge(config, options)
         prepare_loaders(self.plan, options)
         # Nothing is written: only the inputs of the interpolations (and the pass-through tensors) are executed.
-        saves = [t for t in plan_output(self.plan, config, Path("unused"), options, None) if isinstance(t, SaveTensor)]
+        (planned,) = plan_outputs(self.plan, [(config, Path("unused"))], options, None)
+        saves = [t for t in planned if isinstance(t, SaveTensor)]
         needed = {s.tensor_name: s.tensor_task.difference if isinstance(s.tensor_task, Interpolate) else s.tensor_task
                   for s in saves}
         values = dict(executor_for(list(needed.values()), options).run(quiet=options.quiet))

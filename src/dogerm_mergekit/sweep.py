@@ -37,7 +37,7 @@ from dogerm_mergekit.driver import Output, check_options, run_outputs
 from dogerm_mergekit.errors import DogeRMConfigError
 from dogerm_mergekit.files import TEMP_MARK, fast_digest_file, output_lock
 from dogerm_mergekit.method import check_lambda
-from dogerm_mergekit.validation import split_models
+from dogerm_mergekit.validation import check_output, split_models
 
 SETTINGS = ("out_shard_size", "safe_serialization", "copy_tokenizer", "write_model_card")
 """Options that change the bytes of a checkpoint: part of the configuration a sweep is resumed under."""
@@ -94,6 +94,7 @@ def run_sweep(
     if not isinstance(raw, dict) or raw.get("merge_method") != "dogerm":
         raise DogeRMConfigError("the sweep configuration must be a dogerm mergekit config (merge_method: dogerm)")
     _, domain = split_models(MergeConfiguration.model_validate(raw))
+    check_output(Path(out_dir), "sweep")
     sources = {lam: yaml.safe_dump(config_for_lambda(raw, str(domain), lam), sort_keys=False) for lam in lambdas}
     configs = {lam: MergeConfiguration.model_validate(yaml.safe_load(text)) for lam, text in sources.items()}
     plan = plan_merge(configs[lambdas[0]], options)

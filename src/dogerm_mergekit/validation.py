@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from mergekit.common import ModelReference
@@ -11,10 +13,12 @@ from mergekit.config import ConditionalParameter, MergeConfiguration
 from mergekit.options import MergeOptions
 from transformers import PretrainedConfig
 
-from dogerm_mergekit.errors import DogeRMConfigError
+from dogerm_mergekit.checkpoint import TensorSpec, check_model_folder
+from dogerm_mergekit.errors import CheckpointError, DogeRMConfigError, OutputError
 from dogerm_mergekit.method import check_lambda
 
 LOG = logging.getLogger(__name__)
+LM_HEAD = "lm_head.weight"
 
 # Fields that must agree for tensors to line up (errors) or for lambda = 1 to behave as the domain model does
 # under the RM's config (warnings: the output config is the RM's).
@@ -115,4 +119,60 @@ def check_model_configs(rm_config: PretrainedConfig, domain_config: PretrainedCo
             "model_type differs (reward model %s, domain model %s); merging by tensor name",
             rm_config.model_type,
             domain_config.model_type,
+        )
+
+
+def _looks_local(reference: str) -> bool:
+    """A path rather than a Hub id (``org/name`` has at most one slash and no leading ``.``, ``/`` or ``~``)."""
+    return os.path.exists(reference) or reference.startswith((".", "/", "~")) or reference.count("/") > 1
+
+
+def locate_inputs(config: MergeConfiguration, options: MergeOptions) -> None:
+    """Resolve both models (local folder, or Hub download) and check each folder's files before any tensor is read."""
+    rm, domain = split_models(config)
+    for role, model in (("reward model (base_model)", rm), ("domain model", domain)):
+        if model.lora is not None:
+            continue  # mergekit merges the adapter into its own cache folder first
+        reference = model.model.path
+        if _looks_local(reference):
+            check_model_folder(Path(reference).expanduser(), role)
+            continue
+        try:
+            folder = model.local_path(cache_dir=options.transformers_cache)
+        except Exception as error:  # huggingface_hub's errors: offline, not found, gated
+            raise CheckpointError(
+                f"the {role} {reference} is not a local folder and could not be fetched from the Hub "
+                f"({error.__class__.__name__}); check the id, the network or HF_TOKEN"
+            ) from None
+        check_model_folder(Path(folder), role)
+
+
+def check_roles(rm: ModelReference, domain: ModelReference, rm_specs: dict[str, TensorSpec],
+                domain_specs: dict[str, TensorSpec]) -> None:
+    """The reward model is the one with a score head; say which is which when they are swapped."""
+    rm_heads = [n for n in rm_specs if n not in domain_specs and n != LM_HEAD]
+    if rm_heads:
+        return
+    domain_heads = [n for n in domain_specs if n not in rm_specs and n != LM_HEAD]
+    if domain_heads:
+        raise DogeRMConfigError(
+            f"base_model {rm} has no score head (it is the language model) and {domain} under `models:` has one "
+            f"({domain_heads[0]}): base_model must be the reward model; swap the two"
+        )
+    raise DogeRMConfigError(
+        f"neither {rm} nor {domain} has a score head (a tensor only the reward model has, e.g. score.weight): "
+        "base_model must be a reward model (*ForSequenceClassification)"
+    )
+
+
+def check_output(path: Path, kind: str) -> None:
+    """Refuse an output that is a file, or a non-empty folder that holds no earlier ``kind`` output."""
+    path = Path(path)
+    marker = {"model": "config.json", "sweep": "sweep.json"}[kind]
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"the output {path} is a file: give a folder path (nothing was written)")
+    if path.is_dir() and any(path.iterdir()) and not (path / marker).exists():
+        raise OutputError(
+            f"the output {path} is a non-empty folder without a {marker}, so not an earlier {kind} output: give a "
+            "new or empty folder (nothing was written)"
         )

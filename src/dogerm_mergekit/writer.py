@@ -4,7 +4,7 @@ mergekit's ``TensorWriter`` keeps a whole shard (5 GB by default) in memory befo
 checkpoints at once would hold K shards. When every tensor's name, dtype and shape are known before the merge
 runs, each shard can be laid out up front. The bytes are those of mergekit's writer (tests compare them): the
 same shard split (tensors in save order, a new shard when the next one would pass ``max_shard_size``), the
-same file names and index, and safetensors' own layout (tensors sorted by name, compact JSON header padded with
+same file names and index, and safetensors' own layout (tensors sorted by dtype, then name, compact JSON header padded with
 spaces to 8 bytes). Independent of mergekit; :mod:`dogerm_mergekit.tasks` adapts it to mergekit's graph.
 """
 
@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from dogerm_mergekit.dtypes import DType
+from dogerm_mergekit.dtypes import FILE_ORDER, DType
 from dogerm_mergekit.files import FAST_DIGEST, fast_hasher
 
 
@@ -45,7 +45,7 @@ def safetensors_header(entries: Sequence[TensorLayout]) -> tuple[bytes, dict[str
     header: dict[str, Any] = {"__metadata__": {"format": "pt"}}
     offsets: dict[str, int] = {}
     position = 0
-    for entry in sorted(entries, key=lambda e: e.name):
+    for entry in sorted(entries, key=lambda e: (FILE_ORDER[e.dtype.code], e.name)):
         header[entry.name] = {
             "dtype": entry.dtype.code,
             "shape": list(entry.shape),
