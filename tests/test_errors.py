@@ -133,3 +133,47 @@ def test_a_full_disk_loses_nothing_complete_and_a_rerun_finishes(tmp_path, pair)
         assert done.returncode == 0 and "wrote 2 checkpoints, 1 already complete" in done.stdout
     finally:
         subprocess.run(["umount", str(disk)], check=True)
+
+
+def test_push_refuses_a_bad_repo_id_or_an_unfinished_sweep_before_any_request(tmp_path, pair):
+    rm, lm = pair
+    assert _run(BIN / "dogerm-sweep", _config(tmp_path, rm, lm), tmp_path / "sweep", "--lambdas", "0").returncode == 0
+    offline = {"HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_OFFLINE": "1"}
+    _one_line_error(_run(BIN / "dogerm-push", tmp_path / "sweep", "not a/repo id", env=offline),
+                    "not a Hub repo id", "ORG/NAME")
+    (tmp_path / "empty").mkdir()
+    _one_line_error(_run(BIN / "dogerm-push", tmp_path / "empty", "org/name", env=offline), "run dogerm-sweep first")
+    (tmp_path / "table.json").write_text("[1, 2]")
+    _one_line_error(_run(BIN / "dogerm-push", tmp_path / "sweep", "org/name", "--results", tmp_path / "table.json",
+                         env=offline), "metrics.json")
+
+
+KILL_DURING_WRITE = """
+import os, signal, sys
+import dogerm_mergekit.writer as writer
+original = writer.StreamingSafetensorsWriter.write
+calls = [0]
+def dying(self, *args, **kwargs):
+    calls[0] += 1
+    if calls[0] == 10:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return original(self, *args, **kwargs)
+writer.StreamingSafetensorsWriter.write = dying
+from mergekit.scripts.run_yaml import main
+main(sys.argv[1:])
+"""
+
+
+def test_a_merge_killed_mid_write_leaves_the_earlier_output_and_a_rerun_replaces_it(tmp_path, pair):
+    rm, lm = pair
+    out = tmp_path / "out"
+    assert _run(BIN / "mergekit-yaml", _config(tmp_path, rm, lm), out).returncode == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    config = _config(tmp_path, rm, lm, name="other.yml", dtype="float32")
+    killed = _run(sys.executable, "-c", KILL_DURING_WRITE, config, out)
+    assert killed.returncode == -9
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # what was complete stays intact
+    assert [p for p in tmp_path.iterdir() if p.name.startswith(".out.tmp-")]  # the killed run's partial folder
+    assert _run(BIN / "mergekit-yaml", config, out).returncode == 0
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.tmp-")]  # cleaned by the rerun
+    assert "dtype: float32" in (out / "mergekit_config.yml").read_text()

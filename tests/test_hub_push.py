@@ -10,8 +10,8 @@ from huggingface_hub.errors import HfHubHTTPError
 from mergekit.options import MergeOptions
 from transformers import AutoModelForSequenceClassification
 
-from dogerm_mergekit.hub import push_sweep
 from dogerm_mergekit.contract import MetricsTable
+from dogerm_mergekit.hub import push_sweep
 from dogerm_mergekit.sweep import run_sweep
 from tests import tiny
 from tests.hub_server import HUB_USER

@@ -41,9 +41,23 @@ def fast_digest_file(path: str | Path) -> str:
     return f"{FAST_DIGEST}:{hasher.hexdigest()}"
 
 
+OLD_MARK = ".old-"
+
+
 def temporary_sibling(path: Path) -> Path:
     """A fresh hidden name beside ``path`` for building it before it is renamed into place."""
     return path.parent / f".{path.name}{TEMP_MARK}{uuid.uuid4().hex[:8]}"
+
+
+def remove_leftovers(path: Path) -> None:
+    """Remove what an interrupted writer of ``path`` left beside it (call it holding ``path``'s output lock)."""
+    path = Path(path).absolute()
+    for mark in (TEMP_MARK, OLD_MARK):
+        for leftover in path.parent.glob(f".{path.name}{mark}*"):
+            if leftover.is_dir():
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                leftover.unlink(missing_ok=True)
 
 
 @contextmanager
@@ -83,7 +97,7 @@ class StagedDirectory:
         self.path.mkdir()
 
     def commit(self) -> None:
-        old = self.final.parent / f".{self.final.name}.old-{uuid.uuid4().hex[:8]}"
+        old = self.final.parent / f".{self.final.name}{OLD_MARK}{uuid.uuid4().hex[:8]}"
         if self.final.exists():
             os.replace(self.final, old)
         os.replace(self.path, self.final)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from huggingface_hub import CommitOperationAdd, HfApi
+from huggingface_hub.errors import HFValidationError
+from huggingface_hub.utils import validate_repo_id
 
 from dogerm_mergekit.card import merge_card
 from dogerm_mergekit.contract import MANIFEST, MetricsTable, SweepManifest, load_manifest
@@ -32,6 +34,12 @@ def push_sweep(
 
     Returns the revisions (branches) or repositories written. The token comes from HF_TOKEN or the login.
     """
+    try:
+        validate_repo_id(repo_id)
+        if repo_per_lambda:
+            validate_repo_id(f"{repo_id}-lambda-0.00")
+    except HFValidationError as error:
+        raise DogeRMError(f"{repo_id!r} is not a Hub repo id ({error}); use ORG/NAME") from None
     manifest = load_manifest(Path(out_dir))
     if manifest is None or not manifest.checkpoints:
         raise DogeRMError(f"{out_dir} holds no finished sweep ({MANIFEST} missing or empty); run dogerm-sweep first")

@@ -9,7 +9,7 @@ from mergekit.options import MergeOptions
 
 from dogerm_mergekit.architecture import DogeRMPlan, plan_merge
 from dogerm_mergekit.driver import Output, check_options, run_outputs
-from dogerm_mergekit.files import output_lock
+from dogerm_mergekit.files import output_lock, remove_leftovers
 from dogerm_mergekit.validation import check_output
 
 
@@ -24,5 +24,6 @@ def run_dogerm_merge(
     check_output(Path(out_path), "model")
     plan = plan_merge(config, options)
     with output_lock(Path(out_path)):
+        remove_leftovers(Path(out_path))
         run_outputs(plan, [Output(config, config_source or config.to_yaml(), Path(out_path))], options)
     return plan

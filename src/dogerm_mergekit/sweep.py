@@ -27,6 +27,7 @@ from mergekit.options import MergeOptions
 
 from dogerm_mergekit.architecture import plan_merge
 from dogerm_mergekit.contract import (
+    MANIFEST,
     CheckpointRecord,
     SweepManifest,
     checkpoint_name,
@@ -35,7 +36,7 @@ from dogerm_mergekit.contract import (
 )
 from dogerm_mergekit.driver import Output, check_options, run_outputs
 from dogerm_mergekit.errors import DogeRMConfigError
-from dogerm_mergekit.files import TEMP_MARK, fast_digest_file, output_lock
+from dogerm_mergekit.files import fast_digest_file, output_lock, remove_leftovers
 from dogerm_mergekit.method import check_lambda
 from dogerm_mergekit.validation import check_output, split_models
 
@@ -124,16 +125,13 @@ def run_sweep(
                 shutil.rmtree(out_dir / name, ignore_errors=True)
             previous = None
         out_dir.mkdir(parents=True, exist_ok=True)
-        for stale in out_dir.glob(f".lambda-*{TEMP_MARK}*"):  # left by an interrupted run
-            if stale.is_dir():
-                shutil.rmtree(stale)
-            else:
-                stale.unlink()
+        names = {checkpoint_name(lam): lam for lam in lambdas}
+        for leftover in (MANIFEST, *names, *(previous.checkpoints if previous else ())):  # of interrupted runs
+            remove_leftovers(out_dir / leftover)
         manifest = fresh.model_copy(update={
             "checkpoints": dict(previous.checkpoints) if previous else {},
             "lambdas": sorted(set(lambdas) | set(previous.lambdas if previous else [])),
         })
-        names = {checkpoint_name(lam): lam for lam in lambdas}
         for name, lam in names.items():
             if name not in manifest.checkpoints and (out_dir / name).is_dir():  # renamed, killed before recording
                 files = {p.name: fast_digest_file(p) for p in sorted((out_dir / name).iterdir()) if p.is_file()}
