@@ -1,4 +1,4 @@
-"""Repository-wide pytest fixtures: a local Hugging Face Hub (see tests/hub_server.py).
+"""Repository-wide pytest fixtures: a local Hugging Face Hub (the package tests/hub_server/).
 
 - ``hub_server``: a started :class:`tests.hub_server.LocalHub` (fresh, empty, per test; token ``hub.token``,
   user ``tests.hub_server.HUB_USER``, so repo ids are ``f"{HUB_USER}/name"``).

@@ -24,7 +24,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from dogerm_eval.formatting import FormatSettings, format_conversation
 from dogerm_eval.scorer import DTYPES, RewardScorer
-from dogerm_eval.testing import build_tiny_rm
+from dogerm_mergekit.testing import build_tiny_rm
 
 WORDS = (
     "the a reward model answer question because step first then so we add two numbers code return value function "

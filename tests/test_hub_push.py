@@ -13,7 +13,7 @@ from transformers import AutoModelForSequenceClassification
 from dogerm_mergekit.contract import MetricsTable
 from dogerm_mergekit.hub import push_sweep
 from dogerm_mergekit.sweep import run_sweep
-from tests import tiny
+from dogerm_mergekit import testing as tiny
 from tests.hub_server import HUB_USER
 from tests.mergeutil import config_dict, tensors
 

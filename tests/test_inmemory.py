@@ -8,7 +8,7 @@ from mergekit.options import MergeOptions
 from dogerm_mergekit.errors import DogeRMConfigError
 from dogerm_mergekit.inmemory import InMemoryMerger
 from dogerm_mergekit.sweep import run_sweep
-from tests import tiny
+from dogerm_mergekit import testing as tiny
 from tests.mergeutil import config_dict, tensors
 
 

@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from tests import tiny
+from dogerm_mergekit import testing as tiny
 from tests.mergeutil import lerp_ulps, merge, rewards, tensors
 
 

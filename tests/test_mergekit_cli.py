@@ -11,7 +11,7 @@ import torch
 import yaml
 
 import dogerm_mergekit
-from tests import tiny
+from dogerm_mergekit import testing as tiny
 from tests.mergeutil import config_dict, rewards, tensors
 
 BIN = Path(sys.executable).parent

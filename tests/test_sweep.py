@@ -19,7 +19,7 @@ from dogerm_mergekit.errors import DogeRMConfigError
 from dogerm_mergekit.contract import checkpoint_name, lambda_of, parse_lambdas
 from dogerm_mergekit.files import fast_digest_file
 from dogerm_mergekit.sweep import run_sweep
-from tests import tiny
+from dogerm_mergekit import testing as tiny
 from tests.mergeutil import config_dict, merge, rewards, tensors
 
 OPTIONS = MergeOptions(quiet=True)

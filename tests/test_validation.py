@@ -10,7 +10,7 @@ from safetensors.torch import load_file, save_file
 from transformers import AutoModelForCausalLM
 
 from dogerm_mergekit.errors import DogeRMConfigError
-from tests import tiny
+from dogerm_mergekit import testing as tiny
 from tests.mergeutil import merge
 
 

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from transformers import PreTrainedTokenizerBase
 
 from dogerm_eval.errors import BenchmarkError, ModelError
+from dogerm_mergekit.chat_templates import LLAMA2_CHAT_TEMPLATE
 
 #: The default Llama-2 chat system prompt (Touvron et al. 2023, Meta's reference chat code), which DogeRM adds for
 #: its Llama-2 reward models.
@@ -31,18 +32,7 @@ NAMED_SYSTEM_PROMPTS: dict[str, str] = {"llama2-default": LLAMA2_DEFAULT_SYSTEM_
 
 #: Fallback chat templates (Jinja, the format of ``tokenizer.chat_template``) for tokenizers without one.
 FALLBACK_TEMPLATES: dict[str, str] = {
-    # Llama-2 chat: "<s>[INST] <<SYS>>\n{system}\n<</SYS>>\n\n{user} [/INST] {assistant} </s>"
-    "llama-2": (
-        "{%- if messages[0]['role'] == 'system' -%}"
-        "{%- set system = '<<SYS>>\\n' + messages[0]['content'] + '\\n<</SYS>>\\n\\n' -%}"
-        "{%- set messages = messages[1:] -%}"
-        "{%- else -%}{%- set system = '' -%}{%- endif -%}"
-        "{%- for message in messages -%}"
-        "{%- if message['role'] == 'user' -%}"
-        "{{ bos_token + '[INST] ' + (system if loop.first else '') + message['content'] + ' [/INST]' }}"
-        "{%- else -%}{{ ' ' + message['content'] + ' ' + eos_token }}{%- endif -%}"
-        "{%- endfor -%}"
-    ),
+    "llama-2": LLAMA2_CHAT_TEMPLATE,
     # Tulu (RewardBench's default fastchat template): "<|user|>\n{user}\n<|assistant|>\n{assistant}</s>"
     "tulu": (
         "{%- for message in messages -%}"

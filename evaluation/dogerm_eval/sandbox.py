@@ -35,6 +35,7 @@ layer), and CPU/memory isolation from other users beyond these limits. Use a con
 from __future__ import annotations
 
 import functools
+import importlib.resources
 import json
 import os
 import pwd
@@ -56,56 +57,11 @@ NOBODY = "nobody"
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 MINIMAL_PATH = "/usr/local/bin:/usr/bin:/bin"
 
-#: Trusted code run by the sandboxed interpreter before the program (see the module docstring).
-HARNESS = r"""
-import json, os, resource, sys, traceback
-
-
-def _no_network(event, args):
-    if event.startswith("socket."):
-        raise PermissionError("network access is disabled in the sandbox")
-
-
-def _main():
-    # everything secret stays in this frame's locals: not in the module globals the program can import
-    cfg = json.loads(sys.argv.pop())
-    for name, soft, hard in cfg["rlimits"]:
-        resource.setrlimit(getattr(resource, name), (soft, hard))
-    sys.addaudithook(_no_network)
-    nonce = os.read(cfg["nonce_fd"], 64)
-    os.close(cfg["nonce_fd"])
-    result_fd = cfg["result_fd"]
-    with open("program.py", encoding="utf-8") as handle:
-        code = compile(handle.read(), "program.py", "exec")
-    try:
-        exec(code, {"__name__": "__main__"})
-    except BaseException:
-        traceback.print_exc()
-        sys.stdout.flush()
-        os._exit(1)
-    sys.stdout.flush()
-    os.write(result_fd, nonce)
-    os._exit(0)
-
-
-_main()
-"""
-
-#: Shell run first inside the namespaces: join the cgroups, make every mount read-only except the working
-#: directory ($1), then exec the rest of the command line. Arguments: WORKDIR READONLY(0/1) CGROUP... -- CMD...
-SETUP = r"""
-wd=$1; readonly=$2; shift 2
-while [ "$1" != "--" ]; do echo $$ > "$1/cgroup.procs" || exit 97; shift; done
-shift
-if [ "$readonly" = 1 ]; then
-  mount --bind "$wd" "$wd" || exit 98
-  for m in $(awk '{print $5}' /proc/self/mountinfo); do
-    [ "$m" = "$wd" ] || mount -o remount,bind,ro "$m" 2>/dev/null || exit 99
-  done
-fi
-cd "$wd" || exit 96
-exec "$@"
-"""
+_FILES = importlib.resources.files("dogerm_eval") / "sandbox_files"
+#: Trusted Python run by the sandboxed interpreter before the program (``sandbox_files/harness.py``).
+HARNESS = (_FILES / "harness.py").read_text(encoding="utf-8")
+#: Shell run first inside the namespaces: joins the cgroups, makes mounts read-only (``sandbox_files/setup.sh``).
+SETUP = (_FILES / "setup.sh").read_text(encoding="utf-8")
 
 
 class SandboxError(RuntimeError):

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from dogerm_eval.testing import build_tiny_rm
+from dogerm_mergekit.testing import build_tiny_rm
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ from transformers import PreTrainedTokenizerFast
 
 from dogerm_eval.errors import BenchmarkError, ModelError
 from dogerm_eval.formatting import LLAMA2_DEFAULT_SYSTEM_PROMPT, FormatSettings, format_conversation
-from dogerm_eval.testing import build_tiny_tokenizer
+from dogerm_mergekit.testing import build_tiny_tokenizer
 
 
 @pytest.fixture(scope="module")

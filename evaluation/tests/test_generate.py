@@ -22,7 +22,7 @@ from dogerm_eval.generate import (
     problem_seed,
     read_candidates,
 )
-from dogerm_eval.testing import build_tiny_tokenizer
+from dogerm_mergekit.testing import build_tiny_tokenizer
 
 PROBLEMS = [(0, "Tom has 3 apples and buys 4 more."), (1, "A pen costs 2 dollars."), (2, "Sam lost 1 coin.")]
 

@@ -11,7 +11,7 @@ from mergekit.options import MergeOptions
 from dogerm_eval.benchmarks.samples import rewardbench_rows
 from dogerm_eval.cli import main
 from dogerm_mergekit.sweep import run_sweep
-from tests import tiny
+from dogerm_mergekit import testing as tiny
 from tests.mergeutil import config_dict
 
 

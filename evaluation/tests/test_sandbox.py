@@ -6,6 +6,8 @@ of the sandbox's own); the test fails loudly when that cap cannot be made rather
 
 from __future__ import annotations
 
+import importlib.resources
+import importlib.util
 import json
 import os
 import pwd
@@ -22,7 +24,16 @@ from pathlib import Path
 import pytest
 
 import dogerm_eval
-from dogerm_eval.sandbox import Layers, SandboxLimits, _own_cgroup, active_defences, execute, probe_layers
+from dogerm_eval.sandbox import (
+    HARNESS,
+    SETUP,
+    Layers,
+    SandboxLimits,
+    _own_cgroup,
+    active_defences,
+    execute,
+    probe_layers,
+)
 
 LIMITS = SandboxLimits(wall_s=2.0, cpu_s=2, memory_bytes=512 * 1024**2, max_processes=16)
 OUTER_PIDS = 96
@@ -102,6 +113,63 @@ def _run_capped(programs: list[str], cgroups: list[Path], env: dict[str, str]) -
 
 
 CORRECT = "def add(a, b):\n    return a + b\n\nassert add(1, 2) == 3\nassert add(-1, 1) == 0\n"
+FILES = importlib.resources.files("dogerm_eval") / "sandbox_files"
+
+
+def _run_harness(program: str, workdir: Path) -> tuple[int, bytes, str]:
+    """Run sandbox_files/harness.py itself on `program`: exit status, what reached the result pipe, output."""
+    (workdir / "program.py").write_text(program)
+    nonce_read, nonce_write = os.pipe()
+    result_read, result_write = os.pipe()
+    os.write(nonce_write, b"n" * 32)
+    os.close(nonce_write)
+    config = json.dumps({"rlimits": [["RLIMIT_CORE", 0, 0]], "nonce_fd": nonce_read, "result_fd": result_write})
+    with importlib.resources.as_file(FILES / "harness.py") as harness:
+        done = subprocess.run([sys.executable, "-I", "-B", str(harness), config], cwd=workdir, capture_output=True,
+                              text=True, pass_fds=(nonce_read, result_write), timeout=30, check=False)
+    os.close(nonce_read)
+    os.close(result_write)
+    with os.fdopen(result_read, "rb") as result:
+        return done.returncode, result.read(), done.stdout + done.stderr
+
+
+def test_harness_file_protocol(tmp_path: Path) -> None:
+    assert HARNESS == (FILES / "harness.py").read_text(encoding="utf-8")
+    code, marker, output = _run_harness(CORRECT + "print('hello')\n", tmp_path)
+    assert (code, marker, output) == (0, b"n" * 32, "hello\n")
+    for failing, message in [("assert False\n", "AssertionError"), ("import sys\nsys.exit(0)\n", "SystemExit"),
+                             ("import socket\nsocket.socket()\n", "network access is disabled")]:
+        code, marker, output = _run_harness(failing, tmp_path)
+        assert (code, marker) == (1, b"") and message in output, (failing, output)
+    read_every_fd = "import os\nfor fd in range(3, 64):\n    try:\n        print(os.read(fd, 64))\n    except OSError:\n        pass\n"
+    code, marker, output = _run_harness(read_every_fd, tmp_path)  # the nonce pipe is closed before the program
+    assert (code, marker) == (0, b"n" * 32) and "nnnn" not in output
+
+
+def test_harness_imports_without_running_and_its_hook_refuses_sockets() -> None:
+    with importlib.resources.as_file(FILES / "harness.py") as path:
+        spec = importlib.util.spec_from_file_location("sandbox_harness", path)
+        assert spec is not None and spec.loader is not None
+        harness = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(harness)  # not __main__: defines, does not run
+    with pytest.raises(PermissionError):
+        harness._no_network("socket.connect", ())
+    harness._no_network("open", ())
+
+
+def test_setup_script_parses_and_runs_the_command_in_the_workdir(tmp_path: Path) -> None:
+    assert SETUP == (FILES / "setup.sh").read_text(encoding="utf-8")
+    with importlib.resources.as_file(FILES / "setup.sh") as script:
+        for shell in ("bash", "sh"):
+            subprocess.run([shell, "-n", str(script)], check=True)
+
+    def setup(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["sh", "-c", SETUP, "sh", *args], capture_output=True, text=True, check=False)
+
+    done = setup(str(tmp_path), "0", "--", "sh", "-c", 'pwd; echo "$@"', "cmd", "a b", "c")
+    assert (done.returncode, done.stdout) == (0, f"{tmp_path}\na b c\n")
+    assert setup(str(tmp_path), "0", str(tmp_path / "no-cgroup"), "--", "true").returncode == 97
+    assert setup(str(tmp_path / "missing"), "0", "--", "true").returncode == 96
 
 
 def test_correct_passes_and_wrong_fails() -> None:
