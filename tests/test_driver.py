@@ -14,7 +14,7 @@ from dogerm_mergekit.driver import plan_outputs
 from dogerm_mergekit.sweep import run_sweep
 from dogerm_mergekit.tasks import Interpolate, PairDifference
 from dogerm_mergekit.writer import WriteQueue
-from tests import tiny
+from dogerm_mergekit import testing as tiny
 from tests.mergeutil import config_dict, merge, tensors
 
 OPTIONS = MergeOptions(quiet=True)

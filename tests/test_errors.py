@@ -10,7 +10,7 @@ import pytest
 import yaml
 from filelock import FileLock
 
-from tests import tiny
+from dogerm_mergekit import testing as tiny
 from tests.mergeutil import config_dict
 
 BIN = Path(sys.executable).parent

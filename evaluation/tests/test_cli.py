@@ -1,6 +1,6 @@
 """End-to-end `dogerm-eval` on tiny reward models (CliRunner), errors before any output, and --push-results.
 
-The push test uses the repository-wide `hub_env`/`hub_client` fixtures (root conftest.py, tests/hub_server.py):
+The push test uses the repository-wide `hub_env`/`hub_client` fixtures (root conftest.py, tests/hub_server/):
 run it from the repository root (`pytest` or `pytest -c pyproject.toml evaluation/tests`).
 """
 

@@ -113,7 +113,7 @@ def test_hub_id_with_revision_resolves_from_cache_offline(offline_cache: Path, t
         resolve_model("org/name@other-branch")
 
 
-# The Hub tests use the repository's local Hub server (conftest.py at the repository root, tests/hub_server.py).
+# The Hub tests use the repository's local Hub server (conftest.py at the repository root, tests/hub_server/).
 
 
 def test_hub_branch_resolves_from_the_local_hub(hub_client: HfApi, tiny_rm_dir: Path) -> None:
