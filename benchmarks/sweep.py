@@ -1,12 +1,13 @@
-"""Sweep benchmark: K lambdas with dogerm-sweep vs K x mergekit-yaml vs the I/O floor, on TinyLlama-1.1B shapes.
+"""Sweep benchmark: K lambdas with dogerm-sweep vs the I/O floor vs K x mergekit-yaml, from one run.
 
-Builds two random bf16 checkpoints shaped like TinyLlama-1.1B (a LlamaForSequenceClassification RM and a
-LlamaForCausalLM domain model, sharded safetensors, a 32000-token tokenizer), then prints, from one run:
-the K-lambda ``dogerm-sweep`` wall time and peak anonymous RSS, ``mergekit-yaml`` wall time for R runs
-(extrapolated to K, and said so), the I/O floor (bytes read once at the measured read speed + bytes written K
-times at the measured write speed, with fsync) and the ratios.
+Builds two random bf16 checkpoints (a LlamaForSequenceClassification RM and a LlamaForCausalLM domain model,
+sharded safetensors, a 32000-token tokenizer) of TinyLlama-1.1B's shape or of Llama-2-7B's width
+(``--shape llama7b``: hidden 4096, intermediate 11008, fewer layers), then prints: the K-lambda ``dogerm-sweep``
+wall time and peak anonymous RSS; the I/O floor, measured right after it: writing the same K checkpoints' bytes
+with ``cat`` plus one ``sync``; ``mergekit-yaml`` (dogerm) wall time and peak RSS for R runs, extrapolated to K
+(and said so); and the ratios.
 
-    python benchmarks/sweep.py --workdir /tmp/dogerm-bench [--k 21] [--yaml-runs 3] [--layers 22]
+    python benchmarks/sweep.py --workdir /tmp/dogerm-bench [--k 11] [--yaml-runs 1] [--shape tinyllama|llama7b]
 """
 
 from __future__ import annotations
@@ -29,19 +30,24 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceC
 BIN = Path(sys.executable).parent
 
 
-def tinyllama_config(layers: int):
+SHAPES = {
+    "tinyllama": {"hidden_size": 2048, "intermediate_size": 5632, "num_attention_heads": 32, "num_key_value_heads": 4},
+    "llama7b": {"hidden_size": 4096, "intermediate_size": 11008, "num_attention_heads": 32, "num_key_value_heads": 32},
+}
+
+
+def model_config(shape: str, layers: int):
     return AutoConfig.for_model(
-        "llama", vocab_size=32000, hidden_size=2048, intermediate_size=5632, num_hidden_layers=layers,
-        num_attention_heads=32, num_key_value_heads=4, max_position_embeddings=2048, num_labels=1,
-        pad_token_id=2, bos_token_id=1, eos_token_id=2, dtype="bfloat16",
+        "llama", vocab_size=32000, num_hidden_layers=layers, max_position_embeddings=2048, num_labels=1,
+        pad_token_id=2, bos_token_id=1, eos_token_id=2, dtype="bfloat16", **SHAPES[shape],
     )
 
 
-def build(folder: Path, cls, layers: int, seed: int) -> None:
+def build(folder: Path, cls, shape: str, layers: int, seed: int) -> None:
     """Random bf16 weights in the class's real key names and shapes, 1 GB shards, plus a 32000-token tokenizer."""
     if (folder / "config.json").exists():
         return
-    config = tinyllama_config(layers)
+    config = model_config(shape, layers)
     with torch.device("meta"):
         shapes = {k: v.shape for k, v in cls.from_config(config).state_dict().items()}
     generator = torch.Generator().manual_seed(seed)
@@ -86,50 +92,48 @@ def run_measured(args: list[str]) -> tuple[float, int]:
     return time.perf_counter() - start, peak
 
 
-def disk_speeds(folder: Path, sources: list[Path], size: int = 2 << 30) -> tuple[float, float]:
-    """Write speed (with fsync, like the sweep's writer) and read speed of the inputs as the merge sees them."""
-    block = os.urandom(64 << 20)
-    path = folder / "speed.bin"
+def io_floor(checkpoint: Path, copies: int, folder: Path) -> float:
+    """Seconds to write ``copies`` copies of a checkpoint's files with ``cat``, plus one ``sync``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["sync"], check=True)
     start = time.perf_counter()
-    with path.open("wb") as handle:
-        for _ in range(size // len(block)):
-            handle.write(block)
-        handle.flush()
-        os.fsync(handle.fileno())
-    write = size / (time.perf_counter() - start)
-    path.unlink()
-    total, start = 0, time.perf_counter()
-    for source in sources:
-        for file in source.glob("*.safetensors"):
-            with file.open("rb") as handle:
-                while chunk := handle.read(64 << 20):
-                    total += len(chunk)
-    return write, total / (time.perf_counter() - start)
+    for index in range(copies):
+        for file in checkpoint.iterdir():
+            with (folder / f"{index}-{file.name}").open("wb") as out:
+                subprocess.run(["cat", str(file)], stdout=out, check=True)
+    subprocess.run(["sync"], check=True)
+    elapsed = time.perf_counter() - start
+    shutil.rmtree(folder)
+    return elapsed
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/dogerm-bench"))
-    parser.add_argument("--k", type=int, default=21)
-    parser.add_argument("--yaml-runs", type=int, default=3)
-    parser.add_argument("--layers", type=int, default=22)
+    parser.add_argument("--k", type=int, default=11)
+    parser.add_argument("--yaml-runs", type=int, default=1)
+    parser.add_argument("--shape", choices=sorted(SHAPES), default="tinyllama")
+    parser.add_argument("--layers", type=int, default=None, help="default: 22 (tinyllama), 4 (llama7b)")
     args = parser.parse_args()
-    work = args.workdir
+    layers = args.layers or {"tinyllama": 22, "llama7b": 4}[args.shape]
+    work = args.workdir / f"{args.shape}-{layers}"
     work.mkdir(parents=True, exist_ok=True)
     rm, lm = work / "rm", work / "lm"
-    build(rm, AutoModelForSequenceClassification, args.layers, 0)
-    build(lm, AutoModelForCausalLM, args.layers, 1)
+    build(rm, AutoModelForSequenceClassification, args.shape, layers, 0)
+    build(lm, AutoModelForCausalLM, args.shape, layers, 1)
     config = {"merge_method": "dogerm", "base_model": str(rm),
               "models": [{"model": str(lm), "parameters": {"lambda": 0.5}}]}
     config_path = work / "dogerm.yml"
     config_path.write_text(yaml.safe_dump(config))
     lambdas = [round(i / (args.k - 1), 4) for i in range(args.k)] if args.k > 1 else [0.5]
 
-    write_speed, read_speed = disk_speeds(work, [rm, lm])
     shutil.rmtree(work / "sweep", ignore_errors=True)
+    subprocess.run(["sync"], check=True)
     sweep_time, sweep_rss = run_measured([str(BIN / "dogerm-sweep"), str(config_path), str(work / "sweep"),
                                           "--lambdas", ",".join(map(str, lambdas)), "--quiet"])
-    out_bytes = folder_bytes(work / "sweep" / "lambda-0.00")
+    checkpoint = work / "sweep" / "lambda-0.00"
+    out_bytes = folder_bytes(checkpoint)
+    floor = io_floor(checkpoint, args.k, work / "floor")
     shutil.rmtree(work / "sweep")
 
     yaml_times, yaml_rss = [], 0
@@ -140,20 +144,17 @@ def main() -> None:
         yaml_times.append(elapsed)
         yaml_rss = max(yaml_rss, rss)
         shutil.rmtree(work / "one")
-    yaml_total = sum(yaml_times) / len(yaml_times) * args.k
+    one_yaml = sum(yaml_times) / len(yaml_times)
 
     in_bytes = sum(f.stat().st_size for s in (rm, lm) for f in s.glob("*.safetensors"))
-    floor = in_bytes / read_speed + args.k * out_bytes / write_speed
     gib = 1 << 30
-    print(f"models: 2 x TinyLlama-1.1B shape ({args.layers} layers), bf16; K = {args.k} lambdas")
-    print(f"disk: write {write_speed / gib:.2f} GiB/s (fsync), read {read_speed / gib:.2f} GiB/s")
+    print(f"models: 2 x {args.shape} shape ({layers} layers), bf16; K = {args.k} lambdas; {os.cpu_count()} CPUs")
     print(f"inputs {in_bytes / gib:.2f} GiB read once; outputs {args.k} x {out_bytes / gib:.2f} GiB")
-    print(f"I/O floor:                     {floor:8.1f} s")
-    print(f"dogerm-sweep (K={args.k}):           {sweep_time:8.1f} s   peak anonymous RSS {sweep_rss / gib:.2f} GiB")
-    print(f"mergekit-yaml x {args.k} ({args.yaml_runs} runs timed, extrapolated): {yaml_total:8.1f} s   "
-          f"peak anonymous RSS {yaml_rss / gib:.2f} GiB (one run: {sum(yaml_times) / len(yaml_times):.1f} s)")
-    print(f"sweep / I/O floor:             {sweep_time / floor:8.2f}x  (goal <= 1.3)")
-    print(f"K x mergekit-yaml / sweep:     {yaml_total / sweep_time:8.2f}x")
+    print(f"I/O floor (cat K copies + sync): {floor:8.1f} s")
+    print(f"dogerm-sweep (K={args.k}):          {sweep_time:8.1f} s   peak anonymous RSS {sweep_rss / gib:.2f} GiB")
+    print(f"mergekit-yaml, one merge ({args.yaml_runs} timed): {one_yaml:8.1f} s   peak anonymous RSS {yaml_rss / gib:.2f} GiB")
+    print(f"sweep / I/O floor:               {sweep_time / floor:8.2f}x  (goal <= 1.3)")
+    print(f"K x mergekit-yaml / sweep:       {one_yaml * args.k / sweep_time:8.2f}x  (extrapolated from {args.yaml_runs} run(s))")
 
 
 if __name__ == "__main__":
