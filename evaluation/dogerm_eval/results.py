@@ -49,6 +49,19 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def metric_columns(
+    benchmark: str, values: Mapping[str, float], score: float, keep_names: bool = False
+) -> dict[str, float]:
+    """Sweep columns `<benchmark>/<name>` for `values` and `<benchmark>/score`.
+
+    Names are lower-cased with dashes for spaces (`Chat Hard` -> `chat-hard`) unless `keep_names` (users' own subset
+    names).
+    """
+    columns = {f"{benchmark}/{name if keep_names else name.lower().replace(' ', '-')}": value
+               for name, value in values.items()}
+    return {**columns, f"{benchmark}/score": score}
+
+
 def _json_default(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
