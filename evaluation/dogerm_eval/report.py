@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first
 import pandas as pd  # noqa: E402
 
 from dogerm_eval.errors import BenchmarkError  # noqa: E402
-from dogerm_eval.results import atomic_write  # noqa: E402
+from dogerm_mergekit.files import atomic_file  # noqa: E402
 
 SWEEP_CSV = "sweep.csv"
 
@@ -53,7 +53,8 @@ def plot_benchmark(frame: pd.DataFrame, benchmark: str, path: Path) -> Path:
         axes.grid(alpha=0.3)
         axes.legend(fontsize="small", ncols=2)
         figure.tight_layout()
-        atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=120))
+        with atomic_file(path) as tmp:
+            figure.savefig(tmp, format="png", dpi=120)
     finally:
         plt.close(figure)
     return path
@@ -63,7 +64,8 @@ def write_report(frame: pd.DataFrame, output_dir: Path) -> list[Path]:
     """Write `OUT/sweep.csv` and `OUT/sweep-<benchmark>.png` per benchmark; return the paths written."""
     output_dir = Path(output_dir)
     csv = output_dir / SWEEP_CSV
-    atomic_write(csv, lambda tmp: frame.to_csv(tmp, index=False))
+    with atomic_file(csv) as tmp:
+        frame.to_csv(tmp, index=False)
     benchmarks = dict.fromkeys(c.split("/", 1)[0] for c in frame.columns if "/" in c)
     return [csv, *(plot_benchmark(frame, b, output_dir / f"sweep-{b}.png") for b in benchmarks)]
 

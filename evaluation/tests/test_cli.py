@@ -20,6 +20,7 @@ from dogerm_eval.benchmarks.samples import autoj_row, rewardbench2_row, rewardbe
 from dogerm_eval.cli import main
 from dogerm_eval.formatting import FormatSettings
 from dogerm_eval.scorer import RewardScorer
+from evaluation.tests.manifests import write_manifest
 
 COUNTS = {"math-prm": 4, "hep-go": 3, "alpacaeval-easy": 3}
 RB2_ROWS = [
@@ -101,7 +102,7 @@ def test_sweep_end_to_end(tiny_rm_dir: Path, make_tiny_rm, tmp_path: Path) -> No
     sweep = tmp_path / "sweep_out"
     shutil.copytree(tiny_rm_dir, sweep / "lambda-0.00")
     shutil.copytree(make_tiny_rm(seed=1), sweep / "lambda-0.50")
-    (sweep / "sweep.json").write_text(json.dumps({"lambdas": [0.0, 0.5]}))
+    write_manifest(sweep, [0.0, 0.5])
     data = write_rewardbench(tmp_path / "rb.parquet", COUNTS)
     out = tmp_path / "out"
     code, output = invoke("sweep", str(sweep), "--benchmark", "rewardbench", "--data", str(data),
