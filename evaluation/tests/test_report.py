@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from dogerm_mergekit.contract import MetricsTable
+
 from dogerm_eval.benchmarks import Task
 from dogerm_eval.benchmarks.samples import autoj_row, rewardbench_rows
 from dogerm_eval.errors import ModelError
@@ -72,8 +75,8 @@ def test_sweep_csv_and_png_match_results(tmp_path: Path) -> None:
         json.loads((model.path / "config.json").read_text())["lambda"]), out)
     frame = sweep_frame([(lam, results) for lam, _, results in evaluated])
     paths = write_report(frame, out)
-    assert [p.name for p in paths] == ["sweep.csv", "sweep-rewardbench.png", "sweep-autoj.png"]
-    for png in paths[1:]:
+    assert [p.name for p in paths] == ["sweep.csv", "metrics.json", "sweep-rewardbench.png", "sweep-autoj.png"]
+    for png in paths[2:]:
         assert png.read_bytes()[:8] == PNG_MAGIC and png.stat().st_size > 10_000
     csv = pd.read_csv(out / "sweep.csv")
     assert list(csv.columns)[:2] == ["lambda", "rewardbench/reasoning"]
@@ -89,6 +92,10 @@ def test_sweep_csv_and_png_match_results(tmp_path: Path) -> None:
     # the fake models really differ: accuracy falls as lambda grows
     assert csv["rewardbench/score"].is_monotonic_decreasing and csv["rewardbench/score"].nunique() > 1
     assert "rewardbench/math" in format_table(frame)
+    # metrics.json (what dogerm-push --results reads) holds the same numbers
+    table = MetricsTable.load(out / "metrics.json")
+    assert table.metric_names() == list(csv.columns[1:])
+    assert pd.DataFrame(table.rows).equals(csv)
 
 
 def test_other_benchmarks_contribute_metrics(tmp_path: Path) -> None:
@@ -97,4 +104,13 @@ def test_other_benchmarks_contribute_metrics(tmp_path: Path) -> None:
             (0.5, {"bon-gsm8k": {"metrics": {"bon-gsm8k/expected@16": 0.54}}})]
     frame = sweep_frame(rows)
     assert frame.to_dict("list") == {"lambda": [0.0, 0.5], "bon-gsm8k/expected@16": [0.49, 0.54]}
-    assert [p.name for p in write_report(frame, tmp_path)] == ["sweep.csv", "sweep-bon-gsm8k.png"]
+    assert [p.name for p in write_report(frame, tmp_path)] == ["sweep.csv", "metrics.json", "sweep-bon-gsm8k.png"]
+
+
+def test_missing_metric_is_null_and_no_global_backend(tmp_path: Path) -> None:
+    """A metric one member lacks is NaN in the CSV and null in metrics.json; pyplot is never loaded."""
+    rows = [(0.0, {"x": {"metrics": {"x/a": 0.5}}}), (0.5, {"x": {"metrics": {"x/a": 0.6, "x/b": 0.7}}})]
+    write_report(sweep_frame(rows), tmp_path)
+    assert MetricsTable.load(tmp_path / "metrics.json").rows == [{"lambda": 0.0, "x/a": 0.5, "x/b": None},
+                                                                 {"lambda": 0.5, "x/a": 0.6, "x/b": 0.7}]
+    assert "matplotlib.pyplot" not in sys.modules
