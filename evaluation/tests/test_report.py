@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from dogerm_mergekit.contract import MetricsTable
+from dogerm_mergekit.contract import MetricsTable, checkpoint_name
 
 from dogerm_eval.benchmarks import Task
 from dogerm_eval.benchmarks.samples import autoj_row, rewardbench_rows
@@ -18,6 +19,7 @@ from dogerm_eval.errors import ModelError
 from dogerm_eval.models import ResolvedModel
 from dogerm_eval.report import format_table, sweep_frame, write_report
 from dogerm_eval.sweep import discover_sweep, evaluate_sweep
+from evaluation.tests.manifests import write_manifest
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SETTINGS = {"dtype": "float32"}
@@ -40,22 +42,26 @@ class ShiftedScorer:
 
 def make_sweep(root: Path, lambdas: list[float]) -> Path:
     for lam in lambdas:
-        (root / f"lambda-{lam:.2f}").mkdir(parents=True)
-        (root / f"lambda-{lam:.2f}" / "config.json").write_text(json.dumps({"lambda": lam}))
+        (root / checkpoint_name(lam)).mkdir(parents=True)
+        (root / checkpoint_name(lam) / "config.json").write_text(json.dumps({"lambda": lam}))
     (root / "not-a-member").mkdir()
     return root
 
 
-def test_discover_local_sweep(tmp_path: Path) -> None:
-    root = make_sweep(tmp_path / "sweep", [0.5, 0.0, 0.05])
-    (root / "lambda-0.125").mkdir()
+def test_discover_local_sweep(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    root = make_sweep(tmp_path / "sweep", [0.5, 0.0, 0.05, 0.125])
     (root / "lambda-x").mkdir()
+    (root / "lambda-0.90").mkdir()  # no config.json: not a checkpoint
     assert discover_sweep(str(root)) == [(0.0, str(root / "lambda-0.00")), (0.05, str(root / "lambda-0.05")),
                                          (0.125, str(root / "lambda-0.125")), (0.5, str(root / "lambda-0.50"))]
-    (root / "sweep.json").write_text(json.dumps({"lambdas": [0.0, 0.05, 0.125, 0.5, 1.0]}))
-    messages: list[str] = []
-    assert len(discover_sweep(str(root), log=messages.append)) == 4
-    assert "[1.0]" in messages[0] and "skipped" in messages[0]
+    # with a manifest, its finished checkpoints are the members; the unfinished lambdas are reported
+    write_manifest(root, [0.0, 0.05, 0.125, 0.5, 1.0], finished=[0.0, 0.05, 0.5])
+    with caplog.at_level(logging.INFO, logger="dogerm_eval"):
+        assert [lam for lam, _ in discover_sweep(str(root))] == [0.0, 0.05, 0.5]
+    assert "[0.125, 1.0]" in caplog.messages[0] and "skipped" in caplog.messages[0]
+    (root / "sweep.json").write_text(json.dumps({"lambdas": [0.0]}))
+    with pytest.raises(ModelError, match="not a dogerm-sweep manifest"):
+        discover_sweep(str(root))
     with pytest.raises(ModelError, match="no lambda"):
         discover_sweep(str(tmp_path / "sweep" / "not-a-member"))
 
