@@ -23,7 +23,9 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from dogerm_eval.formatting import FormatSettings, format_conversation
-from dogerm_eval.scorer import DTYPES, RewardScorer
+from dogerm_eval.options import SCORING_DTYPES
+from dogerm_eval.scorer import RewardScorer
+from dogerm_mergekit.dtypes import by_name
 from dogerm_mergekit.testing import build_tiny_rm
 
 WORDS = (
@@ -72,7 +74,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, help="reward model folder (default: build a tiny random one)")
     parser.add_argument("--rows", type=int, default=300, help="preference rows (pairs); 2 texts each")
-    parser.add_argument("--dtype", default="float32", choices=sorted(DTYPES))
+    parser.add_argument("--dtype", default="float32", choices=SCORING_DTYPES)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads for both runs")
     parser.add_argument("--batch-tokens", type=int, help="fast path token budget (default: the scorer's)")
@@ -104,7 +106,7 @@ def main() -> None:
 
         start = time.perf_counter()
         slow = np.concatenate([
-            baseline_scores(model_dir, texts, args.max_length, DTYPES[args.dtype], args.device)
+            baseline_scores(model_dir, texts, args.max_length, by_name(args.dtype).torch, args.device)
             for texts in (chosen, rejected)
         ])
         baseline_s = time.perf_counter() - start

@@ -6,16 +6,16 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from dogerm_eval.benchmarks import Task, gsm8k, mbpp
 from dogerm_eval.errors import BenchmarkError, EvalError
 from dogerm_eval.formatting import FALLBACK_TEMPLATES
-from dogerm_eval.generate import GenerationSettings, generate_candidates
 from dogerm_eval.options import (
+    SCORING_DTYPES,
     common_options,
     evaluate_model,
     fail,
@@ -23,14 +23,19 @@ from dogerm_eval.options import (
 )
 from dogerm_eval.sandbox import SandboxLimits, active_defences
 
-BENCHMARK_MODULES = {"gsm8k": gsm8k, "mbpp": mbpp}
+if TYPE_CHECKING:
+    from dogerm_eval.benchmarks import Task
+
+LOG = logging.getLogger(__name__)
+BON_BENCHMARKS = ("gsm8k", "mbpp")
+"""`generate --benchmark` names (their modules are imported when a command runs)."""
 NS_HELP = "Reports, for N in 1, 2, 4, 8, 16 (up to the candidates per problem): the exact expected accuracy over all "
 NS_HELP += "N-subsets, the authors' first-N accuracy, oracle pass@N and majority vote."
 
 
 @click.command(name="generate")
 @click.option("--policy", required=True, help="Policy LM: a local folder or org/name[@revision].")
-@click.option("--benchmark", type=click.Choice(sorted(BENCHMARK_MODULES)), required=True)
+@click.option("--benchmark", type=click.Choice(BON_BENCHMARKS), required=True)
 @click.option("--samples", type=int, default=16, show_default=True, help="Candidates per problem.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Candidate file (JSON lines); appended to, problems already there are skipped.")
@@ -42,7 +47,7 @@ NS_HELP += "N-subsets, the authors' first-N accuracy, oracle pass@N and majority
 @click.option("--system-prompt", help="Policy system prompt (default: the paper's for the benchmark; '' for none).")
 @click.option("--fallback-template", type=click.Choice(sorted(FALLBACK_TEMPLATES)),
               help="Chat template used only when the policy's tokenizer has none.")
-@click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), default="auto",
+@click.option("--dtype", type=click.Choice(["auto", *SCORING_DTYPES]), default="auto",
               show_default=True)
 @click.option("--backend", type=click.Choice(["auto", "transformers", "vllm"]), default="auto", show_default=True,
               help="auto = vLLM when installed and a GPU is present, else transformers.")
@@ -51,7 +56,10 @@ def generate(policy: str, benchmark: str, samples: int, out: Path, data: str | N
              temperature: float | None, top_p: float | None, max_new_tokens: int | None, system_prompt: str | None,
              fallback_template: str | None, dtype: str, backend: str, limit: int | None) -> None:
     """Sample Best-of-N candidates from a policy LM with the paper's prompts and sampling settings."""
-    module = BENCHMARK_MODULES[benchmark]
+    from dogerm_eval.benchmarks import gsm8k, mbpp
+    from dogerm_eval.generate import GenerationSettings, generate_candidates
+
+    module = {"gsm8k": gsm8k, "mbpp": mbpp}[benchmark]
     try:
         problems = module.problems(module.load(data).frame)[:limit]
         settings = GenerationSettings(
@@ -63,7 +71,7 @@ def generate(policy: str, benchmark: str, samples: int, out: Path, data: str | N
             response_prefix=module.RESPONSE_PREFIX,
         )
         done = generate_candidates(problems, settings, out, dtype=dtype, fallback_template=fallback_template,
-                                   backend=backend, log=click.echo)
+                                   backend=backend)
     except EvalError as exc:
         fail(exc)
     except ValueError as exc:  # pydantic validation of the sampling settings
@@ -98,6 +106,8 @@ def _run(name: str, model: str, options: dict[str, Any], make_task: Any) -> None
 @common_options
 def bon_gsm8k(model: str, candidates: Path, data: str | None, **options: Any) -> None:
     """Rerank GSM8K candidates."""
+    from dogerm_eval.benchmarks import gsm8k
+
     _run(gsm8k.NAME, model, options, lambda: gsm8k.task(data, candidates))
 
 
@@ -114,12 +124,14 @@ def bon_gsm8k(model: str, candidates: Path, data: str | None, **options: Any) ->
 def bon_mbpp(model: str, candidates: Path, data: str | None, workers: int, timeout: float, memory_mb: int,
              **options: Any) -> None:
     """Rerank MBPP candidates."""
+    from dogerm_eval.benchmarks import mbpp
+
     if options["num_processes"] > 1:
         fail(BenchmarkError("bon-mbpp runs in one process (the sandbox runs are not sharded); use --num-processes 1"))
     limits = SandboxLimits(wall_s=timeout, cpu_s=max(1, int(timeout)), memory_bytes=memory_mb * 1024**2)
-    click.echo("sandbox defences active on this machine:")
+    LOG.info("sandbox defences active on this machine:")
     for defence in active_defences(limits):
-        click.echo(f"  - {defence}")
+        LOG.info("  - %s", defence)
     _run(mbpp.NAME, model, options, lambda: mbpp.task(data, candidates, limits, workers))
 
 
@@ -128,6 +140,8 @@ def sweep_task(name: str, data: str | None, candidates: str) -> Task:
 
     MBPP programs run once here, with the default sandbox limits of ``bon-mbpp``, before any member is scored.
     """
+    from dogerm_eval.benchmarks import gsm8k, mbpp
+
     if name == gsm8k.NAME:
         return gsm8k.task(data, candidates)
     if name == mbpp.NAME:

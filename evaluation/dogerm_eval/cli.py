@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from dogerm_eval import bon_commands
-from dogerm_eval.benchmarks import BENCHMARKS, Task
 from dogerm_eval.errors import BenchmarkError, EvalError
-from dogerm_eval.inmemory import InMemorySweep
-from dogerm_eval.models import ResolvedModel, resolve_model
 from dogerm_eval.options import (
+    BENCHMARK_NAMES,
     common_options,
+    configure_logging,
     evaluate_model,
     fail,
     relaunch_if_needed,
@@ -23,10 +23,12 @@ from dogerm_eval.options import (
     scoring_settings,
     split_list,
 )
-from dogerm_eval.push import push_results
-from dogerm_eval.report import format_table, sweep_frame, write_report
 from dogerm_eval.results import result_path
-from dogerm_eval.sweep import discover_sweep, evaluate_sweep, resolve_members
+
+if TYPE_CHECKING:
+    from dogerm_eval.models import ResolvedModel
+
+LOG = logging.getLogger(__name__)
 
 
 def _data_paths(data: Sequence[str], names: Sequence[str]) -> dict[str, str | None]:
@@ -34,7 +36,7 @@ def _data_paths(data: Sequence[str], names: Sequence[str]) -> dict[str, str | No
     paths: dict[str, str | None] = dict.fromkeys(names)
     for item in data:
         name, sep, path = item.partition("=")
-        if sep and (name in BENCHMARKS or name in names):
+        if sep and (name in BENCHMARK_NAMES or name in names):
             if name not in paths:
                 raise BenchmarkError(f"--data {item}: {name} is not among the benchmarks {list(names)}")
             paths[name] = path
@@ -55,6 +57,7 @@ def main() -> None:
     file's sha256) is recorded. Results: OUT/<model-slug>/<benchmark>.json and a per-example parquet beside it;
     a rerun with the same model, data and settings reuses them, an interrupted run resumes.
     """
+    configure_logging()
 
 
 def _benchmark_command(name: str, summary: str) -> click.Command:
@@ -63,6 +66,9 @@ def _benchmark_command(name: str, summary: str) -> click.Command:
     @click.option("--data", "data", help="Local .parquet/.jsonl file in the benchmark's schema (default: download).")
     @common_options
     def command(model: str, data: str | None, **options: Any) -> None:
+        from dogerm_eval.benchmarks import Task
+        from dogerm_eval.report import format_table, sweep_frame
+
         relaunch_if_needed(options["num_processes"])
         try:
             results = evaluate_model(model, lambda: [Task.prepare(name, data, split_list(options["subsets"]))],
@@ -95,7 +101,7 @@ _benchmark_command("autoj", "Auto-J pairwise test set: DogeRM's tie-free Math/Co
 @click.option("--lambdas", "lambda_spec", default="0:1:0.05", show_default=True,
               help="With --in-memory: start:stop:step (stop included) or a comma list.")
 @click.option("--benchmark", "benchmarks", default="rewardbench", show_default=True,
-              help="Comma-separated benchmarks. Run here: " + ", ".join(BENCHMARKS) + "; any other name (e.g. "
+              help="Comma-separated benchmarks. Run here: " + ", ".join(BENCHMARK_NAMES) + "; any other name (e.g. "
                    "bon-gsm8k) is read from each member's existing OUT/<slug>/<name>.json.")
 @click.option("--data", "data", multiple=True,
               help="Local data file: PATH with one benchmark, NAME=PATH (repeatable) with several.")
@@ -106,13 +112,20 @@ _benchmark_command("autoj", "Auto-J pairwise test set: DogeRM's tie-free Math/Co
 def sweep(sweep: str | None, benchmarks: str, data: tuple[str, ...], candidate_files: tuple[str, ...],
           in_memory: bool, reward_model: str | None, domain_model: str | None, lambda_spec: str,
           **options: Any) -> None:
-    """Evaluate every member of a lambda sweep with identical settings; write OUT/sweep.csv and plots.
+    """Evaluate every member of a lambda sweep with identical settings; write OUT/sweep.csv, metrics.json and plots.
 
-    SWEEP is a folder with lambda-0.00/, lambda-0.05/, ... sub-folders (full RM checkpoints; an optional sweep.json
-    lists the lambdas) or a Hub repo with lambda-* branches. Writes OUT/sweep.csv (lambda, then one column per metric,
-    e.g. rewardbench/math), OUT/sweep-<benchmark>.png (metrics vs lambda, lambda = 0 dashed) and prints the table.
+    SWEEP is a dogerm-sweep output (lambda-0.00/, lambda-0.05/, ... full RM checkpoints; its sweep.json says which
+    are finished) or a Hub repo with lambda-* branches. Writes OUT/sweep.csv (lambda, then one column per metric,
+    e.g. rewardbench/math), the same table as OUT/metrics.json (for dogerm-push --results), OUT/sweep-<benchmark>.png
+    (metrics vs lambda, lambda = 0 dashed) and prints the table.
     With --in-memory, no SWEEP: the members are merged on the fly from --rm and --domain for each of --lambdas.
     """
+    from dogerm_eval.benchmarks import BENCHMARKS, Task
+    from dogerm_eval.models import resolve_model
+    from dogerm_eval.push import push_results
+    from dogerm_eval.report import format_table, sweep_frame, write_report
+    from dogerm_eval.sweep import discover_sweep, evaluate_sweep, resolve_members
+
     if in_memory == bool(sweep) or (in_memory and not (reward_model and domain_model)):
         raise click.UsageError("give SWEEP, or --in-memory with --rm, --domain (and --lambdas)")
     relaunch_if_needed(options["num_processes"])
@@ -126,28 +139,30 @@ def sweep(sweep: str | None, benchmarks: str, data: tuple[str, ...], candidate_f
                  else Task.prepare(n, paths[n], split_list(options["subsets"])) for n in runnable]
         make_scorer = scorer_factory(fmt, options)
         if in_memory:
+            from dogerm_eval.inmemory import InMemorySweep
+
             merged = InMemorySweep(reward_model, domain_model, lambda_spec)
             resolved, make_scorer, local = merged.members, merged.scorer_factory(make_scorer), True
         else:
-            members = discover_sweep(sweep, log=click.echo)
+            members = discover_sweep(sweep)
             local = Path(sweep).expanduser().is_dir()
             resolved = [(lam, resolve_model(ref)) for lam, ref in members] if local else resolve_members(members)
         if local:
             for _, model in resolved:
                 _read_existing(model, [n for n in names if n not in runnable], options["output_dir"])
         evaluated = evaluate_sweep(resolved, tasks, record, make_scorer, options["output_dir"],
-                                   options["checkpoint_every"], log=click.echo)
+                                   options["checkpoint_every"])
         rows = []
         for lam, model, results in evaluated:
             results.update(_read_existing(model, [n for n in names if n not in runnable], options["output_dir"]))
             rows.append((lam, {n: results[n] for n in names}))
             if options["push_results"]:
-                push_results(model, results, log=click.echo)
+                push_results(model, results)
     except EvalError as exc:
         fail(exc)
     frame = sweep_frame(rows)
     for path in write_report(frame, options["output_dir"]):
-        click.echo(f"wrote {path}")
+        LOG.info("wrote %s", path)
     click.echo(format_table(frame))
 
 
@@ -157,7 +172,7 @@ def _read_existing(model: ResolvedModel, names: Sequence[str], output_dir: Path)
     for name in names:
         path = result_path(output_dir, model, name)
         if not path.is_file():
-            raise BenchmarkError(f"unknown benchmark {name!r}: `sweep` runs {', '.join(BENCHMARKS)}; for others it "
+            raise BenchmarkError(f"unknown benchmark {name!r}: `sweep` runs {', '.join(BENCHMARK_NAMES)}; for others it "
                                  f"reads existing results, and {path} does not exist")
         found[name] = json.loads(path.read_text(encoding="utf-8"))
     return found

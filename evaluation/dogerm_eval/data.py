@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from huggingface_hub.errors import (
 )
 
 from dogerm_eval.errors import BenchmarkError, DataError
+from dogerm_mergekit.files import sha256_file
 
 LOCAL_SUFFIXES = {".parquet": "parquet", ".jsonl": "json", ".json": "json"}
 
@@ -35,12 +35,6 @@ class LoadedTable:
     revision: str
 
 
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    with path.open("rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
-
-
 def load_local(path: str | Path) -> LoadedTable:
     """Read a local `.parquet`, `.jsonl` or `.json` (JSON lines) file; the revision is its sha256."""
     path = Path(path)
@@ -53,7 +47,7 @@ def load_local(path: str | Path) -> LoadedTable:
         frame = pd.read_parquet(path) if kind == "parquet" else pd.read_json(path, lines=True, dtype=False)
     except ValueError as exc:
         raise DataError(f"cannot read {path}: {exc}") from exc
-    return LoadedTable(frame=frame, dataset=str(path.resolve()), revision=f"sha256:{file_sha256(path)}")
+    return LoadedTable(frame=frame, dataset=str(path.resolve()), revision=f"sha256:{sha256_file(path)}")
 
 
 def load_hub(repo_id: str, split: str, revision: str | None = None, config: str | None = None) -> LoadedTable:
@@ -90,7 +84,7 @@ def load_url(url: str) -> LoadedTable:
     except (OSError, ConnectionError) as exc:
         raise DataError(f"could not download {url}: {exc}; use --data PATH") from exc
     frame = pd.read_parquet(local) if kind == "parquet" else pd.read_json(local, lines=True, dtype=False)
-    return LoadedTable(frame=frame, dataset=url, revision=f"sha256:{file_sha256(local)}")
+    return LoadedTable(frame=frame, dataset=url, revision=f"sha256:{sha256_file(local)}")
 
 
 def require_columns(frame: pd.DataFrame, columns: Iterable[str], dataset: str, id_column: str | None = None) -> None:

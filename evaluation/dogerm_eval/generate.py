@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -29,8 +30,10 @@ from tqdm import tqdm
 from dogerm_eval.errors import BenchmarkError, DataError, ModelError
 from dogerm_eval.formatting import FormatSettings, chat_template_for
 from dogerm_eval.models import parse_hub_ref
+from dogerm_mergekit.files import sha256_file
 
 Backend = Literal["auto", "transformers", "vllm"]
+LOG = logging.getLogger(__name__)
 VLLM_CHUNK = 64
 
 
@@ -213,7 +216,6 @@ def generate_candidates(
     dtype: str = "auto",
     fallback_template: str | None = None,
     backend: Backend = "auto",
-    log: Callable[[str], None] = print,
 ) -> int:
     """Sample `settings.samples` candidates per problem into `out` (appending; done problems skipped).
 
@@ -239,7 +241,7 @@ def generate_candidates(
             done.add(record.problem_id)
     todo = [(pid, user) for pid, user in problems if pid not in done]
     if done:
-        log(f"{out}: {len(done)} problems already generated, {len(todo)} to go")
+        LOG.info("%s: %d problems already generated, %d to go", out, len(done), len(todo))
     if not todo:
         return 0
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -262,6 +264,6 @@ def generate_candidates(
 
 def record_fingerprint(path: Path) -> dict[str, Any]:
     """The candidate file's path, sha256 and generation settings (of its first record), for result files."""
-    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    digest = sha256_file(path)
     first = json.loads(Path(path).read_text(encoding="utf-8").splitlines()[0])
     return {"path": str(Path(path).resolve()), "sha256": digest, "generation": first.get("generation", {})}

@@ -16,7 +16,6 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 from huggingface_hub.utils import validate_repo_id
-from transformers import AutoConfig
 
 from dogerm_eval.errors import ModelError
 
@@ -94,6 +93,8 @@ def _download(repo_id: str, revision: str | None) -> Path:
 
 def validate_reward_model(path: Path) -> None:
     """Raise ModelError unless ``path`` holds a sequence-classification model with exactly one label."""
+    from transformers import AutoConfig
+
     if not (path / "config.json").is_file():
         raise ModelError(f"{path} has no config.json: not a transformers model folder")
     try:

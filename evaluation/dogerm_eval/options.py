@@ -1,26 +1,58 @@
-"""Options and helpers shared by every scoring command of ``dogerm-eval``."""
+"""Options and helpers shared by every scoring command of ``dogerm-eval``.
+
+Import-light (no torch, transformers, datasets, pandas): ``--help`` must not load them; commands import them when
+they run.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from dogerm_eval.benchmarks import Task, run_model
 from dogerm_eval.errors import BenchmarkError, EvalError
 from dogerm_eval.formatting import FALLBACK_TEMPLATES, FormatSettings
-from dogerm_eval.models import ResolvedModel, resolve_model
-from dogerm_eval.push import check_pushable, push_results
 from dogerm_eval.results import DEFAULT_CHUNK_SIZE
-from dogerm_eval.scorer import RewardScorer
+
+if TYPE_CHECKING:
+    from dogerm_eval.benchmarks import Task
+    from dogerm_eval.models import ResolvedModel
+    from dogerm_eval.scorer import RewardScorer
 
 DEFAULT_OUTPUT = "./dogerm-eval-results"
 LAUNCHED_ENV = "DOGERM_EVAL_LAUNCHED"  # set in the processes started by --num-processes
+BENCHMARK_NAMES = ("rewardbench", "rewardbench2", "autoj", "pairwise")
+"""The benchmarks ``dogerm_eval.benchmarks.BENCHMARKS`` registers (named here so that ``--help`` loads none)."""
+SCORING_DTYPES = ("float32", "bfloat16", "float16")
+"""The dtypes ``--dtype`` accepts besides ``auto`` (names of ``dogerm_mergekit.dtypes``)."""
+
+
+class _EchoHandler(logging.Handler):
+    """Writes records through ``click.echo`` to the current stderr (which CliRunner may have swapped)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(self.format(record), err=True)
+
+
+def configure_logging() -> None:
+    """INFO messages of ``dogerm_eval`` and ``dogerm_mergekit`` to stderr, as plain lines; once per process.
+
+    In a multi-process launch only rank 0 reports progress (the others show warnings and errors).
+    """
+    level = logging.INFO if os.environ.get("RANK", "0") == "0" else logging.WARNING
+    for name in ("dogerm_eval", "dogerm_mergekit"):
+        logger = logging.getLogger(name)
+        logger.setLevel(level)
+        if not any(isinstance(h, _EchoHandler) for h in logger.handlers):
+            handler = _EchoHandler()
+            handler.setFormatter(logging.Formatter("%(message)s"))
+            logger.addHandler(handler)
 
 
 def split_list(value: str | None) -> list[str] | None:
@@ -42,7 +74,7 @@ def common_options(function: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--double-bos", type=click.Choice(["keep", "mask"]), default="keep", show_default=True,
                      help="A double BOS (template + tokenizer): keep it (as DogeRM) or mask the first "
                      "(as RewardBench)."),
-        click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), default="auto",
+        click.option("--dtype", type=click.Choice(["auto", *SCORING_DTYPES]), default="auto",
                      show_default=True, help="auto = bf16/fp16 on GPU, fp32 on CPU."),
         click.option("--device", help="torch device (default: the accelerator of this process, else CPU)."),
         click.option("--batch-tokens", type=int,
@@ -76,6 +108,8 @@ def scoring_settings(options: dict[str, Any]) -> tuple[FormatSettings, dict[str,
 
 
 def scorer_factory(fmt: FormatSettings, options: dict[str, Any]) -> Callable[[ResolvedModel], RewardScorer]:
+    from dogerm_eval.scorer import RewardScorer
+
     return lambda model: RewardScorer(model, format=fmt, dtype=options["dtype"], device=options["device"],
                                       token_budget=options["batch_tokens"], compat=options["compat"])
 
@@ -115,14 +149,18 @@ def evaluate_model(
     model: str, make_tasks: Callable[[], Sequence[Task]], options: dict[str, Any]
 ) -> dict[str, dict[str, Any]]:
     """The single-model commands' flow: settings, model, tasks (all checked before scoring), run, optional push."""
+    from dogerm_eval.benchmarks import run_model
+    from dogerm_eval.models import resolve_model
+    from dogerm_eval.push import check_pushable, push_results
+
     fmt, record = scoring_settings(options)
     resolved = resolve_model(model)
     if options["push_results"]:
         check_pushable(resolved)
     results = run_model(make_tasks(), resolved, record, scorer_factory(fmt, options), options["output_dir"],
-                        options["checkpoint_every"], log=click.echo)
+                        options["checkpoint_every"])
     if options["push_results"]:
-        push_results(resolved, results, log=click.echo)
+        push_results(resolved, results)
     return results
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData, hf_hub_download
@@ -13,6 +14,7 @@ from dogerm_eval.benchmarks import BENCHMARKS
 from dogerm_eval.errors import ModelError
 from dogerm_eval.models import ResolvedModel
 
+LOG = logging.getLogger(__name__)
 COMMIT_SHA = re.compile(r"^[0-9a-f]{40}$")
 TASK_TYPE = "text-classification"
 TASK_NAME = "Reward modeling"
@@ -51,15 +53,13 @@ def _load_card(repo_id: str, revision: str | None) -> ModelCard:
         return ModelCard(f"---\n{ModelCardData().to_yaml()}\n---\n\n# {repo_id}\n")
 
 
-def push_results(
-    model: ResolvedModel, results: Mapping[str, Mapping[str, Any]], log: Callable[[str], None] = print
-) -> str | None:
+def push_results(model: ResolvedModel, results: Mapping[str, Mapping[str, Any]]) -> str | None:
     """Merge `results` into the card's model-index on the model's branch and push it; return the commit URL.
 
     Entries with the same dataset and metric name are replaced, others are kept. Local folders: no-op (None).
     """
     if not check_pushable(model):
-        log(f"--push-results: {model.ref} is a local folder, not a Hub repo; nothing pushed")
+        LOG.info("--push-results: %s is a local folder, not a Hub repo; nothing pushed", model.ref)
         return None
     card = _load_card(model.repo_id, model.revision)
     new = eval_results(results)
@@ -71,5 +71,5 @@ def push_results(
         model.repo_id, revision=model.revision,
         commit_message=f"dogerm-eval: results for {', '.join(results)}",
     )
-    log(f"--push-results: {len(new)} scores written to the model card of {model.ref}")
+    LOG.info("--push-results: %d scores written to the model card of %s", len(new), model.ref)
     return str(commit)

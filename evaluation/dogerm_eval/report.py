@@ -1,4 +1,5 @@
-"""Sweep report: `OUT/sweep.csv` (lambda + one column per metric), one PNG per benchmark, and a printed table."""
+"""Sweep report: `OUT/sweep.csv` (lambda + one column per metric), the same table as `OUT/metrics.json`, one PNG
+per benchmark, and a printed table."""
 
 from __future__ import annotations
 
@@ -7,14 +8,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import pandas as pd
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
-import pandas as pd  # noqa: E402
-
-from dogerm_eval.errors import BenchmarkError  # noqa: E402
-from dogerm_eval.results import atomic_write  # noqa: E402
+from dogerm_eval.errors import BenchmarkError
+from dogerm_mergekit.contract import METRICS, MetricsTable
+from dogerm_mergekit.files import atomic_file
 
 SWEEP_CSV = "sweep.csv"
 
@@ -39,33 +38,40 @@ def sweep_frame(rows: Sequence[tuple[float, Mapping[str, Mapping[str, Any]]]]) -
 def plot_benchmark(frame: pd.DataFrame, benchmark: str, path: Path) -> Path:
     """Plot `benchmark`'s metrics against lambda; the lambda = 0 value (the unmerged RM) is a dashed line."""
     columns = [c for c in frame.columns if c.startswith(f"{benchmark}/")]
-    figure, axes = plt.subplots(figsize=(7, 4.5))
-    try:
-        for index, column in enumerate(columns):
-            color = f"C{index % 10}"
-            axes.plot(frame["lambda"], frame[column], marker="o", color=color, label=column.split("/", 1)[1])
-            reference = frame.loc[frame["lambda"] == 0.0, column]
-            if not reference.empty:
-                axes.axhline(float(reference.iloc[0]), color=color, linestyle="--", linewidth=1, alpha=0.7)
-        axes.set_xlabel("lambda (weight of the domain model)")
-        axes.set_ylabel("accuracy")
-        axes.set_title(f"{benchmark} vs lambda (dashed: lambda = 0, the reward model)")
-        axes.grid(alpha=0.3)
-        axes.legend(fontsize="small", ncols=2)
-        figure.tight_layout()
-        atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=120))
-    finally:
-        plt.close(figure)
+    figure = Figure(figsize=(7, 4.5))  # no pyplot: no global backend, nothing to close
+    axes = figure.subplots()
+    for index, column in enumerate(columns):
+        color = f"C{index % 10}"
+        axes.plot(frame["lambda"], frame[column], marker="o", color=color, label=column.split("/", 1)[1])
+        reference = frame.loc[frame["lambda"] == 0.0, column]
+        if not reference.empty:
+            axes.axhline(float(reference.iloc[0]), color=color, linestyle="--", linewidth=1, alpha=0.7)
+    axes.set_xlabel("lambda (weight of the domain model)")
+    axes.set_ylabel("accuracy")
+    axes.set_title(f"{benchmark} vs lambda (dashed: lambda = 0, the reward model)")
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize="small", ncols=2)
+    figure.tight_layout()
+    with atomic_file(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=120)
     return path
 
 
+def metrics_table(frame: pd.DataFrame) -> MetricsTable:
+    """The sweep table as ``dogerm_mergekit.contract.MetricsTable`` (NaN, a metric not measured, as None)."""
+    return MetricsTable(rows=[{k: None if math.isnan(v) else v for k, v in row.items()}
+                              for row in frame.to_dict("records")])
+
+
 def write_report(frame: pd.DataFrame, output_dir: Path) -> list[Path]:
-    """Write `OUT/sweep.csv` and `OUT/sweep-<benchmark>.png` per benchmark; return the paths written."""
+    """Write `OUT/sweep.csv`, `OUT/metrics.json` and `OUT/sweep-<benchmark>.png` per benchmark; return their paths."""
     output_dir = Path(output_dir)
-    csv = output_dir / SWEEP_CSV
-    atomic_write(csv, lambda tmp: frame.to_csv(tmp, index=False))
+    csv, metrics = output_dir / SWEEP_CSV, output_dir / METRICS
+    with atomic_file(csv) as tmp:
+        frame.to_csv(tmp, index=False)
+    metrics_table(frame).save(metrics)
     benchmarks = dict.fromkeys(c.split("/", 1)[0] for c in frame.columns if "/" in c)
-    return [csv, *(plot_benchmark(frame, b, output_dir / f"sweep-{b}.png") for b in benchmarks)]
+    return [csv, metrics, *(plot_benchmark(frame, b, output_dir / f"sweep-{b}.png") for b in benchmarks)]
 
 
 def format_table(frame: pd.DataFrame) -> str:

@@ -9,18 +9,22 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import secrets
 import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
+from dogerm_eval.errors import ModelError
 from dogerm_eval.models import ResolvedModel
+from dogerm_mergekit.contract import load_manifest
+from dogerm_mergekit.errors import DogeRMError
+from dogerm_mergekit.files import atomic_file, atomic_write, sha256_file
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 REQUIRED_KEYS = ("dataset", "dataset_revision", "settings", "subsets", "sections", "score")
 DEFAULT_CHUNK_SIZE = 512
@@ -38,15 +42,17 @@ class Evaluation:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call `write(tmp)` on a fresh temp path in `path`'s folder, then rename it onto `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+def metric_columns(
+    benchmark: str, values: Mapping[str, float], score: float, keep_names: bool = False
+) -> dict[str, float]:
+    """Sweep columns `<benchmark>/<name>` for `values` and `<benchmark>/score`.
+
+    Names are lower-cased with dashes for spaces (`Chat Hard` -> `chat-hard`) unless `keep_names` (users' own subset
+    names).
+    """
+    columns = {f"{benchmark}/{name if keep_names else name.lower().replace(' ', '-')}": value
+               for name, value in values.items()}
+    return {**columns, f"{benchmark}/score": score}
 
 
 def _json_default(value: Any) -> Any:
@@ -68,10 +74,9 @@ def _clean_floats(value: Any) -> Any:
     return value
 
 
-def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
-    """Write `data` as indented JSON through a temp file + rename."""
-    text = json.dumps(_clean_floats(data), indent=2, default=_json_default) + "\n"
-    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+def json_text(data: Mapping[str, Any]) -> str:
+    """`data` as indented JSON, NaN/inf as null, numpy scalars and paths as plain values."""
+    return json.dumps(_clean_floats(data), indent=2, default=_json_default) + "\n"
 
 
 def result_path(output_dir: Path, model: ResolvedModel, benchmark: str) -> Path:
@@ -80,13 +85,19 @@ def result_path(output_dir: Path, model: ResolvedModel, benchmark: str) -> Path:
 
 
 def model_fingerprint(model: ResolvedModel, memo: Path | None = None) -> str:
-    """The Hub commit of the model, or `sha256:` of a local folder's content (every file's path and bytes).
+    """The Hub commit of the model, else the content key of a local folder.
 
-    Hashing a 7B checkpoint reads it once (seconds to tens of seconds). With `memo` (a JSON file), each file's digest
-    is remembered under its path, size and modification time, so later runs re-read only files that changed.
+    A finished checkpoint of a dogerm-sweep (its parent's `sweep.json` records it) is keyed by the file digests the
+    sweep recorded (`sweep:` + sha256 over them), without reading the weights. Any other folder is keyed by
+    `sha256:` of every file's path and bytes; reading a 7B checkpoint takes seconds to tens of seconds, so with
+    `memo` (a JSON file) each file's digest is remembered under its path, size and modification time and later runs
+    re-read only files that changed.
     """
     if model.commit:
         return model.commit
+    recorded = _sweep_digests(Path(model.path))
+    if recorded is not None:
+        return "sweep:" + hashlib.sha256(json.dumps(recorded, sort_keys=True).encode()).hexdigest()
     known = json.loads(memo.read_text(encoding="utf-8")) if memo is not None and memo.is_file() else {}
     digest, changed = hashlib.sha256(), False
     for file in sorted(p for p in Path(model.path).rglob("*") if p.is_file()):
@@ -96,13 +107,22 @@ def model_fingerprint(model: ResolvedModel, memo: Path | None = None) -> str:
         stat, key = file.stat(), str(file.resolve())
         entry = known.get(key)
         if entry is None or entry[:2] != [stat.st_size, stat.st_mtime_ns]:
-            with file.open("rb") as handle:
-                entry = [stat.st_size, stat.st_mtime_ns, hashlib.file_digest(handle, "sha256").hexdigest()]
+            entry = [stat.st_size, stat.st_mtime_ns, sha256_file(file)]
             known[key], changed = entry, True
         digest.update(f"{relative}\0{entry[2]}\n".encode())
     if memo is not None and changed:
-        write_json_atomic(memo, known)
+        atomic_write(memo, json_text(known))
     return f"sha256:{digest.hexdigest()}"
+
+
+def _sweep_digests(folder: Path) -> dict[str, str] | None:
+    """The file digests `folder`'s sweep manifest records for it (a finished checkpoint), else None."""
+    try:
+        manifest = load_manifest(folder.parent)
+    except DogeRMError as exc:
+        raise ModelError(str(exc)) from exc
+    record = manifest.checkpoints.get(folder.name) if manifest is not None else None
+    return record.files if record is not None else None
 
 
 def cache_key(
@@ -144,26 +164,24 @@ def write_result(
         raise ValueError(f"result payload lacks {missing}")
     path = result_path(output_dir, model, benchmark)
     parquet = path.with_name(f"{benchmark}.per_example.parquet")
-    atomic_write(parquet, lambda tmp: per_example.to_parquet(tmp, index=False))
+    with atomic_file(parquet) as tmp:
+        per_example.to_parquet(tmp, index=False)
     result = {
         "model": model.repo_id or model.ref,
         "revision": model.commit or model.revision,
         **payload,
         "per_example": parquet.name,
     }
-    write_json_atomic(path, result)
+    atomic_write(path, json_text(result))
     return path
 
 
 def read_per_example(result_json: Path) -> pd.DataFrame:
     """The per-example table referenced by a result JSON."""
+    import pandas as pd
+
     result = json.loads(Path(result_json).read_text(encoding="utf-8"))
     return pd.read_parquet(Path(result_json).parent / result["per_example"])
-
-
-def _save_array(path: Path, values: np.ndarray) -> None:
-    with path.open("wb") as handle:
-        np.save(handle, values)
 
 
 def checkpoint_dir(output_dir: Path, model: ResolvedModel, benchmark: str, key: str) -> Path:
@@ -178,7 +196,7 @@ def prepare_checkpoints(directory: Path, passes: Sequence[Sequence[tuple[str, st
     if meta_path.is_file() and json.loads(meta_path.read_text(encoding="utf-8")) != meta:
         shutil.rmtree(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(meta_path, meta)
+    atomic_write(meta_path, json_text(meta))
 
 
 def score_in_chunks(
@@ -208,7 +226,8 @@ def score_in_chunks(
                 if values.shape != (len(chunk),):
                     raise RuntimeError(f"scorer returned shape {values.shape} for {len(chunk)} conversations")
                 if write:
-                    atomic_write(chunk_path, lambda tmp, v=values: _save_array(tmp, v))
+                    with atomic_file(chunk_path) as tmp, tmp.open("wb") as handle:
+                        np.save(handle, values)
             parts.append(values)
             index, done = index + 1, done + len(chunk)
             if progress is not None:

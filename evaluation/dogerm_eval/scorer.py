@@ -37,10 +37,11 @@ from dogerm_eval.formatting import (
     format_conversation,
 )
 from dogerm_eval.models import ResolvedModel, resolve_model
+from dogerm_eval.options import SCORING_DTYPES
+from dogerm_mergekit import dtypes
 
 #: Batch size of RewardBench's run_rm.py / run_v2.py (``--batch_size`` default).
 REWARDBENCH_BATCH_SIZE = 64
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 #: Padded tokens per batch when none is given: small batches stay in CPU caches; GPUs want large ones.
 CPU_TOKEN_BUDGET = 4096
 ACCELERATOR_TOKEN_BUDGET = 65536
@@ -59,9 +60,9 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
         if device.type == "cuda":
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return torch.float32
-    if dtype not in DTYPES:
-        raise BenchmarkError(f"unknown dtype {dtype!r}; choose 'auto' or one of {sorted(DTYPES)}")
-    return DTYPES[dtype]
+    if dtype not in SCORING_DTYPES:
+        raise BenchmarkError(f"unknown dtype {dtype!r}; choose 'auto' or one of {sorted(SCORING_DTYPES)}")
+    return dtypes.by_name(dtype).torch
 
 
 def plan_token_batches(lengths: Sequence[int], token_budget: int) -> list[list[int]]:

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import gc
-import json
-import re
+import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,31 +15,22 @@ from dogerm_eval.benchmarks import Scorer, Task, run_model
 from dogerm_eval.errors import ModelError
 from dogerm_eval.models import ResolvedModel, parse_hub_ref, resolve_model
 from dogerm_eval.results import DEFAULT_CHUNK_SIZE
+from dogerm_mergekit.contract import MANIFEST, finished_checkpoints, lambda_of, unfinished_lambdas
+from dogerm_mergekit.errors import DogeRMError
 
-MEMBER = re.compile(r"^lambda-(.+)$")
-SWEEP_JSON = "sweep.json"
+LOG = logging.getLogger(__name__)
 
 
-def _lambda_of(name: str) -> float | None:
-    """The lambda of a `lambda-<x>` name (`lambda-0.30`, `lambda-0.125`, `lambda-1e-05`), else None."""
-    match = MEMBER.match(name)
+def _local_members(folder: Path) -> list[tuple[float, str]]:
+    """The finished checkpoints of a sweep folder (``dogerm_mergekit.contract``); unfinished ones are reported."""
     try:
-        return float(match.group(1)) if match else None
-    except ValueError:
-        return None
-
-
-def _local_members(folder: Path, log: Callable[[str], None]) -> list[tuple[float, str]]:
-    members = {
-        lam: str(child) for child in folder.iterdir() if child.is_dir() and (lam := _lambda_of(child.name)) is not None
-    }
-    manifest = folder / SWEEP_JSON
-    if manifest.is_file():
-        listed = json.loads(manifest.read_text(encoding="utf-8")).get("lambdas")
-        missing = sorted(set(map(float, listed or [])) - set(members))
-        if missing:
-            log(f"{manifest} lists lambdas {missing} that have no lambda-* folder (not merged yet?): skipped")
-    return sorted(members.items())
+        members = [(lam, str(path)) for lam, path, _ in finished_checkpoints(folder)]
+        missing = unfinished_lambdas(folder)
+    except DogeRMError as exc:
+        raise ModelError(str(exc)) from exc
+    if missing:
+        LOG.warning("%s lists lambdas %s that are not finished (not merged yet?): skipped", folder / MANIFEST, missing)
+    return members
 
 
 def _hub_members(ref: str) -> list[tuple[float, str]]:
@@ -54,18 +44,20 @@ def _hub_members(ref: str) -> list[tuple[float, str]]:
     except HfHubHTTPError as exc:
         raise ModelError(f"could not list the branches of {repo_id!r}: {exc}") from exc
     return sorted(
-        (lam, f"{repo_id}@{branch.name}") for branch in branches if (lam := _lambda_of(branch.name)) is not None
+        (lam, f"{repo_id}@{branch.name}") for branch in branches if (lam := lambda_of(branch.name)) is not None
     )
 
 
-def discover_sweep(ref: str, log: Callable[[str], None] = print) -> list[tuple[float, str]]:
-    """(lambda, model ref) of every member: `lambda-<x>` sub-folders of a folder, or `lambda-<x>` Hub branches.
+def discover_sweep(ref: str) -> list[tuple[float, str]]:
+    """(lambda, model ref) of every member, sorted by lambda: a sweep folder's finished checkpoints, or a Hub repo's
+    `lambda-<x>` branches.
 
-    Lambdas that a folder's `sweep.json` lists but that have no folder yet (an unfinished merge) are reported and
-    skipped. Sorted by lambda.
+    A folder's finished checkpoints are those its `sweep.json` records (every `lambda-<x>` sub-folder with a
+    config.json when there is no manifest); lambdas the manifest asks for that are not finished are reported and
+    skipped.
     """
     folder = Path(ref).expanduser()
-    members = _local_members(folder, log) if folder.is_dir() else _hub_members(ref)
+    members = _local_members(folder) if folder.is_dir() else _hub_members(ref)
     if not members:
         raise ModelError(f"sweep {ref!r} has no lambda-<value> members (folders or Hub branches)")
     return members
@@ -84,7 +76,6 @@ def evaluate_sweep(
     make_scorer: Callable[[ResolvedModel], Scorer],
     output_dir: Path,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
-    log: Callable[[str], None] = print,
 ) -> list[tuple[float, ResolvedModel, dict[str, dict[str, Any]]]]:
     """Evaluate every (lambda, model) with the same tasks and settings; return (lambda, model, results) per member.
 
@@ -93,7 +84,7 @@ def evaluate_sweep(
     """
     evaluated = []
     for lam, model in members:
-        log(f"lambda={lam:g}: {model.ref}")
-        evaluated.append((lam, model, run_model(tasks, model, settings, make_scorer, output_dir, chunk_size, log)))
+        LOG.info("lambda=%g: %s", lam, model.ref)
+        evaluated.append((lam, model, run_model(tasks, model, settings, make_scorer, output_dir, chunk_size)))
         gc.collect()  # release the previous member's weights before the next one loads
     return evaluated

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +22,8 @@ from dogerm_eval.benchmarks.samples import autoj_row, rewardbench2_row, rewardbe
 from dogerm_eval.cli import main
 from dogerm_eval.formatting import FormatSettings
 from dogerm_eval.scorer import RewardScorer
+from dogerm_mergekit.contract import MetricsTable
+from evaluation.tests.manifests import write_manifest
 
 COUNTS = {"math-prm": 4, "hep-go": 3, "alpacaeval-easy": 3}
 RB2_ROWS = [
@@ -39,6 +43,31 @@ def write_rewardbench(path: Path, counts: dict[str, int]) -> Path:
 def invoke(*args: str) -> tuple[int, str]:
     result = CliRunner().invoke(main, list(args), catch_exceptions=False)
     return result.exit_code, result.output
+
+
+HEAVY = ("torch", "transformers", "datasets", "matplotlib", "pandas", "mergekit")
+
+
+# Both fail only through modules of other owners (until they change): formatting.py imports transformers at module
+# level (for an annotation), and demo/__init__.py imports demo.world (torch) eagerly. strict: an XPASS says the
+# marker can go.
+PENDING = pytest.mark.xfail(strict=True, reason="formatting.py / demo/__init__.py import transformers, torch")
+
+
+@pytest.mark.parametrize("module", [pytest.param("dogerm_eval.cli", marks=PENDING),
+                                    pytest.param("dogerm_eval.demo.cli", marks=PENDING)])
+def test_command_lines_import_no_heavy_library(module: str) -> None:
+    """`--help` stays fast: the command-line modules leave torch, transformers, ... to the commands that run."""
+    code = f"import sys, {module}; print(sorted(m for m in {HEAVY!r} if m in sys.modules))"
+    found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert found.strip() == "[]"
+
+
+def test_help_names_the_registered_benchmarks() -> None:
+    from dogerm_eval.benchmarks import BENCHMARKS
+    from dogerm_eval.options import BENCHMARK_NAMES
+
+    assert tuple(BENCHMARKS) == BENCHMARK_NAMES
 
 
 def test_help_documents_every_command() -> None:
@@ -101,7 +130,7 @@ def test_sweep_end_to_end(tiny_rm_dir: Path, make_tiny_rm, tmp_path: Path) -> No
     sweep = tmp_path / "sweep_out"
     shutil.copytree(tiny_rm_dir, sweep / "lambda-0.00")
     shutil.copytree(make_tiny_rm(seed=1), sweep / "lambda-0.50")
-    (sweep / "sweep.json").write_text(json.dumps({"lambdas": [0.0, 0.5]}))
+    write_manifest(sweep, [0.0, 0.5])
     data = write_rewardbench(tmp_path / "rb.parquet", COUNTS)
     out = tmp_path / "out"
     code, output = invoke("sweep", str(sweep), "--benchmark", "rewardbench", "--data", str(data),
@@ -116,6 +145,8 @@ def test_sweep_end_to_end(tiny_rm_dir: Path, make_tiny_rm, tmp_path: Path) -> No
         assert row["rewardbench/score"] == result["score"]
     assert (out / "sweep-rewardbench.png").read_bytes()[:4] == b"\x89PNG"
     assert "rewardbench/code" in output
+    assert pd.DataFrame(MetricsTable.load(out / "metrics.json").rows).equals(csv)  # for dogerm-push --results
+    assert f"wrote {out / 'metrics.json'}" in output
 
 
 @pytest.mark.parametrize(

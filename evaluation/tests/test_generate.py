@@ -52,8 +52,7 @@ def _settings(policy: Path, seed: int = 0) -> GenerationSettings:
 
 
 def _generate(policy: Path, out: Path, problems: list[tuple[int, str]] = PROBLEMS, seed: int = 0) -> int:
-    return generate_candidates(problems, _settings(policy, seed), out, dtype="float32", backend="transformers",
-                               log=lambda _: None)
+    return generate_candidates(problems, _settings(policy, seed), out, dtype="float32", backend="transformers")
 
 
 def test_schema_and_seeded_reproducibility(tiny_lm: Path, tmp_path: Path) -> None:

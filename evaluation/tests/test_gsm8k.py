@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import shutil
 import json
 from pathlib import Path
@@ -82,14 +83,13 @@ def _brute_expected(scores: list[float], correct: list[bool], n: int) -> float:
     return sum(picks) / len(picks)
 
 
-def test_end_to_end_with_tiny_rm(tiny_rm_dir: Path, tmp_path: Path) -> None:
+def test_end_to_end_with_tiny_rm(tiny_rm_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     data, cands = _write_inputs(tmp_path)
     task = gsm8k.task(str(data), cands)
     assert task.benchmark.ns == (1, 2, 4)
     scorer = RewardScorer(str(tiny_rm_dir), dtype="float32")
     out = tmp_path / "out"
-    messages: list[str] = []
-    result = run_model([task], scorer.model, {}, lambda _: scorer, out, log=messages.append)[task.benchmark.NAME]
+    result = run_model([task], scorer.model, {}, lambda _: scorer, out)[task.benchmark.NAME]
 
     json_path = out / scorer.model.slug / "bon-gsm8k.json"
     assert json.loads(json_path.read_text())["bon"] == result["bon"]
@@ -117,8 +117,9 @@ def test_end_to_end_with_tiny_rm(tiny_rm_dir: Path, tmp_path: Path) -> None:
     assert metrics(result)["bon-gsm8k/expected@4"] == result["bon"]["4"]["expected"]
     assert "bon-gsm8k/majority@1" in metrics(result)
 
-    again = run_model([task], scorer.model, {}, lambda _: scorer, out, log=messages.append)[task.benchmark.NAME]
-    assert again["cache_key"] == result["cache_key"] and "reusing cached result" in messages[-1]
+    with caplog.at_level(logging.INFO, logger="dogerm_eval"):
+        again = run_model([task], scorer.model, {}, lambda _: scorer, out)[task.benchmark.NAME]
+    assert again["cache_key"] == result["cache_key"] and "reusing cached result" in caplog.messages[-1]
 
 
 def test_bad_inputs_fail_before_scoring(tmp_path: Path) -> None:

@@ -81,7 +81,7 @@ def test_end_to_end_with_sandbox_and_tiny_rm(tiny_rm_dir: Path, tmp_path: Path) 
     assert [list(c) for c in frame["correct"]] == [EXPECTED[11], EXPECTED[12]]
     assert frame["status"][0][3] == "timeout"
     scorer = RewardScorer(str(tiny_rm_dir), dtype="float32")
-    result = run_model([task], scorer.model, {}, lambda _: scorer, tmp_path / "out", log=lambda _: None)[mbpp.NAME]
+    result = run_model([task], scorer.model, {}, lambda _: scorer, tmp_path / "out")[mbpp.NAME]
 
     assert set(result["bon"]) == {"1", "2", "4"}
     assert all(row["majority"] is None for row in result["bon"].values())

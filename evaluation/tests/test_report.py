@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import json
+import logging
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from dogerm_mergekit.contract import MetricsTable, checkpoint_name
+
 from dogerm_eval.benchmarks import Task
 from dogerm_eval.benchmarks.samples import autoj_row, rewardbench_rows
 from dogerm_eval.errors import ModelError
 from dogerm_eval.models import ResolvedModel
 from dogerm_eval.report import format_table, sweep_frame, write_report
 from dogerm_eval.sweep import discover_sweep, evaluate_sweep
+from evaluation.tests.manifests import write_manifest
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SETTINGS = {"dtype": "float32"}
@@ -37,22 +42,26 @@ class ShiftedScorer:
 
 def make_sweep(root: Path, lambdas: list[float]) -> Path:
     for lam in lambdas:
-        (root / f"lambda-{lam:.2f}").mkdir(parents=True)
-        (root / f"lambda-{lam:.2f}" / "config.json").write_text(json.dumps({"lambda": lam}))
+        (root / checkpoint_name(lam)).mkdir(parents=True)
+        (root / checkpoint_name(lam) / "config.json").write_text(json.dumps({"lambda": lam}))
     (root / "not-a-member").mkdir()
     return root
 
 
-def test_discover_local_sweep(tmp_path: Path) -> None:
-    root = make_sweep(tmp_path / "sweep", [0.5, 0.0, 0.05])
-    (root / "lambda-0.125").mkdir()
+def test_discover_local_sweep(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    root = make_sweep(tmp_path / "sweep", [0.5, 0.0, 0.05, 0.125])
     (root / "lambda-x").mkdir()
+    (root / "lambda-0.90").mkdir()  # no config.json: not a checkpoint
     assert discover_sweep(str(root)) == [(0.0, str(root / "lambda-0.00")), (0.05, str(root / "lambda-0.05")),
                                          (0.125, str(root / "lambda-0.125")), (0.5, str(root / "lambda-0.50"))]
-    (root / "sweep.json").write_text(json.dumps({"lambdas": [0.0, 0.05, 0.125, 0.5, 1.0]}))
-    messages: list[str] = []
-    assert len(discover_sweep(str(root), log=messages.append)) == 4
-    assert "[1.0]" in messages[0] and "skipped" in messages[0]
+    # with a manifest, its finished checkpoints are the members; the unfinished lambdas are reported
+    write_manifest(root, [0.0, 0.05, 0.125, 0.5, 1.0], finished=[0.0, 0.05, 0.5])
+    with caplog.at_level(logging.INFO, logger="dogerm_eval"):
+        assert [lam for lam, _ in discover_sweep(str(root))] == [0.0, 0.05, 0.5]
+    assert "[0.125, 1.0]" in caplog.messages[0] and "skipped" in caplog.messages[0]
+    (root / "sweep.json").write_text(json.dumps({"lambdas": [0.0]}))
+    with pytest.raises(ModelError, match="not a dogerm-sweep manifest"):
+        discover_sweep(str(root))
     with pytest.raises(ModelError, match="no lambda"):
         discover_sweep(str(tmp_path / "sweep" / "not-a-member"))
 
@@ -72,8 +81,8 @@ def test_sweep_csv_and_png_match_results(tmp_path: Path) -> None:
         json.loads((model.path / "config.json").read_text())["lambda"]), out)
     frame = sweep_frame([(lam, results) for lam, _, results in evaluated])
     paths = write_report(frame, out)
-    assert [p.name for p in paths] == ["sweep.csv", "sweep-rewardbench.png", "sweep-autoj.png"]
-    for png in paths[1:]:
+    assert [p.name for p in paths] == ["sweep.csv", "metrics.json", "sweep-rewardbench.png", "sweep-autoj.png"]
+    for png in paths[2:]:
         assert png.read_bytes()[:8] == PNG_MAGIC and png.stat().st_size > 10_000
     csv = pd.read_csv(out / "sweep.csv")
     assert list(csv.columns)[:2] == ["lambda", "rewardbench/reasoning"]
@@ -89,6 +98,10 @@ def test_sweep_csv_and_png_match_results(tmp_path: Path) -> None:
     # the fake models really differ: accuracy falls as lambda grows
     assert csv["rewardbench/score"].is_monotonic_decreasing and csv["rewardbench/score"].nunique() > 1
     assert "rewardbench/math" in format_table(frame)
+    # metrics.json (what dogerm-push --results reads) holds the same numbers
+    table = MetricsTable.load(out / "metrics.json")
+    assert table.metric_names() == list(csv.columns[1:])
+    assert pd.DataFrame(table.rows).equals(csv)
 
 
 def test_other_benchmarks_contribute_metrics(tmp_path: Path) -> None:
@@ -97,4 +110,13 @@ def test_other_benchmarks_contribute_metrics(tmp_path: Path) -> None:
             (0.5, {"bon-gsm8k": {"metrics": {"bon-gsm8k/expected@16": 0.54}}})]
     frame = sweep_frame(rows)
     assert frame.to_dict("list") == {"lambda": [0.0, 0.5], "bon-gsm8k/expected@16": [0.49, 0.54]}
-    assert [p.name for p in write_report(frame, tmp_path)] == ["sweep.csv", "sweep-bon-gsm8k.png"]
+    assert [p.name for p in write_report(frame, tmp_path)] == ["sweep.csv", "metrics.json", "sweep-bon-gsm8k.png"]
+
+
+def test_missing_metric_is_null_and_no_global_backend(tmp_path: Path) -> None:
+    """A metric one member lacks is NaN in the CSV and null in metrics.json; pyplot is never loaded."""
+    rows = [(0.0, {"x": {"metrics": {"x/a": 0.5}}}), (0.5, {"x": {"metrics": {"x/a": 0.6, "x/b": 0.7}}})]
+    write_report(sweep_frame(rows), tmp_path)
+    assert MetricsTable.load(tmp_path / "metrics.json").rows == [{"lambda": 0.0, "x/a": 0.5, "x/b": None},
+                                                                 {"lambda": 0.5, "x/a": 0.6, "x/b": 0.7}]
+    assert "matplotlib.pyplot" not in sys.modules

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -11,8 +12,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from evaluation.tests.manifests import write_manifest
+
 from dogerm_eval.benchmarks import Task, run_model, run_task
 from dogerm_eval.benchmarks.samples import rewardbench_rows
+from dogerm_eval.errors import ModelError
 from dogerm_eval.models import ResolvedModel
 from dogerm_eval.results import model_fingerprint, read_per_example
 
@@ -69,7 +73,7 @@ def never() -> FakeScorer:
 
 def test_result_json_layout(tmp_path: Path, model: ResolvedModel, task: Task) -> None:
     out = tmp_path / "out"
-    result = run_task(task, model, model_fingerprint(model), SETTINGS, FakeScorer, out, chunk_size=4, log=print)
+    result = run_task(task, model, model_fingerprint(model), SETTINGS, FakeScorer, out, chunk_size=4)
     path = out / "my-rm" / "rewardbench.json"
     assert json.loads(path.read_text()) == result
     assert {"model", "revision", "dataset", "dataset_revision", "settings", "subsets", "sections", "score",
@@ -122,6 +126,42 @@ def test_folder_fingerprint_memo(tmp_path: Path, model: ResolvedModel) -> None:
     stat = (model.path / "config.json").stat()
     os.utime(model.path / "config.json", ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
     assert model_fingerprint(model, memo) == first
+
+
+def test_sweep_checkpoint_is_keyed_by_its_manifest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A finished checkpoint of a sweep: the digests in sweep.json are the key; its weights are not read."""
+    folder = tmp_path / "sweep" / "lambda-0.30"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    (folder / "model.safetensors").write_bytes(b"weights" * 1000)
+    model = ResolvedModel(path=folder, ref=str(folder))
+    unrecorded = model_fingerprint(model)
+    write_manifest(folder.parent, [0.3])
+    opened: list[str] = []
+    real_open = open
+
+    def counting_open(file, *args, **kwargs):
+        opened.append(str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", counting_open)
+    recorded = model_fingerprint(model, tmp_path / "memo.json")
+    monkeypatch.undo()
+    assert recorded.startswith("sweep:") and recorded != unrecorded
+    assert not any(path.startswith(str(folder)) for path in opened)
+    assert not (tmp_path / "memo.json").exists()
+    # the key comes from the manifest: damaged weights do not change it, a changed manifest does
+    (folder / "model.safetensors").write_bytes(b"corrupt")
+    assert model_fingerprint(model) == recorded
+    write_manifest(folder.parent, [0.3])
+    assert model_fingerprint(model) not in (recorded, unrecorded)
+    # a folder the manifest does not record (not finished) is hashed as any local folder
+    other = ResolvedModel(path=folder.parent / "lambda-0.60", ref="lambda-0.60")
+    shutil.copytree(folder, other.path)
+    assert model_fingerprint(other).startswith("sha256:")
+    (folder.parent / "sweep.json").write_text("{not json")
+    with pytest.raises(ModelError, match="sweep.json"):
+        model_fingerprint(model)
 
 
 def test_hub_commit_is_the_fingerprint(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ under `metrics`, which the sweep report and `--push-results` read). Other benchm
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -38,6 +39,8 @@ from dogerm_eval.results import (
     write_result,
 )
 from dogerm_eval.scorer import process_state
+
+LOG = logging.getLogger(__name__)
 
 
 class Scorer(Protocol):
@@ -89,10 +92,6 @@ class Task:
         return cls(benchmark, benchmark.load(data, subsets), tuple(subsets) if subsets else None)
 
 
-def _silent(_: str) -> None:
-    """Log sink of the non-main processes."""
-
-
 def run_task(
     task: Task,
     model: ResolvedModel,
@@ -101,7 +100,6 @@ def run_task(
     make_scorer: Callable[[], Scorer],
     output_dir: Path,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
-    log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Score `model` on `task` and write its result; reuse a result with the same cache key; resume checkpoints.
 
@@ -110,12 +108,10 @@ def run_task(
     """
     name = task.benchmark.NAME
     state = process_state()
-    if not state.is_main_process:
-        log = _silent
     key = cache_key(model_fp, name, task.table.dataset, task.table.revision, task.subsets, settings)
     cached = load_cached_result(output_dir, model, name, key)
     if cached is not None:
-        log(f"{model.slug} {name}: reusing cached result (key {key[:12]})")
+        LOG.info("%s %s: reusing cached result (key %s)", model.slug, name, key[:12])
         return cached
     scorer = make_scorer()
     passes = task.benchmark.passes(task.table.frame)
@@ -125,7 +121,7 @@ def run_task(
     state.wait_for_everyone()
     scores = score_in_chunks(
         scorer.score, passes, chunks, chunk_size, write=state.is_main_process,
-        progress=lambda done, total: log(f"{model.slug} {name}: scored {done}/{total}"),
+        progress=lambda done, total: LOG.info("%s %s: scored %d/%d", model.slug, name, done, total),
     )
     state.wait_for_everyone()  # every process has read the chunks it reuses
     evaluation = task.benchmark.evaluate(task.table.frame, scores)
@@ -147,7 +143,7 @@ def run_task(
         shutil.rmtree(chunks)
         if not any(chunks.parent.iterdir()):
             chunks.parent.rmdir()
-        log(f"{model.slug} {name}: score {evaluation.score:.4f} -> {path}")
+        LOG.info("%s %s: score %.4f -> %s", model.slug, name, evaluation.score, path)
     state.wait_for_everyone()
     return json.loads(path.read_text(encoding="utf-8"))
 
@@ -159,7 +155,6 @@ def run_model(
     make_scorer: Callable[[ResolvedModel], Scorer],
     output_dir: Path,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
-    log: Callable[[str], None] = print,
 ) -> dict[str, dict[str, Any]]:
     """Run every task on one model (the scorer is built at most once); return benchmark name -> result JSON."""
     model_fp = model_fingerprint(model, Path(output_dir) / DIGEST_MEMO)
@@ -171,6 +166,6 @@ def run_model(
         return scorer[0]
 
     return {
-        task.benchmark.NAME: run_task(task, model, model_fp, settings, lazy_scorer, output_dir, chunk_size, log)
+        task.benchmark.NAME: run_task(task, model, model_fp, settings, lazy_scorer, output_dir, chunk_size)
         for task in tasks
     }

@@ -27,7 +27,7 @@ from dogerm_eval.data import (
     select_subsets,
 )
 from dogerm_eval.errors import DataError
-from dogerm_eval.results import Evaluation
+from dogerm_eval.results import Evaluation, metric_columns
 
 NAME = "autoj"
 CARD_DATASET = "GAIR-NLP/auto-j"  # the id written into model cards (the data lives on GitHub)
@@ -132,7 +132,5 @@ def evaluate(frame: pd.DataFrame, scores: np.ndarray) -> Evaluation:
 
 def metrics(result: Mapping[str, Any]) -> dict[str, float]:
     """Sweep columns: `autoj/math`, `autoj/code`, `autoj/other`, `autoj/score` and `autoj/agreement-tuned`."""
-    values = {f"{NAME}/{name.lower()}": value for name, value in result["sections"].items()}
-    values[f"{NAME}/score"] = result["score"]
-    values[f"{NAME}/agreement-tuned"] = result["agreement"]["value"]
-    return values
+    return {**metric_columns(NAME, result["sections"], result["score"]),
+            f"{NAME}/agreement-tuned": result["agreement"]["value"]}

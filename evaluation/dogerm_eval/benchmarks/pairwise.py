@@ -17,7 +17,7 @@ import pandas as pd
 from dogerm_eval.benchmarks import rewardbench
 from dogerm_eval.data import LoadedTable, load_local, require_columns, select_subsets
 from dogerm_eval.errors import BenchmarkError
-from dogerm_eval.results import Evaluation
+from dogerm_eval.results import Evaluation, metric_columns
 
 NAME = "pairwise"
 CARD_DATASET = "pairwise"
@@ -42,6 +42,4 @@ def evaluate(frame: pd.DataFrame, scores: np.ndarray) -> Evaluation:
 
 def metrics(result: Mapping[str, Any]) -> dict[str, float]:
     """``pairwise/<subset>`` accuracies and ``pairwise/score``."""
-    values = {f"{NAME}/{name}": value for name, value in result["subsets"].items()}
-    values[f"{NAME}/score"] = result["score"]
-    return values
+    return metric_columns(NAME, result["subsets"], result["score"], keep_names=True)

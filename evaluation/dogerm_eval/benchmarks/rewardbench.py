@@ -22,7 +22,7 @@ from dogerm_eval.data import (
     require_columns,
     select_subsets,
 )
-from dogerm_eval.results import Evaluation
+from dogerm_eval.results import Evaluation, metric_columns
 
 NAME = "rewardbench"
 HUB_ID = "allenai/reward-bench"
@@ -122,6 +122,4 @@ def pair_accuracy(frame: pd.DataFrame, scores: np.ndarray) -> Evaluation:
 
 def metrics(result: Mapping[str, Any]) -> dict[str, float]:
     """Flat metrics: `rewardbench/<section>` (chat, chat-hard, safety, reasoning, math, code) and the score."""
-    values = {f"{NAME}/{name.lower().replace(' ', '-')}": value for name, value in result["sections"].items()}
-    values[f"{NAME}/score"] = result["score"]
-    return values
+    return metric_columns(NAME, result["sections"], result["score"])

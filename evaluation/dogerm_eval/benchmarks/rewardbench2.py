@@ -31,7 +31,7 @@ from dogerm_eval.data import (
     select_subsets,
 )
 from dogerm_eval.errors import DataError
-from dogerm_eval.results import Evaluation
+from dogerm_eval.results import Evaluation, metric_columns
 
 NAME = "rewardbench2"
 HUB_ID = "allenai/reward-bench-2"
@@ -148,6 +148,4 @@ def evaluate(frame: pd.DataFrame, scores: np.ndarray) -> Evaluation:
 
 def metrics(result: Mapping[str, Any]) -> dict[str, float]:
     """Sweep columns: `rewardbench2/<subset>` (factuality, precise-if, math, safety, focus, ties) and the score."""
-    values = {f"{NAME}/{name.lower().replace(' ', '-')}": value for name, value in result["subsets"].items()}
-    values[f"{NAME}/score"] = result["score"]
-    return values
+    return metric_columns(NAME, result["subsets"], result["score"])

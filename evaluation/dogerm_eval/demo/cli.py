@@ -8,20 +8,28 @@ Best-of-N over candidates sampled from the domain LM; prints the table and write
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-import pandas as pd
-import yaml
-from mergekit.options import MergeOptions
 
-from dogerm_eval.demo.world import World, build_world
+from dogerm_eval.options import configure_logging, default_options, scorer_factory, scoring_settings
 from dogerm_mergekit.contract import parse_lambdas
 from dogerm_mergekit.errors import DogeRMError
-from dogerm_mergekit.sweep import run_sweep
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from dogerm_eval.demo.world import World
+
+LOG = logging.getLogger(__name__)
+
 
 def demo_config(world: World) -> str:
     """The dogerm mergekit configuration of the world's reward model and domain model."""
+    import yaml
+
     return yaml.safe_dump({
         "merge_method": "dogerm",
         "base_model": str(world.rm),
@@ -39,32 +47,34 @@ def _link(link: Path, target: Path) -> None:
 
 def run_demo(output_dir: Path, seed: int, size: str, lambdas: str, cache_dir: Path | None) -> Path:
     """Build/reuse the world, sweep, evaluate, report; return the path of ``sweep.csv``."""
+    from mergekit.options import MergeOptions
+
     from dogerm_eval.benchmarks import Task, gsm8k
+    from dogerm_eval.demo.world import build_world
     from dogerm_eval.models import resolve_model
-    from dogerm_eval.options import default_options, scorer_factory, scoring_settings
     from dogerm_eval.report import format_table, sweep_frame, write_report
     from dogerm_eval.sweep import discover_sweep, evaluate_sweep
+    from dogerm_mergekit.sweep import run_sweep
 
     values = parse_lambdas(lambdas)
     output_dir.mkdir(parents=True, exist_ok=True)
-    click.echo(f"[1/3] the miniature world (seed {seed}, size {size})")
+    LOG.info("[1/3] the miniature world (seed %d, size %s)", seed, size)
     world = build_world(cache_dir, seed=seed, size=size)
     _link(output_dir / "world", world.root)
     config = demo_config(world)
     (output_dir / "dogerm.yml").write_text(config)
 
-    click.echo(f"[2/3] dogerm-sweep over lambda = {', '.join(f'{x:g}' for x in values)}")
+    LOG.info("[2/3] dogerm-sweep over lambda = %s", ", ".join(f"{x:g}" for x in values))
     sweep = run_sweep(config, output_dir / "sweep", values, MergeOptions(), overwrite=True)
-    click.echo(f"      wrote {len(sweep.written)} checkpoints, {len(sweep.skipped)} already there")
+    LOG.info("      wrote %d checkpoints, %d already there", len(sweep.written), len(sweep.skipped))
 
-    click.echo("[3/3] dogerm-eval: pairwise (general, arithmetic) and Best-of-N on the arithmetic problems")
+    LOG.info("[3/3] dogerm-eval: pairwise (general, arithmetic) and Best-of-N on the arithmetic problems")
     scoring = default_options(dtype="float32", device="cpu")  # dogerm-eval's defaults, fp32 on the CPU
     fmt, record = scoring_settings(scoring)
     tasks = [Task.prepare("pairwise", str(world.rewardbench_data), None),
              gsm8k.task(str(world.gsm8k_data), world.candidates)]
-    members = [(lam, resolve_model(ref)) for lam, ref in discover_sweep(str(output_dir / "sweep"), log=click.echo)]
-    evaluated = evaluate_sweep(members, tasks, record, scorer_factory(fmt, scoring), output_dir / "eval",
-                               log=click.echo)
+    members = [(lam, resolve_model(ref)) for lam, ref in discover_sweep(str(output_dir / "sweep"))]
+    evaluated = evaluate_sweep(members, tasks, record, scorer_factory(fmt, scoring), output_dir / "eval")
     frame = sweep_frame([(lam, results) for lam, _, results in evaluated])
     paths = write_report(frame, output_dir)
     largest = max((c for c in frame.columns if c.startswith("bon-gsm8k/expected@")), key=lambda c: int(c.split("@")[1]))
@@ -73,7 +83,7 @@ def run_demo(output_dir: Path, seed: int, size: str, lambdas: str, cache_dir: Pa
     click.echo(format_table(frame[shown]))
     _summary(frame)
     for path in paths:
-        click.echo(f"wrote {path}")
+        LOG.info("wrote %s", path)
     return paths[0]
 
 
@@ -99,6 +109,7 @@ def _summary(frame: pd.DataFrame) -> None:
               help="Where worlds are cached (default: $DOGERM_CACHE or ~/.cache/dogerm).")
 def main(output_dir: Path, seed: int, size: str, lambdas: str, cache_dir: Path | None) -> None:
     """Run DogeRM end to end on a miniature world: build, sweep lambda, evaluate, report."""
+    configure_logging()
     try:
         run_demo(output_dir, seed, size, lambdas, cache_dir)
     except DogeRMError as error:
