@@ -8,14 +8,16 @@ apply to every model of a sweep and are recorded with every result.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import jinja2
 from pydantic import BaseModel, ConfigDict, Field
-from transformers import PreTrainedTokenizerBase
 
 from dogerm_eval.errors import BenchmarkError, ModelError
 from dogerm_mergekit.chat_templates import LLAMA2_CHAT_TEMPLATE
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 #: The default Llama-2 chat system prompt (Touvron et al. 2023, Meta's reference chat code), which DogeRM adds for
 #: its Llama-2 reward models.

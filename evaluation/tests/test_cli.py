@@ -48,14 +48,8 @@ def invoke(*args: str) -> tuple[int, str]:
 HEAVY = ("torch", "transformers", "datasets", "matplotlib", "pandas", "mergekit")
 
 
-# Both fail only through modules of other owners (until they change): formatting.py imports transformers at module
-# level (for an annotation), and demo/__init__.py imports demo.world (torch) eagerly. strict: an XPASS says the
-# marker can go.
-PENDING = pytest.mark.xfail(strict=True, reason="formatting.py / demo/__init__.py import transformers, torch")
 
-
-@pytest.mark.parametrize("module", [pytest.param("dogerm_eval.cli", marks=PENDING),
-                                    pytest.param("dogerm_eval.demo.cli", marks=PENDING)])
+@pytest.mark.parametrize("module", ["dogerm_eval.cli", "dogerm_eval.demo.cli", "dogerm_mergekit.cli"])
 def test_command_lines_import_no_heavy_library(module: str) -> None:
     """`--help` stays fast: the command-line modules leave torch, transformers, ... to the commands that run."""
     code = f"import sys, {module}; print(sorted(m for m in {HEAVY!r} if m in sys.modules))"

@@ -10,8 +10,9 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
-from dogerm_eval.demo import World, WorldBuildError, build_world, corpus
+from dogerm_eval.demo import corpus
 from dogerm_eval.demo import world as world_module
+from dogerm_eval.demo.world import World, WorldBuildError, build_world
 from dogerm_eval.demo.world import file_sha256, world_key
 
 REWARDBENCH_COLUMNS = ["prompt", "chosen", "chosen_model", "rejected", "rejected_model", "subset", "id"]

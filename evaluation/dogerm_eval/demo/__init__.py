@@ -1,5 +1,4 @@
-"""A miniature DogeRM world (tiny trained Llama models and eval data) for the ``dogerm-demo`` command."""
+"""A miniature DogeRM world (tiny trained Llama models and eval data) for the ``dogerm-demo`` command.
 
-from dogerm_eval.demo.world import World, WorldBuildError, build_world
-
-__all__ = ["World", "WorldBuildError", "build_world"]
+``world`` builds and caches it, ``corpus`` writes its texts, ``cli`` runs the demo.
+"""
