@@ -76,3 +76,27 @@ def test_method_is_registered_by_name_once():
     register()
     register()
     assert merge_methods.get("dogerm") is METHOD
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32, torch.float64])
+def test_chunked_combine_is_bit_identical_to_the_whole_tensor_formula(dtype, monkeypatch):
+    import dogerm_mergekit.method as method
+
+    monkeypatch.setattr(method, "CHUNK", 7)  # many chunks and a ragged last one
+    generator = torch.Generator().manual_seed(3)
+    rm = torch.randn(5, 11, generator=generator).to(dtype)
+    domain = torch.randn(5, 11, generator=generator).to(dtype)
+    base, delta = method.difference(rm, domain)
+    for lam in (0.0, 0.3, 0.77, 1.0):
+        assert torch.equal(method.combine(base, delta, lam), delta.mul(lam).add_(rm).to(rm.dtype))
+
+
+def test_chunked_difference_equals_the_whole_tensor_subtraction(monkeypatch):
+    import dogerm_mergekit.method as method
+
+    monkeypatch.setattr(method, "CHUNK", 5)
+    rm = torch.randn(3, 7).to(torch.bfloat16)
+    domain = torch.randn(3, 7).to(torch.bfloat16)
+    base, delta = method.difference(rm, domain)
+    assert base is rm and torch.equal(delta, domain.to(torch.float32) - rm.to(torch.float32))
+    assert method.difference(rm.double(), domain)[1].dtype == torch.float64
