@@ -9,6 +9,7 @@ Best-of-N over candidates sampled from the domain LM; prints the table and write
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,7 +17,6 @@ import click
 
 from dogerm_eval.options import configure_logging, default_options, scorer_factory, scoring_settings
 from dogerm_mergekit.contract import parse_lambdas
-from dogerm_mergekit.errors import DogeRMError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -45,8 +45,12 @@ def _link(link: Path, target: Path) -> None:
         link.symlink_to(target, target_is_directory=True)
 
 
-def run_demo(output_dir: Path, seed: int, size: str, lambdas: str, cache_dir: Path | None) -> Path:
-    """Build/reuse the world, sweep, evaluate, report; return the path of ``sweep.csv``."""
+GENERAL_LOSS = 0.02
+"""The largest drop of general accuracy (from lambda = 0) a lambda may cost to count as the demo's best lambda."""
+
+
+def run_demo(output_dir: Path, seed: int, size: str, lambdas: str, cache_dir: Path | None) -> pd.DataFrame:
+    """Build/reuse the world, sweep, evaluate, report; return the sweep table (also written as ``sweep.csv``)."""
     from mergekit.options import MergeOptions
 
     from dogerm_eval.benchmarks import Task, gsm8k
@@ -81,36 +85,75 @@ def run_demo(output_dir: Path, seed: int, size: str, lambdas: str, cache_dir: Pa
     shown = ["lambda", "pairwise/general", "pairwise/arithmetic", largest, largest.replace("expected", "first_n"),
              largest.replace("expected", "oracle")]
     click.echo(format_table(frame[shown]))
-    _summary(frame)
+    click.echo(verdict(frame).line(seed))
     for path in paths:
         LOG.info("wrote %s", path)
-    return paths[0]
+    return frame
 
 
-def _summary(frame: pd.DataFrame) -> None:
+@dataclass(frozen=True)
+class Verdict:
+    """lambda = 0 against the best lambda that keeps general accuracy within GENERAL_LOSS of it."""
+
+    best_lambda: float
+    general: tuple[float, float]
+    arithmetic: tuple[float, float]
+    best_of_n: tuple[float, float]
+    n: int
+
+    @property
+    def gain(self) -> float:
+        return self.arithmetic[1] - self.arithmetic[0]
+
+    def line(self, seed: int) -> str:
+        return (
+            f"seed {seed}: best lambda {self.best_lambda:g} (general within {GENERAL_LOSS * 100:g} points): "
+            f"arithmetic {self.arithmetic[0] * 100:.1f} -> {self.arithmetic[1] * 100:.1f} ({self.gain * 100:+.1f}), "
+            f"general {self.general[0] * 100:.1f} -> {self.general[1] * 100:.1f}, "
+            f"Best-of-{self.n} {self.best_of_n[0] * 100:.1f} -> {self.best_of_n[1] * 100:.1f}"
+        )
+
+
+def verdict(frame: pd.DataFrame) -> Verdict:
+    """The demo's reading of a sweep table (the lambda = 0 row is the reward model alone)."""
     arithmetic, general = "pairwise/arithmetic", "pairwise/general"
+    bon = max((c for c in frame.columns if c.startswith("bon-gsm8k/expected@")), key=lambda c: int(c.split("@")[1]))
     base = frame.loc[frame["lambda"] == 0.0].iloc[0] if (frame["lambda"] == 0.0).any() else frame.iloc[0]
-    best = frame.loc[frame[arithmetic].idxmax()]
-    click.echo(
-        f"\nreward model alone (lambda={base['lambda']:g}): arithmetic {base[arithmetic]:.3f}, general "
-        f"{base[general]:.3f}\nbest lambda for arithmetic ({best['lambda']:g}): arithmetic {best[arithmetic]:.3f}, "
-        f"general {best[general]:.3f}"
-    )
+    allowed = frame[frame[general] >= base[general] - GENERAL_LOSS - 1e-9]
+    best = allowed.loc[allowed[arithmetic].idxmax()]
+    return Verdict(float(best["lambda"]), (base[general], best[general]), (base[arithmetic], best[arithmetic]),
+                   (base[bon], best[bon]), int(bon.split("@")[1]))
+
+
+def spread(verdicts: dict[int, Verdict]) -> str:
+    """The seeds' verdicts, one line each, and the spread of the arithmetic gain."""
+    gains = [v.gain * 100 for v in verdicts.values()]
+    lines = [v.line(seed) for seed, v in verdicts.items()]
+    lines.append(f"arithmetic gain over {len(gains)} seeds: mean {sum(gains) / len(gains):+.1f}, "
+                 f"min {min(gains):+.1f}, max {max(gains):+.1f} points")
+    return "\n".join(lines)
 
 
 @click.command("dogerm-demo")
 @click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("dogerm-demo"),
               show_default=True, help="Where the sweep, the results, sweep.csv and the plots go.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the miniature world.")
+@click.option("--seeds", "--seed", "seeds", default="0", show_default=True,
+              help="Seed(s) of the miniature world, e.g. 0,1,2: one world, sweep and table per seed, then the spread.")
 @click.option("--size", type=click.Choice(["demo", "test"]), default="demo", show_default=True,
               help="'test' builds a far smaller world in seconds (for CI).")
 @click.option("--lambdas", default="0:1:0.1", show_default=True, help="start:stop:step or a comma list.")
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where worlds are cached (default: $DOGERM_CACHE or ~/.cache/dogerm).")
-def main(output_dir: Path, seed: int, size: str, lambdas: str, cache_dir: Path | None) -> None:
+def main(output_dir: Path, seeds: str, size: str, lambdas: str, cache_dir: Path | None) -> None:
     """Run DogeRM end to end on a miniature world: build, sweep lambda, evaluate, report."""
     configure_logging()
     try:
-        run_demo(output_dir, seed, size, lambdas, cache_dir)
-    except DogeRMError as error:
-        raise click.ClickException(str(error)) from None
+        values = [int(seed) for seed in seeds.split(",")]
+    except ValueError:
+        raise click.BadParameter(f"{seeds!r}: give seeds as integers, e.g. 0 or 0,1,2", param_hint="--seeds") from None
+    parse_lambdas(lambdas)  # refuse a bad list before a world is built
+    if len(values) == 1:
+        run_demo(output_dir, values[0], size, lambdas, cache_dir)
+        return
+    verdicts = {seed: verdict(run_demo(output_dir / f"seed-{seed}", seed, size, lambdas, cache_dir)) for seed in values}
+    click.echo("\n" + spread(verdicts))
