@@ -90,6 +90,8 @@ _benchmark_command("pairwise", "Your own preference pairs in RewardBench's schem
                                "accuracy per subset and over all pairs.")
 _benchmark_command("autoj", "Auto-J pairwise test set: DogeRM's tie-free Math/Code/Other accuracy and Auto-J's "
                             "agreement with a tie threshold tuned on the test set.")
+_benchmark_command("rmbench", "RM-Bench (THU-KEG/RM-Bench): 3x3 chosen/rejected style matrix, hard/normal/easy, "
+                              "Chat/Math/Code/Safety, overall = mean of the domains.")
 
 
 @main.command()
