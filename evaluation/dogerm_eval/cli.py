@@ -92,6 +92,8 @@ _benchmark_command("autoj", "Auto-J pairwise test set: DogeRM's tie-free Math/Co
                             "agreement with a tie threshold tuned on the test set.")
 _benchmark_command("rmbench", "RM-Bench (THU-KEG/RM-Bench): 3x3 chosen/rejected style matrix, hard/normal/easy, "
                               "Chat/Math/Code/Safety, overall = mean of the domains.")
+_benchmark_command("rewardmath", "RewardMATH (RewardMATH/RewardMATH): one correct vs nine incorrect MATH500 "
+                                 "solutions; accuracy (correct above all) and MRR.")
 
 
 @main.command()
