@@ -94,6 +94,8 @@ _benchmark_command("rmbench", "RM-Bench (THU-KEG/RM-Bench): 3x3 chosen/rejected 
                               "Chat/Math/Code/Safety, overall = mean of the domains.")
 _benchmark_command("rewardmath", "RewardMATH (RewardMATH/RewardMATH): one correct vs nine incorrect MATH500 "
                                  "solutions; accuracy (correct above all) and MRR.")
+_benchmark_command("ppe", "PPE correctness best-of-K sets (lmarena-ai/PPE-*-Best-of-K): conflict-pair accuracy, "
+                          "exact best-of-K curves, maximum and end score per set.")
 
 
 @main.command()
