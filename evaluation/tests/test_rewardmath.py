@@ -157,3 +157,28 @@ def test_command_end_to_end(tiny_rm_dir: Path, tmp_path: Path) -> None:
     assert saved["metrics"]["rewardmath/math"] == pytest.approx(acc)
     assert saved["metrics"]["rewardmath/mrr"] == pytest.approx(mrr)
     assert saved["dataset_revision"].startswith("sha256:")
+
+
+# Printed by the authors' own evaluation (kimsh0507/RewardMATH_official@cde06ab, `src/evaluate_results.py
+# --eval_mode our_reward`, i.e. `RewardMATHEvaluation` with "normal") on their published result files
+# results/RewardMATH/<model>_reward.json: reward Acc, reward MRR, reward Acc (w/ tie), in percent.
+OFFICIAL = {"ArmoRM": (20.496894409937887, 42.18171809786716, 21.532091097308488),
+            "grm_llama3": (24.43064182194617, 45.79529396299579, 24.84472049689441)}
+
+
+@pytest.mark.parametrize("model", sorted(OFFICIAL))
+def test_golden_official_result_files(model: str) -> None:
+    """The authors' scores of 483 problems x 10 solutions give the numbers their evaluation printed."""
+    import gzip
+
+    with gzip.open(Path(__file__).parent / "data" / "rewardmath_official_scores.json.gz", "rt") as handle:
+        problems = json.load(handle)["scores"][model]
+    assert len(problems) == 483 and {len(p) for p in problems} == {10}
+    frame = pd.DataFrame([{"problem": f"p{p}", "eval_solution": [f"p{p} s{k}"],
+                           "solution_type": "chosen" if k == 0 else "rejected", "problem_id": p, "subject": "all"}
+                          for p, scores in enumerate(problems) for k in range(len(scores))])
+    result = rewardmath.evaluate(frame, np.array([s for scores in problems for s in scores]))
+    accuracy, mrr, with_ties = OFFICIAL[model]
+    assert 100 * result.score == pytest.approx(accuracy, abs=1e-9)
+    assert 100 * result.sections["MRR"] == pytest.approx(mrr, abs=1e-9)
+    assert 100 * result.sections["Accuracy with ties"] == pytest.approx(with_ties, abs=1e-9)
