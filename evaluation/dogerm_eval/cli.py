@@ -90,6 +90,12 @@ _benchmark_command("pairwise", "Your own preference pairs in RewardBench's schem
                                "accuracy per subset and over all pairs.")
 _benchmark_command("autoj", "Auto-J pairwise test set: DogeRM's tie-free Math/Code/Other accuracy and Auto-J's "
                             "agreement with a tie threshold tuned on the test set.")
+_benchmark_command("rmbench", "RM-Bench (THU-KEG/RM-Bench): 3x3 chosen/rejected style matrix, hard/normal/easy, "
+                              "Chat/Math/Code/Safety, overall = mean of the domains.")
+_benchmark_command("rewardmath", "RewardMATH (RewardMATH/RewardMATH): one correct vs nine incorrect MATH500 "
+                                 "solutions; accuracy (correct above all) and MRR.")
+_benchmark_command("ppe", "PPE correctness best-of-K sets (lmarena-ai/PPE-*-Best-of-K): conflict-pair accuracy, "
+                          "exact best-of-K curves, maximum and end score per set.")
 
 
 @main.command()

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 DEFAULT_OUTPUT = "./dogerm-eval-results"
 LAUNCHED_ENV = "DOGERM_EVAL_LAUNCHED"  # set in the processes started by --num-processes
 BENCHMARK_NAMES = ("rewardbench", "rewardbench2", "autoj", "pairwise")
+BENCHMARK_NAMES += ("rmbench", "rewardmath", "ppe")
 """The benchmarks ``dogerm_eval.benchmarks.BENCHMARKS`` registers (named here so that ``--help`` loads none)."""
 SCORING_DTYPES = ("float32", "bfloat16", "float16")
 """The dtypes ``--dtype`` accepts besides ``auto`` (names of ``dogerm_mergekit.dtypes``)."""

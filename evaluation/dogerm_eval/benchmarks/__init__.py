@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from dogerm_eval.benchmarks import autoj, pairwise, rewardbench, rewardbench2
+from dogerm_eval.benchmarks import ppe, rewardmath, rmbench
 from dogerm_eval.data import LoadedTable
 from dogerm_eval.errors import BenchmarkError
 from dogerm_eval.models import ResolvedModel
@@ -68,6 +69,7 @@ class Benchmark(Protocol):
 
 
 BENCHMARKS: dict[str, Benchmark] = {m.NAME: m for m in (rewardbench, rewardbench2, autoj, pairwise)}
+BENCHMARKS.update({m.NAME: m for m in (rmbench, rewardmath, ppe)})
 
 
 def get_benchmark(name: str) -> Benchmark:
