@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from dogerm_eval import bon_commands
+from dogerm_eval import bon_commands, search
 from dogerm_eval.errors import BenchmarkError, EvalError
 from dogerm_eval.options import (
     BENCHMARK_NAMES,
@@ -189,3 +189,4 @@ for _command in bon_commands.COMMANDS:
 
 if __name__ == "__main__":
     main()
+main.add_command(search.command())

@@ -1,0 +1,357 @@
+"""``dogerm-eval search``: a good lambda in a few in-memory evaluations on a dev split, then one test evaluation.
+
+The protocol, so that lambda is not chosen on the data it is reported on:
+
+1. The benchmark's rows are split once into dev and test by a hash of (seed, row id): deterministic, recorded,
+   disjoint (:func:`split_rows`).
+2. lambda = 0 (the reward model alone) is always evaluated first: the reference of the constraint and the
+   answer when nothing beats it.
+3. scipy's bounded scalar minimisation (Brent's method: golden-section steps, parabolic ones where the curve
+   allows) proposes the next lambdas in [0, 1], on the objective negated and penalised where the constraint
+   fails, until ``max_evals`` evaluations are spent (then it is stopped). A DogeRM curve is one bump or flat
+   in practice; Brent needs no gradient, spends few evaluations on a bump and, with ``xatol`` 0.05, does not
+   chase differences finer than a 21-point grid resolves. A second peak it does not bracket can be missed.
+4. The chosen lambda is the best dev objective among the points that meet the constraint, the smallest lambda
+   among points whose objective ties within ``tie`` (a flat curve keeps the reward model); then it is evaluated
+   once on test. Dev points carry bootstrap 95% intervals (rows resampled).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import operator
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dogerm_eval.errors import BenchmarkError
+
+LOG = logging.getLogger(__name__)
+SEARCH_JSON = "search.json"
+_CONSTRAINT = re.compile(
+    r"^\s*(?P<metric>[\w./@-]+)\s*(?P<op>>=|<=)\s*(?:(?P<ref>value_at_lambda0)\s*(?:(?P<sign>[+-])\s*"
+    r"(?P<offset>[\d.eE+-]+))?|(?P<value>[-+]?[\d.eE+-]+))\s*$"
+)
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """``METRIC >= value_at_lambda0 - 0.02`` (relative to the reward model alone) or ``METRIC >= 0.9``."""
+
+    metric: str
+    op: str
+    offset: float | None = None
+    value: float | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Constraint:
+        match = _CONSTRAINT.match(text)
+        if not match:
+            raise BenchmarkError(
+                f"--constraint {text!r}: write METRIC >= value_at_lambda0 - 0.02, or METRIC >= 0.9 (>= or <=)"
+            )
+        if match["ref"]:
+            offset = float(match["offset"] or 0) * (-1 if match["sign"] == "-" else 1)
+            return cls(match["metric"], match["op"], offset=offset)
+        return cls(match["metric"], match["op"], value=float(match["value"]))
+
+    def bound(self, reference: Mapping[str, float]) -> float:
+        if self.value is not None:
+            return self.value
+        if self.metric not in reference:
+            raise BenchmarkError(f"--constraint names {self.metric!r}, which the benchmark does not report; "
+                                 f"choose one of {sorted(reference)}")
+        return reference[self.metric] + (self.offset or 0.0)
+
+    def violation(self, metrics: Mapping[str, float], reference: Mapping[str, float]) -> float:
+        """How far ``metrics`` miss the constraint (0 when met)."""
+        bound, value = self.bound(reference), metrics[self.metric]
+        compare = operator.ge if self.op == ">=" else operator.le
+        return 0.0 if compare(value, bound) or math.isclose(value, bound, abs_tol=1e-12) else abs(value - bound)
+
+
+def split_rows(ids: Sequence[Any], dev_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Boolean masks (dev, test): a row is dev when sha256(seed, id) falls below ``dev_fraction``."""
+    if not 0 < dev_fraction < 1:
+        raise BenchmarkError(f"--dev-fraction {dev_fraction}: give a fraction strictly between 0 and 1")
+    unit = np.array([int.from_bytes(hashlib.sha256(f"{seed}\0{i}".encode()).digest()[:8], "big") / 2**64 for i in ids])
+    dev = unit < dev_fraction
+    if dev.all() or not dev.any():
+        raise BenchmarkError(f"--dev-fraction {dev_fraction} leaves no rows for dev or for test ({len(ids)} rows)")
+    return dev, ~dev
+
+
+@dataclass
+class Point:
+    """One evaluated lambda: its dev metrics and their bootstrap 95% intervals."""
+
+    lam: float
+    metrics: dict[str, float]
+    intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
+    meets_constraint: bool = True
+
+
+class _BudgetSpent(Exception):
+    pass
+
+
+def search(
+    evaluate: Callable[[float], tuple[dict[str, float], dict[str, tuple[float, float]]]],
+    objective: str,
+    constraint: Constraint | None,
+    max_evals: int,
+    known: Mapping[float, Point] | None = None,
+    xatol: float = 0.05,
+    tie: float = 1e-9,
+) -> tuple[list[Point], Point, str | None]:
+    """Evaluate lambda = 0, then Brent's proposals, within ``max_evals`` evaluations; return (points, chosen, note).
+
+    ``evaluate(lam)`` returns (metrics, intervals); ``known`` points (an earlier run's) are reused instead of
+    evaluated (they still count as steps of the budget, so a rerun retraces the same search). ``note`` says why the reward model alone was chosen when no lambda meets the
+    constraint.
+    """
+    from scipy.optimize import minimize_scalar
+
+    if max_evals < 1:
+        raise BenchmarkError("--max-evals must be at least 1 (lambda = 0 is always evaluated)")
+    points: dict[float, Point] = {}
+    cache = dict(known or {})
+    spent = 0
+
+    def point(lam: float) -> Point:
+        nonlocal spent
+        lam = round(float(lam), 4)
+        if lam in points:
+            return points[lam]
+        if spent >= max_evals:
+            raise _BudgetSpent
+        spent += 1  # cached points count too: a rerun retraces the same steps without evaluating
+        if lam not in cache:
+            metrics, intervals = evaluate(lam)
+            cache[lam] = Point(lam, metrics, intervals)
+        points[lam] = cache[lam]
+        if objective not in points[lam].metrics:
+            raise BenchmarkError(f"--objective {objective!r} is not a metric of this benchmark; "
+                                 f"choose one of {sorted(points[lam].metrics)}")
+        return points[lam]
+
+    reference = point(0.0).metrics
+
+    def loss(lam: float) -> float:
+        found = point(lam)
+        missed = constraint.violation(found.metrics, reference) if constraint else 0.0
+        found.meets_constraint = missed == 0.0
+        return -found.metrics[objective] + (1.0 + missed if missed else 0.0)
+
+    try:
+        minimize_scalar(loss, bounds=(0.0, 1.0), method="bounded", options={"xatol": xatol, "maxiter": 100})
+    except _BudgetSpent:
+        pass
+    for found in points.values():
+        found.meets_constraint = not constraint or constraint.violation(found.metrics, reference) == 0.0
+    feasible = [p for p in points.values() if p.meets_constraint]
+    note = None
+    if not feasible:
+        note = f"no evaluated lambda meets {constraint.metric} {constraint.op} {constraint.bound(reference):.4f}; " \
+               "lambda = 0 (the reward model alone) is returned"
+        chosen = points[0.0]
+    else:
+        best = max(p.metrics[objective] for p in feasible)
+        chosen = min((p for p in feasible if p.metrics[objective] >= best - tie), key=lambda p: p.lam)
+    return sorted(points.values(), key=lambda p: p.lam), chosen, note
+
+
+def bootstrap_intervals(compute: Callable[[np.ndarray], dict[str, float]], rows: int, samples: int = 200,
+                        seed: int = 0) -> dict[str, tuple[float, float]]:
+    """Percentile 95% intervals of ``compute(row indices)`` over ``samples`` resamples of the rows."""
+    generator = np.random.default_rng(seed)
+    draws: dict[str, list[float]] = {}
+    for _ in range(samples):
+        for name, value in compute(generator.integers(0, rows, rows)).items():
+            draws.setdefault(name, []).append(value)
+    return {name: (float(np.nanpercentile(v, 2.5)), float(np.nanpercentile(v, 97.5))) for name, v in draws.items()
+            if not all(math.isnan(x) for x in v)}
+
+
+def write_search(output_dir: Path, record: Mapping[str, Any]) -> Path:
+    """``OUT/search.json`` and ``OUT/search.png`` (the evaluated dev points against lambda)."""
+    from matplotlib.figure import Figure
+
+    from dogerm_mergekit.files import atomic_write
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    path = output_dir / SEARCH_JSON
+    atomic_write(path, json.dumps(record, indent=2, default=float))
+    figure = Figure(figsize=(6, 4))
+    axes = figure.add_subplot()
+    points = record["points"]
+    objective = record["settings"]["objective"]
+    for name in sorted({objective, *([record["settings"]["constraint_metric"]] if record["settings"].get(
+            "constraint_metric") else [])}):
+        xs = [p["lam"] for p in points]
+        ys = [p["metrics"][name] for p in points]
+        low = [p["metrics"][name] - p["intervals"].get(name, (p["metrics"][name],) * 2)[0] for p in points]
+        high = [p["intervals"].get(name, (p["metrics"][name],) * 2)[1] - p["metrics"][name] for p in points]
+        axes.errorbar(xs, ys, yerr=[low, high], fmt="o", capsize=3, label=f"{name} (dev)")
+    axes.axvline(record["chosen"]["lam"], linestyle="--", color="gray", label=f"chosen lambda {record['chosen']['lam']:g}")
+    axes.set_xlabel("lambda")
+    axes.set_xlim(-0.05, 1.05)
+    axes.legend(fontsize=8)
+    figure.savefig(output_dir / "search.png", dpi=120, bbox_inches="tight")
+    return path
+
+
+def record_of(points: Sequence[Point], chosen: Point, note: str | None, test: Mapping[str, float],
+              settings: Mapping[str, Any]) -> dict[str, Any]:
+    """What ``search.json`` holds."""
+    return {"settings": dict(settings), "points": [asdict(p) for p in points], "chosen": asdict(chosen),
+            "note": note, "test": dict(test)}
+
+
+def _fingerprint(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def run_search(
+    reward_model: str, domain_model: str, benchmark: str, data: str | None, subsets: Sequence[str] | None,
+    objective: str, constraint: str | None, max_evals: int, dev_fraction: float, seed: int, output_dir: Path,
+    scoring: Mapping[str, Any], write: Path | None = None, push_to_hub: str | None = None,
+) -> dict[str, Any]:
+    """Search lambda for ``reward_model`` + ``domain_model`` on ``benchmark``'s dev split; evaluate it on test.
+
+    Everything that can be refused is checked before a model is loaded. Evaluated points are kept in
+    ``OUT/points.json`` under a fingerprint of inputs, data, split and settings, so a rerun reuses them.
+    """
+    from dogerm_eval.benchmarks import Task
+    from dogerm_eval.models import locate_model, resolve_model
+    from dogerm_eval.options import scorer_factory, scoring_settings
+    from dogerm_mergekit.contract import checkpoint_name
+
+    rule = Constraint.parse(constraint) if constraint else None
+    task = Task.prepare(benchmark, data, subsets)
+    frame = task.table.frame.reset_index(drop=True)
+    if any(len(p) != len(frame) for p in task.benchmark.passes(frame)):
+        raise BenchmarkError(f"search scores one text per row and pass; {benchmark} has passes of other sizes: "
+                             "use pairwise, rewardbench or rmbench-like pairwise data")
+    dev, test = split_rows(frame["id"].tolist(), dev_fraction, seed)
+    if push_to_hub and write is None:
+        raise BenchmarkError("--push-to-hub publishes the --write checkpoint: give --write DIR too")
+    fmt, record = scoring_settings(dict(scoring))
+
+    from dogerm_mergekit.inmemory import InMemoryMerger
+    from dogerm_mergekit.sweep import input_fingerprint
+
+    reward = resolve_model(reward_model)
+    merger = InMemoryMerger(str(reward.path), str(locate_model(domain_model).path))
+    scorer = scorer_factory(fmt, dict(scoring))(reward)
+    key = _fingerprint([input_fingerprint(m) for m in (merger.plan.reward_model, merger.plan.domain_model)],
+                       benchmark, task.table.dataset, task.table.revision, subsets, dev_fraction, seed, record)
+
+    def metrics_of(rows, scores) -> dict[str, float]:
+        evaluation = task.benchmark.evaluate(rows, scores)
+        payload = {"subsets": evaluation.subsets, "sections": evaluation.sections, "score": evaluation.score,
+                   **evaluation.extra}
+        return {k: float(v) for k, v in task.benchmark.metrics(payload).items() if v is not None}
+
+    def evaluate(lam: float, mask: np.ndarray) -> tuple[dict[str, float], dict[str, tuple[float, float]]]:
+        scorer.network.load_state_dict(merger.state_dict(lam), strict=True)
+        rows = frame[mask].reset_index(drop=True)
+        passes = task.benchmark.passes(rows)
+        scores = np.concatenate([np.asarray(scorer.score(p), dtype=np.float64) for p in passes])
+        LOG.info("lambda=%g: scored %d rows", lam, len(rows))
+        by_pass = scores.reshape(len(passes), len(rows))
+
+        def resampled(index: np.ndarray) -> dict[str, float]:
+            return metrics_of(rows.iloc[index].reset_index(drop=True), by_pass[:, index].reshape(-1))
+
+        return metrics_of(rows, scores), bootstrap_intervals(resampled, len(rows), seed=seed)
+
+    store = output_dir / "points.json"
+    saved = json.loads(store.read_text()) if store.is_file() else {}
+    known = {float(lam): Point(**p) for lam, p in saved.get(key, {}).get("dev", {}).items()}
+    points, chosen, note = search(lambda lam: evaluate(lam, dev), objective, rule, max_evals, known)
+    if note:
+        LOG.warning("%s", note)
+    cached_test = saved.get(key, {}).get("test", {}).get(str(chosen.lam))
+    test_metrics = cached_test or evaluate(chosen.lam, test)[0]
+    saved[key] = {"dev": {str(p.lam): asdict(p) for p in points} | saved.get(key, {}).get("dev", {}),
+                  "test": {**saved.get(key, {}).get("test", {}), str(chosen.lam): test_metrics}}
+    output_dir.mkdir(parents=True, exist_ok=True)
+    from dogerm_mergekit.files import atomic_write
+
+    atomic_write(store, json.dumps(saved, indent=2))
+    settings = {"reward_model": reward_model, "domain_model": domain_model, "benchmark": benchmark,
+                "dataset": task.table.dataset, "dataset_revision": task.table.revision, "subsets": subsets,
+                "objective": objective, "constraint": constraint, "constraint_metric": rule.metric if rule else None,
+                "max_evals": max_evals, "evaluated": len([p for p in points if p.lam not in known]),
+                "dev_fraction": dev_fraction, "seed": seed, "dev_rows": int(dev.sum()), "test_rows": int(test.sum()),
+                "split": "dev when sha256(f'{seed}\\0{id}')[:8] / 2**64 < dev_fraction", "scoring": record}
+    result = record_of(points, chosen, note, test_metrics, settings)
+    write_search(output_dir, result)
+    if write is not None:
+        import yaml
+
+        from dogerm_mergekit.sweep import run_sweep
+
+        config = yaml.safe_dump({"merge_method": "dogerm", "base_model": str(reward.path),
+                                 "models": [{"model": str(merger.plan.domain_model), "parameters": {"lambda": chosen.lam}}]})
+        from mergekit.options import MergeOptions
+
+        run_sweep(config, write, (chosen.lam,), MergeOptions(quiet=True))
+        LOG.info("wrote %s", write / checkpoint_name(chosen.lam))
+        if push_to_hub:
+            from dogerm_mergekit.hub import push_sweep
+
+            push_sweep(write, push_to_hub)
+    return result
+
+
+def command():
+    """The ``dogerm-eval search`` click command (built on first use, so ``--help`` of the group stays fast)."""
+    import click
+
+    from dogerm_eval.options import split_list
+
+    @click.command("search")
+    @click.option("--rm", "reward_model", required=True, help="The reward model (folder or org/name[@revision]).")
+    @click.option("--domain", "domain_model", required=True, help="The domain LM (folder or org/name[@revision]).")
+    @click.option("--benchmark", required=True, help="A pairwise benchmark: pairwise, rewardbench, ...")
+    @click.option("--data", help="The benchmark's data (required for pairwise; default: its Hub dataset).")
+    @click.option("--subsets", help="Comma-separated subsets to keep.")
+    @click.option("--objective", required=True, help="The metric to maximise, e.g. pairwise/arithmetic.")
+    @click.option("--constraint", help='e.g. "pairwise/general >= value_at_lambda0 - 0.02" or "X >= 0.9".')
+    @click.option("--max-evals", type=int, default=5, show_default=True, help="Dev evaluations, lambda = 0 included.")
+    @click.option("--dev-fraction", type=float, default=0.5, show_default=True, help="Share of rows in the dev split.")
+    @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the dev/test split.")
+    @click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+    @click.option("--write", type=click.Path(file_okay=False, path_type=Path),
+                  help="Write the chosen checkpoint (as dogerm-sweep does) into this sweep folder.")
+    @click.option("--push-to-hub", help="Publish the --write checkpoint to ORG/NAME as dogerm-push does.")
+    @click.option("--system-prompt", help="System message ('llama2-default' = the default Llama-2 prompt).")
+    @click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), default="auto",
+                  show_default=True)
+    @click.option("--device", help="torch device (default: the accelerator, else CPU).")
+    def search_command(subsets: str | None, system_prompt: str | None, dtype: str, device: str | None,
+                       **arguments: Any) -> None:
+        """Find a good lambda in at most --max-evals in-memory evaluations on a dev split; report it on test."""
+        from dogerm_eval.options import configure_logging, default_options
+
+        configure_logging()
+        scoring = default_options(system_prompt=system_prompt, dtype=dtype, device=device)
+        result = run_search(subsets=split_list(subsets), scoring=scoring, **arguments)
+        chosen = result["chosen"]
+        objective = result["settings"]["objective"]
+        click.echo(f"chosen lambda {chosen['lam']:g}: dev {objective} {chosen['metrics'][objective]:.4f}, "
+                   f"test {objective} {result['test'].get(objective, float('nan')):.4f} "
+                   f"({result['settings']['evaluated']} evaluations)")
+        if result["note"]:
+            click.echo(result["note"])
+
+    return search_command

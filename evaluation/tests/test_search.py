@@ -1,0 +1,133 @@
+"""dogerm-eval search: Brent's proposals within the budget, lambda = 0 always, honest dev/test protocol."""
+
+import json
+import random
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from mergekit.options import MergeOptions
+
+from dogerm_eval.errors import BenchmarkError
+from dogerm_eval.search import Constraint, command, run_search, search, split_rows
+from dogerm_mergekit import testing as tiny
+
+
+def _curve(objective, general=lambda lam: 0.9):
+    calls = []
+
+    def evaluate(lam):
+        calls.append(lam)
+        return {"x/objective": objective(lam), "x/general": general(lam)}, {}
+
+    return evaluate, calls
+
+
+def test_a_bump_is_found_within_the_budget():
+    evaluate, calls = _curve(lambda lam: 0.5 + 0.3 * np.exp(-((lam - 0.62) ** 2) / 0.05))
+    points, chosen, note = search(evaluate, "x/objective", None, max_evals=5)
+    assert len(calls) <= 5 and calls[0] == 0.0 and note is None
+    assert abs(chosen.lam - 0.62) < 0.12
+    grid = max(np.linspace(0, 1, 11), key=lambda lam: 0.5 + 0.3 * np.exp(-((lam - 0.62) ** 2) / 0.05))
+    assert chosen.metrics["x/objective"] >= 0.5 + 0.3 * np.exp(-((grid - 0.62) ** 2) / 0.05) - 0.01
+
+
+def test_a_flat_curve_keeps_the_reward_model():
+    evaluate, calls = _curve(lambda lam: 0.7)
+    _, chosen, _ = search(evaluate, "x/objective", None, max_evals=5)
+    assert chosen.lam == 0.0 and len(calls) <= 5
+
+
+def test_an_optimum_at_lambda_zero_is_returned():
+    evaluate, _ = _curve(lambda lam: 0.8 - 0.3 * lam)
+    _, chosen, _ = search(evaluate, "x/objective", None, max_evals=5)
+    assert chosen.lam == 0.0
+
+
+def test_the_constraint_excludes_lambdas_that_cost_general_accuracy():
+    evaluate, _ = _curve(lambda lam: lam, general=lambda lam: 0.9 - 0.1 * lam)  # general falls 2 points at 0.2
+    rule = Constraint.parse("x/general >= value_at_lambda0 - 0.02")
+    points, chosen, _ = search(evaluate, "x/objective", rule, max_evals=5)
+    assert chosen.lam <= 0.2 + 1e-9 and chosen.meets_constraint
+    assert any(not p.meets_constraint for p in points)  # something beyond 0.2 was tried and refused
+
+
+def test_a_constraint_no_lambda_meets_returns_lambda_zero_with_a_note():
+    evaluate, _ = _curve(lambda lam: lam)
+    _, chosen, note = search(evaluate, "x/objective", Constraint.parse("x/general >= 0.99"), max_evals=4)
+    assert chosen.lam == 0.0 and "no evaluated lambda meets x/general >= 0.9900" in note
+
+
+def test_a_rerun_with_known_points_evaluates_nothing():
+    evaluate, first = _curve(lambda lam: 0.5 + 0.3 * np.exp(-((lam - 0.62) ** 2) / 0.05))
+    points, chosen, _ = search(evaluate, "x/objective", None, max_evals=5)
+    evaluate_again, again = _curve(lambda lam: 0.5 + 0.3 * np.exp(-((lam - 0.62) ** 2) / 0.05))
+    points2, chosen2, _ = search(evaluate_again, "x/objective", None, max_evals=5, known={p.lam: p for p in points})
+    assert again == [] and chosen2.lam == chosen.lam
+
+
+def test_constraint_syntax():
+    assert Constraint.parse("a/b >= value_at_lambda0 - 0.02") == Constraint("a/b", ">=", offset=-0.02)
+    assert Constraint.parse("a/b<=0.5") == Constraint("a/b", "<=", value=0.5)
+    with pytest.raises(BenchmarkError, match="value_at_lambda0"):
+        Constraint.parse("a/b > 3")
+
+
+def test_split_is_deterministic_disjoint_and_near_the_fraction():
+    ids = list(range(2000))
+    dev, test = split_rows(ids, 0.3, seed=1)
+    assert not (dev & test).any() and (dev | test).all()
+    assert abs(dev.mean() - 0.3) < 0.04
+    assert (split_rows(ids, 0.3, seed=1)[0] == dev).all() and not (split_rows(ids, 0.3, seed=2)[0] == dev).all()
+    with pytest.raises(BenchmarkError, match="between 0 and 1"):
+        split_rows(ids, 1.0, 0)
+
+
+def _pairs(path):
+    rng = random.Random(0)
+    rows = []
+    for i in range(40):
+        subset = "general" if i % 2 else "arithmetic"
+        words = [f"w{rng.randrange(10, 900)}" for _ in range(6)]
+        rows.append({"id": i, "subset": subset, "prompt": " ".join(words[:3]), "chosen": " ".join(words[3:]),
+                     "rejected": " ".join(reversed(words[3:])), "chosen_model": "a", "rejected_model": "b"})
+    pd.DataFrame(rows).to_json(path, orient="records", lines=True)
+    return path
+
+
+def test_end_to_end_on_tiny_models_writes_search_json_reuses_points_and_the_checkpoint(tmp_path):
+    rm, lm = tiny.build_pair(tmp_path / "in")
+    data = _pairs(tmp_path / "pairs.jsonl")
+    args = ["--rm", str(rm), "--domain", str(lm), "--benchmark", "pairwise", "--data", str(data),
+            "--objective", "pairwise/arithmetic", "--constraint", "pairwise/general >= value_at_lambda0 - 0.02",
+            "--max-evals", "4", "--output-dir", str(tmp_path / "out"), "--write", str(tmp_path / "best")]
+    first = CliRunner().invoke(command(), args)
+    assert first.exit_code == 0, first.output
+    record = json.loads((tmp_path / "out" / "search.json").read_text())
+    assert record["points"][0]["lam"] == 0.0 and 1 <= len(record["points"]) <= 4
+    assert record["settings"]["dev_rows"] + record["settings"]["test_rows"] == 40
+    assert set(record["test"]) >= {"pairwise/arithmetic", "pairwise/general"}
+    assert (tmp_path / "out" / "search.png").stat().st_size > 1000
+    lam = record["chosen"]["lam"]
+    from dogerm_mergekit.contract import checkpoint_name
+    from dogerm_mergekit.sweep import run_sweep
+    import yaml
+
+    reference = run_sweep(yaml.safe_dump({"merge_method": "dogerm", "base_model": str(rm), "models": [
+        {"model": str(lm), "parameters": {"lambda": lam}}]}), tmp_path / "ref", (lam,), MergeOptions(quiet=True))
+    name = checkpoint_name(lam)
+    assert (tmp_path / "best" / name / "model.safetensors").read_bytes() == \
+        (reference.out_dir / name / "model.safetensors").read_bytes()
+    again = CliRunner().invoke(command(), args)
+    assert again.exit_code == 0 and "(0 evaluations)" in again.output
+
+
+def test_push_needs_write_and_bad_fractions_are_refused_before_loading(tmp_path):
+    data = _pairs(tmp_path / "pairs.jsonl")
+    with pytest.raises(BenchmarkError, match="--write"):
+        run_search("missing-rm", "missing-lm", "pairwise", str(data), None, "pairwise/score", None, 5, 0.5, 0,
+                   tmp_path / "out", {}, push_to_hub="org/name")
+    with pytest.raises(BenchmarkError, match="dev-fraction"):
+        run_search("missing-rm", "missing-lm", "pairwise", str(data), None, "pairwise/score", None, 5, 1.5, 0,
+                   tmp_path / "out", {})
