@@ -186,7 +186,7 @@ def _read_existing(model: ResolvedModel, names: Sequence[str], output_dir: Path)
 
 for _command in bon_commands.COMMANDS:
     main.add_command(_command)
+main.add_command(search.command())
 
 if __name__ == "__main__":
     main()
-main.add_command(search.command())
