@@ -219,6 +219,69 @@ def _fingerprint(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
+class SplitEvaluator:
+    """In-memory merges of one RM/domain pair scored on the dev or test rows of one benchmark.
+
+    Built before any model is loaded where it can refuse; ``key`` fingerprints inputs, data, split and settings.
+    """
+
+    def __init__(self, reward_model: str, domain_model: str, benchmark: str, data: str | None,
+                 subsets: Sequence[str] | None, dev_fraction: float, seed: int, scoring: Mapping[str, Any]):
+        from dogerm_eval.benchmarks import Task
+        from dogerm_eval.options import scoring_settings
+
+        self.task = Task.prepare(benchmark, data, subsets)
+        self.frame = self.task.table.frame.reset_index(drop=True)
+        if any(len(p) != len(self.frame) for p in self.task.benchmark.passes(self.frame)):
+            raise BenchmarkError(f"search scores one text per row and pass; {benchmark} has passes of other sizes: "
+                                 "use a pairwise benchmark (pairwise, rewardbench)")
+        self.masks = dict(zip(("dev", "test"), split_rows(self.frame["id"].tolist(), dev_fraction, seed)))
+        self.seed = seed
+        self.fmt, self.record = scoring_settings(dict(scoring))
+        self._scoring = dict(scoring)
+        self._reward_model, self._domain_model = reward_model, domain_model
+        self._fingerprint_parts = (benchmark, self.task.table.dataset, self.task.table.revision, subsets,
+                                   dev_fraction, seed, self.record)
+        self._loaded: tuple[Any, Any] | None = None
+
+    def load(self) -> None:
+        """Read and align both models once, and build the scoring network (the reward model's)."""
+        from dogerm_eval.models import locate_model, resolve_model
+        from dogerm_eval.options import scorer_factory
+        from dogerm_mergekit.inmemory import InMemoryMerger
+        from dogerm_mergekit.sweep import input_fingerprint
+
+        self.reward = resolve_model(self._reward_model)
+        merger = InMemoryMerger(str(self.reward.path), str(locate_model(self._domain_model).path))
+        self._loaded = (merger, scorer_factory(self.fmt, self._scoring)(self.reward))
+        self.domain_path = str(merger.plan.domain_model)
+        self.key = _fingerprint([input_fingerprint(m) for m in (merger.plan.reward_model, merger.plan.domain_model)],
+                                *self._fingerprint_parts)
+
+    def _metrics(self, rows: Any, scores: np.ndarray) -> dict[str, float]:
+        evaluation = self.task.benchmark.evaluate(rows, scores)
+        payload = {"subsets": evaluation.subsets, "sections": evaluation.sections, "score": evaluation.score,
+                   **evaluation.extra}
+        return {k: float(v) for k, v in self.task.benchmark.metrics(payload).items() if v is not None}
+
+    def evaluate(self, lam: float, split: str) -> tuple[dict[str, float], dict[str, tuple[float, float]]]:
+        """Metrics of the merge at ``lam`` on ``split`` ("dev" or "test") and their bootstrap intervals."""
+        if self._loaded is None:
+            self.load()
+        merger, scorer = self._loaded
+        scorer.network.load_state_dict(merger.state_dict(lam), strict=True)
+        rows = self.frame[self.masks[split]].reset_index(drop=True)
+        passes = self.task.benchmark.passes(rows)
+        scores = np.concatenate([np.asarray(scorer.score(p), dtype=np.float64) for p in passes])
+        LOG.info("lambda=%g: scored %d %s rows", lam, len(rows), split)
+        by_pass = scores.reshape(len(passes), len(rows))
+
+        def resampled(index: np.ndarray) -> dict[str, float]:
+            return self._metrics(rows.iloc[index].reset_index(drop=True), by_pass[:, index].reshape(-1))
+
+        return self._metrics(rows, scores), bootstrap_intervals(resampled, len(rows), seed=self.seed)
+
+
 def run_search(
     reward_model: str, domain_model: str, benchmark: str, data: str | None, subsets: Sequence[str] | None,
     objective: str, constraint: str | None, max_evals: int, dev_fraction: float, seed: int, output_dir: Path,
@@ -229,58 +292,23 @@ def run_search(
     Everything that can be refused is checked before a model is loaded. Evaluated points are kept in
     ``OUT/points.json`` under a fingerprint of inputs, data, split and settings, so a rerun reuses them.
     """
-    from dogerm_eval.benchmarks import Task
-    from dogerm_eval.models import locate_model, resolve_model
-    from dogerm_eval.options import scorer_factory, scoring_settings
     from dogerm_mergekit.contract import checkpoint_name
 
     rule = Constraint.parse(constraint) if constraint else None
-    task = Task.prepare(benchmark, data, subsets)
-    frame = task.table.frame.reset_index(drop=True)
-    if any(len(p) != len(frame) for p in task.benchmark.passes(frame)):
-        raise BenchmarkError(f"search scores one text per row and pass; {benchmark} has passes of other sizes: "
-                             "use pairwise, rewardbench or rmbench-like pairwise data")
-    dev, test = split_rows(frame["id"].tolist(), dev_fraction, seed)
     if push_to_hub and write is None:
         raise BenchmarkError("--push-to-hub publishes the --write checkpoint: give --write DIR too")
-    fmt, record = scoring_settings(dict(scoring))
-
-    from dogerm_mergekit.inmemory import InMemoryMerger
-    from dogerm_mergekit.sweep import input_fingerprint
-
-    reward = resolve_model(reward_model)
-    merger = InMemoryMerger(str(reward.path), str(locate_model(domain_model).path))
-    scorer = scorer_factory(fmt, dict(scoring))(reward)
-    key = _fingerprint([input_fingerprint(m) for m in (merger.plan.reward_model, merger.plan.domain_model)],
-                       benchmark, task.table.dataset, task.table.revision, subsets, dev_fraction, seed, record)
-
-    def metrics_of(rows, scores) -> dict[str, float]:
-        evaluation = task.benchmark.evaluate(rows, scores)
-        payload = {"subsets": evaluation.subsets, "sections": evaluation.sections, "score": evaluation.score,
-                   **evaluation.extra}
-        return {k: float(v) for k, v in task.benchmark.metrics(payload).items() if v is not None}
-
-    def evaluate(lam: float, mask: np.ndarray) -> tuple[dict[str, float], dict[str, tuple[float, float]]]:
-        scorer.network.load_state_dict(merger.state_dict(lam), strict=True)
-        rows = frame[mask].reset_index(drop=True)
-        passes = task.benchmark.passes(rows)
-        scores = np.concatenate([np.asarray(scorer.score(p), dtype=np.float64) for p in passes])
-        LOG.info("lambda=%g: scored %d rows", lam, len(rows))
-        by_pass = scores.reshape(len(passes), len(rows))
-
-        def resampled(index: np.ndarray) -> dict[str, float]:
-            return metrics_of(rows.iloc[index].reset_index(drop=True), by_pass[:, index].reshape(-1))
-
-        return metrics_of(rows, scores), bootstrap_intervals(resampled, len(rows), seed=seed)
+    evaluator = SplitEvaluator(reward_model, domain_model, benchmark, data, subsets, dev_fraction, seed, scoring)
+    evaluator.load()
+    key, task, dev, test = evaluator.key, evaluator.task, evaluator.masks["dev"], evaluator.masks["test"]
 
     store = output_dir / "points.json"
     saved = json.loads(store.read_text()) if store.is_file() else {}
     known = {float(lam): Point(**p) for lam, p in saved.get(key, {}).get("dev", {}).items()}
-    points, chosen, note = search(lambda lam: evaluate(lam, dev), objective, rule, max_evals, known)
+    points, chosen, note = search(lambda lam: evaluator.evaluate(lam, "dev"), objective, rule, max_evals, known)
     if note:
         LOG.warning("%s", note)
     cached_test = saved.get(key, {}).get("test", {}).get(str(chosen.lam))
-    test_metrics = cached_test or evaluate(chosen.lam, test)[0]
+    test_metrics = cached_test or evaluator.evaluate(chosen.lam, "test")[0]
     saved[key] = {"dev": {str(p.lam): asdict(p) for p in points} | saved.get(key, {}).get("dev", {}),
                   "test": {**saved.get(key, {}).get("test", {}), str(chosen.lam): test_metrics}}
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -292,7 +320,7 @@ def run_search(
                 "objective": objective, "constraint": constraint, "constraint_metric": rule.metric if rule else None,
                 "max_evals": max_evals, "evaluated": len([p for p in points if p.lam not in known]),
                 "dev_fraction": dev_fraction, "seed": seed, "dev_rows": int(dev.sum()), "test_rows": int(test.sum()),
-                "split": "dev when sha256(f'{seed}\\0{id}')[:8] / 2**64 < dev_fraction", "scoring": record}
+                "split": "dev when sha256(f'{seed}\\0{id}')[:8] / 2**64 < dev_fraction", "scoring": evaluator.record}
     result = record_of(points, chosen, note, test_metrics, settings)
     write_search(output_dir, result)
     if write is not None:
@@ -300,8 +328,8 @@ def run_search(
 
         from dogerm_mergekit.sweep import run_sweep
 
-        config = yaml.safe_dump({"merge_method": "dogerm", "base_model": str(reward.path),
-                                 "models": [{"model": str(merger.plan.domain_model), "parameters": {"lambda": chosen.lam}}]})
+        config = yaml.safe_dump({"merge_method": "dogerm", "base_model": str(evaluator.reward.path),
+                                 "models": [{"model": evaluator.domain_path, "parameters": {"lambda": chosen.lam}}]})
         from mergekit.options import MergeOptions
 
         run_sweep(config, write, (chosen.lam,), MergeOptions(quiet=True))
