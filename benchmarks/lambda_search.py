@@ -1,0 +1,61 @@
+"""lambda search vs the 11-point grid on the miniature world, per seed, from one run.
+
+For each seed: the demo world (built or reused from the cache), its ``pairwise`` data split into dev and test
+(``--dev-fraction``, seed 0), then
+- the search: ``dogerm-eval search``'s procedure with ``--max-evals`` (objective ``pairwise/arithmetic``,
+  constraint ``pairwise/general >= value_at_lambda0 - 0.02``), wall time measured;
+- the grid: lambda = 0, 0.1, ..., 1 on dev with the same evaluator, the best lambda meeting the same constraint;
+and both chosen lambdas evaluated on test. Prints, per seed, the two lambdas, their test arithmetic accuracy,
+the difference (goal: within 1 point) and the wall-time ratio (goal: at most 40%).
+
+    python benchmarks/lambda_search.py [--seeds 0,1,2] [--max-evals 5] [--cache-dir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from dogerm_eval.demo.world import build_world
+from dogerm_eval.options import default_options
+from dogerm_eval.search import Constraint, SplitEvaluator, search
+
+OBJECTIVE, CONSTRAINT = "pairwise/arithmetic", "pairwise/general >= value_at_lambda0 - 0.02"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--max-evals", type=int, default=5)
+    parser.add_argument("--dev-fraction", type=float, default=0.5)
+    parser.add_argument("--cache-dir", type=Path, default=None)
+    args = parser.parse_args()
+    rule = Constraint.parse(CONSTRAINT)
+    scoring = default_options(dtype="float32", device="cpu")
+    rows = []
+    for seed in (int(s) for s in args.seeds.split(",")):
+        world = build_world(args.cache_dir, seed=seed)
+        evaluator = SplitEvaluator(str(world.rm), str(world.domain), "pairwise", str(world.rewardbench_data), None,
+                                   args.dev_fraction, 0, scoring)
+        evaluator.load()
+        start = time.perf_counter()
+        _, chosen, _ = search(lambda lam: evaluator.evaluate(lam, "dev"), OBJECTIVE, rule, args.max_evals)
+        search_time = time.perf_counter() - start
+        start = time.perf_counter()
+        grid = {lam / 10: evaluator.evaluate(lam / 10, "dev")[0] for lam in range(11)}
+        grid_time = time.perf_counter() - start
+        feasible = [lam for lam, m in grid.items() if rule.violation(m, grid[0.0]) == 0.0]
+        best = max(feasible, key=lambda lam: (grid[lam][OBJECTIVE], -lam))
+        found = evaluator.evaluate(chosen.lam, "test")[0][OBJECTIVE]
+        reference = evaluator.evaluate(best, "test")[0][OBJECTIVE]
+        rows.append((seed, chosen.lam, found, best, reference, search_time / grid_time))
+    print("| seed | search lambda | test arithmetic | grid lambda | test arithmetic | difference | time ratio |")
+    print("|---|---|---|---|---|---|---|")
+    for seed, lam, found, best, reference, ratio in rows:
+        print(f"| {seed} | {lam:g} | {found * 100:.1f} | {best:g} | {reference * 100:.1f} | "
+              f"{(found - reference) * 100:+.1f} | {ratio * 100:.0f}% |")
+
+
+if __name__ == "__main__":
+    main()
