@@ -70,7 +70,10 @@ def common_options(function: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--fallback-template", type=click.Choice(sorted(FALLBACK_TEMPLATES)),
                      help="Chat template used only when the tokenizer has none."),
         click.option("--max-length", type=int, default=2048, show_default=True, help="Maximum tokens per text."),
-        click.option("--truncation-side", type=click.Choice(["right", "left"]), default="right", show_default=True),
+        click.option("--truncation-side", type=click.Choice(["right", "left", "tokenizer"]),
+                     help="Which end of a text longer than --max-length is cut; tokenizer = the side the tokenizer was "
+                     "saved with. Default: right; with --compat rewardbench, what rewardbench's script does for the "
+                     "benchmark (run_rm.py for rewardbench/pairwise: left; run_v2.py for rewardbench2: tokenizer)."),
         click.option("--double-bos", type=click.Choice(["keep", "mask"]), default="keep", show_default=True,
                      help="A double BOS (template + tokenizer): keep it (as DogeRM) or mask the first "
                      "(as RewardBench)."),
@@ -80,12 +83,14 @@ def common_options(function: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--batch-tokens", type=int,
                      help="Padded tokens per batch in fast mode (default: the scorer's, by device)."),
         click.option("--compat", type=click.Choice(["fast", "rewardbench"]), default="fast", show_default=True,
-                     help="fast: length-sorted, de-duplicated batches; rewardbench: run_rm.py's batches of 64 "
-                     "(add --truncation-side left to truncate as run_rm.py does; run_v2.py cuts on the right)."),
+                     help="fast: length-sorted batches, one score per distinct text; rewardbench: run_rm.py's / "
+                     "run_v2.py's batches of 64 in dataset order and their truncation side (reproduces rewardbench, "
+                     "including its float-noise ties)."),
         click.option("--num-processes", type=int, default=1, show_default=True,
                      help="Score with N processes (one per GPU) through `accelerate launch`."),
         click.option("--checkpoint-every", type=int, default=DEFAULT_CHUNK_SIZE, show_default=True,
-                     help="Save scores every N conversations, so an interrupted run resumes."),
+                     help="Save scores every N texts, so an interrupted run resumes (with --compat rewardbench "
+                     "rounded up to a multiple of 64, so that its batches stay the same)."),
         click.option("--push-results", is_flag=True,
                      help="Write the scores into the model card's model-index of the evaluated Hub repo/branch."),
     ]
@@ -98,13 +103,31 @@ def scoring_settings(options: dict[str, Any]) -> tuple[FormatSettings, dict[str,
     """FormatSettings and the scoring settings that enter the cache key."""
     try:
         fmt = FormatSettings(system_prompt=options["system_prompt"], fallback_template=options["fallback_template"],
-                             max_length=options["max_length"], truncation_side=options["truncation_side"],
+                             max_length=options["max_length"], truncation_side=options["truncation_side"] or "right",
                              double_bos=options["double_bos"])
     except ValueError as exc:
         raise BenchmarkError(f"invalid formatting settings: {exc}") from exc
     record = {"format": fmt.record(), "dtype": options["dtype"], "device": options["device"] or "auto",
-              "token_budget": options["batch_tokens"] or "auto", "compat": options["compat"]}
+              "token_budget": options["batch_tokens"] or "auto", "compat": options["compat"],
+              "truncation": "given" if options["truncation_side"] else "default"}
     return fmt, record
+
+
+def task_settings(benchmark: Any, settings: dict[str, Any]) -> dict[str, Any]:
+    """The settings one benchmark is scored with: under ``compat: rewardbench`` without an explicit
+    ``--truncation-side``, the truncation side rewardbench's own script uses for it (the benchmark module's
+    ``REWARDBENCH_TRUNCATION``: run_rm.py cuts on the left, run_v2.py keeps the tokenizer's saved side)."""
+    side = getattr(benchmark, "REWARDBENCH_TRUNCATION", None)
+    if settings.get("compat") != "rewardbench" or settings.get("truncation") != "default" or side is None:
+        return dict(settings)
+    return {**settings, "format": {**settings["format"], "truncation_side": side}}
+
+
+def configure_scorer(scorer: Any, settings: dict[str, Any]) -> None:
+    """Make ``scorer`` truncate as ``settings`` (from ``task_settings``) say, when it can be told."""
+    side = settings.get("format", {}).get("truncation_side")
+    if side is not None and hasattr(scorer, "set_truncation_side"):
+        scorer.set_truncation_side(side)
 
 
 def scorer_factory(fmt: FormatSettings, options: dict[str, Any]) -> Callable[[ResolvedModel], RewardScorer]:

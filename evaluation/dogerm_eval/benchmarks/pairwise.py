@@ -22,6 +22,8 @@ from dogerm_eval.results import Evaluation, metric_columns
 NAME = "pairwise"
 CARD_DATASET = "pairwise"
 SPLIT = "local"
+#: `--compat rewardbench` truncation: rewardbench's scripts/run_rm.py (v1) cuts on the left.
+REWARDBENCH_TRUNCATION = "left"
 passes = rewardbench.passes
 
 

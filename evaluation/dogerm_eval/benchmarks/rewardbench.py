@@ -28,6 +28,8 @@ NAME = "rewardbench"
 HUB_ID = "allenai/reward-bench"
 CARD_DATASET = HUB_ID
 SPLIT = "filtered"
+#: `--compat rewardbench` truncation: rewardbench's scripts/run_rm.py (v1) cuts on the left.
+REWARDBENCH_TRUNCATION = "left"
 COLUMNS = ("id", "subset", "prompt", "chosen", "rejected")
 
 SECTIONS: dict[str, tuple[str, ...]] = {

@@ -37,6 +37,8 @@ NAME = "rewardbench2"
 HUB_ID = "allenai/reward-bench-2"
 CARD_DATASET = HUB_ID
 SPLIT = "test"
+#: `--compat rewardbench` truncation: rewardbench's scripts/run_v2.py keeps the tokenizer's saved side.
+REWARDBENCH_TRUNCATION = "tokenizer"
 COLUMNS = ("id", "subset", "prompt", "chosen", "rejected")
 SUBSETS = ("Factuality", "Precise IF", "Math", "Safety", "Focus", "Ties")
 TIES = "Ties"
