@@ -42,6 +42,8 @@ SPLIT = "test"
 #: `--compat rewardbench` truncation: rewardbench's scripts/run_v2.py keeps the tokenizer's saved side.
 REWARDBENCH_TRUNCATION = "tokenizer"
 COLUMNS = ("id", "subset", "prompt", "chosen", "rejected")
+SCHEMA = ("RewardBench 2: id (Ties: ref:<k> / tied:<k>), subset (Factuality, Precise IF, Math, Safety, Focus, "
+          "Ties), prompt (string), chosen, rejected (non-empty lists of strings)")
 SUBSETS = ("Factuality", "Precise IF", "Math", "Safety", "Focus", "Ties")
 TIES = "Ties"
 TIES_ID = re.compile(r"^(ref|tied):(.+)$")
@@ -64,7 +66,7 @@ def _validate(frame: pd.DataFrame, dataset: str) -> None:
 def load(data: str | None, subsets: Sequence[str] | None) -> LoadedTable:
     """Load (Hub `test` split, or the local file `data`), validate the schema, keep `subsets`."""
     table = load_local(data) if data else load_hub(HUB_ID, SPLIT)
-    require_columns(table.frame, COLUMNS, table.dataset, id_column="id")
+    require_columns(table.frame, COLUMNS, table.dataset, id_column="id", schema=SCHEMA)
     frame = select_subsets(table.frame, "subset", subsets, SUBSETS, table.dataset)
     _validate(frame, table.dataset)
     return LoadedTable(frame=frame, dataset=table.dataset, revision=table.revision)
