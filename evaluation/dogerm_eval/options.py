@@ -121,7 +121,7 @@ def task_settings(benchmark: Any, settings: dict[str, Any]) -> dict[str, Any]:
     side = getattr(benchmark, "REWARDBENCH_TRUNCATION", None)
     if settings.get("compat") != "rewardbench" or settings.get("truncation") != "default" or side is None:
         return dict(settings)
-    return {**settings, "format": {**settings["format"], "truncation_side": side}}
+    return {**settings, "format": {**settings.get("format", {}), "truncation_side": side}}
 
 
 def configure_scorer(scorer: Any, settings: dict[str, Any]) -> None:
