@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from dogerm_eval import bon_commands, search
-from dogerm_eval.errors import BenchmarkError, EvalError
+from dogerm_eval.errors import BenchmarkError, EvalError, OptionError, UnexpectedError
 from dogerm_eval.options import (
     BENCHMARK_NAMES,
+    check_options,
     common_options,
     configure_logging,
     evaluate_model,
@@ -47,7 +48,21 @@ def _data_paths(data: Sequence[str], names: Sequence[str]) -> dict[str, str | No
     return paths
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+class DogeRMEvalGroup(click.Group):
+    """Every error a command does not report itself (an exception from a library, a bug) becomes one line too,
+    ``Error: <type>: <message>``, exit 1, as ``EvalError`` (``DOGERM_DEBUG=1`` shows its traceback)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as exc:
+            raise UnexpectedError(f"{type(exc).__name__}: {exc} (DOGERM_DEBUG=1 shows the traceback)") from exc
+
+
+@click.group(cls=DogeRMEvalGroup,
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(package_name="dogerm-eval")
 def main() -> None:
     """Evaluate reward models (and DogeRM merges) on RewardBench, RewardBench 2 and Auto-J.
@@ -134,9 +149,17 @@ def sweep(sweep: str | None, benchmarks: str, data: tuple[str, ...], candidate_f
 
     if in_memory == bool(sweep) or (in_memory and not (reward_model and domain_model)):
         raise click.UsageError("give SWEEP, or --in-memory with --rm, --domain (and --lambdas)")
+    if not in_memory and (reward_model or domain_model):
+        raise OptionError("--rm and --domain are only used with --in-memory; give either SWEEP or --in-memory "
+                          "--rm RM --domain LM")
+    if in_memory and options["push_results"]:
+        raise OptionError("--push-results cannot be used with --in-memory: its members are merged in memory and "
+                          "exist on no Hub branch; drop --push-results, or write the checkpoints with dogerm-sweep, "
+                          "push them with dogerm-push and evaluate the Hub sweep with --push-results")
     relaunch_if_needed(options["num_processes"])
     names = split_list(benchmarks) or []
     try:
+        check_options(options)
         fmt, record = scoring_settings(options)
         candidates = dict(item.partition("=")[::2] for item in candidate_files)
         runnable = [n for n in names if n in BENCHMARKS or n in candidates]

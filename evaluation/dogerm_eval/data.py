@@ -38,6 +38,8 @@ class LoadedTable:
 def load_local(path: str | Path) -> LoadedTable:
     """Read a local `.parquet`, `.jsonl` or `.json` (JSON lines) file; the revision is its sha256."""
     path = Path(path)
+    if path.is_dir():
+        raise DataError(f"data file {path} is a folder; give a .parquet or .jsonl file")
     if not path.is_file():
         raise DataError(f"data file not found: {path}")
     kind = LOCAL_SUFFIXES.get(path.suffix.lower())
@@ -45,8 +47,9 @@ def load_local(path: str | Path) -> LoadedTable:
         raise DataError(f"unsupported data file {path}: expected one of {sorted(LOCAL_SUFFIXES)}")
     try:
         frame = pd.read_parquet(path) if kind == "parquet" else pd.read_json(path, lines=True, dtype=False)
-    except ValueError as exc:
-        raise DataError(f"cannot read {path}: {exc}") from exc
+    except (ValueError, OSError) as exc:  # pyarrow's ArrowInvalid is a ValueError; permissions, I/O: OSError
+        what = "a parquet file" if kind == "parquet" else "JSON lines (one JSON object per line)"
+        raise DataError(f"cannot read {path} as {what}: {exc}") from exc
     return LoadedTable(frame=frame, dataset=str(path.resolve()), revision=f"sha256:{sha256_file(path)}")
 
 
@@ -87,11 +90,16 @@ def load_url(url: str) -> LoadedTable:
     return LoadedTable(frame=frame, dataset=url, revision=f"sha256:{sha256_file(local)}")
 
 
-def require_columns(frame: pd.DataFrame, columns: Iterable[str], dataset: str, id_column: str | None = None) -> None:
-    """Raise DataError naming the first row (index and id) that lacks one of `columns`."""
+def require_columns(frame: pd.DataFrame, columns: Iterable[str], dataset: str, id_column: str | None = None,
+                    schema: str | None = None) -> None:
+    """Raise DataError naming the missing columns and the expected schema, or the first row (index and id) that
+    lacks a value for one of `columns`. `schema`: a one-line description of the expected columns."""
+    columns = list(columns)
     missing = [column for column in columns if column not in frame.columns]
     if missing:
-        raise DataError(f"{dataset}: every row lacks column(s) {missing}; found {list(frame.columns)}")
+        expected = schema or ", ".join(columns)
+        raise DataError(f"{dataset}: missing column(s) {missing}; expected schema: {expected}; found columns "
+                        f"{list(frame.columns)}")
     for column in columns:
         nulls = frame[column].isna()
         if nulls.any():

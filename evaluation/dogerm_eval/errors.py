@@ -1,8 +1,24 @@
-"""Exceptions raised for user-facing problems, always before any scoring starts."""
+"""Exceptions raised for user-facing problems, always before any scoring starts.
+
+Every error is a ``dogerm_mergekit.errors.DogeRMError`` (a ``click.ClickException``), so both packages' command lines
+behave alike: one line ``Error: ...`` on stderr and exit status 1 (click's usage errors: status 2), no traceback;
+``DOGERM_DEBUG=1`` prints the traceback too. ``dogerm_eval.cli`` turns any other exception escaping a command into
+an ``EvalError`` the same way (``UnexpectedError``).
+"""
+
+from __future__ import annotations
+
+from dogerm_mergekit.errors import DEBUG_ENV, DogeRMError
+
+__all__ = ["DEBUG_ENV", "BenchmarkError", "DataError", "EvalError", "ModelError", "OptionError", "UnexpectedError"]
 
 
-class EvalError(Exception):
+class EvalError(DogeRMError):
     """Base class of every user-facing evaluation error."""
+
+    def format_message(self) -> str:
+        """The message on one line (causes quoted in a message may span several)."""
+        return " ".join(self.message.split())
 
 
 class ModelError(EvalError):
@@ -15,3 +31,11 @@ class DataError(EvalError):
 
 class BenchmarkError(EvalError):
     """A benchmark cannot be run with the given settings."""
+
+
+class OptionError(BenchmarkError):
+    """A combination of command-line options that cannot work (or an output path that cannot be written)."""
+
+
+class UnexpectedError(EvalError):
+    """Any other exception escaping a command, reported as one line (its traceback with DOGERM_DEBUG=1)."""

@@ -35,12 +35,17 @@ NAMED_SYSTEM_PROMPTS: dict[str, str] = {"llama2-default": LLAMA2_DEFAULT_SYSTEM_
 #: Fallback chat templates (Jinja, the format of ``tokenizer.chat_template``) for tokenizers without one.
 FALLBACK_TEMPLATES: dict[str, str] = {
     "llama-2": LLAMA2_CHAT_TEMPLATE,
-    # Tulu (RewardBench's default fastchat template): "<|user|>\n{user}\n<|assistant|>\n{assistant}</s>"
+    # Tulu, byte-identical to what rewardbench's run_rm.py scores for a tokenizer without a template: fastchat's
+    # "tulu" conversation (fschat 0.2.36: roles "<|user|>"/"<|assistant|>", SeparatorStyle.ADD_NEW_LINE_SINGLE,
+    # sep "\n": a non-empty system message "{system}\n", then "{role}\n{content}\n" per message, "{role}\n" for an
+    # empty one), after which the tokenizer's add_eos_token=True appends EOS:
+    # "<|user|>\n{user}\n<|assistant|>\n{assistant}\n</s>".
     "tulu": (
         "{%- for message in messages -%}"
-        "{{ '<|' + message['role'] + '|>\\n' + message['content'] }}"
-        "{%- if message['role'] == 'assistant' -%}{{ eos_token }}{%- else -%}{{ '\\n' }}{%- endif -%}"
-        "{%- endfor -%}"
+        "{%- if message['role'] == 'system' -%}{%- if message['content'] -%}{{ message['content'] + '\\n' }}{%- endif -%}"
+        "{%- else -%}{{ '<|' + message['role'] + '|>\\n' }}"
+        "{%- if message['content'] -%}{{ message['content'] + '\\n' }}{%- endif -%}{%- endif -%}"
+        "{%- endfor -%}{{ eos_token }}"
     ),
     # ChatML: "<|im_start|>{role}\n{content}<|im_end|>\n" per message, then EOS.
     "chatml": (
@@ -63,7 +68,10 @@ class FormatSettings(BaseModel):
         default=None, description="Template used only when the tokenizer has no chat template."
     )
     max_length: int = Field(default=2048, gt=1, description="Maximum tokens per scored text.")
-    truncation_side: Literal["left", "right"] = "right"
+    truncation_side: Literal["left", "right", "tokenizer"] = Field(
+        default="right", description="Which end of a too-long text is cut; 'tokenizer': the side the tokenizer was "
+        "saved with (what rewardbench's run_v2.py does).",
+    )
     double_bos: Literal["keep", "mask"] = Field(
         default="keep",
         description="When a text starts with two BOS tokens (template BOS + tokenizer BOS): 'keep' scores both, as "

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from dogerm_eval.errors import BenchmarkError, EvalError
+from dogerm_eval.errors import BenchmarkError, EvalError, OptionError
 from dogerm_eval.formatting import FALLBACK_TEMPLATES, FormatSettings
 from dogerm_eval.results import DEFAULT_CHUNK_SIZE
 
@@ -70,23 +70,29 @@ def common_options(function: Callable[..., Any]) -> Callable[..., Any]:
                      "Llama-2 system prompt (DogeRM's Llama-2 RMs). Default: none."),
         click.option("--fallback-template", type=click.Choice(sorted(FALLBACK_TEMPLATES)),
                      help="Chat template used only when the tokenizer has none."),
-        click.option("--max-length", type=int, default=2048, show_default=True, help="Maximum tokens per text."),
-        click.option("--truncation-side", type=click.Choice(["right", "left"]), default="right", show_default=True),
+        click.option("--max-length", type=click.IntRange(min=2), default=2048, show_default=True,
+                     help="Maximum tokens per text."),
+        click.option("--truncation-side", type=click.Choice(["right", "left", "tokenizer"]),
+                     help="Which end of a text longer than --max-length is cut; tokenizer = the side the tokenizer was "
+                     "saved with. Default: right; with --compat rewardbench, what rewardbench's script does for the "
+                     "benchmark (run_rm.py for rewardbench/pairwise: left; run_v2.py for rewardbench2: tokenizer)."),
         click.option("--double-bos", type=click.Choice(["keep", "mask"]), default="keep", show_default=True,
                      help="A double BOS (template + tokenizer): keep it (as DogeRM) or mask the first "
                      "(as RewardBench)."),
         click.option("--dtype", type=click.Choice(["auto", *SCORING_DTYPES]), default="auto",
                      show_default=True, help="auto = bf16/fp16 on GPU, fp32 on CPU."),
         click.option("--device", help="torch device (default: the accelerator of this process, else CPU)."),
-        click.option("--batch-tokens", type=int,
+        click.option("--batch-tokens", type=click.IntRange(min=1),
                      help="Padded tokens per batch in fast mode (default: the scorer's, by device)."),
         click.option("--compat", type=click.Choice(["fast", "rewardbench"]), default="fast", show_default=True,
-                     help="fast: length-sorted, de-duplicated batches; rewardbench: run_rm.py's batches of 64 "
-                     "(add --truncation-side left to truncate as run_rm.py does; run_v2.py cuts on the right)."),
+                     help="fast: length-sorted batches, one score per distinct text; rewardbench: run_rm.py's / "
+                     "run_v2.py's batches of 64 in dataset order and their truncation side (reproduces rewardbench, "
+                     "including its float-noise ties)."),
         click.option("--num-processes", type=int, default=1, show_default=True,
                      help="Score with N processes (one per GPU) through `accelerate launch`."),
-        click.option("--checkpoint-every", type=int, default=DEFAULT_CHUNK_SIZE, show_default=True,
-                     help="Save scores every N conversations, so an interrupted run resumes."),
+        click.option("--checkpoint-every", type=click.IntRange(min=1), default=DEFAULT_CHUNK_SIZE, show_default=True,
+                     help="Save scores every N texts, so an interrupted run resumes (with --compat rewardbench "
+                     "rounded up to a multiple of 64, so that its batches stay the same)."),
         click.option("--push-results", is_flag=True,
                      help="Write the scores into the model card's model-index of the evaluated Hub repo/branch."),
     ]
@@ -99,13 +105,31 @@ def scoring_settings(options: dict[str, Any]) -> tuple[FormatSettings, dict[str,
     """FormatSettings and the scoring settings that enter the cache key."""
     try:
         fmt = FormatSettings(system_prompt=options["system_prompt"], fallback_template=options["fallback_template"],
-                             max_length=options["max_length"], truncation_side=options["truncation_side"],
+                             max_length=options["max_length"], truncation_side=options["truncation_side"] or "right",
                              double_bos=options["double_bos"])
     except ValueError as exc:
         raise BenchmarkError(f"invalid formatting settings: {exc}") from exc
     record = {"format": fmt.record(), "dtype": options["dtype"], "device": options["device"] or "auto",
-              "token_budget": options["batch_tokens"] or "auto", "compat": options["compat"]}
+              "token_budget": options["batch_tokens"] or "auto", "compat": options["compat"],
+              "truncation": "given" if options["truncation_side"] else "default"}
     return fmt, record
+
+
+def task_settings(benchmark: Any, settings: dict[str, Any]) -> dict[str, Any]:
+    """The settings one benchmark is scored with: under ``compat: rewardbench`` without an explicit
+    ``--truncation-side``, the truncation side rewardbench's own script uses for it (the benchmark module's
+    ``REWARDBENCH_TRUNCATION``: run_rm.py cuts on the left, run_v2.py keeps the tokenizer's saved side)."""
+    side = getattr(benchmark, "REWARDBENCH_TRUNCATION", None)
+    if settings.get("compat") != "rewardbench" or settings.get("truncation") != "default" or side is None:
+        return dict(settings)
+    return {**settings, "format": {**settings.get("format", {}), "truncation_side": side}}
+
+
+def configure_scorer(scorer: Any, settings: dict[str, Any]) -> None:
+    """Make ``scorer`` truncate as ``settings`` (from ``task_settings``) say, when it can be told."""
+    side = settings.get("format", {}).get("truncation_side")
+    if side is not None and hasattr(scorer, "set_truncation_side"):
+        scorer.set_truncation_side(side)
 
 
 def scorer_factory(fmt: FormatSettings, options: dict[str, Any]) -> Callable[[ResolvedModel], RewardScorer]:
@@ -143,7 +167,33 @@ def relaunch_if_needed(num_processes: int) -> None:
 
 
 def fail(exc: EvalError) -> None:
-    raise click.ClickException(str(exc)) from exc
+    """Report ``exc`` as the command's error (an EvalError is a ClickException: one line, exit 1)."""
+    raise exc
+
+
+def check_output_dir(path: Path) -> None:
+    """OptionError unless ``path`` is, or can be created as, a folder: no part of it may be an existing file."""
+    path = Path(path)
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            if not candidate.is_dir():
+                where = "is a file" if candidate == path else f"cannot be created: {candidate} is a file"
+                raise OptionError(f"--output-dir {path} {where}; choose a folder path")
+            if not os.access(candidate, os.W_OK | os.X_OK):
+                raise OptionError(f"--output-dir {path}: {candidate} is not writable; choose another folder")
+            return
+
+
+def check_options(options: dict[str, Any]) -> None:
+    """Refuse option values and combinations that cannot work, before any model is loaded or file written."""
+    check_output_dir(options["output_dir"])
+    device = options.get("device")
+    if device and device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise OptionError(f"--device {device}: no CUDA device is available here; use --device cpu or leave "
+                              "--device out")
 
 
 def evaluate_model(
@@ -154,6 +204,7 @@ def evaluate_model(
     from dogerm_eval.models import resolve_model
     from dogerm_eval.push import check_pushable, push_results
 
+    check_options(options)
     fmt, record = scoring_settings(options)
     resolved = resolve_model(model)
     if options["push_results"]:

@@ -13,7 +13,7 @@ import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -189,9 +189,48 @@ def checkpoint_dir(output_dir: Path, model: ResolvedModel, benchmark: str, key: 
     return Path(output_dir) / model.slug / ".cache" / f"{benchmark}-{key[:16]}"
 
 
-def prepare_checkpoints(directory: Path, passes: Sequence[Sequence[tuple[str, str]]], chunk_size: int) -> None:
-    """Create the checkpoint folder; empty it when it holds chunks of a different layout."""
-    meta = {"passes": [len(p) for p in passes], "chunk_size": chunk_size}
+#: Batch size of RewardBench's run_rm.py / run_v2.py (``--batch_size`` default); compat checkpoints are cut at its
+#: multiples so that they never change its batches.
+REWARDBENCH_BATCH_SIZE = 64
+
+
+class TextScorer(Protocol):
+    """What `score_in_chunks` uses of a scorer: `score`, and (RewardScorer) the text-level methods, when present."""
+
+    def score(self, conversations: Sequence[tuple[str, str]]) -> np.ndarray: ...
+
+
+def _plan(scorer: Any, passes: Sequence[Sequence[tuple[str, str]]], chunk_size: int) -> dict[str, Any]:
+    """How a run is cut into checkpoint chunks.
+
+    Fast mode (the default): every conversation is keyed by the text the model scores (the scorer's `format_texts`;
+    the (prompt, response) pair for scorers without one); the distinct keys, in order of first appearance over all
+    passes, are scored once each, `chunk_size` per chunk, and every position gets its key's score. So a text appearing
+    as chosen and as rejected, in two subsets or in two chunks gets exactly one score.
+    `compat="rewardbench"`: each pass in order, without de-duplication (rewardbench scores every text where it
+    appears), chunks rounded up to a multiple of 64 so that its batches of 64 stay the same.
+    """
+    if getattr(scorer, "compat", "fast") == "rewardbench":
+        size = -(-chunk_size // REWARDBENCH_BATCH_SIZE) * REWARDBENCH_BATCH_SIZE
+        chunks = [(p, start, min(start + size, len(conversations)))
+                  for p, conversations in enumerate(passes) for start in range(0, len(conversations), size)]
+        return {"mode": "rewardbench", "chunk_size": size, "chunks": chunks}
+    flat = [pair for conversations in passes for pair in conversations]
+    keys: list[Any] = scorer.format_texts(flat) if hasattr(scorer, "format_texts") else flat
+    position: dict[Any, int] = {}
+    inverse = np.array([position.setdefault(key, len(position)) for key in keys], dtype=np.int64)
+    digest = hashlib.sha256("\0".join(map(str, position)).encode()).hexdigest()
+    return {"mode": "fast", "chunk_size": chunk_size, "keys": list(position), "inverse": inverse,
+            "digest": digest}
+
+
+def prepare_checkpoints(directory: Path, passes: Sequence[Sequence[tuple[str, str]]], chunk_size: int,
+                        scorer: Any = None) -> None:
+    """Create the checkpoint folder; empty it when it holds chunks of a different layout (mode, chunk size, texts)."""
+    meta: dict[str, Any] = {"passes": [len(p) for p in passes], "chunk_size": chunk_size}
+    if scorer is not None:
+        plan = _plan(scorer, passes, chunk_size)
+        meta.update(mode=plan["mode"], chunk_size=plan["chunk_size"], texts=plan.get("digest"))
     meta_path = directory / "meta.json"
     if meta_path.is_file() and json.loads(meta_path.read_text(encoding="utf-8")) != meta:
         shutil.rmtree(directory)
@@ -200,36 +239,75 @@ def prepare_checkpoints(directory: Path, passes: Sequence[Sequence[tuple[str, st
 
 
 def score_in_chunks(
-    score: Callable[[Sequence[tuple[str, str]]], np.ndarray],
+    scorer: TextScorer | Callable[[Sequence[tuple[str, str]]], np.ndarray],
     passes: Sequence[Sequence[tuple[str, str]]],
     directory: Path,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     progress: Callable[[int, int], None] | None = None,
     write: bool = True,
 ) -> np.ndarray:
-    """Score each pass chunk by chunk (no chunk spans two passes); return all scores, passes concatenated.
+    """Score every pass, checkpoint by checkpoint; return all scores, passes concatenated.
 
-    Chunks found in `directory` when the call starts are reused, so an interrupted run resumes at its first missing
-    chunk; new chunks are saved there when `write` (only the main process writes under multi-process runs). Call
-    `prepare_checkpoints` first. `progress(done, total)` is called after each chunk.
+    `scorer`: an object with `score(conversations)` (a `RewardScorer`: also `format_texts`, `score_texts` and
+    `compat`), or a bare scoring function. Fast mode scores each distinct text once over all passes (see `_plan`);
+    compat mode keeps rewardbench's per-pass batches. Chunks found in `directory` when the call starts are reused,
+    so an interrupted run resumes at its first missing chunk (their texts are handed to the scorer's `remember`, when
+    it has one, so a text is not scored a second time later in the run); new chunks are saved there when `write`
+    (only the main process writes under multi-process runs). Call `prepare_checkpoints` first, with the same scorer.
+    `progress(done, total)` is called after each chunk, in scored units (texts).
     """
+    if callable(scorer) and not hasattr(scorer, "score"):
+        scorer = _FunctionScorer(scorer)
+    plan = _plan(scorer, passes, chunk_size)
     existing = {path.name for path in directory.glob("chunk-*.npy")}
-    total, done, index, parts = sum(len(p) for p in passes), 0, 0, []
-    for conversations in passes:
-        for start in range(0, len(conversations), chunk_size):
-            chunk_path = directory / f"chunk-{index:05d}.npy"
-            chunk = conversations[start : start + chunk_size]
-            if chunk_path.name in existing:
-                values = np.load(chunk_path)
+    by_text = hasattr(scorer, "score_texts")
+
+    def run(index: int, units: Sequence[Any], score: Callable[[Sequence[Any]], np.ndarray]) -> np.ndarray:
+        chunk_path = directory / f"chunk-{index:05d}.npy"
+        if chunk_path.name in existing:
+            values = np.load(chunk_path)
+            if values.shape != (len(units),):
+                raise RuntimeError(f"checkpoint {chunk_path} holds {values.shape} scores for {len(units)} texts")
+            if by_text and hasattr(scorer, "remember"):
+                scorer.remember(units, values)
+            return values
+        values = np.asarray(score(units), dtype=np.float64)
+        if values.shape != (len(units),):
+            raise RuntimeError(f"scorer returned shape {values.shape} for {len(units)} conversations")
+        if write:
+            with atomic_file(chunk_path) as tmp, tmp.open("wb") as handle:
+                np.save(handle, values)
+        return values
+
+    parts: list[np.ndarray] = []
+    if plan["mode"] == "rewardbench":
+        total = sum(len(p) for p in passes)
+        done = 0
+        for index, (p, start, stop) in enumerate(plan["chunks"]):
+            chunk = passes[p][start:stop]
+            if by_text:
+                parts.append(run(index, scorer.format_texts(chunk), scorer.score_texts))
             else:
-                values = np.asarray(score(chunk), dtype=np.float64)
-                if values.shape != (len(chunk),):
-                    raise RuntimeError(f"scorer returned shape {values.shape} for {len(chunk)} conversations")
-                if write:
-                    with atomic_file(chunk_path) as tmp, tmp.open("wb") as handle:
-                        np.save(handle, values)
-            parts.append(values)
-            index, done = index + 1, done + len(chunk)
+                parts.append(run(index, chunk, scorer.score))
+            done += len(chunk)
             if progress is not None:
                 progress(done, total)
-    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float64)
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float64)
+    keys, size = plan["keys"], plan["chunk_size"]
+    for index, start in enumerate(range(0, len(keys), size)):
+        units = keys[start : start + size]
+        if by_text:
+            parts.append(run(index, units, scorer.score_texts))
+        else:
+            parts.append(run(index, units, scorer.score))
+        if progress is not None:
+            progress(min(start + size, len(keys)), len(keys))
+    unique = np.concatenate(parts) if parts else np.zeros(0, dtype=np.float64)
+    return unique[plan["inverse"]] if len(plan["inverse"]) else np.zeros(0, dtype=np.float64)
+
+
+class _FunctionScorer:
+    """A bare scoring function as a scorer (keys are (prompt, response) pairs)."""
+
+    def __init__(self, function: Callable[[Sequence[tuple[str, str]]], np.ndarray]) -> None:
+        self.score = function

@@ -7,6 +7,11 @@ given order, padded on the tokenizer's padding side, the first of a double BOS m
 ``RewardBenchPipeline``). RewardBench scores chosen and rejected texts in separate passes: call ``score`` once per
 side to get the same batches.
 
+Fast mode gives every distinct formatted text ONE score per model (and truncation side) for the scorer's lifetime: a
+text scored before (in an earlier call, pass, chunk or benchmark, or loaded from a checkpoint through ``remember``)
+is not scored again, so an identical chosen and rejected text tie exactly (and count as wrong). Compat mode scores
+every text where it appears, as rewardbench does, so its float-noise near-ties are reproduced too.
+
 Under ``accelerate launch`` (or any torch.distributed launch) the batches are split across processes and the scores
 gathered, so every process returns the full array; batches are formed identically whatever the process count, so
 the scores do not depend on it.
@@ -38,10 +43,10 @@ from dogerm_eval.formatting import (
 )
 from dogerm_eval.models import ResolvedModel, resolve_model
 from dogerm_eval.options import SCORING_DTYPES
+from dogerm_eval.results import REWARDBENCH_BATCH_SIZE
 from dogerm_mergekit import dtypes
 
-#: Batch size of RewardBench's run_rm.py / run_v2.py (``--batch_size`` default).
-REWARDBENCH_BATCH_SIZE = 64
+__all__ = ["REWARDBENCH_BATCH_SIZE", "RewardScorer", "plan_token_batches", "resolve_dtype"]
 #: Padded tokens per batch when none is given: small batches stay in CPU caches; GPUs want large ones.
 CPU_TOKEN_BUDGET = 4096
 ACCELERATOR_TOKEN_BUDGET = 65536
@@ -138,6 +143,7 @@ class RewardScorer:
             CPU_TOKEN_BUDGET if self.device.type == "cpu" else ACCELERATOR_TOKEN_BUDGET
         )
         self.tokenizer = self._load_tokenizer()
+        self._memo: dict[tuple[Any, str], dict[str, float]] = {}
         self.template_name, _ = chat_template_for(self.tokenizer, self.format)
         self.pad_from_eos = self.tokenizer.pad_token_id is None
         if self.pad_from_eos:
@@ -153,8 +159,22 @@ class RewardScorer:
             tokenizer = AutoTokenizer.from_pretrained(self.model.path)
         except (OSError, ValueError) as exc:
             raise ModelError(f"cannot load the tokenizer of {self.model.ref!r}: {exc}") from exc
-        tokenizer.truncation_side = self.format.truncation_side
+        #: The side the tokenizer was saved with (``tokenizer_config.json``; transformers' default: right).
+        self.saved_truncation_side = tokenizer.truncation_side
+        if self.format.truncation_side != "tokenizer":
+            tokenizer.truncation_side = self.format.truncation_side
         return tokenizer
+
+    def set_truncation_side(self, side: str) -> None:
+        """Truncate on ``side`` ("left", "right", or "tokenizer": the side the tokenizer was saved with) from now on.
+
+        The benchmarks of one model may differ (``--compat rewardbench``: run_rm.py cuts on the left, run_v2.py keeps
+        the tokenizer's side); texts scored on another side keep their own memo.
+        """
+        if side not in ("left", "right", "tokenizer"):
+            raise BenchmarkError(f"unknown truncation side {side!r}; choose 'left', 'right' or 'tokenizer'")
+        self.format = self.format.model_copy(update={"truncation_side": side})
+        self.tokenizer.truncation_side = self.saved_truncation_side if side == "tokenizer" else side
 
     def _load_network(self) -> torch.nn.Module:
         try:
@@ -185,11 +205,29 @@ class RewardScorer:
                 for start in range(0, len(texts), REWARDBENCH_BATCH_SIZE)
             ]
             return self._run(encoded, batches, self.tokenizer.padding_side)
-        position: dict[str, int] = {}
-        inverse = np.array([position.setdefault(text, len(position)) for text in texts])
-        encoded = self._encode(list(position))
+        memo = self._current_memo()
+        new = [text for text in dict.fromkeys(texts) if text not in memo]
+        if new:
+            memo.update(zip(new, self.score_distinct(new).tolist()))
+        return np.array([memo[text] for text in texts], dtype=np.float64)
+
+    def score_distinct(self, texts: Sequence[str]) -> np.ndarray:
+        """Score distinct texts in length-sorted token-budget batches, bypassing (and not filling) the memo."""
+        encoded = self._encode(texts)
         batches = plan_token_batches([len(ids) for ids in encoded], self.token_budget)
-        return self._run(encoded, batches, "right")[inverse]
+        return self._run(encoded, batches, "right")
+
+    def remember(self, texts: Sequence[str], scores: Sequence[float]) -> None:
+        """Take ``scores`` (e.g. from a checkpoint) as the scores of ``texts``: fast mode will not score them again."""
+        if self.compat != "rewardbench":
+            self._current_memo().update(zip(texts, np.asarray(scores, dtype=np.float64).tolist()))
+
+    def _current_memo(self) -> dict[str, float]:
+        """The memo of the current model and truncation side (an in-memory sweep swaps ``model`` and weights)."""
+        key = (self.model, self.tokenizer.truncation_side)
+        if key not in self._memo:  # a new member: the previous members' scores are not needed any more
+            self._memo = {k: v for k, v in self._memo.items() if k[0] == self.model}
+        return self._memo.setdefault(key, {})
 
     def _encode(self, texts: Sequence[str]) -> list[list[int]]:
         encoding = self.tokenizer(
@@ -229,9 +267,11 @@ class RewardScorer:
                 "padding_side": self.tokenizer.padding_side,
             }
         else:
-            batching = {"mode": "fast", "token_budget": self.token_budget, "order": "length", "deduplicated": True}
+            batching = {"mode": "fast", "token_budget": self.token_budget, "order": "length", "deduplicated": True,
+                        "one_score_per_text": "per model and run, over every pass, subset, chunk and benchmark"}
         return {
             **self.format.record(),
+            "truncation_side_used": self.tokenizer.truncation_side,
             "chat_template": self.template_name,
             "double_bos": "mask" if self._mask_bos_id is not None else "keep",
             "pad_token_id": self.tokenizer.pad_token_id,

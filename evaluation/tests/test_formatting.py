@@ -44,8 +44,8 @@ def test_llama2_default_system_prompt(with_template: PreTrainedTokenizerFast) ->
     [
         ("llama-2", None, "<s>[INST] Q? [/INST] A. </s>"),
         ("llama-2", "S.", "<s>[INST] <<SYS>>\nS.\n<</SYS>>\n\nQ? [/INST] A. </s>"),
-        ("tulu", None, "<|user|>\nQ?\n<|assistant|>\nA.</s>"),
-        ("tulu", "S.", "<|system|>\nS.\n<|user|>\nQ?\n<|assistant|>\nA.</s>"),
+        ("tulu", None, "<|user|>\nQ?\n<|assistant|>\nA.\n</s>"),   # fastchat's tulu + add_eos_token (rewardbench)
+        ("tulu", "S.", "S.\n<|user|>\nQ?\n<|assistant|>\nA.\n</s>"),
         ("chatml", None, "<|im_start|>user\nQ?<|im_end|>\n<|im_start|>assistant\nA.<|im_end|>\n</s>"),
     ],
 )
@@ -54,6 +54,27 @@ def test_fallback_templates(
 ) -> None:
     settings = FormatSettings(fallback_template=name, system_prompt=system)
     assert format_conversation(without_template, "Q?", "A.", settings) == expected
+
+
+def fastchat_tulu(system: str, turns: list[tuple[str, str]], eos: str) -> str:
+    """fastchat 0.2.36's "tulu" conversation (SeparatorStyle.ADD_NEW_LINE_SINGLE, sep "\\n"), re-implemented from its
+    documented rule, then the EOS that rewardbench's add_eos_token=True appends."""
+    text = "" if system == "" else system + "\n"
+    for role, message in turns:
+        text += role + "\n" + (message + "\n" if message else "")
+    return text + eos
+
+
+@pytest.mark.parametrize(("prompt", "response", "system"), [
+    ("Q?", "A.", None), ("Two\nlines?", "  spaced\n\nanswer  ", None), ("Q?", "", None), ("Q?", "A.", "Be brief."),
+])
+def test_tulu_is_byte_identical_to_rewardbench(without_template: PreTrainedTokenizerFast, prompt: str, response: str,
+                                               system: str | None) -> None:
+    settings = FormatSettings(fallback_template="tulu", system_prompt=system)
+    expected = fastchat_tulu(system or "", [("<|user|>", prompt), ("<|assistant|>", response)], "</s>")
+    assert format_conversation(without_template, prompt, response, settings) == expected
+    assert format_conversation(without_template, "p", "r", FormatSettings(fallback_template="tulu")) == \
+        "<|user|>\np\n<|assistant|>\nr\n</s>"
 
 
 def test_tokenizer_template_wins_over_fallback(with_template: PreTrainedTokenizerFast) -> None:

@@ -191,7 +191,46 @@ def test_interrupted_run_resumes_from_checkpoints(tmp_path: Path, model: Resolve
                                   read_per_example(tmp_path / "fresh" / "my-rm" / "rewardbench.json"))
 
 
-def test_chunks_never_span_passes(tmp_path: Path, model: ResolvedModel, task: Task) -> None:
+def test_fast_chunks_cover_distinct_texts_over_all_passes(tmp_path: Path, model: ResolvedModel, task: Task) -> None:
     scorer = FakeScorer()
     run_task(task, model, "fp", SETTINGS, lambda: scorer, tmp_path / "out", chunk_size=4)
-    assert scorer.calls == 6   # 10 chosen -> 4 + 4 + 2, 10 rejected -> 4 + 4 + 2
+    assert scorer.calls == 5   # 20 distinct (prompt, response) pairs over both passes -> 5 chunks of 4
+    assert len(scorer.scored) == len(set(scorer.scored)) == 20
+
+
+def test_a_text_repeated_across_passes_and_subsets_is_scored_once(tmp_path: Path, model: ResolvedModel) -> None:
+    rows = rewardbench_rows({"math-prm": 3, "hep-go": 3})
+    rows.loc[0, "rejected"] = rows.loc[0, "chosen"]                    # identical chosen and rejected
+    rows.loc[4, ["prompt", "chosen"]] = rows.loc[1, ["prompt", "chosen"]].to_numpy()  # same pair in another subset
+    rows.loc[4, "rejected"] = "another bad answer"
+    rows.to_parquet(tmp_path / "rb.parquet")
+    task = Task.prepare("rewardbench", str(tmp_path / "rb.parquet"), None)
+    scorer = FakeScorer()
+    result = run_task(task, model, "fp", SETTINGS, lambda: scorer, tmp_path / "out", chunk_size=2)
+    assert len(scorer.scored) == len(set(scorer.scored)) == 10
+    per_example = read_per_example(tmp_path / "out" / "my-rm" / "rewardbench.json")
+    assert per_example["score_chosen"][0] == per_example["score_rejected"][0]
+    assert not per_example["correct"][0] and result["ties"]["exact"] == 1   # an exact tie is wrong
+    assert per_example["score_chosen"][4] == per_example["score_chosen"][1]
+
+
+class CompatFakeScorer(FakeScorer):
+    compat = "rewardbench"
+
+
+@pytest.mark.parametrize("chunk_size", [4, 64, 100])
+def test_compat_chunks_keep_batches_of_64(tmp_path: Path, model: ResolvedModel, chunk_size: int) -> None:
+    """--checkpoint-every rounds up to a multiple of 64 in compat mode, per pass, without de-duplication."""
+    rows = rewardbench_rows({"math-prm": 70, "hep-go": 60})
+    rows.loc[0, "rejected"] = rows.loc[0, "chosen"]
+    rows.to_parquet(tmp_path / "rb.parquet")
+    task = Task.prepare("rewardbench", str(tmp_path / "rb.parquet"), None)
+    calls: list[int] = []
+    scorer = CompatFakeScorer()
+    original = scorer.score
+    scorer.score = lambda conversations: (calls.append(len(conversations)), original(conversations))[1]
+    run_task(task, model, "fp", SETTINGS, lambda: scorer, tmp_path / "out", chunk_size=chunk_size)
+    size = 64 if chunk_size <= 64 else 128
+    expected = [min(size, 130 - start) for start in range(0, 130, size)] * 2
+    assert calls == expected
+    assert len(scorer.scored) == 260   # every text where it appears, as rewardbench scores them

@@ -111,3 +111,38 @@ def test_schema_errors(tmp_path: Path) -> None:
 def test_metrics_names() -> None:
     metrics = rewardbench2.metrics({"subsets": {"Precise IF": 0.5, "Ties": 0.25}, "score": 0.375})
     assert metrics == {"rewardbench2/precise-if": 0.5, "rewardbench2/ties": 0.25, "rewardbench2/score": 0.375}
+
+
+def ties_rows(rows: list[tuple[str, list[float], list[float]]]) -> pd.DataFrame:
+    return pd.DataFrame({"id": [r[0] for r in rows], "score_chosen": [r[1] for r in rows],
+                         "score_rejected": [r[2] for r in rows]})
+
+
+def test_ties_tied_row_with_one_correct_answer_leaves_the_last_terms() -> None:
+    """rewardbench 0.1.4: such a row has dcm = None, so its prompt is dropped from both 0.2 terms (and the tanh)."""
+    rows = ties_rows([("ref:1", [5.0], [1.0]), ("tied:1", [4.0], [1.0]),              # single correct: dropped
+                      ("ref:2", [3.0], [1.0]), ("tied:2", [4.0, 5.0], [0.0])])         # cim_tied 4 > dcm 1
+    score, detail = rewardbench2.ties_score(rows)
+    assert (detail["prompts_both"], detail["prompts_used"], detail["prompts_single_correct_tied"]) == (2, 1, 1)
+    assert detail["correctness_preferred"] == 1.0 and detail["correctness_preferred_hard"] == 1.0
+    assert score == pytest.approx(0.3 + 0.3 + 0.2 + 0.2 + 0.01 * math.tanh(2 / 1 - 1))
+
+
+def test_ties_without_a_prompt_in_both_rows_gives_zero_terms_not_nan() -> None:
+    rows = ties_rows([("ref:1", [5.0], [1.0]), ("tied:2", [4.0, 4.5], [1.0]), ("ref:3", [0.0], [1.0])])
+    score, detail = rewardbench2.ties_score(rows)
+    assert detail["prompts_both"] == 0
+    assert (detail["correctness_preferred"], detail["correctness_preferred_hard"], detail["correctness_margin"]) == (
+        0.0, 0.0, 0.0)
+    assert score == pytest.approx(0.3 * 1.0 + 0.3 * 0.5)
+    only_single = ties_rows([("ref:1", [5.0], [1.0]), ("tied:1", [4.0], [1.0])])
+    assert rewardbench2.ties_score(only_single)[0] == pytest.approx(0.6)   # every prompt dropped: terms 0
+
+
+def test_ties_ids_are_keyed_by_int() -> None:
+    """"ref:01" and "tied:1" are one prompt, as rewardbench keys them by int(k); a later duplicate replaces."""
+    rows = ties_rows([("ref:01", [5.0], [1.0]), ("tied:1", [4.0, 4.5], [1.0])])
+    assert rewardbench2.ties_score(rows)[1]["prompts_both"] == 1
+    duplicate = ties_rows([("ref:1", [0.0], [1.0]), ("ref:001", [5.0], [1.0]), ("tied:1", [4.0, 4.5], [1.0])])
+    assert rewardbench2.ties_score(duplicate)[1]["accuracy_ref"] == 1.0
+    assert rewardbench2.ties_prompt_key("abc") == "abc"   # not an integer (rewardbench raises): kept as text

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedTokenizerBase
@@ -186,7 +187,8 @@ def test_fallback_template_is_used_and_recorded(make_tiny_rm: Callable[..., Path
     with pytest.raises(ModelError, match="no chat template"):
         RewardScorer(str(model_dir))
     scorer = RewardScorer(str(model_dir), FormatSettings(fallback_template="tulu"))
-    assert scorer.format_texts([("Q", "A")]) == ["<|user|>\nQ\n<|assistant|>\nA</s>"]
+    # fastchat's tulu as rewardbench's run_rm.py renders it, then add_eos_token's EOS
+    assert scorer.format_texts([("Q", "A")]) == ["<|user|>\nQ\n<|assistant|>\nA\n</s>"]
     assert scorer.settings_record()["chat_template"] == "fallback:tulu"
 
 
@@ -207,7 +209,8 @@ def test_settings_record_and_empty_input(tiny_rm_dir: Path) -> None:
     record = scorer.settings_record()
     assert record["dtype"] == "float32" and record["device"] == "cpu"  # "auto" on CPU
     assert record["chat_template"] == "tokenizer" and record["system_prompt"] == "llama2-default"
-    assert record["batching"] == {"mode": "fast", "token_budget": 1000, "order": "length", "deduplicated": True}
+    assert record["batching"] == {"mode": "fast", "token_budget": 1000, "order": "length", "deduplicated": True,
+                                  "one_score_per_text": "per model and run, over every pass, subset, chunk and benchmark"}
     assert record["num_processes"] == 1
     assert set(record["versions"]) == {"dogerm-eval", "torch", "transformers", "huggingface_hub", "accelerate"}
 
@@ -245,3 +248,123 @@ def test_two_processes_equal_one(tiny_rm_dir: Path, tmp_path: Path) -> None:
     for rank in (0, 1):
         sharded = np.load(tmp_path / f"scores_rank{rank}.npy")
         np.testing.assert_allclose(sharded, single_scores, rtol=0, atol=1e-6)
+
+
+def run_rewardbench(model_dir: Path, rows: pd.DataFrame, out: Path, name: str = "rewardbench",
+                    **overrides: Any) -> dict[str, Any]:
+    """One benchmark through the real run loop (settings, cache key, checkpoints) with RewardScorer."""
+    from dogerm_eval.benchmarks import Task, run_model
+    from dogerm_eval.models import resolve_model
+    from dogerm_eval.options import default_options, scorer_factory, scoring_settings
+
+    data = out.parent / f"{out.name}-{name}.jsonl"
+    rows.to_json(data, orient="records", lines=True)
+    options = default_options(dtype="float32", device="cpu", **overrides)
+    fmt, record = scoring_settings(options)
+    results = run_model([Task.prepare(name, str(data), None)], resolve_model(str(model_dir)), record,
+                        scorer_factory(fmt, options), out, options["checkpoint_every"])
+    return results[name]
+
+
+def test_identical_chosen_and_rejected_get_one_score_and_count_wrong(tiny_rm_dir: Path, tmp_path: Path) -> None:
+    from dogerm_eval.benchmarks.samples import rewardbench_rows
+    from dogerm_eval.results import read_per_example
+
+    rows = rewardbench_rows({"math-prm": 6, "hep-go": 6})
+    rows.loc[0, "rejected"] = rows.loc[0, "chosen"]                          # identical texts, two passes
+    rows.loc[7, "chosen"] = rows.loc[2, "chosen"]                            # same response, another prompt
+    rows.loc[9, ["prompt", "rejected"]] = rows.loc[3, ["prompt", "chosen"]].to_numpy()  # same pair, other subset
+    rows.loc[9, "chosen"] = "a different answer"
+    for checkpoint_every in (512, 3):                                        # one chunk, or chunks across passes
+        out = tmp_path / f"out{checkpoint_every}"
+        result = run_rewardbench(tiny_rm_dir, rows, out, checkpoint_every=checkpoint_every)
+        per_example = read_per_example(out / tiny_rm_dir.name / "rewardbench.json")
+        assert per_example["score_chosen"][0] == per_example["score_rejected"][0]
+        assert not per_example["correct"][0] and result["ties"]["exact"] == 1
+        assert per_example["score_rejected"][9] == per_example["score_chosen"][3]
+        assert per_example["score_chosen"][7] != per_example["score_chosen"][2]   # a different text
+    first = read_per_example(tmp_path / "out512" / tiny_rm_dir.name / "rewardbench.json")
+    chunked = read_per_example(tmp_path / "out3" / tiny_rm_dir.name / "rewardbench.json")
+    np.testing.assert_allclose(chunked["score_chosen"], first["score_chosen"], rtol=0, atol=TOLERANCE["float32"])
+
+
+def test_resumed_run_keeps_one_score_per_text(tiny_rm_dir: Path) -> None:
+    """A checkpoint's texts are remembered: a later chunk repeating one of them does not rescore it."""
+    scorer = RewardScorer(str(tiny_rm_dir), dtype="float32", device="cpu")
+    texts = scorer.format_texts([("q?", "an answer"), ("q?", "another answer")])
+    scorer.remember(texts[:1], [12.5])
+    assert scorer.score_texts(texts)[0] == 12.5
+
+
+#: Largest |score(text batched with others) - score(text alone)| allowed, CPU, tiny Llama RM (measured: fp32 7.7e-7,
+#: bf16 7.8e-3 = one bf16 step at |score| < 2; see evaluation/README.md).
+TOLERANCE = {"float32": 2e-6, "bfloat16": 1.6e-2}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_a_score_barely_depends_on_the_other_texts_of_its_batch(tiny_rm_dir: Path, dtype: str) -> None:
+    conversations = list(dict.fromkeys(make_conversations(40, seed=11)))
+    rng = random.Random(0)
+    for budget in (128, 4096):
+        scorer = RewardScorer(str(tiny_rm_dir), dtype=dtype, device="cpu", token_budget=budget)
+        texts = scorer.format_texts(conversations)
+        alone = np.array([scorer.score_distinct([text])[0] for text in texts])
+        for _ in range(2):
+            chosen = rng.sample(range(len(texts)), k=rng.randint(5, len(texts)))
+            together = scorer.score_distinct([texts[i] for i in chosen])
+            assert np.abs(together - alone[chosen]).max() <= TOLERANCE[dtype]
+    assert np.ptp(alone) > 0.5
+
+
+def test_compat_batches_do_not_depend_on_checkpoint_every(tiny_rm_dir: Path, tmp_path: Path) -> None:
+    from dogerm_eval.benchmarks.samples import rewardbench_rows
+    from dogerm_eval.results import read_per_example
+
+    rows = rewardbench_rows({"math-prm": 50, "hep-go": 40})                  # 90 pairs: batches of 64 + 26 per pass
+    model = tmp_path / "rm"
+    shutil.copytree(tiny_rm_dir, model)
+    scores = {}
+    for every in (10, 100, 5000):
+        out = tmp_path / f"out{every}"
+        run_rewardbench(model, rows, out, compat="rewardbench", checkpoint_every=every)
+        scores[every] = read_per_example(out / "rm" / "rewardbench.json")
+    scorer = RewardScorer(str(model), dtype="float32", device="cpu", compat="rewardbench")
+    scorer.set_truncation_side("left")
+    direct = scorer.score(list(zip(rows["prompt"], rows["chosen"])))         # one call per pass: rewardbench's batches
+    for every in (10, 100):
+        pd.testing.assert_frame_equal(scores[every], scores[5000])
+    np.testing.assert_array_equal(scores[5000]["score_chosen"].to_numpy(), direct)
+
+
+REWARDBENCH_SIDES = {"rewardbench": "left", "rewardbench2": "tokenizer"}
+
+
+@pytest.mark.parametrize(("benchmark", "given", "expected"), [
+    ("rewardbench", None, "left"),          # run_rm.py truncates on the left
+    ("rewardbench2", None, "left"),         # run_v2.py keeps the tokenizer's saved side (left here)
+    ("rewardbench2", "right", "right"),     # an explicit --truncation-side wins
+])
+def test_compat_truncation_as_the_rewardbench_script(tiny_rm_dir: Path, tmp_path: Path, benchmark: str,
+                                                    given: str | None, expected: str) -> None:
+    from dogerm_eval.benchmarks.samples import rewardbench2_row, rewardbench_rows
+
+    model = tmp_path / "rm"
+    shutil.copytree(tiny_rm_dir, model)
+    config_file = model / "tokenizer_config.json"
+    config_file.write_text(json.dumps({**json.loads(config_file.read_text()), "truncation_side": "left"}))
+    long = "a long question with many words " * 8
+    if benchmark == "rewardbench":
+        rows = rewardbench_rows({"math-prm": 2})
+        rows["prompt"] = long
+        conversations = list(zip(rows["prompt"], rows["chosen"]))
+    else:
+        rows = pd.DataFrame([rewardbench2_row("m1", "Math", ["x = 2"], ["x = 3", "x = 4", "x = 5"])])
+        rows["prompt"] = long
+        conversations = [(long, "x = 2")]
+    result = run_rewardbench(model, rows, tmp_path / "out", name=benchmark, compat="rewardbench", max_length=24,
+                             truncation_side=given)
+    assert result["settings"]["scorer"]["truncation_side_used"] == expected
+    assert result["settings"]["format"]["truncation_side"] == (given or REWARDBENCH_SIDES[benchmark])
+    reference = reference_scores(model, conversations, max_length=24, truncation_side=expected, mask_double_bos=True)
+    first = np.asarray(pd.read_parquet(tmp_path / "out" / "rm" / result["per_example"])["score_chosen"].iloc[0]).ravel()[0]
+    assert first == pytest.approx(reference[0], abs=1e-5)

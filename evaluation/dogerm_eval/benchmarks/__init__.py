@@ -26,6 +26,7 @@ from dogerm_eval.benchmarks import ppe, rewardmath, rmbench
 from dogerm_eval.data import LoadedTable
 from dogerm_eval.errors import BenchmarkError
 from dogerm_eval.models import ResolvedModel
+from dogerm_eval.options import configure_scorer, task_settings
 from dogerm_eval.results import (
     DEFAULT_CHUNK_SIZE,
     DIGEST_MEMO,
@@ -110,19 +111,21 @@ def run_task(
     """
     name = task.benchmark.NAME
     state = process_state()
+    settings = task_settings(task.benchmark, dict(settings))  # --compat rewardbench: the script's truncation side
     key = cache_key(model_fp, name, task.table.dataset, task.table.revision, task.subsets, settings)
     cached = load_cached_result(output_dir, model, name, key)
     if cached is not None:
         LOG.info("%s %s: reusing cached result (key %s)", model.slug, name, key[:12])
         return cached
     scorer = make_scorer()
+    configure_scorer(scorer, settings)
     passes = task.benchmark.passes(task.table.frame)
     chunks = checkpoint_dir(output_dir, model, name, key)
     if state.is_main_process:
-        prepare_checkpoints(chunks, passes, chunk_size)
+        prepare_checkpoints(chunks, passes, chunk_size, scorer)
     state.wait_for_everyone()
     scores = score_in_chunks(
-        scorer.score, passes, chunks, chunk_size, write=state.is_main_process,
+        scorer, passes, chunks, chunk_size, write=state.is_main_process,
         progress=lambda done, total: LOG.info("%s %s: scored %d/%d", model.slug, name, done, total),
     )
     state.wait_for_everyone()  # every process has read the chunks it reuses

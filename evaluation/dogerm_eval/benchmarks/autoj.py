@@ -34,6 +34,8 @@ CARD_DATASET = "GAIR-NLP/auto-j"  # the id written into model cards (the data li
 SPLIT = "test"
 URL = "https://raw.githubusercontent.com/GAIR-NLP/auto-j/main/data/test/testdata_pairwise.jsonl"
 COLUMNS = ("scenario", "label", "prompt", "response 1", "response 2")
+SCHEMA = ("Auto-J pairwise: scenario, label (0: response 1 better, 1: response 2, 2: tie), prompt, "
+          '"response 1", "response 2"; id optional')
 GROUPS: dict[str, frozenset[str]] = {
     "Math": frozenset({"math_reasoning", "solving_exam_question_with_math"}),
     "Code": frozenset(
@@ -60,7 +62,7 @@ def load(data: str | None, subsets: Sequence[str] | None) -> LoadedTable:
     frame = table.frame
     if "id" not in frame.columns:
         frame = frame.assign(id=np.arange(len(frame)))
-    require_columns(frame, COLUMNS, table.dataset, id_column="id")
+    require_columns(frame, COLUMNS, table.dataset, id_column="id", schema=SCHEMA)
     labels = pd.to_numeric(frame["label"], errors="coerce")
     bad = ~labels.isin([0, 1, 2])
     if bad.any():

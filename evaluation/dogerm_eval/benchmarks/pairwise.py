@@ -22,7 +22,11 @@ from dogerm_eval.results import Evaluation, metric_columns
 NAME = "pairwise"
 CARD_DATASET = "pairwise"
 SPLIT = "local"
+#: `--compat rewardbench` truncation: rewardbench's scripts/run_rm.py (v1) cuts on the left.
+REWARDBENCH_TRUNCATION = "left"
 passes = rewardbench.passes
+SCHEMA = ("RewardBench's: id, subset (any names), prompt, chosen, rejected (strings); chosen_model, "
+          "rejected_model optional")
 
 
 def load(data: str | None, subsets: Sequence[str] | None) -> LoadedTable:
@@ -30,7 +34,7 @@ def load(data: str | None, subsets: Sequence[str] | None) -> LoadedTable:
     if data is None:
         raise BenchmarkError("pairwise scores your own pairs: give --data PATH (.parquet/.jsonl, RewardBench's schema)")
     table = load_local(data)
-    require_columns(table.frame, rewardbench.COLUMNS, table.dataset, id_column="id")
+    require_columns(table.frame, rewardbench.COLUMNS, table.dataset, id_column="id", schema=SCHEMA)
     frame = select_subsets(table.frame, "subset", subsets, set(table.frame["subset"]), table.dataset)
     return LoadedTable(frame=frame, dataset=table.dataset, revision=table.revision)
 

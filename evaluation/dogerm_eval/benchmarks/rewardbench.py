@@ -28,7 +28,11 @@ NAME = "rewardbench"
 HUB_ID = "allenai/reward-bench"
 CARD_DATASET = HUB_ID
 SPLIT = "filtered"
+#: `--compat rewardbench` truncation: rewardbench's scripts/run_rm.py (v1) cuts on the left.
+REWARDBENCH_TRUNCATION = "left"
 COLUMNS = ("id", "subset", "prompt", "chosen", "rejected")
+SCHEMA = ("RewardBench v1: id, subset (one of its 23 subsets), prompt, chosen, rejected (strings); "
+          "chosen_model, rejected_model optional")
 
 SECTIONS: dict[str, tuple[str, ...]] = {
     "Chat": ("alpacaeval-easy", "alpacaeval-length", "alpacaeval-hard", "mt-bench-easy", "mt-bench-med"),
@@ -56,7 +60,7 @@ NEAR_TIE = 1e-3
 def load(data: str | None, subsets: Sequence[str] | None) -> LoadedTable:
     """Load (Hub `filtered` split, or the local file `data`), validate the schema, keep `subsets`."""
     table = load_local(data) if data else load_hub(HUB_ID, SPLIT)
-    require_columns(table.frame, COLUMNS, table.dataset, id_column="id")
+    require_columns(table.frame, COLUMNS, table.dataset, id_column="id", schema=SCHEMA)
     frame = select_subsets(table.frame, "subset", subsets, EXAMPLE_COUNTS, table.dataset)
     return LoadedTable(frame=frame, dataset=table.dataset, revision=table.revision)
 

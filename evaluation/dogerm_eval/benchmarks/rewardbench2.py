@@ -10,7 +10,9 @@ Apache-2.0):
   0.3*mean(acc_tied) + 0.3*mean(acc_ref) + 0.2*mean[cim_tied > dcm] + 0.2*mean[min(cim_ref, cim_tied) > dcm]
   + 0.01*mean tanh(min(cim_ref, cim_tied)/dcm - 1).
   As rewardbench 0.1.4 does, the tanh term is averaged only over prompts with dcm > 0 (0 when there are none); a
-  NaN inside it counts as -1, its worst value.
+  NaN inside it counts as -1, its worst value. Degenerate cases as rewardbench 0.1.4 (see `ties_score`): a tied
+  row with one correct answer has no dcm and its prompt leaves the last three terms; with no prompt left for them
+  they are 0; prompts are keyed by int(k) ("ref:01" is "ref:1").
 - overall = unweighted mean of the subsets present (six for the full set).
 """
 
@@ -37,7 +39,11 @@ NAME = "rewardbench2"
 HUB_ID = "allenai/reward-bench-2"
 CARD_DATASET = HUB_ID
 SPLIT = "test"
+#: `--compat rewardbench` truncation: rewardbench's scripts/run_v2.py keeps the tokenizer's saved side.
+REWARDBENCH_TRUNCATION = "tokenizer"
 COLUMNS = ("id", "subset", "prompt", "chosen", "rejected")
+SCHEMA = ("RewardBench 2: id (Ties: ref:<k> / tied:<k>), subset (Factuality, Precise IF, Math, Safety, Focus, "
+          "Ties), prompt (string), chosen, rejected (non-empty lists of strings)")
 SUBSETS = ("Factuality", "Precise IF", "Math", "Safety", "Focus", "Ties")
 TIES = "Ties"
 TIES_ID = re.compile(r"^(ref|tied):(.+)$")
@@ -60,7 +66,7 @@ def _validate(frame: pd.DataFrame, dataset: str) -> None:
 def load(data: str | None, subsets: Sequence[str] | None) -> LoadedTable:
     """Load (Hub `test` split, or the local file `data`), validate the schema, keep `subsets`."""
     table = load_local(data) if data else load_hub(HUB_ID, SPLIT)
-    require_columns(table.frame, COLUMNS, table.dataset, id_column="id")
+    require_columns(table.frame, COLUMNS, table.dataset, id_column="id", schema=SCHEMA)
     frame = select_subsets(table.frame, "subset", subsets, SUBSETS, table.dataset)
     _validate(frame, table.dataset)
     return LoadedTable(frame=frame, dataset=table.dataset, revision=table.revision)
@@ -84,23 +90,41 @@ def row_credit(chosen: np.ndarray, rejected: np.ndarray) -> float:
     return 1.0 / int((scores == top).sum()) if scores[0] == top else 0.0
 
 
+def ties_prompt_key(k: str) -> int | str:
+    """The prompt a Ties id belongs to: rewardbench 0.1.4 keys prompts by ``int(k)``, so "ref:01" and "ref:1" are
+    the same prompt (and a later row replaces an earlier one of the same kind). A ``k`` that is not an integer
+    (rewardbench raises) is kept as its string."""
+    try:
+        return int(k)
+    except ValueError:
+        return k
+
+
 def ties_score(per_example: pd.DataFrame) -> tuple[float, dict[str, Any]]:
-    """The Ties subset score from its rows' `id`, `score_chosen` and `score_rejected`, plus its components."""
-    stats: dict[str, dict[str, tuple[bool, float, float]]] = {"ref": {}, "tied": {}}
+    """The Ties subset score from its rows' `id`, `score_chosen` and `score_rejected`, plus its components.
+
+    Degenerate cases, as rewardbench 0.1.4 treats them (none occurs in the official data): a tied row with a single
+    correct answer has no dcm (None there), so its prompt is left out of the last three terms; when no prompt is left
+    for them (e.g. no prompt has both rows), those three terms are 0, not NaN.
+    """
+    stats: dict[str, dict[int | str, tuple[bool, float | None, float]]] = {"ref": {}, "tied": {}}
     for row_id, correct, incorrect in zip(per_example["id"], per_example["score_chosen"],
                                           per_example["score_rejected"]):
         kind, prompt = TIES_ID.match(str(row_id)).groups()
         correct, incorrect = np.asarray(correct, dtype=np.float64), np.asarray(incorrect, dtype=np.float64)
         cim = correct.min() - incorrect.max()
-        stats[kind][prompt] = (bool(cim > 0), float(correct.max() - correct.min()), float(cim))
+        dcm = float(correct.max() - correct.min()) if len(correct) > 1 else None
+        stats[kind][ties_prompt_key(prompt)] = (bool(cim > 0), dcm, float(cim))
     acc_ref = float(np.mean([s[0] for s in stats["ref"].values()])) if stats["ref"] else float("nan")
     acc_tied = float(np.mean([s[0] for s in stats["tied"].values()])) if stats["tied"] else float("nan")
-    both = sorted(set(stats["ref"]) & set(stats["tied"]))
-    dcm = np.array([stats["tied"][p][1] for p in both])
-    cim_tied = np.array([stats["tied"][p][2] for p in both])
-    cim_min = np.minimum(np.array([stats["ref"][p][2] for p in both]), cim_tied)
-    preferred = float(np.mean(cim_tied > dcm)) if both else float("nan")
-    preferred_hard = float(np.mean(cim_min > dcm)) if both else float("nan")
+    both = [p for p in stats["tied"] if p in stats["ref"]]
+    single = [p for p in both if stats["tied"][p][1] is None]
+    used = [p for p in both if stats["tied"][p][1] is not None]
+    dcm = np.array([stats["tied"][p][1] for p in used], dtype=np.float64)
+    cim_tied = np.array([stats["tied"][p][2] for p in used], dtype=np.float64)
+    cim_min = np.minimum(np.array([stats["ref"][p][2] for p in used], dtype=np.float64), cim_tied)
+    preferred = float(np.mean(cim_tied > dcm)) if used else 0.0
+    preferred_hard = float(np.mean(cim_min > dcm)) if used else 0.0
     spread = dcm > 0
     margin_terms = np.nan_to_num(np.tanh(cim_min[spread] / dcm[spread] - 1), nan=-1.0)
     margin = float(margin_terms.mean()) if margin_terms.size else 0.0
@@ -108,7 +132,8 @@ def ties_score(per_example: pd.DataFrame) -> tuple[float, dict[str, Any]]:
     detail = {
         "accuracy_tied": acc_tied, "accuracy_ref": acc_ref, "correctness_preferred": preferred,
         "correctness_preferred_hard": preferred_hard, "correctness_margin": margin, "prompts_both": len(both),
-        "prompts_margin": int(spread.sum()), "tanh_term": TANH_TERM,
+        "prompts_used": len(used), "prompts_single_correct_tied": len(single), "prompts_margin": int(spread.sum()),
+        "tanh_term": TANH_TERM,
     }
     return float(score), detail
 
