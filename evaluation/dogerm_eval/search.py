@@ -268,8 +268,15 @@ class SplitEvaluator:
         """Metrics of the merge at ``lam`` on ``split`` ("dev" or "test") and their bootstrap intervals."""
         if self._loaded is None:
             self.load()
+        from dataclasses import replace
+
+        from dogerm_mergekit.contract import checkpoint_name
+
         merger, scorer = self._loaded
         scorer.network.load_state_dict(merger.state_dict(lam), strict=True)
+        # the scorer remembers scores per model: each lambda is a model of its own
+        scorer.model = replace(self.reward, ref=f"{self.reward.ref}+{self._domain_model}@{checkpoint_name(lam)}",
+                               revision=checkpoint_name(lam), commit=f"merge:{self.key}:{lam!r}")
         rows = self.frame[self.masks[split]].reset_index(drop=True)
         passes = self.task.benchmark.passes(rows)
         scores = np.concatenate([np.asarray(scorer.score(p), dtype=np.float64) for p in passes])

@@ -131,3 +131,30 @@ def test_push_needs_write_and_bad_fractions_are_refused_before_loading(tmp_path)
     with pytest.raises(BenchmarkError, match="dev-fraction"):
         run_search("missing-rm", "missing-lm", "pairwise", str(data), None, "pairwise/score", None, 5, 1.5, 0,
                    tmp_path / "out", {})
+
+
+def test_each_lambda_is_scored_with_its_own_merge(tmp_path):
+    """The in-memory evaluation at lambda equals scoring the written lambda checkpoint with a fresh scorer."""
+    import yaml
+
+    from dogerm_eval.benchmarks import pairwise
+    from dogerm_eval.options import default_options, scorer_factory, scoring_settings
+    from dogerm_eval.models import resolve_model
+    from dogerm_eval.search import SplitEvaluator
+    from dogerm_mergekit.sweep import run_sweep
+
+    rm, lm = tiny.build_pair(tmp_path / "in")
+    data = _pairs(tmp_path / "pairs.jsonl")
+    scoring = default_options(dtype="float32", device="cpu")
+    evaluator = SplitEvaluator(str(rm), str(lm), "pairwise", str(data), None, 0.5, 0, scoring)
+    run_sweep(yaml.safe_dump({"merge_method": "dogerm", "base_model": str(rm), "models": [
+        {"model": str(lm), "parameters": {"lambda": 1.0}}]}), tmp_path / "sweep", (0.0, 1.0), MergeOptions(quiet=True))
+    rows = evaluator.frame[evaluator.masks["dev"]].reset_index(drop=True)
+    fmt, _ = scoring_settings(scoring)
+    for lam, name in ((0.0, "lambda-0.00"), (1.0, "lambda-1.00"), (0.0, "lambda-0.00")):
+        in_memory = evaluator.evaluate(lam, "dev")[0]
+        fresh = scorer_factory(fmt, scoring)(resolve_model(str(tmp_path / "sweep" / name)))
+        scores = np.concatenate([fresh.score(p) for p in pairwise.passes(rows)])
+        evaluation = pairwise.evaluate(rows, scores)
+        expected = pairwise.metrics({"subsets": evaluation.subsets, "score": evaluation.score})
+        assert in_memory == pytest.approx(expected), lam
