@@ -264,24 +264,28 @@ class SplitEvaluator:
                    **evaluation.extra}
         return {k: float(v) for k, v in self.task.benchmark.metrics(payload).items() if v is not None}
 
-    def evaluate(self, lam: float, split: str) -> tuple[dict[str, float], dict[str, tuple[float, float]]]:
-        """Metrics of the merge at ``lam`` on ``split`` ("dev" or "test") and their bootstrap intervals."""
-        if self._loaded is None:
-            self.load()
+    def scores(self, lam: float, split: str) -> tuple[Any, np.ndarray]:
+        """The rows of ``split`` ("dev" or "test") and their scores (passes concatenated) by the merge at ``lam``."""
         from dataclasses import replace
 
         from dogerm_mergekit.contract import checkpoint_name
 
+        if self._loaded is None:
+            self.load()
         merger, scorer = self._loaded
         scorer.network.load_state_dict(merger.state_dict(lam), strict=True)
         # the scorer remembers scores per model: each lambda is a model of its own
         scorer.model = replace(self.reward, ref=f"{self.reward.ref}+{self._domain_model}@{checkpoint_name(lam)}",
                                revision=checkpoint_name(lam), commit=f"merge:{self.key}:{lam!r}")
         rows = self.frame[self.masks[split]].reset_index(drop=True)
-        passes = self.task.benchmark.passes(rows)
-        scores = np.concatenate([np.asarray(scorer.score(p), dtype=np.float64) for p in passes])
+        scores = np.concatenate([np.asarray(scorer.score(p), dtype=np.float64) for p in self.task.benchmark.passes(rows)])
         LOG.info("lambda=%g: scored %d %s rows", lam, len(rows), split)
-        by_pass = scores.reshape(len(passes), len(rows))
+        return rows, scores
+
+    def evaluate(self, lam: float, split: str) -> tuple[dict[str, float], dict[str, tuple[float, float]]]:
+        """Metrics of the merge at ``lam`` on ``split`` and their bootstrap intervals."""
+        rows, scores = self.scores(lam, split)
+        by_pass = scores.reshape(-1, len(rows))
 
         def resampled(index: np.ndarray) -> dict[str, float]:
             return self._metrics(rows.iloc[index].reset_index(drop=True), by_pass[:, index].reshape(-1))
