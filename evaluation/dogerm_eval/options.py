@@ -18,6 +18,7 @@ import click
 
 from dogerm_eval.errors import BenchmarkError, EvalError, OptionError
 from dogerm_eval.formatting import FALLBACK_TEMPLATES, FormatSettings
+from dogerm_mergekit.dtypes import RUN_DTYPES
 from dogerm_eval.results import DEFAULT_CHUNK_SIZE
 
 if TYPE_CHECKING:
@@ -30,8 +31,8 @@ LAUNCHED_ENV = "DOGERM_EVAL_LAUNCHED"  # set in the processes started by --num-p
 BENCHMARK_NAMES = ("rewardbench", "rewardbench2", "autoj", "pairwise")
 BENCHMARK_NAMES += ("rmbench", "rewardmath", "ppe")
 """The benchmarks ``dogerm_eval.benchmarks.BENCHMARKS`` registers (named here so that ``--help`` loads none)."""
-SCORING_DTYPES = ("float32", "bfloat16", "float16")
-"""The dtypes ``--dtype`` accepts besides ``auto`` (names of ``dogerm_mergekit.dtypes``)."""
+SCORING_DTYPES = RUN_DTYPES
+"""The dtypes ``--dtype`` accepts besides ``auto``."""
 
 
 class _EchoHandler(logging.Handler):
@@ -113,23 +114,6 @@ def scoring_settings(options: dict[str, Any]) -> tuple[FormatSettings, dict[str,
               "token_budget": options["batch_tokens"] or "auto", "compat": options["compat"],
               "truncation": "given" if options["truncation_side"] else "default"}
     return fmt, record
-
-
-def task_settings(benchmark: Any, settings: dict[str, Any]) -> dict[str, Any]:
-    """The settings one benchmark is scored with: under ``compat: rewardbench`` without an explicit
-    ``--truncation-side``, the truncation side rewardbench's own script uses for it (the benchmark module's
-    ``REWARDBENCH_TRUNCATION``: run_rm.py cuts on the left, run_v2.py keeps the tokenizer's saved side)."""
-    side = getattr(benchmark, "REWARDBENCH_TRUNCATION", None)
-    if settings.get("compat") != "rewardbench" or settings.get("truncation") != "default" or side is None:
-        return dict(settings)
-    return {**settings, "format": {**settings.get("format", {}), "truncation_side": side}}
-
-
-def configure_scorer(scorer: Any, settings: dict[str, Any]) -> None:
-    """Make ``scorer`` truncate as ``settings`` (from ``task_settings``) say, when it can be told."""
-    side = settings.get("format", {}).get("truncation_side")
-    if side is not None and hasattr(scorer, "set_truncation_side"):
-        scorer.set_truncation_side(side)
 
 
 def scorer_factory(fmt: FormatSettings, options: dict[str, Any]) -> Callable[[ResolvedModel], RewardScorer]:

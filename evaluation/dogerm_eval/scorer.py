@@ -42,9 +42,9 @@ from dogerm_eval.formatting import (
     format_conversation,
 )
 from dogerm_eval.models import ResolvedModel, resolve_model
-from dogerm_eval.options import SCORING_DTYPES
 from dogerm_eval.results import REWARDBENCH_BATCH_SIZE
 from dogerm_mergekit import dtypes
+from dogerm_mergekit.dtypes import RUN_DTYPES as SCORING_DTYPES
 
 __all__ = ["REWARDBENCH_BATCH_SIZE", "RewardScorer", "plan_token_batches", "resolve_dtype"]
 #: Padded tokens per batch when none is given: small batches stay in CPU caches; GPUs want large ones.

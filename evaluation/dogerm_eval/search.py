@@ -357,6 +357,7 @@ def command():
     import click
 
     from dogerm_eval.options import split_list
+    from dogerm_mergekit.dtypes import RUN_DTYPES
 
     @click.command("search")
     @click.option("--rm", "reward_model", required=True, help="The reward model (folder or org/name[@revision]).")
@@ -374,7 +375,7 @@ def command():
                   help="Write the chosen checkpoint (as dogerm-sweep does) into this sweep folder.")
     @click.option("--push-to-hub", help="Publish the --write checkpoint to ORG/NAME as dogerm-push does.")
     @click.option("--system-prompt", help="System message ('llama2-default' = the default Llama-2 prompt).")
-    @click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), default="auto",
+    @click.option("--dtype", type=click.Choice(["auto", *RUN_DTYPES]), default="auto",
                   show_default=True)
     @click.option("--device", help="torch device (default: the accelerator, else CPU).")
     def search_command(subsets: str | None, system_prompt: str | None, dtype: str, device: str | None,

@@ -31,6 +31,8 @@ DTYPES = (
     DType("float8_e4m3fn", "F8_E4M3", 1, False),
     DType("float8_e5m2", "F8_E5M2", 1, False),
 )
+RUN_DTYPES = ("float32", "bfloat16", "float16")
+"""The dtypes a network is run in (scoring, generation) besides ``auto``."""
 FLOAT_CODES = frozenset(d.code for d in DTYPES)
 _BY_CODE = {d.code: d for d in DTYPES}
 FILE_ORDER = {d.code: rank for rank, d in enumerate(DTYPES)}

@@ -26,7 +26,6 @@ from dogerm_eval.benchmarks import ppe, rewardmath, rmbench
 from dogerm_eval.data import LoadedTable
 from dogerm_eval.errors import BenchmarkError
 from dogerm_eval.models import ResolvedModel
-from dogerm_eval.options import configure_scorer, task_settings
 from dogerm_eval.results import (
     DEFAULT_CHUNK_SIZE,
     DIGEST_MEMO,
@@ -93,6 +92,23 @@ class Task:
         """Resolve `name`, load and validate its data (all errors raised here, before scoring)."""
         benchmark = get_benchmark(name)
         return cls(benchmark, benchmark.load(data, subsets), tuple(subsets) if subsets else None)
+
+
+def task_settings(benchmark: Any, settings: dict[str, Any]) -> dict[str, Any]:
+    """The settings one benchmark is scored with: under ``compat: rewardbench`` without an explicit
+    ``--truncation-side``, the truncation side rewardbench's own script uses for it (the benchmark module's
+    ``REWARDBENCH_TRUNCATION``: run_rm.py cuts on the left, run_v2.py keeps the tokenizer's saved side)."""
+    side = getattr(benchmark, "REWARDBENCH_TRUNCATION", None)
+    if settings.get("compat") != "rewardbench" or settings.get("truncation") != "default" or side is None:
+        return dict(settings)
+    return {**settings, "format": {**settings.get("format", {}), "truncation_side": side}}
+
+
+def configure_scorer(scorer: Any, settings: dict[str, Any]) -> None:
+    """Make ``scorer`` truncate as ``settings`` (from ``task_settings``) say, when it can be told."""
+    side = settings.get("format", {}).get("truncation_side")
+    if side is not None and hasattr(scorer, "set_truncation_side"):
+        scorer.set_truncation_side(side)
 
 
 def run_task(
