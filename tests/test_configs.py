@@ -23,5 +23,5 @@ def test_config_is_a_valid_dogerm_config(path):
     config = MergeConfiguration.model_validate(yaml.safe_load(path.read_text()))
     assert config.merge_method == "dogerm"
     check_config(config, MergeOptions())
-    rm, domain = split_models(config)
-    assert rm != domain
+    rm, domains = split_models(config)
+    assert rm not in domains

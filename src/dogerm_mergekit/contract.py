@@ -1,7 +1,9 @@
 """The contract between ``dogerm-sweep`` and what reads its output (``dogerm-eval``, ``dogerm-push``).
 
-- checkpoint names: ``lambda-0.30`` for a folder or Hub branch (:func:`checkpoint_name`, :func:`lambda_of`);
-- lambda lists as the command lines take them (:func:`parse_lambdas`);
+- checkpoint names: ``lambda-0.30`` for a folder or Hub branch (:func:`checkpoint_name`, :func:`lambda_of`), and
+  ``lambda-0.30_0.50`` (one lambda per domain model, in ``models:`` order) for several domain models
+  (:func:`grid_checkpoint_name`, :func:`lambdas_of`);
+- lambda lists as the command lines take them (:func:`parse_lambdas`), and per-domain grids (:func:`parse_grid`);
 - ``OUT/sweep.json``, the sweep manifest (:class:`SweepManifest`), and which checkpoints are complete
   (:func:`finished_checkpoints`);
 - ``metrics.json``, the metrics table per lambda that the evaluator writes and the Hub card shows
@@ -12,7 +14,9 @@ Import-light (pydantic only), so both command lines stay fast to start.
 
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +34,42 @@ def checkpoint_name(lam: float) -> str:
     """Folder and branch name: ``lambda-0.30`` (more digits only where two decimals would round)."""
     text = f"{lam:.2f}"
     return f"lambda-{text if float(text) == lam else repr(float(lam))}"
+
+
+def _number(lam: float) -> str:
+    text = f"{lam:.2f}"
+    return text if float(text) == lam else repr(float(lam))
+
+
+def grid_checkpoint_name(lams: Sequence[float]) -> str:
+    """``lambda-0.30`` for one domain model; ``lambda-0.30_0.50`` (``models:`` order) for several."""
+    return checkpoint_name(lams[0]) if len(lams) == 1 else "lambda-" + "_".join(_number(lam) for lam in lams)
+
+
+def lambdas_of(name: str) -> tuple[float, ...] | None:
+    """The lambdas of a ``lambda-<x>`` or ``lambda-<x>_<y>...`` name, else None."""
+    match = _NAME.match(name)
+    try:
+        return tuple(float(part) for part in match.group(1).split("_")) if match else None
+    except ValueError:
+        return None
+
+
+_GRID = re.compile(r"^lambda(?:\[(?P<model>[^\]]+)\])?=(?P<spec>.+)$")
+
+
+def parse_grid(spec: str) -> tuple[str | None, tuple[float, ...]]:
+    """``lambda[MODEL]=0:1:0.5`` (or ``lambda=...`` for a one-domain merge) -> (MODEL or None, values)."""
+    match = _GRID.match(spec.strip())
+    if not match:
+        raise DogeRMConfigError(
+            f"--grid {spec!r}: use lambda[MODEL]=start:stop:step or lambda[MODEL]=a,b,c (MODEL: a domain model as "
+            "`models:` names it, or its last path component)"
+        )
+    try:
+        return match.group("model"), parse_lambdas(match.group("spec"))
+    except DogeRMConfigError as error:
+        raise DogeRMConfigError(f"--grid {spec!r}: {error}") from None
 
 
 def lambda_of(name: str) -> float | None:
@@ -60,10 +100,15 @@ def parse_lambdas(spec: str) -> tuple[float, ...]:
 
 
 class CheckpointRecord(BaseModel):
-    """A finished checkpoint: its lambda and each file's digest (``xxh3-128:<hex>``)."""
+    """A finished checkpoint: its lambda and each file's digest (``xxh3-128:<hex>``).
+
+    With several domain models, ``lambdas`` maps each domain model (``models:`` order) to its lambda, and ``lam``
+    is their sum: the weight taken from the reward model.
+    """
 
     lam: float
     files: dict[str, str]
+    lambdas: dict[str, float] = {}
 
 
 class SweepManifest(BaseModel):
@@ -76,6 +121,10 @@ class SweepManifest(BaseModel):
     config: str
     lambdas: list[float]
     checkpoints: dict[str, CheckpointRecord] = {}
+    domain_models: list[str] = []
+    """Every domain model, in ``models:`` order (``domain_model`` is the first)."""
+    grid: list[list[float]] = []
+    """With several domain models: the lambda vectors asked for (``lambdas`` then holds their sums)."""
 
 
 def load_manifest(sweep_dir: Path) -> SweepManifest | None:
@@ -116,6 +165,9 @@ def unfinished_lambdas(sweep_dir: Path) -> list[float]:
     manifest = load_manifest(Path(sweep_dir))
     if manifest is None:
         return []
+    if manifest.grid:
+        done_points = {tuple(record.lambdas.values()) for record in manifest.checkpoints.values()}
+        return sorted(math.fsum(point) for point in manifest.grid if tuple(point) not in done_points)
     done = {record.lam for record in manifest.checkpoints.values()}
     return sorted(set(manifest.lambdas) - done)
 
