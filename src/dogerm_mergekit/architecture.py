@@ -107,6 +107,10 @@ def _check_tensors(rm: dict[str, TensorSpec], domain: dict[str, TensorSpec], axe
 
 def plan_merge(config: MergeConfiguration, options: MergeOptions) -> DogeRMPlan:
     """Validate the configuration and every checkpoint, and derive the plan from the reward model's keys."""
+    from dogerm_mergekit.kernels import is_kernel_method, plan_kernel_merge
+
+    if is_kernel_method(config.merge_method) or config.merge_method.startswith("dogerm_"):  # refuses unknown ones
+        return plan_kernel_merge(config, options)
     check_config(config, options)
     rm, domains = split_models(config)
     locate_inputs(config, options)

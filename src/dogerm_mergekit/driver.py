@@ -32,7 +32,7 @@ from dogerm_mergekit.errors import DogeRMConfigError, OutputError
 from dogerm_mergekit import dtypes
 from dogerm_mergekit.files import StagedDirectory, fast_digest_file
 from dogerm_mergekit.method import check_lambdas
-from dogerm_mergekit.tasks import CloseCheckpoint, Difference, Interpolate, StreamingWriterTask
+from dogerm_mergekit.tasks import CloseCheckpoint, Difference, Interpolate, KeepTensor, StreamingWriterTask
 from dogerm_mergekit.validation import domain_lambda_settings
 from dogerm_mergekit.writer import WriteQueue
 
@@ -103,6 +103,10 @@ def _rewrite_merge(task: Task, plan: DogeRMPlan, shared: dict[str, Difference]) 
     the difference is shared by tensor name instead (every output of one run differs only in its lambdas).
     The lambdas of each tensor (after mergekit's filters) are checked here, before anything runs.
     """
+    if plan.kernel is not None:  # mergekit's kernel as planned; the reward model's head unchanged
+        if isinstance(task, ExecuteMergeMethodTask) and task.output_weight.name in plan.reward_only:
+            return KeepTensor(tensors=task.gather_tensors, model=plan.reward_model, out_dtype=task.out_dtype)
+        return task
     if not isinstance(task, ExecuteMergeMethodTask) or task.output_weight.name not in plan.merged:
         return task  # RM-only tensors (the value head): mergekit's own pass-through
     name = task.output_weight.name

@@ -79,6 +79,24 @@ class Interpolate(Task[torch.Tensor]):
         return result.to(dtype_from_name(self.out_dtype)) if self.out_dtype else result
 
 
+class KeepTensor(Task[torch.Tensor]):
+    """One model's tensor unchanged (the reward model's head in a task-vector merge), in the output dtype."""
+
+    tensors: Task
+    model: ModelReference
+    out_dtype: str | None = None
+
+    def arguments(self) -> dict[str, Task]:
+        return {"tensors": self.tensors}
+
+    def group_label(self) -> str | None:
+        return self.tensors.group_label()
+
+    def execute(self, tensors: dict[ModelReference, torch.Tensor], **_kwargs: Any) -> torch.Tensor:
+        tensor = tensors[self.model]
+        return tensor.to(dtype_from_name(self.out_dtype)) if self.out_dtype else tensor
+
+
 class _WriterAdapter:
     """What mergekit's ``SaveTensor`` calls (``save_tensor``), over a :class:`StreamingSafetensorsWriter`."""
 

@@ -1,0 +1,221 @@
+"""mergekit's own kernels on reward models: soups (linear, fp64 reference) and task vectors against the base
+(equal to mergekit run on causal-LM copies of the same tensors), with the reward model's head kept."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from mergekit.config import MergeConfiguration
+from mergekit.merge import run_merge
+from mergekit.options import MergeOptions
+from safetensors.torch import load_file, save_file
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+from dogerm_mergekit.errors import DogeRMConfigError
+from dogerm_mergekit.merge import run_dogerm_merge
+from dogerm_mergekit import testing as tiny
+from tests.mergeutil import rewards, tensors, ulps
+
+OPTIONS = MergeOptions(quiet=True)
+BIN = Path(sys.executable).parent
+
+
+def _merge(out, config, options=OPTIONS):
+    run_dogerm_merge(MergeConfiguration.model_validate(config), out, options, yaml.safe_dump(config))
+    return out
+
+
+def _rename_head(rm, head):
+    state = load_file(rm / "model.safetensors")
+    state[head] = state.pop("score.weight")
+    save_file(state, rm / "model.safetensors", metadata={"format": "pt"})
+
+
+# ---------------------------------------------------------------------------------------------------- soups
+@pytest.fixture(scope="module")
+def rms(tmp_path_factory):
+    root = tmp_path_factory.mktemp("rms")
+    return [tiny.build_pair(root / str(seed), seed=seed)[0] for seed in range(3)]
+
+
+def _soup(models, weights, **extra):
+    return {"merge_method": "dogerm_linear",
+            "models": [{"model": str(m), "parameters": {"weight": w}} for m, w in zip(models, weights)], **extra}
+
+
+def _soup_reference(models, weights, normalize=True):
+    states = [tensors(m) for m in models]
+    total = sum(weights) if normalize else 1.0
+    return {k: sum(w * s[k].double() for s, w in zip(states, weights)) / total for k in states[0]}, states
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+def test_soup_of_three_reward_models_matches_fp64(tmp_path, rms, normalize):
+    weights = (1.0, 2.0, 1.0) if normalize else (0.25, 0.5, 0.25)
+    out = _merge(tmp_path / "soup", _soup(rms, weights, parameters={"normalize": normalize}))
+    merged = tensors(out)
+    reference, states = _soup_reference(rms, weights, normalize)
+    assert merged.keys() == states[0].keys()  # the heads averaged too, nothing else added
+    for name, value in merged.items():
+        scale = torch.stack([s[name].abs() for s in states]).amax(0)
+        assert ulps(value, reference[name], scale) <= 4, name
+    assert json.loads((out / "config.json").read_text())["architectures"] == ["LlamaForSequenceClassification"]
+    assert rewards(out).isfinite().all()
+
+
+def test_soup_with_equal_weights_of_identical_models_is_the_model(tmp_path, rms):
+    twin = shutil.copytree(rms[0], tmp_path / "twin")
+    merged = tensors(_merge(tmp_path / "same", _soup([rms[0], twin], [1.0, 1.0])))
+    assert all(torch.allclose(merged[k], v, rtol=0, atol=1e-7) for k, v in tensors(rms[0]).items())
+
+
+@pytest.mark.parametrize("family", ["qwen2", "mistral"])
+def test_soup_of_another_family_with_another_head_name(tmp_path, family):
+    models = [tiny.build_pair(tmp_path / str(s), family=family, seed=s)[0] for s in range(2)]
+    for rm in models:
+        _rename_head(rm, "value_head.weight")
+    merged = tensors(_merge(tmp_path / "out", _soup(models, [0.3, 0.7])))
+    reference, states = _soup_reference(models, [0.3, 0.7])
+    assert "value_head.weight" in merged and "score.weight" not in merged
+    for name, value in merged.items():
+        assert ulps(value, reference[name], torch.stack([s[name].abs() for s in states]).amax(0)) <= 4, name
+
+
+def test_soup_refusals(tmp_path, rms):
+    lm = rms[0].parent / "lm"
+    with pytest.raises(DogeRMConfigError, match="score.weight.*not in"):
+        _merge(tmp_path / "out", _soup([rms[0], lm], [1, 1]))  # a causal LM has no head to average
+    with pytest.raises(DogeRMConfigError, match="drop `base_model:`"):
+        _merge(tmp_path / "out", _soup(rms, [1, 1, 1], base_model=str(rms[0])))
+    with pytest.raises(DogeRMConfigError, match="at least 2"):
+        _merge(tmp_path / "out", _soup(rms[:1], [1]))
+    other = tiny.build_pair(tmp_path / "q", seed=5)[0]
+    _rename_head(other, "value_head.weight")
+    with pytest.raises(DogeRMConfigError, match="'score.weight' is in the reward model but not in"):
+        _merge(tmp_path / "out", _soup([rms[0], other], [1, 1]))  # another head name
+    qwen = tiny.build_pair(tmp_path / "q2", family="qwen2")[0]
+    with pytest.raises(DogeRMConfigError, match="config field"):
+        _merge(tmp_path / "out", _soup([rms[0], qwen], [1, 1]))  # another family's shapes
+    assert not (tmp_path / "out").exists()
+
+
+# ---------------------------------------------------------------------------------------------- task vectors
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """A pretrained base (causal LM), a reward model, a domain LM, and tied causal-LM copies of all three.
+
+    The copies hold the same backbone tensors and no lm_head (tie_word_embeddings), so mergekit's stock run draws
+    DARE's random masks for exactly the tensors dogerm's run does, in the same order.
+    """
+    root = tmp_path_factory.mktemp("world")
+    rm, lm = tiny.build_pair(root / "a")
+    _, base = tiny.build_pair(root / "b", seed=2)
+    rm2 = tiny.build_pair(root / "c", seed=3)[0]
+
+    def tied_copy(source, name):
+        out = root / name
+        shutil.copytree(base, out)
+        state = {k: v for k, v in tensors(source).items() if k not in ("score.weight", "lm_head.weight")}
+        for file in out.glob("*.safetensors"):
+            file.unlink()
+        save_file(state, out / "model.safetensors", metadata={"format": "pt"})
+        config = json.loads((out / "config.json").read_text())
+        (out / "config.json").write_text(json.dumps({**config, "tie_word_embeddings": True}))
+        return out
+
+    return {"rm": rm, "lm": lm, "base": base, "rm2": rm2,
+            "copies": {n: tied_copy(m, f"copy-{n}") for n, m in (("base", base), ("rm", rm), ("lm", lm), ("rm2", rm2))}}
+
+
+PARAMS = {
+    "task_arithmetic": ({"weight": 1.0}, {"weight": 0.5}, {}),
+    "ties": ({"weight": 1.0, "density": 0.5}, {"weight": 0.7, "density": 0.3}, {"normalize": True}),
+    "dare_linear": ({"weight": 1.0, "density": 0.6}, {"weight": 0.5, "density": 0.4}, {}),
+    "dare_ties": ({"weight": 1.0, "density": 0.6}, {"weight": 0.5, "density": 0.4}, {"normalize": False}),
+    "della": ({"weight": 1.0, "density": 0.6, "epsilon": 0.1}, {"weight": 0.5, "density": 0.5, "epsilon": 0.2},
+              {"lambda": 0.9}),
+}
+
+
+def _task_vector_config(method, base, rm, lm):
+    rm_params, lm_params, shared = PARAMS[method.removeprefix("dogerm_")]
+    return {"merge_method": method, "base_model": str(base), "parameters": shared,
+            "models": [{"model": str(rm), "parameters": rm_params}, {"model": str(lm), "parameters": lm_params}]}
+
+
+@pytest.mark.parametrize("method", list(PARAMS))
+def test_backbone_equals_mergekit_on_causal_lm_copies(tmp_path, world, method):
+    options = MergeOptions(quiet=True, random_seed=7)
+    ours = tensors(_merge(tmp_path / "ours", _task_vector_config(f"dogerm_{method}", world["base"], world["rm"],
+                                                                  world["lm"]), options))
+    copies = world["copies"]
+    stock_config = _task_vector_config(method, copies["base"], copies["rm"], copies["lm"])
+    run_merge(MergeConfiguration.model_validate(stock_config), str(tmp_path / "stock"), options)
+    stock = tensors(tmp_path / "stock")
+    assert set(ours) == set(stock) | {"score.weight"}  # no lm_head from the base or the domain model
+    assert all(torch.equal(ours[k], stock[k]) for k in stock), [k for k in stock if not torch.equal(ours[k], stock[k])]
+    assert torch.equal(ours["score.weight"], tensors(world["rm"])["score.weight"])
+    model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "ours")
+    assert type(model).__name__ == "LlamaForSequenceClassification"
+
+
+def test_two_reward_models_against_the_base_keep_the_first_head(tmp_path, world):
+    """A task-vector soup: both backbones merged by mergekit's dare_ties, the first reward model's head kept."""
+    options = MergeOptions(quiet=True, random_seed=3)
+    ours = tensors(_merge(tmp_path / "ours", _task_vector_config("dogerm_dare_ties", world["base"], world["rm"],
+                                                                  world["rm2"]), options))
+    copies = world["copies"]
+    stock_config = _task_vector_config("dare_ties", copies["base"], copies["rm"], copies["rm2"])
+    run_merge(MergeConfiguration.model_validate(stock_config), str(tmp_path / "stock"), options)
+    stock = tensors(tmp_path / "stock")
+    assert all(torch.equal(ours[k], stock[k]) for k in stock)
+    assert torch.equal(ours["score.weight"], tensors(world["rm"])["score.weight"])
+
+
+def test_dare_depends_on_the_random_seed(tmp_path, world):
+    config = _task_vector_config("dogerm_dare_ties", world["base"], world["rm"], world["lm"])
+    one = tensors(_merge(tmp_path / "a", config, MergeOptions(quiet=True, random_seed=1)))
+    again = tensors(_merge(tmp_path / "b", config, MergeOptions(quiet=True, random_seed=1)))
+    other = tensors(_merge(tmp_path / "c", config, MergeOptions(quiet=True, random_seed=2)))
+    name = "model.layers.0.mlp.up_proj.weight"
+    assert torch.equal(one[name], again[name]) and not torch.equal(one[name], other[name])
+
+
+def test_task_vector_refusals_before_anything_is_written(tmp_path, world):
+    rm, lm, base = world["rm"], world["lm"], world["base"]
+    config = _task_vector_config("dogerm_ties", base, rm, lm)
+    cases = [
+        ({**config, "base_model": None}, "needs|task vectors against the pretrained base"),
+        ({**config, "models": [{"model": str(rm), "parameters": {"weight": 1, "density": 1.5}}]}, r"density.*\(0, 1\]"),
+        ({**config, "models": [{"model": str(rm), "parameters": {"weight": 1, "density": 0}}]}, r"density.*\(0, 1\]"),
+        ({**config, "parameters": {"density": -0.1}}, r"density.*\(0, 1\]"),
+        ({**config, "models": [{"model": str(lm), "parameters": {"weight": 1}}]}, "no model under `models:` has a head"),
+        ({**config, "merge_method": "dogerm_slerp"}, "unknown merge_method"),
+    ]
+    for bad, match in cases:
+        with pytest.raises(DogeRMConfigError, match=match):
+            _merge(tmp_path / "out", bad)
+    wide = tmp_path / "wide"  # a base of another shape
+    AutoModelForCausalLM.from_config(tiny.config("llama", 1000, num_hidden_layers=3)).save_pretrained(wide)
+    tiny.tokenizer(tiny.vocabulary(1000)).save_pretrained(wide)
+    with pytest.raises(DogeRMConfigError, match="num_hidden_layers"):
+        _merge(tmp_path / "out", {**config, "base_model": str(wide)})
+    assert not (tmp_path / "out").exists() and not [p for p in tmp_path.glob(".out*") if p.is_dir()]
+
+
+def test_plain_mergekit_yaml_runs_a_task_vector_merge(tmp_path, world):
+    config = tmp_path / "ties.yml"
+    config.write_text(yaml.safe_dump(_task_vector_config("dogerm_ties", world["base"], world["rm"], world["lm"])))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([str(BIN / "mergekit-yaml"), str(config), str(tmp_path / "out")], capture_output=True,
+                            text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    inproc = tensors(_merge(tmp_path / "inproc", yaml.safe_load(config.read_text())))
+    assert all(torch.equal(v, inproc[k]) for k, v in tensors(tmp_path / "out").items())
+    assert "mergekit ties against" in (tmp_path / "out" / "README.md").read_text()
