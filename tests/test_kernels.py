@@ -145,8 +145,8 @@ PARAMS = {
 
 def _task_vector_config(method, base, rm, lm):
     rm_params, lm_params, shared = PARAMS[method.removeprefix("dogerm_")]
-    return {"merge_method": method, "base_model": str(base), "parameters": shared,
-            "models": [{"model": str(rm), "parameters": rm_params}, {"model": str(lm), "parameters": lm_params}]}
+    return {"merge_method": method, "base_model": str(base), "parameters": dict(shared),
+            "models": [{"model": str(rm), "parameters": dict(rm_params)}, {"model": str(lm), "parameters": dict(lm_params)}]}
 
 
 @pytest.mark.parametrize("method", list(PARAMS))
@@ -219,3 +219,72 @@ def test_plain_mergekit_yaml_runs_a_task_vector_merge(tmp_path, world):
     inproc = tensors(_merge(tmp_path / "inproc", yaml.safe_load(config.read_text())))
     assert all(torch.equal(v, inproc[k]) for k, v in tensors(tmp_path / "out").items())
     assert "mergekit ties against" in (tmp_path / "out" / "README.md").read_text()
+
+
+# ---------------------------------------------------------------------------------------------------- sweeps
+@pytest.mark.parametrize("method", ["ties", "dare_ties"])
+def test_weight_density_grid_sweep_equals_single_merges(tmp_path, world, method):
+    """dogerm-sweep over a weight x density grid: each checkpoint is the single merge of its point (DARE under the
+    same --random-seed: one pass per point, each seeded as a single merge is); the manifest records every value."""
+    from click.testing import CliRunner
+
+    from dogerm_mergekit.cli import sweep as sweep_command
+    from dogerm_mergekit.contract import finished_checkpoints, load_manifest
+    from dogerm_mergekit.errors import DogeRMError
+
+    config = _task_vector_config(f"dogerm_{method}", world["base"], world["rm"], world["lm"])
+    for model in config["models"]:
+        model["parameters"].pop("density")
+    path = tmp_path / "grid.yml"
+    path.write_text(yaml.safe_dump(config))
+    args = [str(path), str(tmp_path / "sweep"), "--quiet", "--random-seed", "5", "--grid", "density=0.3,0.6",
+            "--grid", f"weight[{world['lm']}]=0.5,1"]
+    result = CliRunner().invoke(sweep_command, args)
+    assert result.exit_code == 0, result.output
+    manifest = load_manifest(tmp_path / "sweep")
+    names = sorted(manifest.checkpoints)
+    assert names == ["density-0.30_weight.2-0.50", "density-0.30_weight.2-1.00", "density-0.60_weight.2-0.50",
+                     "density-0.60_weight.2-1.00"]
+    record = manifest.checkpoints["density-0.60_weight.2-0.50"]
+    assert record.parameters == {"density": 0.6, f"weight[{world['lm']}]": 0.5} and record.lam is None
+    single_config = {**config, "parameters": {**config["parameters"], "density": 0.6}}
+    single_config["models"] = [dict(m, parameters=dict(m["parameters"])) for m in config["models"]]
+    single_config["models"][1]["parameters"]["weight"] = 0.5
+    single = tensors(_merge(tmp_path / "single", single_config, MergeOptions(quiet=True, random_seed=5)))
+    written = tensors(tmp_path / "sweep" / "density-0.60_weight.2-0.50")
+    assert all(torch.equal(written[k], single[k]) for k in single)
+    again = CliRunner().invoke(sweep_command, args)
+    assert again.exit_code == 0 and "0 checkpoints, 4 already complete" in again.output
+    with pytest.raises(DogeRMError, match="not a lambda sweep"):
+        finished_checkpoints(tmp_path / "sweep")
+
+
+def test_kernel_grid_refusals(tmp_path, world):
+    from dogerm_mergekit.contract import parse_grid
+    from dogerm_mergekit.sweep import kernel_grid_points
+
+    source = yaml.safe_dump(_task_vector_config("dogerm_ties", world["base"], world["rm"], world["lm"]))
+    with pytest.raises(DogeRMConfigError, match="overrides the top-level one"):
+        kernel_grid_points(source, [parse_grid("density=0.3,0.5")])  # both models set their own density
+    with pytest.raises(DogeRMConfigError, match="a dogerm_<kernel> grid sweeps"):
+        kernel_grid_points(source, [parse_grid("normalize=0,1")])
+    with pytest.raises(DogeRMConfigError, match=r"density.*\(0, 1\]"):
+        from dogerm_mergekit.sweep import run_sweep
+
+        points = kernel_grid_points(source, [parse_grid(f"density[{world['lm']}]=0.5,1.5")])
+        run_sweep(source, tmp_path / "out", points, OPTIONS)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("method", ["linear", "dare_ties"])
+def test_in_memory_state_dict_equals_the_written_checkpoint(tmp_path, world, rms, method):
+    from dogerm_mergekit.inmemory import merged_state_dict
+
+    if method == "linear":
+        config = _soup(rms[:2], [0.3, 0.7])
+    else:
+        config = _task_vector_config("dogerm_dare_ties", world["base"], world["rm"], world["lm"])
+    options = MergeOptions(quiet=True, random_seed=11)
+    written = tensors(_merge(tmp_path / "out", config, options))
+    memory = merged_state_dict(MergeConfiguration.model_validate(config), options)
+    assert memory.keys() == written.keys() and all(torch.equal(memory[k], written[k]) for k in written)

@@ -158,16 +158,18 @@ def test_grid_sweep_checkpoints_equal_single_merges_and_in_memory_merges(tmp_pat
 def test_grid_errors(tmp_path, trio):
     rm, lm1, lm2 = trio
     source = yaml.safe_dump(_config(rm, (lm1, lm2), (0.1, [{"filter": "mlp", "value": 0.2}, {"value": 0.1}])))
-    with pytest.raises(DogeRMConfigError, match="no domain model matches"):
+    with pytest.raises(DogeRMConfigError, match="no model matches"):
         grid_points(source, [parse_grid("lambda[nope]=0,1")])
     with pytest.raises(DogeRMConfigError, match="name one per grid"):
         grid_points(source, [parse_grid("lambda=0,1")])
-    with pytest.raises(DogeRMConfigError, match=r"more than one domain model matches \(they are: lm, lm\)"):
+    with pytest.raises(DogeRMConfigError, match=r"more than one model matches \(they are: lm, lm\)"):
         grid_points(source, [parse_grid("lambda[lm]=0,1")])  # both folders are called lm
     with pytest.raises(DogeRMConfigError, match="no plain lambda"):
         grid_points(source, [parse_grid(f"lambda[{lm1}]=0,1")])  # the second model's lambda is per tensor
+    with pytest.raises(DogeRMConfigError, match="sweeps lambda only"):
+        grid_points(source, [parse_grid("density=0,1")])
     with pytest.raises(DogeRMConfigError, match="--grid"):
-        parse_grid("density=0,1")
+        parse_grid("lambda[x=0,1")
     config = tmp_path / "c.yml"
     config.write_text(source)
     result = CliRunner().invoke(sweep_command, [str(config), str(tmp_path / "o"), "--grid", "lambda=0,1",

@@ -52,10 +52,12 @@ def mergekit_yaml(ctx: click.Context) -> None:
 @click.argument("out_dir", type=click.Path(file_okay=False))
 @click.option("--lambdas", "lambda_spec", default=None,
               help="start:stop:step (stop included) or a comma list, e.g. 0,0.1,0.3  [default: 0:1:0.05]")
-@click.option("--grid", "grids", multiple=True, metavar="lambda[MODEL]=SPEC",
-              help="Per-domain lambdas for several domain models (repeat it; the product is merged, vectors summing "
+@click.option("--grid", "grids", multiple=True, metavar="PARAMETER[MODEL]=SPEC",
+              help="Repeat it; the product is merged. merge_method: dogerm: per-domain lambdas (vectors summing "
                    "outside [0, 1] left out): --grid lambda[metamath]=0:1:0.25 --grid lambda[magicoder]=0,0.5. "
-                   "MODEL: as `models:` names it, or its last path component.")
+                   "dogerm_<kernel>: mergekit's weight, density, epsilon, lambda, gamma, top-level without [MODEL]: "
+                   "--grid density=0.3,0.5 --grid weight[MetaMath-7B-V1.0]=0.5,1. MODEL: as `models:` names it, "
+                   "or its last path component.")
 @click.option("--overwrite", is_flag=True, help="Replace a sweep of other inputs or another configuration in OUT_DIR.")
 @click.option("--push-to-hub", "repo_id", default=None, help="Push the sweep to this Hub repo (ORG/NAME) afterwards.")
 @click.option("--repo-per-lambda", is_flag=True, help="Push each lambda to ORG/NAME-lambda-X.XX instead of a branch.")
@@ -77,7 +79,18 @@ def sweep(ctx: click.Context, config_file: str, out_dir: str, lambda_spec: str |
         parsed = [parse_grid(spec) for spec in grids]
         from dogerm_mergekit.sweep import grid_points, run_sweep
 
-        lambdas = grid_points(source, parsed) if parsed else parse_lambdas(lambda_spec or "0:1:0.05")
+        import yaml
+
+        raw = yaml.safe_load(source)
+        kernel = isinstance(raw, dict) and str(raw.get("merge_method", "")).startswith("dogerm_")
+        if kernel:
+            from dogerm_mergekit.sweep import kernel_grid_points
+
+            if lambda_spec is not None:
+                raise click.UsageError("a dogerm_<kernel> configuration is swept with --grid PARAMETER[MODEL]=SPEC")
+            lambdas = kernel_grid_points(source, parsed)
+        else:
+            lambdas = grid_points(source, parsed) if parsed else parse_lambdas(lambda_spec or "0:1:0.05")
         result = run_sweep(source, Path(out_dir), lambdas,
                            merge_options(ctx.args), overwrite=overwrite)
     except DogeRMError as error:

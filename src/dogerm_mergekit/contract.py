@@ -55,21 +55,35 @@ def lambdas_of(name: str) -> tuple[float, ...] | None:
         return None
 
 
-_GRID = re.compile(r"^lambda(?:\[(?P<model>[^\]]+)\])?=(?P<spec>.+)$")
+_GRID = re.compile(r"^(?P<name>[a-z_]+)(?:\[(?P<model>[^\]]+)\])?=(?P<spec>.+)$")
 
 
-def parse_grid(spec: str) -> tuple[str | None, tuple[float, ...]]:
-    """``lambda[MODEL]=0:1:0.5`` (or ``lambda=...`` for a one-domain merge) -> (MODEL or None, values)."""
+def parse_grid(spec: str) -> tuple[str, str | None, tuple[float, ...]]:
+    """``lambda[MODEL]=0:1:0.5``, ``density=0.3,0.5`` -> (parameter, MODEL or None, values)."""
     match = _GRID.match(spec.strip())
     if not match:
         raise DogeRMConfigError(
-            f"--grid {spec!r}: use lambda[MODEL]=start:stop:step or lambda[MODEL]=a,b,c (MODEL: a domain model as "
-            "`models:` names it, or its last path component)"
+            f"--grid {spec!r}: use PARAMETER[MODEL]=start:stop:step or PARAMETER[MODEL]=a,b,c, e.g. "
+            "lambda[MetaMath-7B-V1.0]=0:1:0.25 or density=0.3,0.5 (MODEL: as `models:` names it, or its last path "
+            "component; without it, the top-level `parameters:` value)"
         )
     try:
-        return match.group("model"), parse_lambdas(match.group("spec"))
+        return match.group("name"), match.group("model"), parse_lambdas(match.group("spec"))
     except DogeRMConfigError as error:
-        raise DogeRMConfigError(f"--grid {spec!r}: {error}") from None
+        raise DogeRMConfigError(f"--grid {spec!r}: {error}".replace("--lambdas ", "")) from None
+
+
+def grid_point_name(point: dict[str, float], positions: dict[str, int]) -> str:
+    """A ``dogerm_<kernel>`` grid point's folder and branch name: ``density-0.50_weight.2-0.70``.
+
+    ``point`` maps ``parameter`` (top-level) or ``parameter[MODEL]`` to a value; ``.N`` is MODEL's 1-based position
+    under ``models:`` (the manifest records the full keys).
+    """
+    parts = []
+    for key, value in point.items():
+        name, _, model = key.partition("[")
+        parts.append(f"{name}{'.' + str(positions[model[:-1]]) if model else ''}-{_number(value)}")
+    return "_".join(parts)
 
 
 def lambda_of(name: str) -> float | None:
@@ -106,9 +120,12 @@ class CheckpointRecord(BaseModel):
     is their sum: the weight taken from the reward model.
     """
 
-    lam: float
+    lam: float | None = None
+    """None for a ``dogerm_<kernel>`` grid, whose point is ``parameters``."""
     files: dict[str, str]
     lambdas: dict[str, float] = {}
+    parameters: dict[str, float] = {}
+    """A ``dogerm_<kernel>`` grid point: ``parameter`` or ``parameter[MODEL]`` -> value."""
 
 
 class SweepManifest(BaseModel):
@@ -125,6 +142,8 @@ class SweepManifest(BaseModel):
     """Every domain model, in ``models:`` order (``domain_model`` is the first)."""
     grid: list[list[float]] = []
     """With several domain models: the lambda vectors asked for (``lambdas`` then holds their sums)."""
+    points: list[dict[str, float]] = []
+    """A ``dogerm_<kernel>`` sweep: the parameter points asked for (no lambdas)."""
 
 
 def load_manifest(sweep_dir: Path) -> SweepManifest | None:
@@ -153,6 +172,9 @@ def finished_checkpoints(sweep_dir: Path) -> list[tuple[float, Path, CheckpointR
     sweep_dir = Path(sweep_dir)
     manifest = load_manifest(sweep_dir)
     if manifest is not None:
+        if manifest.points:
+            raise DogeRMError(f"{sweep_dir} is a grid of mergekit-kernel parameters, not a lambda sweep; evaluate its "
+                              "checkpoints one by one (dogerm-eval sweep reads lambda sweeps)")
         found = [(r.lam, sweep_dir / n, r) for n, r in manifest.checkpoints.items() if (sweep_dir / n).is_dir()]
     else:
         found = [(lam, child, None) for child in sweep_dir.iterdir()

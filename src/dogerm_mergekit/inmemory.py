@@ -61,3 +61,19 @@ class InMemoryMerger:
             tensor = combine_all(*value, lams) if isinstance(value, tuple) else value  # tuple: (rm, deltas)
             merged[name] = tensor.to(self._out_dtypes[name])
         return merged
+
+
+def merged_state_dict(config: MergeConfiguration, options: MergeOptions | None = None) -> dict[str, torch.Tensor]:
+    """The tensors ``mergekit-yaml`` would write for ``config`` (any dogerm form: ``dogerm`` or ``dogerm_<kernel>``),
+    computed by the same plan and graph, without writing anything.
+
+    For ``dogerm_<kernel>`` grids there is no shared difference to keep: each call reads the inputs again (and
+    seeds DARE/DELLA from ``options.random_seed`` as a single merge does).
+    """
+    options = options or MergeOptions(quiet=True)
+    plan = plan_merge(config, options)
+    prepare_loaders(plan, options)
+    (planned,) = plan_outputs(plan, [(config, Path("unused"))], options, None)
+    saves = [t for t in planned if isinstance(t, SaveTensor)]
+    values = dict(executor_for([s.tensor_task for s in saves], options).run(quiet=options.quiet))
+    return {s.tensor_name: values[s.tensor_task].to(dtype_from_name(s.dtype)) for s in saves}
