@@ -255,7 +255,7 @@ def test_weight_density_grid_sweep_equals_single_merges(tmp_path, world, method)
     assert all(torch.equal(written[k], single[k]) for k in single)
     again = CliRunner().invoke(sweep_command, args)
     assert again.exit_code == 0 and "0 checkpoints, 4 already complete" in again.output
-    with pytest.raises(DogeRMError, match="not a lambda sweep"):
+    with pytest.raises(DogeRMError, match="grid of mergekit-kernel parameters, not a one-domain lambda sweep"):
         finished_checkpoints(tmp_path / "sweep")
 
 
@@ -288,3 +288,18 @@ def test_in_memory_state_dict_equals_the_written_checkpoint(tmp_path, world, rms
     written = tensors(_merge(tmp_path / "out", config, options))
     memory = merged_state_dict(MergeConfiguration.model_validate(config), options)
     assert memory.keys() == written.keys() and all(torch.equal(memory[k], written[k]) for k in written)
+
+
+def test_cards_name_the_kernel_and_grid_points(tmp_path, world):
+    from dogerm_mergekit.contract import CheckpointRecord, SweepManifest
+    from dogerm_mergekit.hub import sweep_card
+
+    out = _merge(tmp_path / "out", _task_vector_config("dogerm_ties", world["base"], world["rm"], world["lm"]))
+    card = (out / "README.md").read_text()
+    assert "mergekit's own `ties` kernel" in card and "theta = (1 - lambda)" not in card
+    manifest = SweepManifest(reward_model="rm", domain_model="lm", inputs={}, config_sha256="0" * 64,
+                             config="merge_method: dogerm_ties\n", lambdas=[], points=[{"density": 0.5}],
+                             checkpoints={"density-0.50": CheckpointRecord(files={}, parameters={"density": 0.5})})
+    text = sweep_card(manifest, "org/name", repo_per_lambda=False)
+    assert '| density-0.50 | `AutoModelForSequenceClassification.from_pretrained("org/name", revision="density-0.50")`' in text
+    assert "`ties` kernel" in text

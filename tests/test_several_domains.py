@@ -11,8 +11,10 @@ from mergekit.options import MergeOptions
 from transformers import AutoTokenizer
 
 from dogerm_mergekit.cli import sweep as sweep_command
-from dogerm_mergekit.contract import grid_checkpoint_name, lambdas_of, parse_grid, unfinished_lambdas
-from dogerm_mergekit.errors import DogeRMConfigError
+from dogerm_mergekit.contract import (
+    finished_checkpoints, grid_checkpoint_name, lambdas_of, parse_grid, unfinished_lambdas,
+)
+from dogerm_mergekit.errors import DogeRMConfigError, DogeRMError
 from dogerm_mergekit.inmemory import InMemoryMerger
 from dogerm_mergekit.sweep import grid_points, run_sweep
 from dogerm_mergekit import testing as tiny
@@ -141,6 +143,8 @@ def test_grid_sweep_checkpoints_equal_single_merges_and_in_memory_merges(tmp_pat
     record = manifest["checkpoints"]["lambda-0.50_0.50"]
     assert record["lambdas"] == {str(lm1): 0.5, str(lm2): 0.5} and record["lam"] == 1.0
     assert unfinished_lambdas(tmp_path / "sweep") == []
+    with pytest.raises(DogeRMError, match="per-domain lambdas, not a one-domain lambda sweep"):
+        finished_checkpoints(tmp_path / "sweep")  # sums of lambdas would collide on one axis
     merger = InMemoryMerger(str(rm), [str(lm1), str(lm2)], tokenizer={"source": "base"})
     single = tensors(_merge(tmp_path / "single", _config(rm, (lm1, lm2), (0.5, 0.5))))
     written = tensors(tmp_path / "sweep" / "lambda-0.50_0.50")

@@ -116,7 +116,8 @@ def plan_merge(config: MergeConfiguration, options: MergeOptions) -> DogeRMPlan:
     locate_inputs(config, options)
     rm_config = rm.config(trust_remote_code=options.trust_remote_code)
     for domain in domains:
-        check_model_configs(rm_config, domain.config(trust_remote_code=options.trust_remote_code))
+        role = "domain model" if len(domains) == 1 else f"domain model {domain}"
+        check_model_configs(rm_config, domain.config(trust_remote_code=options.trust_remote_code), role)
     specs = {m: tensor_specs(m) for m in (rm, *domains)}
     for domain in domains:
         check_roles(rm, domain, specs[rm], specs[domain])

@@ -27,10 +27,12 @@ def merge_card(
     config_yaml: str,
     checkpoints: Sequence[tuple[float, str]] = (),
     metrics: MetricsTable | None = None,
+    kernel: str | None = None,
 ) -> ModelCard:
     """A card naming both parents (``base_model_relation: merge``), lambda and the mergekit configuration.
 
-    A sweep's card also lists its ``checkpoints`` (lambda, ``from_pretrained`` arguments) and ``metrics``.
+    A sweep's card also lists its ``checkpoints`` (lambda or name, ``from_pretrained`` arguments) and ``metrics``;
+    ``kernel``: the mergekit method of a ``dogerm_<kernel>`` merge.
     """
     data = ModelCardData(
         base_model=hub_ids([reward_model, domain_model]) or None,
@@ -45,4 +47,5 @@ def merge_card(
     return ModelCard.from_template(
         data, template_path=str(TEMPLATE), reward_model=reward_model, domain_model=domain_model, lam=lam,
         config_yaml=config_yaml.strip(), checkpoints=list(checkpoints), metric_names=names, metric_rows=rows,
+        kernel=kernel,
     )

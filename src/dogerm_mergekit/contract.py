@@ -172,9 +172,10 @@ def finished_checkpoints(sweep_dir: Path) -> list[tuple[float, Path, CheckpointR
     sweep_dir = Path(sweep_dir)
     manifest = load_manifest(sweep_dir)
     if manifest is not None:
-        if manifest.points:
-            raise DogeRMError(f"{sweep_dir} is a grid of mergekit-kernel parameters, not a lambda sweep; evaluate its "
-                              "checkpoints one by one (dogerm-eval sweep reads lambda sweeps)")
+        if manifest.points or manifest.grid:
+            kind = "mergekit-kernel parameters" if manifest.points else "per-domain lambdas"
+            raise DogeRMError(f"{sweep_dir} is a grid of {kind}, not a one-domain lambda sweep; evaluate its "
+                              "checkpoints one by one (dogerm-eval sweep reads one-domain lambda sweeps)")
         found = [(r.lam, sweep_dir / n, r) for n, r in manifest.checkpoints.items() if (sweep_dir / n).is_dir()]
     else:
         found = [(lam, child, None) for child in sweep_dir.iterdir()

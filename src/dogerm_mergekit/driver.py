@@ -244,7 +244,7 @@ def _finish(plan: DogeRMPlan, output: Output, folder: Path, tokenizer: Tokenizer
             LOG.error("could not copy the tokenizer to %s: %s", folder, error)
     if options.write_model_card:
         (folder / CONFIG_FILE).write_text(output.source, encoding="utf-8")
-        card = merge_card(str(plan.reward_model), ", ".join(map(str, plan.domain_models)), lambda_summary(output.config, plan),
-                          output.source)
+        card = merge_card(str(plan.reward_model), ", ".join(map(str, plan.domain_models)),
+                          lambda_summary(output.config, plan), output.source, kernel=plan.kernel)
         card.save(folder / "README.md")
 

@@ -118,8 +118,8 @@ def plan_kernel_merge(config: MergeConfiguration, options: MergeOptions):
             LOG.warning("the base's tensors %s are not in the reward model and are dropped", ", ".join(base_heads[:3]))
     others = tuple(m for m in models if m != rm)
     rm_config = rm.config(trust_remote_code=options.trust_remote_code)
-    for other in (*([base] if base is not None else []), *others):
-        check_model_configs(rm_config, other.config(trust_remote_code=options.trust_remote_code))
+    for role, other in (*([("pretrained base", base)] if base is not None else []), *((str(m), m) for m in others)):
+        check_model_configs(rm_config, other.config(trust_remote_code=options.trust_remote_code), role)
     plan: DogeRMPlan = build_plan(
         config, options, rm, others, specs, kernel=KERNELS[config.merge_method], pretrained=base,
     )

@@ -6,7 +6,8 @@ tensor is loaded, differenced once, interpolated and written K times, and droppe
 ``OUT/lambda-X.XX`` when complete; ``OUT/sweep.json`` (see :mod:`dogerm_mergekit.contract`) records inputs,
 lambdas and each finished checkpoint's file digests. With several domain models, each point is a lambda vector
 (``OUT/lambda-X.XX_Y.YY``, a product of per-domain grids from :func:`grid_points`). A ``dogerm_<kernel>``
-configuration sweeps a grid of mergekit's parameters instead (:func:`kernel_grid_points`, ``OUT/density-0.50_weight.2-1.00``). A rerun finishes only what is missing and refuses changed
+configuration sweeps a grid of mergekit's parameters instead (:func:`kernel_grid_points`,
+``OUT/density-0.50_weight.2-1.00``). A rerun finishes only what is missing and refuses changed
 inputs or configuration unless asked to overwrite; a second run on the same OUT is refused while one runs.
 """
 

@@ -109,23 +109,25 @@ def check_config(config: MergeConfiguration, options: MergeOptions) -> None:
     LOG.debug("dogerm config: reward model %s, domain models %s", rm, ", ".join(map(str, domains)))
 
 
-def check_model_configs(rm_config: PretrainedConfig, domain_config: PretrainedConfig) -> None:
+def check_model_configs(rm_config: PretrainedConfig, domain_config: PretrainedConfig,
+                        role: str = "domain model") -> None:
     """Refuse differing shapes; warn where the domain model would run under different settings."""
     for field in SHAPE_FIELDS:
         ours, theirs = getattr(rm_config, field, None), getattr(domain_config, field, None)
         if ours != theirs:
             raise DogeRMConfigError(
-                f"config field {field!r} differs: reward model {ours}, domain model {theirs}. DogeRM needs two "
-                "fine-tunes of the same pretrained base"
+                f"config field {field!r} differs: reward model {ours}, {role} {theirs}. Every model merged must be a "
+                "fine-tune of the same pretrained base"
             )
     for field in BEHAVIOUR_FIELDS:
         ours, theirs = getattr(rm_config, field, None), getattr(domain_config, field, None)
         if ours != theirs:
             LOG.warning(
-                "config field %r differs (reward model %r, domain model %r); the merged model uses the reward "
+                "config field %r differs (reward model %r, %s %r); the merged model uses the reward "
                 "model's value, so large lambdas run domain weights under it",
                 field,
                 ours,
+                role,
                 theirs,
             )
     if rm_config.model_type != domain_config.model_type:
