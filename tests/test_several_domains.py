@@ -12,7 +12,7 @@ from transformers import AutoTokenizer
 
 from dogerm_mergekit.cli import sweep as sweep_command
 from dogerm_mergekit.contract import (
-    finished_checkpoints, grid_checkpoint_name, lambdas_of, parse_grid, unfinished_lambdas,
+    finished_checkpoints, finished_points, grid_checkpoint_name, lambdas_of, parse_grid, unfinished_lambdas,
 )
 from dogerm_mergekit.errors import DogeRMConfigError, DogeRMError
 from dogerm_mergekit.inmemory import InMemoryMerger
@@ -145,6 +145,8 @@ def test_grid_sweep_checkpoints_equal_single_merges_and_in_memory_merges(tmp_pat
     assert unfinished_lambdas(tmp_path / "sweep") == []
     with pytest.raises(DogeRMError, match="per-domain lambdas, not a one-domain lambda sweep"):
         finished_checkpoints(tmp_path / "sweep")  # sums of lambdas would collide on one axis
+    found = finished_points(tmp_path / "sweep")  # what dogerm-eval sweep reports: every lambda
+    assert found[-1] == ({f"lambda[{lm1}]": 1.0, f"lambda[{lm2}]": 0.0}, tmp_path / "sweep" / "lambda-1.00_0.00")
     merger = InMemoryMerger(str(rm), [str(lm1), str(lm2)], tokenizer={"source": "base"})
     single = tensors(_merge(tmp_path / "single", _config(rm, (lm1, lm2), (0.5, 0.5))))
     written = tensors(tmp_path / "sweep" / "lambda-0.50_0.50")

@@ -127,6 +127,14 @@ class CheckpointRecord(BaseModel):
     parameters: dict[str, float] = {}
     """A ``dogerm_<kernel>`` grid point: ``parameter`` or ``parameter[MODEL]`` -> value."""
 
+    def point(self) -> dict[str, float]:
+        """Every swept value: ``{"lambda": 0.3}``, ``{"lambda[MODEL]": ...}`` per domain model, or the kernel point."""
+        if self.parameters:
+            return dict(self.parameters)
+        if self.lambdas:
+            return {f"lambda[{model}]": value for model, value in self.lambdas.items()}
+        return {"lambda": float(self.lam)}
+
 
 class SweepManifest(BaseModel):
     """``sweep.json``: what was merged, with which settings, and which checkpoints are complete."""
@@ -183,6 +191,32 @@ def finished_checkpoints(sweep_dir: Path) -> list[tuple[float, Path, CheckpointR
     return sorted(found, key=lambda item: item[0])
 
 
+def finished_points(sweep_dir: Path) -> list[tuple[float | dict[str, float], Path]]:
+    """Like :func:`finished_checkpoints`, for any sweep: (lambda, folder) for a one-domain lambda sweep, else
+    (point, folder) with every swept value (:meth:`CheckpointRecord.point`), sorted by the point's values."""
+    sweep_dir = Path(sweep_dir)
+    manifest = load_manifest(sweep_dir)
+    if manifest is None or not (manifest.points or manifest.grid):
+        return [(lam, path) for lam, path, _ in finished_checkpoints(sweep_dir)]
+    found = [(r.point(), sweep_dir / n) for n, r in manifest.checkpoints.items() if (sweep_dir / n).is_dir()]
+    return sorted(found, key=lambda item: tuple(item[0].values()))
+
+
+def is_parameter(key: str) -> bool:
+    """A swept parameter's column (``lambda``, ``density``, ``weight[org/model]``), not a ``<benchmark>/<metric>``."""
+    return "/" not in key.partition("[")[0]
+
+
+def point_label(point: dict[str, float | None]) -> str:
+    """``density=0.5, weight[m]=1`` (a parameter's ``[MODEL]`` shortened to its last path component)."""
+    parts = []
+    for key, value in point.items():
+        name, _, model = key.partition("[")
+        short = f"[{model[:-1].rstrip('/').rsplit('/', 1)[-1]}]" if model else ""
+        parts.append(f"{name}{short}={value:g}" if value is not None else f"{name}{short}=?")
+    return ", ".join(parts)
+
+
 def unfinished_lambdas(sweep_dir: Path) -> list[float]:
     """Lambdas the manifest asks for that are not complete yet (none without a manifest)."""
     manifest = load_manifest(Path(sweep_dir))
@@ -196,15 +230,23 @@ def unfinished_lambdas(sweep_dir: Path) -> list[float]:
 
 
 class MetricsTable(BaseModel):
-    """``metrics.json``: per lambda, the metrics named ``<benchmark>/<metric>`` (None where not measured)."""
+    """``metrics.json``: per lambda (or grid point), the metrics named ``<benchmark>/<metric>`` (None where not
+    measured)."""
 
     rows: list[dict[str, float | None]]
-    """One mapping per lambda, with the key ``lambda`` first."""
+    """One mapping per lambda, with the key ``lambda`` first; for a grid, its parameters (``density``,
+    ``weight[MODEL]``, ``lambda[MODEL]``: :func:`is_parameter`) first."""
 
     def metric_names(self) -> list[str]:
         names: dict[str, None] = {}
         for row in self.rows:
-            names.update(dict.fromkeys(k for k in row if k != "lambda"))
+            names.update(dict.fromkeys(k for k in row if not is_parameter(k)))
+        return list(names)
+
+    def parameter_names(self) -> list[str]:
+        names: dict[str, None] = {}
+        for row in self.rows:
+            names.update(dict.fromkeys(k for k in row if is_parameter(k)))
         return list(names)
 
     def save(self, path: Path) -> None:
@@ -217,6 +259,7 @@ class MetricsTable(BaseModel):
         except (OSError, ValueError) as error:
             raise DogeRMError(f"{path} is not a metrics table written by dogerm-eval sweep ({error.__class__.__name__})"
                               "; pass the metrics.json of a dogerm-eval sweep output") from None
-        if any("lambda" not in row for row in table.rows):
-            raise DogeRMError(f"{path}: every row needs a `lambda`; pass the metrics.json of a dogerm-eval sweep output")
+        if any(not any(is_parameter(key) for key in row) for row in table.rows):
+            raise DogeRMError(f"{path}: every row needs a `lambda` (or grid parameters); pass the metrics.json of a "
+                              "dogerm-eval sweep output")
         return table
