@@ -27,10 +27,9 @@ def _refused(tmp_path, match, *args, **kwargs):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]  # no temporary folder left
 
 
-def test_two_domain_models_are_refused(tmp_path, pair):
+def test_no_domain_model_is_refused(tmp_path, pair):
     rm, lm = pair
-    other = tiny.build_pair(tmp_path / "b", seed=1)[1]
-    _refused(tmp_path, "exactly one domain model", rm, lm, models=[{"model": str(lm)}, {"model": str(other)}])
+    _refused(tmp_path, "names none besides base_model", rm, lm, models=[{"model": str(rm)}])
 
 
 def test_missing_base_model_is_refused(tmp_path, pair):

@@ -1,5 +1,5 @@
-"""Sweep report: `OUT/sweep.csv` (lambda + one column per metric), the same table as `OUT/metrics.json`, one PNG
-per benchmark, and a printed table."""
+"""Sweep report: `OUT/sweep.csv` (lambda, or a grid's parameters, + one column per metric), the same table as
+`OUT/metrics.json`, one PNG per benchmark, and a printed table."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from dogerm_eval.errors import BenchmarkError
-from dogerm_mergekit.contract import METRICS, MetricsTable
+from dogerm_mergekit.contract import METRICS, MetricsTable, is_parameter, point_label
 from dogerm_mergekit.files import atomic_file
 
 SWEEP_CSV = "sweep.csv"
@@ -22,33 +22,64 @@ def _number(value: Any) -> float:
     return math.nan if value is None else float(value)
 
 
-def sweep_frame(rows: Sequence[tuple[float, Mapping[str, Mapping[str, Any]]]]) -> pd.DataFrame:
-    """One row per lambda: `lambda`, then the `<benchmark>/<metric>` numbers stored in each result's `metrics`."""
+def parameter_columns(frame: pd.DataFrame) -> list[str]:
+    """The swept parameters: `lambda`, or a grid's (`density`, `weight[MODEL]`, `lambda[MODEL]`)."""
+    return [c for c in frame.columns if is_parameter(c)]
+
+
+def sweep_frame(rows: Sequence[tuple[float | Mapping[str, float], Mapping[str, Mapping[str, Any]]]]) -> pd.DataFrame:
+    """One row per member: `lambda` (or a grid point's parameters), then the `<benchmark>/<metric>` numbers stored in
+    each result's `metrics`."""
     records = []
-    for lam, results in rows:
-        record: dict[str, float] = {"lambda": float(lam)}
+    for key, results in rows:
+        record: dict[str, float] = dict(key) if isinstance(key, Mapping) else {"lambda": float(key)}
         for benchmark, result in results.items():
             if "metrics" not in result:
                 raise BenchmarkError(f"the {benchmark} result has no `metrics` (written by an older dogerm-eval?)")
             record.update({key: _number(value) for key, value in result["metrics"].items()})
         records.append(record)
-    return pd.DataFrame.from_records(records).sort_values("lambda", kind="stable").reset_index(drop=True)
+    frame = pd.DataFrame.from_records(records)
+    return frame.sort_values(parameter_columns(frame), kind="stable").reset_index(drop=True)
+
+
+def _x_axis(frame: pd.DataFrame) -> tuple[str, list[str]]:
+    """The parameter on the x axis (`lambda`, else the one with the most values) and the others (one curve each)."""
+    parameters = parameter_columns(frame)
+    if parameters == ["lambda"]:
+        return "lambda", []
+    x = max(parameters, key=lambda c: (frame[c].nunique(), -parameters.index(c)))
+    return x, [c for c in parameters if c != x]
 
 
 def plot_benchmark(frame: pd.DataFrame, benchmark: str, path: Path) -> Path:
-    """Plot `benchmark`'s metrics against lambda; the lambda = 0 value (the unmerged RM) is a dashed line."""
+    """Plot `benchmark`'s metrics against lambda (the lambda = 0 value, the unmerged RM, dashed), or against one
+    parameter of a grid with one curve per fixed value of the other parameters."""
     columns = [c for c in frame.columns if c.startswith(f"{benchmark}/")]
+    x, fixed = _x_axis(frame)
     figure = Figure(figsize=(7, 4.5))  # no pyplot: no global backend, nothing to close
     axes = figure.subplots()
+    groups = list(frame.groupby(fixed, sort=True)) if fixed else [((), frame)]
+    markers = "osD^vP*X"
     for index, column in enumerate(columns):
         color = f"C{index % 10}"
-        axes.plot(frame["lambda"], frame[column], marker="o", color=color, label=column.split("/", 1)[1])
-        reference = frame.loc[frame["lambda"] == 0.0, column]
+        for number, (values, group) in enumerate(groups):
+            values = values if isinstance(values, tuple) else (values,)
+            label = column.split("/", 1)[1]
+            if fixed:
+                label += f" ({point_label(dict(zip(fixed, values)))})"
+            axes.plot(group[x], group[column], marker=markers[number % len(markers)], color=color, label=label,
+                      linestyle=("-", "--", ":", "-.")[number % 4] if fixed else "-")
+        reference = frame.loc[frame[x] == 0.0, column] if x == "lambda" else frame.iloc[:0][column]
         if not reference.empty:
             axes.axhline(float(reference.iloc[0]), color=color, linestyle="--", linewidth=1, alpha=0.7)
-    axes.set_xlabel("lambda (weight of the domain model)")
+    if x == "lambda":
+        axes.set_xlabel("lambda (weight of the domain model)")
+        axes.set_title(f"{benchmark} vs lambda (dashed: lambda = 0, the reward model)")
+    else:
+        axes.set_xlabel(point_label({x: 0}).split("=")[0])
+        others = ", ".join(point_label({c: 0}).split("=")[0] for c in fixed)
+        axes.set_title(f"{benchmark} vs {axes.get_xlabel()}" + (f"\none curve per fixed {others}" if fixed else ""))
     axes.set_ylabel("accuracy")
-    axes.set_title(f"{benchmark} vs lambda (dashed: lambda = 0, the reward model)")
     axes.grid(alpha=0.3)
     axes.legend(fontsize="small", ncols=2)
     figure.tight_layout()
@@ -70,10 +101,10 @@ def write_report(frame: pd.DataFrame, output_dir: Path) -> list[Path]:
     with atomic_file(csv) as tmp:
         frame.to_csv(tmp, index=False)
     metrics_table(frame).save(metrics)
-    benchmarks = dict.fromkeys(c.split("/", 1)[0] for c in frame.columns if "/" in c)
+    benchmarks = dict.fromkeys(c.split("/", 1)[0] for c in frame.columns if not is_parameter(c))
     return [csv, metrics, *(plot_benchmark(frame, b, output_dir / f"sweep-{b}.png") for b in benchmarks)]
 
 
 def format_table(frame: pd.DataFrame) -> str:
-    """The sweep as a text table (lambda down, metrics across, 4 decimals)."""
+    """The sweep as a text table (lambda or grid points down, metrics across, 4 decimals)."""
     return frame.to_string(index=False, float_format=lambda value: f"{value:.4f}")

@@ -15,7 +15,7 @@ from dogerm_eval.benchmarks import Scorer, Task, run_model
 from dogerm_eval.errors import ModelError
 from dogerm_eval.models import ResolvedModel, parse_hub_ref, resolve_model
 from dogerm_eval.results import DEFAULT_CHUNK_SIZE
-from dogerm_mergekit.contract import MANIFEST, finished_checkpoints, lambda_of, unfinished_lambdas
+from dogerm_mergekit.contract import MANIFEST, finished_points, lambda_of, load_manifest, point_label, unfinished_lambdas
 from dogerm_mergekit.errors import DogeRMError
 
 LOG = logging.getLogger(__name__)
@@ -24,8 +24,9 @@ LOG = logging.getLogger(__name__)
 def _local_members(folder: Path) -> list[tuple[float, str]]:
     """The finished checkpoints of a sweep folder (``dogerm_mergekit.contract``); unfinished ones are reported."""
     try:
-        members = [(lam, str(path)) for lam, path, _ in finished_checkpoints(folder)]
-        missing = unfinished_lambdas(folder)
+        members = [(key, str(path)) for key, path in finished_points(folder)]
+        manifest = load_manifest(folder)
+        missing = [] if manifest is not None and manifest.points else unfinished_lambdas(folder)
     except DogeRMError as exc:
         raise ModelError(str(exc)) from exc
     if missing:
@@ -84,7 +85,7 @@ def evaluate_sweep(
     """
     evaluated = []
     for lam, model in members:
-        LOG.info("lambda=%g: %s", lam, model.ref)
+        LOG.info("%s: %s", point_label(lam) if isinstance(lam, dict) else f"lambda={lam:g}", model.ref)
         evaluated.append((lam, model, run_model(tasks, model, settings, make_scorer, output_dir, chunk_size)))
         gc.collect()  # release the previous member's weights before the next one loads
     return evaluated

@@ -3,7 +3,8 @@
 A ``.pth`` file installed with the package imports this module at interpreter start. It only puts a
 duck-typed finder on ``sys.meta_path`` (no heavy imports, a few microseconds); when mergekit's method
 registry or its ``mergekit.merge`` module is imported later, the finder runs the real module, then
-registers the method / routes ``run_merge`` for ``merge_method: dogerm`` through :mod:`dogerm_mergekit.merge`.
+registers the method / routes ``run_merge`` for ``merge_method: dogerm`` (and ``dogerm_<kernel>``, see
+:mod:`dogerm_mergekit.kernels`) through :mod:`dogerm_mergekit.merge`.
 Nothing here may raise: a failure only logs a warning and leaves mergekit untouched.
 """
 
@@ -31,7 +32,7 @@ def route_run_merge(merge_module: ModuleType) -> None:
         return
 
     def run_merge(merge_config: Any, out_path: str, options: Any, config_source: Any = None) -> None:
-        if merge_config.merge_method == "dogerm":
+        if merge_config.merge_method == "dogerm" or merge_config.merge_method.startswith("dogerm_"):
             from dogerm_mergekit.merge import run_dogerm_merge
 
             return run_dogerm_merge(merge_config, out_path, options, config_source)

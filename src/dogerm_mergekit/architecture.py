@@ -1,6 +1,6 @@
 """The merge plan, derived from the reward model's own checkpoint (never from mergekit's hash-ordered guess).
 
-Every RM tensor is planned: tensors the domain model also has are merged, RM-only tensors (the value head,
+Every RM tensor is planned: tensors every domain model also has are merged, RM-only tensors (the value head,
 whatever its name) are optional and pass through unchanged, and domain-only tensors (``lm_head``) are never
 planned, so they are dropped.
 """
@@ -47,10 +47,10 @@ class CheckpointArchitecture(ModuleArchitecture):
 
 @dataclass(frozen=True)
 class DogeRMPlan:
-    """What a dogerm merge will do, decided before anything is written."""
+    """What a dogerm merge will do, decided before anything is written (domain models in `models:` order)."""
 
     reward_model: ModelReference
-    domain_model: ModelReference
+    domain_models: tuple[ModelReference, ...]
     merged: tuple[str, ...]
     reward_only: tuple[str, ...]
     domain_only: tuple[str, ...]
@@ -59,6 +59,15 @@ class DogeRMPlan:
     vocabulary_axes: dict[str, int]
     vocabulary: VocabularyPlan
     architecture: ModelArchitecture = field(repr=False)
+    kernel: str | None = None
+    """None: dogerm's own interpolation; else the mergekit method whose kernel merges (see kernels.py)."""
+    pretrained: ModelReference | None = None
+    """The pretrained base of a task-vector merge (mergekit's base_model there)."""
+
+    @property
+    def domain_model(self) -> ModelReference:
+        """The domain model of a one-domain merge (the first of several otherwise)."""
+        return self.domain_models[0]
 
 
 def _vocabulary_axes(model: ModelReference, options: MergeOptions, names: list[str]) -> dict[str, int]:
@@ -97,25 +106,75 @@ def _check_tensors(rm: dict[str, TensorSpec], domain: dict[str, TensorSpec], axe
 
 
 def plan_merge(config: MergeConfiguration, options: MergeOptions) -> DogeRMPlan:
-    """Validate the configuration and both checkpoints, and derive the plan from the reward model's keys."""
+    """Validate the configuration and every checkpoint, and derive the plan from the reward model's keys."""
+    from dogerm_mergekit.kernels import is_kernel_method, plan_kernel_merge
+
+    if is_kernel_method(config.merge_method) or config.merge_method.startswith("dogerm_"):  # refuses unknown ones
+        return plan_kernel_merge(config, options)
     check_config(config, options)
-    rm, domain = split_models(config)
+    rm, domains = split_models(config)
     locate_inputs(config, options)
     rm_config = rm.config(trust_remote_code=options.trust_remote_code)
-    check_model_configs(rm_config, domain.config(trust_remote_code=options.trust_remote_code))
-    rm_specs, domain_specs = tensor_specs(rm), tensor_specs(domain)
-    check_roles(rm, domain, rm_specs, domain_specs)
+    for domain in domains:
+        role = "domain model" if len(domains) == 1 else f"domain model {domain}"
+        check_model_configs(rm_config, domain.config(trust_remote_code=options.trust_remote_code), role)
+    specs = {m: tensor_specs(m) for m in (rm, *domains)}
+    for domain in domains:
+        check_roles(rm, domain, specs[rm], specs[domain])
+    return build_plan(config, options, rm, domains, specs)
+
+
+def build_plan(
+    config: MergeConfiguration,
+    options: MergeOptions,
+    rm: ModelReference,
+    others: tuple[ModelReference, ...],
+    specs: dict[ModelReference, dict[str, TensorSpec]],
+    kernel: str | None = None,
+    pretrained: ModelReference | None = None,
+) -> DogeRMPlan:
+    """The plan over the reward model's tensors, for dogerm (``kernel`` None) or a mergekit kernel.
+
+    Merged: the RM's tensors every input has. Kept from the RM: the others (its head). A backbone tensor some
+    inputs lack is refused, as its weight would be silently ignored: for dogerm, one some domain models lack;
+    for a soup (no ``pretrained``), any tensor another RM lacks; against a ``pretrained`` base, any tensor of the
+    base another model lacks.
+    """
+    rm_config = rm.config(trust_remote_code=options.trust_remote_code)
+    rm_specs = specs[rm]
+    inputs = (*others, *([pretrained] if pretrained is not None else []))
     axes = _vocabulary_axes(rm, options, list(rm_specs))
-    _check_tensors(rm_specs, domain_specs, axes)
-    vocabulary = plan_vocabulary(config, rm, domain, {n: rm_specs[n].shape[a] for n, a in axes.items()},
-                                 {n: domain_specs[n].shape[a] for n, a in axes.items() if n in domain_specs})
+    for model in inputs:
+        _check_tensors(rm_specs, specs[model], axes)
+    for name in rm_specs:
+        having = [m for m in inputs if name in specs[m]]
+        if kernel is None:  # dogerm: every domain model or none (the head)
+            needed = list(others) if having else []
+        elif pretrained is None:  # a soup: every tensor, the head included
+            needed = list(others)
+        else:  # task vectors: every tensor of the base; the reward model's head is kept
+            needed = list(others) if name in specs[pretrained] else []
+        missing = [m for m in needed if name not in specs[m]]
+        if missing:
+            present = "the reward model" + (f" and {having[0]}" if having else "")
+            raise DogeRMConfigError(
+                f"tensor {name!r} is in {present} but not in {missing[0]}, so its weight would be silently ignored: "
+                "every merged model must have the same backbone tensors"
+                + (" (in a soup, the head too, under the same name)" if kernel is not None and pretrained is None else "")
+            )
+    vocabulary = plan_vocabulary(config, rm, inputs, {n: rm_specs[n].shape[a] for n, a in axes.items()},
+                                 [{n: specs[m][n].shape[a] for n, a in axes.items() if n in specs[m]} for m in inputs])
+    if kernel is not None and vocabulary.tokenizer is not None and vocabulary.tokenizer.source == "base":
+        # dogerm's "base" is the reward model, whose vocabulary (and tokenizer) the merged model keeps
+        vocabulary = VocabularyPlan(vocabulary.relation, vocabulary.tokenizer.model_copy(update={"source": rm}))
+    everywhere = {name for name in rm_specs if all(name in specs[m] for m in inputs)}
 
     num_layers = rm_config.num_hidden_layers
     pre: list[WeightInfo] = []
     post: list[WeightInfo] = []
     layers: dict[int, list[WeightInfo]] = {}
     for name in rm_specs:
-        weight = WeightInfo(name=name, vocabulary_axis=axes.get(name), optional=name not in domain_specs)
+        weight = WeightInfo(name=name, vocabulary_axis=axes.get(name), optional=name not in everywhere)
         match = LAYER_INDEX.search(name)
         if match and int(match.group(1)) >= num_layers:
             raise DogeRMConfigError(f"tensor {name!r} belongs to a layer beyond num_hidden_layers={num_layers}")
@@ -130,20 +189,22 @@ def plan_merge(config: MergeConfiguration, options: MergeOptions) -> DogeRMPlan:
     )
     plan = DogeRMPlan(
         reward_model=rm,
-        domain_model=domain,
-        merged=tuple(n for n in rm_specs if n in domain_specs),
-        reward_only=tuple(n for n in rm_specs if n not in domain_specs),
-        domain_only=tuple(n for n in domain_specs if n not in rm_specs),
+        domain_models=others,
+        merged=tuple(n for n in rm_specs if n in everywhere),
+        reward_only=tuple(n for n in rm_specs if n not in everywhere),
+        domain_only=tuple(dict.fromkeys(n for m in inputs for n in specs[m] if n not in rm_specs)),
         rm_dtype=_dominant_dtype(rm_specs),
         shapes={n: s.shape for n, s in rm_specs.items()},
         vocabulary_axes=axes,
         vocabulary=vocabulary,
         architecture=architecture,
+        kernel=kernel,
+        pretrained=pretrained,
     )
     LOG.info(
-        "dogerm plan: %d merged, %d kept from the reward model (%s), %d dropped from the domain model (%s)",
-        len(plan.merged), len(plan.reward_only), ", ".join(plan.reward_only), len(plan.domain_only),
-        ", ".join(plan.domain_only),
+        "%s plan: %d merged, %d kept from the reward model (%s), %d dropped from the other models (%s)",
+        kernel or "dogerm", len(plan.merged), len(plan.reward_only), ", ".join(plan.reward_only),
+        len(plan.domain_only), ", ".join(plan.domain_only),
     )
     return plan
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from huggingface_hub import ModelCard, ModelCardData
 
-from dogerm_mergekit.contract import MetricsTable
+from dogerm_mergekit.contract import MetricsTable, point_label
 
 TAGS = ["mergekit", "merge", "dogerm", "reward-model"]
 TEMPLATE = Path(__file__).with_name("card_template.md")
@@ -27,10 +27,12 @@ def merge_card(
     config_yaml: str,
     checkpoints: Sequence[tuple[float, str]] = (),
     metrics: MetricsTable | None = None,
+    kernel: str | None = None,
 ) -> ModelCard:
     """A card naming both parents (``base_model_relation: merge``), lambda and the mergekit configuration.
 
-    A sweep's card also lists its ``checkpoints`` (lambda, ``from_pretrained`` arguments) and ``metrics``.
+    A sweep's card also lists its ``checkpoints`` (lambda or name, ``from_pretrained`` arguments) and ``metrics``;
+    ``kernel``: the mergekit method of a ``dogerm_<kernel>`` merge.
     """
     data = ModelCardData(
         base_model=hub_ids([reward_model, domain_model]) or None,
@@ -40,9 +42,12 @@ def merge_card(
         pipeline_tag="text-classification",
     )
     names = metrics.metric_names() if metrics else []
-    rows = [(row["lambda"], ["" if row.get(n) is None else f"{row[n]:.4f}" for n in names])
+    parameters = metrics.parameter_names() if metrics else []
+    rows = [(row["lambda"] if parameters == ["lambda"] else point_label({k: row.get(k) for k in parameters}),
+             ["" if row.get(n) is None else f"{row[n]:.4f}" for n in names])
             for row in (metrics.rows if metrics else [])]
     return ModelCard.from_template(
         data, template_path=str(TEMPLATE), reward_model=reward_model, domain_model=domain_model, lam=lam,
         config_yaml=config_yaml.strip(), checkpoints=list(checkpoints), metric_names=names, metric_rows=rows,
+        kernel=kernel,
     )

@@ -50,27 +50,48 @@ def mergekit_yaml(ctx: click.Context) -> None:
 @click.command("dogerm-sweep", context_settings=PASS_THROUGH, epilog=MERGEKIT_OPTIONS)
 @click.argument("config_file", type=click.Path(exists=True, dir_okay=False))
 @click.argument("out_dir", type=click.Path(file_okay=False))
-@click.option("--lambdas", "lambda_spec", default="0:1:0.05", show_default=True,
-              help="start:stop:step (stop included) or a comma list, e.g. 0,0.1,0.3")
+@click.option("--lambdas", "lambda_spec", default=None,
+              help="start:stop:step (stop included) or a comma list, e.g. 0,0.1,0.3  [default: 0:1:0.05]")
+@click.option("--grid", "grids", multiple=True, metavar="PARAMETER[MODEL]=SPEC",
+              help="Repeat it; the product is merged. merge_method: dogerm: per-domain lambdas (vectors summing "
+                   "outside [0, 1] left out): --grid lambda[metamath]=0:1:0.25 --grid lambda[magicoder]=0,0.5. "
+                   "dogerm_<kernel>: mergekit's weight, density, epsilon, lambda, gamma, top-level without [MODEL]: "
+                   "--grid density=0.3,0.5 --grid weight[MetaMath-7B-V1.0]=0.5,1. MODEL: as `models:` names it, "
+                   "or its last path component.")
 @click.option("--overwrite", is_flag=True, help="Replace a sweep of other inputs or another configuration in OUT_DIR.")
 @click.option("--push-to-hub", "repo_id", default=None, help="Push the sweep to this Hub repo (ORG/NAME) afterwards.")
 @click.option("--repo-per-lambda", is_flag=True, help="Push each lambda to ORG/NAME-lambda-X.XX instead of a branch.")
 @click.option("--private", is_flag=True, help="Create private Hub repositories.")
 @click.pass_context
-def sweep(ctx: click.Context, config_file: str, out_dir: str, lambda_spec: str, overwrite: bool,
-          repo_id: str | None, repo_per_lambda: bool, private: bool) -> None:
+def sweep(ctx: click.Context, config_file: str, out_dir: str, lambda_spec: str | None, grids: tuple[str, ...],
+          overwrite: bool, repo_id: str | None, repo_per_lambda: bool, private: bool) -> None:
     """Merge CONFIG_FILE (a dogerm mergekit config; its own lambda is ignored) for every lambda into OUT_DIR.
 
-    Each input tensor is read once; OUT_DIR/lambda-X.XX/ appear as they complete, and a rerun finishes only
-    what is missing.
+    Each input tensor is read once; OUT_DIR/lambda-X.XX/ (lambda-X.XX_Y.YY with several domain models) appear
+    as they complete, and a rerun finishes only what is missing.
     """
-    from dogerm_mergekit.contract import parse_lambdas
+    from dogerm_mergekit.contract import parse_grid, parse_lambdas
 
     try:
-        lambdas = parse_lambdas(lambda_spec)
-        from dogerm_mergekit.sweep import run_sweep
+        if grids and lambda_spec is not None:
+            raise click.UsageError("give --lambdas (one domain model) or --grid, not both")
+        source = Path(config_file).read_text(encoding="utf-8")
+        parsed = [parse_grid(spec) for spec in grids]
+        from dogerm_mergekit.sweep import grid_points, run_sweep
 
-        result = run_sweep(Path(config_file).read_text(encoding="utf-8"), Path(out_dir), lambdas,
+        import yaml
+
+        raw = yaml.safe_load(source)
+        kernel = isinstance(raw, dict) and str(raw.get("merge_method", "")).startswith("dogerm_")
+        if kernel:
+            from dogerm_mergekit.sweep import kernel_grid_points
+
+            if lambda_spec is not None:
+                raise click.UsageError("a dogerm_<kernel> configuration is swept with --grid PARAMETER[MODEL]=SPEC")
+            lambdas = kernel_grid_points(source, parsed)
+        else:
+            lambdas = grid_points(source, parsed) if parsed else parse_lambdas(lambda_spec or "0:1:0.05")
+        result = run_sweep(source, Path(out_dir), lambdas,
                            merge_options(ctx.args), overwrite=overwrite)
     except DogeRMError as error:
         raise click.ClickException(str(error)) from None

@@ -1,7 +1,9 @@
 """The contract between ``dogerm-sweep`` and what reads its output (``dogerm-eval``, ``dogerm-push``).
 
-- checkpoint names: ``lambda-0.30`` for a folder or Hub branch (:func:`checkpoint_name`, :func:`lambda_of`);
-- lambda lists as the command lines take them (:func:`parse_lambdas`);
+- checkpoint names: ``lambda-0.30`` for a folder or Hub branch (:func:`checkpoint_name`, :func:`lambda_of`), and
+  ``lambda-0.30_0.50`` (one lambda per domain model, in ``models:`` order) for several domain models
+  (:func:`grid_checkpoint_name`, :func:`lambdas_of`);
+- lambda lists as the command lines take them (:func:`parse_lambdas`), and per-domain grids (:func:`parse_grid`);
 - ``OUT/sweep.json``, the sweep manifest (:class:`SweepManifest`), and which checkpoints are complete
   (:func:`finished_checkpoints`);
 - ``metrics.json``, the metrics table per lambda that the evaluator writes and the Hub card shows
@@ -12,7 +14,9 @@ Import-light (pydantic only), so both command lines stay fast to start.
 
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +34,56 @@ def checkpoint_name(lam: float) -> str:
     """Folder and branch name: ``lambda-0.30`` (more digits only where two decimals would round)."""
     text = f"{lam:.2f}"
     return f"lambda-{text if float(text) == lam else repr(float(lam))}"
+
+
+def _number(lam: float) -> str:
+    text = f"{lam:.2f}"
+    return text if float(text) == lam else repr(float(lam))
+
+
+def grid_checkpoint_name(lams: Sequence[float]) -> str:
+    """``lambda-0.30`` for one domain model; ``lambda-0.30_0.50`` (``models:`` order) for several."""
+    return checkpoint_name(lams[0]) if len(lams) == 1 else "lambda-" + "_".join(_number(lam) for lam in lams)
+
+
+def lambdas_of(name: str) -> tuple[float, ...] | None:
+    """The lambdas of a ``lambda-<x>`` or ``lambda-<x>_<y>...`` name, else None."""
+    match = _NAME.match(name)
+    try:
+        return tuple(float(part) for part in match.group(1).split("_")) if match else None
+    except ValueError:
+        return None
+
+
+_GRID = re.compile(r"^(?P<name>[a-z_]+)(?:\[(?P<model>[^\]]+)\])?=(?P<spec>.+)$")
+
+
+def parse_grid(spec: str) -> tuple[str, str | None, tuple[float, ...]]:
+    """``lambda[MODEL]=0:1:0.5``, ``density=0.3,0.5`` -> (parameter, MODEL or None, values)."""
+    match = _GRID.match(spec.strip())
+    if not match:
+        raise DogeRMConfigError(
+            f"--grid {spec!r}: use PARAMETER[MODEL]=start:stop:step or PARAMETER[MODEL]=a,b,c, e.g. "
+            "lambda[MetaMath-7B-V1.0]=0:1:0.25 or density=0.3,0.5 (MODEL: as `models:` names it, or its last path "
+            "component; without it, the top-level `parameters:` value)"
+        )
+    try:
+        return match.group("name"), match.group("model"), parse_lambdas(match.group("spec"))
+    except DogeRMConfigError as error:
+        raise DogeRMConfigError(f"--grid {spec!r}: {error}".replace("--lambdas ", "")) from None
+
+
+def grid_point_name(point: dict[str, float], positions: dict[str, int]) -> str:
+    """A ``dogerm_<kernel>`` grid point's folder and branch name: ``density-0.50_weight.2-0.70``.
+
+    ``point`` maps ``parameter`` (top-level) or ``parameter[MODEL]`` to a value; ``.N`` is MODEL's 1-based position
+    under ``models:`` (the manifest records the full keys).
+    """
+    parts = []
+    for key, value in point.items():
+        name, _, model = key.partition("[")
+        parts.append(f"{name}{'.' + str(positions[model[:-1]]) if model else ''}-{_number(value)}")
+    return "_".join(parts)
 
 
 def lambda_of(name: str) -> float | None:
@@ -60,10 +114,26 @@ def parse_lambdas(spec: str) -> tuple[float, ...]:
 
 
 class CheckpointRecord(BaseModel):
-    """A finished checkpoint: its lambda and each file's digest (``xxh3-128:<hex>``)."""
+    """A finished checkpoint: its lambda and each file's digest (``xxh3-128:<hex>``).
 
-    lam: float
+    With several domain models, ``lambdas`` maps each domain model (``models:`` order) to its lambda, and ``lam``
+    is their sum: the weight taken from the reward model.
+    """
+
+    lam: float | None = None
+    """None for a ``dogerm_<kernel>`` grid, whose point is ``parameters``."""
     files: dict[str, str]
+    lambdas: dict[str, float] = {}
+    parameters: dict[str, float] = {}
+    """A ``dogerm_<kernel>`` grid point: ``parameter`` or ``parameter[MODEL]`` -> value."""
+
+    def point(self) -> dict[str, float]:
+        """Every swept value: ``{"lambda": 0.3}``, ``{"lambda[MODEL]": ...}`` per domain model, or the kernel point."""
+        if self.parameters:
+            return dict(self.parameters)
+        if self.lambdas:
+            return {f"lambda[{model}]": value for model, value in self.lambdas.items()}
+        return {"lambda": float(self.lam)}
 
 
 class SweepManifest(BaseModel):
@@ -76,6 +146,12 @@ class SweepManifest(BaseModel):
     config: str
     lambdas: list[float]
     checkpoints: dict[str, CheckpointRecord] = {}
+    domain_models: list[str] = []
+    """Every domain model, in ``models:`` order (``domain_model`` is the first)."""
+    grid: list[list[float]] = []
+    """With several domain models: the lambda vectors asked for (``lambdas`` then holds their sums)."""
+    points: list[dict[str, float]] = []
+    """A ``dogerm_<kernel>`` sweep: the parameter points asked for (no lambdas)."""
 
 
 def load_manifest(sweep_dir: Path) -> SweepManifest | None:
@@ -104,6 +180,10 @@ def finished_checkpoints(sweep_dir: Path) -> list[tuple[float, Path, CheckpointR
     sweep_dir = Path(sweep_dir)
     manifest = load_manifest(sweep_dir)
     if manifest is not None:
+        if manifest.points or manifest.grid:
+            kind = "mergekit-kernel parameters" if manifest.points else "per-domain lambdas"
+            raise DogeRMError(f"{sweep_dir} is a grid of {kind}, not a one-domain lambda sweep; evaluate its "
+                              "checkpoints one by one (dogerm-eval sweep reads one-domain lambda sweeps)")
         found = [(r.lam, sweep_dir / n, r) for n, r in manifest.checkpoints.items() if (sweep_dir / n).is_dir()]
     else:
         found = [(lam, child, None) for child in sweep_dir.iterdir()
@@ -111,25 +191,62 @@ def finished_checkpoints(sweep_dir: Path) -> list[tuple[float, Path, CheckpointR
     return sorted(found, key=lambda item: item[0])
 
 
+def finished_points(sweep_dir: Path) -> list[tuple[float | dict[str, float], Path]]:
+    """Like :func:`finished_checkpoints`, for any sweep: (lambda, folder) for a one-domain lambda sweep, else
+    (point, folder) with every swept value (:meth:`CheckpointRecord.point`), sorted by the point's values."""
+    sweep_dir = Path(sweep_dir)
+    manifest = load_manifest(sweep_dir)
+    if manifest is None or not (manifest.points or manifest.grid):
+        return [(lam, path) for lam, path, _ in finished_checkpoints(sweep_dir)]
+    found = [(r.point(), sweep_dir / n) for n, r in manifest.checkpoints.items() if (sweep_dir / n).is_dir()]
+    return sorted(found, key=lambda item: tuple(item[0].values()))
+
+
+def is_parameter(key: str) -> bool:
+    """A swept parameter's column (``lambda``, ``density``, ``weight[org/model]``), not a ``<benchmark>/<metric>``."""
+    return "/" not in key.partition("[")[0]
+
+
+def point_label(point: dict[str, float | None]) -> str:
+    """``density=0.5, weight[m]=1`` (a parameter's ``[MODEL]`` shortened to its last path component)."""
+    parts = []
+    for key, value in point.items():
+        name, _, model = key.partition("[")
+        short = f"[{model[:-1].rstrip('/').rsplit('/', 1)[-1]}]" if model else ""
+        parts.append(f"{name}{short}={value:g}" if value is not None else f"{name}{short}=?")
+    return ", ".join(parts)
+
+
 def unfinished_lambdas(sweep_dir: Path) -> list[float]:
     """Lambdas the manifest asks for that are not complete yet (none without a manifest)."""
     manifest = load_manifest(Path(sweep_dir))
     if manifest is None:
         return []
+    if manifest.grid:
+        done_points = {tuple(record.lambdas.values()) for record in manifest.checkpoints.values()}
+        return sorted(math.fsum(point) for point in manifest.grid if tuple(point) not in done_points)
     done = {record.lam for record in manifest.checkpoints.values()}
     return sorted(set(manifest.lambdas) - done)
 
 
 class MetricsTable(BaseModel):
-    """``metrics.json``: per lambda, the metrics named ``<benchmark>/<metric>`` (None where not measured)."""
+    """``metrics.json``: per lambda (or grid point), the metrics named ``<benchmark>/<metric>`` (None where not
+    measured)."""
 
     rows: list[dict[str, float | None]]
-    """One mapping per lambda, with the key ``lambda`` first."""
+    """One mapping per lambda, with the key ``lambda`` first; for a grid, its parameters (``density``,
+    ``weight[MODEL]``, ``lambda[MODEL]``: :func:`is_parameter`) first."""
 
     def metric_names(self) -> list[str]:
         names: dict[str, None] = {}
         for row in self.rows:
-            names.update(dict.fromkeys(k for k in row if k != "lambda"))
+            names.update(dict.fromkeys(k for k in row if not is_parameter(k)))
+        return list(names)
+
+    def parameter_names(self) -> list[str]:
+        names: dict[str, None] = {}
+        for row in self.rows:
+            names.update(dict.fromkeys(k for k in row if is_parameter(k)))
         return list(names)
 
     def save(self, path: Path) -> None:
@@ -142,6 +259,7 @@ class MetricsTable(BaseModel):
         except (OSError, ValueError) as error:
             raise DogeRMError(f"{path} is not a metrics table written by dogerm-eval sweep ({error.__class__.__name__})"
                               "; pass the metrics.json of a dogerm-eval sweep output") from None
-        if any("lambda" not in row for row in table.rows):
-            raise DogeRMError(f"{path}: every row needs a `lambda`; pass the metrics.json of a dogerm-eval sweep output")
+        if any(not any(is_parameter(key) for key in row) for row in table.rows):
+            raise DogeRMError(f"{path}: every row needs a `lambda` (or grid parameters); pass the metrics.json of a "
+                              "dogerm-eval sweep output")
         return table

@@ -2,7 +2,7 @@
 
 ``mergekit-yaml`` (through the import hook), ``dogerm-mergekit-yaml``, ``dogerm-sweep`` and the in-memory merger
 all plan here: mergekit's ``MergePlanner`` over the plan's architecture (no architecture guess, nothing of
-mergekit patched), with each merged tensor rewritten into :class:`~dogerm_mergekit.tasks.PairDifference` ->
+mergekit patched), with each merged tensor rewritten into :class:`~dogerm_mergekit.tasks.Difference` ->
 :class:`~dogerm_mergekit.tasks.Interpolate`, and safetensors written by the streaming writer. Every output is
 built in a hidden sibling folder and renamed into place when complete; what was there stays until then.
 """
@@ -31,7 +31,9 @@ from dogerm_mergekit.card import merge_card
 from dogerm_mergekit.errors import DogeRMConfigError, OutputError
 from dogerm_mergekit import dtypes
 from dogerm_mergekit.files import StagedDirectory, fast_digest_file
-from dogerm_mergekit.tasks import CloseCheckpoint, Interpolate, PairDifference, StreamingWriterTask
+from dogerm_mergekit.method import check_lambdas
+from dogerm_mergekit.tasks import CloseCheckpoint, Difference, Interpolate, KeepTensor, StreamingWriterTask
+from dogerm_mergekit.validation import domain_lambda_settings
 from dogerm_mergekit.writer import WriteQueue
 
 LOG = logging.getLogger(__name__)
@@ -62,38 +64,59 @@ def check_options(options: MergeOptions) -> None:
 
 
 def prepared_config(config: MergeConfiguration, plan: DogeRMPlan) -> MergeConfiguration:
-    """The configuration mergekit runs: the planned tokenizer block, and out_dtype defaulting to the RM's dtype."""
+    """The configuration mergekit runs: the planned tokenizer block, out_dtype defaulting to the RM's dtype, and
+    for ``dogerm_<kernel>`` methods mergekit's own method name."""
     return config.model_copy(
         update={
             "tokenizer": plan.vocabulary.tokenizer,
             "tokenizer_source": None,
             "out_dtype": config.out_dtype or plan.rm_dtype,
+            **({"merge_method": plan.kernel} if plan.kernel else {}),
         }
     )
 
 
+def output_view(config: MergeConfiguration, plan: DogeRMPlan) -> MergeConfiguration:
+    """The configuration as mergekit's output helpers read it: the reward model as ``base_model`` (its config.json,
+    its tokenizer), whatever base the kernel merged against."""
+    return prepared_config(config, plan).model_copy(update={"base_model": plan.reward_model})
+
+
 def lambda_summary(config: MergeConfiguration, plan: DogeRMPlan) -> float | str:
-    """The lambda to show in cards: a number, or a pointer to the configuration for per-tensor settings."""
-    domain = next(m for m in config.models or [] if m.model == plan.domain_model)
-    setting = (domain.parameters or {}).get("lambda", (config.parameters or {}).get("lambda"))
-    return float(setting) if isinstance(setting, (int, float)) else "per tensor (see configuration)"
+    """The lambda(s) to show in cards: a number (one per domain model), or a pointer to the configuration."""
+    if plan.kernel:
+        against = f" against {plan.pretrained}" if plan.pretrained else ""
+        return f"mergekit {plan.kernel}{against} (see configuration)"
+    values = []
+    for domain in plan.domain_models:
+        settings = domain_lambda_settings(config, domain)
+        if not settings or not isinstance(settings[0], (int, float)):
+            return "per tensor (see configuration)"
+        values.append(float(settings[0]))
+    return values[0] if len(values) == 1 else ", ".join(f"{d}: {v:g}" for d, v in zip(plan.domain_models, values))
 
 
-def _rewrite_merge(task: Task, plan: DogeRMPlan, shared: dict[str, PairDifference]) -> Task:
-    """A merged tensor's mergekit task as the shared difference and this output's interpolation.
+def _rewrite_merge(task: Task, plan: DogeRMPlan, shared: dict[str, Difference]) -> Task:
+    """A merged tensor's mergekit task as the shared difference and this output's combination.
 
     mergekit's gather tasks compare by identity, so equal ones planned for two outputs are distinct objects:
-    the difference is shared by tensor name instead (every output of one run differs only in lambda).
+    the difference is shared by tensor name instead (every output of one run differs only in its lambdas).
+    The lambdas of each tensor (after mergekit's filters) are checked here, before anything runs.
     """
+    if plan.kernel is not None:  # mergekit's kernel as planned; the reward model's head unchanged
+        if isinstance(task, ExecuteMergeMethodTask) and task.output_weight.name in plan.reward_only:
+            return KeepTensor(tensors=task.gather_tensors, model=plan.reward_model, out_dtype=task.out_dtype)
+        return task
     if not isinstance(task, ExecuteMergeMethodTask) or task.output_weight.name not in plan.merged:
         return task  # RM-only tensors (the value head): mergekit's own pass-through
     name = task.output_weight.name
-    pair = shared.setdefault(name, PairDifference(
-        tensors=task.gather_tensors, reward_model=plan.reward_model, domain_model=plan.domain_model,
+    pair = shared.setdefault(name, Difference(
+        tensors=task.gather_tensors, reward_model=plan.reward_model, domain_models=plan.domain_models,
         name=name, vocabulary_axis=task.output_weight.vocabulary_axis, dtype=task.dtype,
     ))
-    return Interpolate(difference=pair, lam=float(task.input_parameters[plan.domain_model]["lambda"]),
-                       out_dtype=task.out_dtype)
+    lams = tuple(float(task.input_parameters[d]["lambda"]) for d in plan.domain_models)
+    check_lambdas(lams, bool(task.parameters.get("allow_extrapolation", False)), f" for {name}")
+    return Interpolate(difference=pair, lams=lams, out_dtype=task.out_dtype)
 
 
 def plan_outputs(plan: DogeRMPlan, outputs: Sequence[tuple[MergeConfiguration, Path]], options: MergeOptions,
@@ -103,14 +126,15 @@ def plan_outputs(plan: DogeRMPlan, outputs: Sequence[tuple[MergeConfiguration, P
     With a ``queue``, safetensors are written by the streaming writer; without one, by mergekit's own writer.
     The configurations must differ in lambda only.
     """
-    shared: dict[str, PairDifference] = {}
+    shared: dict[str, Difference] = {}
     return [_plan_output(plan, config, folder, options, queue, shared) for config, folder in outputs]
 
 
 def _plan_output(plan: DogeRMPlan, config: MergeConfiguration, folder: Path, options: MergeOptions,
-                 queue: WriteQueue | None, shared: dict[str, PairDifference]) -> list[Task]:
+                 queue: WriteQueue | None, shared: dict[str, Difference]) -> list[Task]:
     prepared = prepared_config(config, plan)
-    out_config = mergekit_merge._model_out_config(prepared, plan.architecture, options.trust_remote_code)
+    out_config = mergekit_merge._model_out_config(output_view(config, plan), plan.architecture,
+                                                  options.trust_remote_code)
     planned = MergePlanner(prepared, plan.architecture, options=options, out_model_config=out_config).plan_to_disk(
         out_path=str(folder)
     )
@@ -146,7 +170,7 @@ def prepare_loaders(plan: DogeRMPlan, options: MergeOptions) -> None:
     if options.random_seed is not None:
         transformers.trainer_utils.set_seed(options.random_seed)
     LoaderCache().setup(options=options)
-    for model in (plan.reward_model, plan.domain_model):
+    for model in (plan.reward_model, *plan.domain_models, *([plan.pretrained] if plan.pretrained else [])):
         LoaderCache().get(model)
 
 
@@ -200,7 +224,7 @@ def _run(plan: DogeRMPlan, outputs: Sequence[Output], staged: Sequence[StagedDir
 def _finish(plan: DogeRMPlan, output: Output, folder: Path, tokenizer: TokenizerInfo | None,
             options: MergeOptions) -> None:
     """What ``run_merge`` writes after the tensors (config, tokenizer), and the dogerm card."""
-    prepared = prepared_config(output.config, plan)
+    prepared = output_view(output.config, plan)
     out_config = mergekit_merge._model_out_config(prepared, plan.architecture, options.trust_remote_code)
     vocabulary = plan.vocabulary.tokenizer
     if tokenizer is not None:
@@ -208,7 +232,7 @@ def _finish(plan: DogeRMPlan, output: Output, folder: Path, tokenizer: Tokenizer
                                             vocabulary.pad_to_multiple_of if vocabulary else None)
     out_config.save_pretrained(str(folder))
     rm_only = prepared.model_copy(update={"tokenizer": None})
-    if tokenizer is not None and vocabulary is not None and vocabulary.source == "base":
+    if tokenizer is not None and vocabulary is not None and vocabulary.source in ("base", plan.reward_model):
         mergekit_merge._copy_tokenizer(rm_only, str(folder), options)  # the reward model's own files, unchanged
     elif tokenizer is not None:
         mergekit_merge._set_chat_template(tokenizer.tokenizer, prepared)
@@ -220,7 +244,7 @@ def _finish(plan: DogeRMPlan, output: Output, folder: Path, tokenizer: Tokenizer
             LOG.error("could not copy the tokenizer to %s: %s", folder, error)
     if options.write_model_card:
         (folder / CONFIG_FILE).write_text(output.source, encoding="utf-8")
-        card = merge_card(str(plan.reward_model), str(plan.domain_model), lambda_summary(output.config, plan),
-                          output.source)
+        card = merge_card(str(plan.reward_model), ", ".join(map(str, plan.domain_models)),
+                          lambda_summary(output.config, plan), output.source, kernel=plan.kernel)
         card.save(folder / "README.md")
 

@@ -13,13 +13,25 @@ from dogerm_mergekit.contract import MANIFEST, MetricsTable, SweepManifest, load
 from dogerm_mergekit.errors import DogeRMError
 
 
+def _order(item: tuple[str, object]) -> tuple[float, str]:
+    """Lambda sweeps by lambda; parameter grids (no lambda) by name."""
+    name, record = item
+    return (0.0 if record.lam is None else record.lam, name)
+
+
 def sweep_card(manifest: SweepManifest, repo_id: str, repo_per_lambda: bool, metrics: MetricsTable | None = None) -> str:
     """The card of the sweep's main revision: parents, one row per lambda with where to load it, and metrics."""
     rows = []
-    for name, record in sorted(manifest.checkpoints.items(), key=lambda item: item[1].lam):
-        rows.append((record.lam, f'"{repo_id}-{name}"' if repo_per_lambda else f'"{repo_id}", revision="{name}"'))
+    for name, record in sorted(manifest.checkpoints.items(), key=_order):
+        where = f'"{repo_id}-{name}"' if repo_per_lambda else f'"{repo_id}", revision="{name}"'
+        rows.append((name if record.lam is None or record.lambdas else record.lam, where))
+    kernel = None
+    if manifest.points:  # a dogerm_<kernel> grid
+        import yaml
+
+        kernel = str(yaml.safe_load(manifest.config).get("merge_method", "")).removeprefix("dogerm_") or None
     return str(merge_card(manifest.reward_model, manifest.domain_model, "sweep (one checkpoint per row below)",
-                          manifest.config, checkpoints=rows, metrics=metrics))
+                          manifest.config, checkpoints=rows, metrics=metrics, kernel=kernel))
 
 
 def push_sweep(
@@ -47,9 +59,10 @@ def push_sweep(
     written = []
     if not repo_per_lambda:
         api.create_repo(repo_id, private=private, exist_ok=True)
-    for name, record in sorted(manifest.checkpoints.items(), key=lambda item: item[1].lam):
+    for name, record in sorted(manifest.checkpoints.items(), key=_order):
         folder = Path(out_dir) / name
-        message = f"DogeRM checkpoint lambda={record.lam:g}"
+        plain = record.lam is not None and not record.lambdas
+        message = f"DogeRM checkpoint lambda={record.lam:g}" if plain else f"DogeRM checkpoint {name}"
         if repo_per_lambda:
             target = f"{repo_id}-{name}"
             api.create_repo(target, private=private, exist_ok=True)

@@ -1,6 +1,8 @@
 """The DogeRM merge method: theta = theta_RM + lambda * (theta_domain - theta_RM).
 
 lambda weights the domain model, 1 - lambda the reward model (Lin et al., EMNLP 2024, arXiv 2407.01470).
+With several domain models, theta = theta_RM + sum_i lambda_i * (theta_i - theta_RM): each domain model has
+its own lambda, and the reward model keeps 1 - sum_i lambda_i.
 The reward model is the configuration's ``base_model``; tensors only it has (the value head) pass through
 unchanged through mergekit's ``BASE_OR_SKIP`` policy, so the kernel only ever sees pairs.
 """
@@ -8,6 +10,7 @@ unchanged through mergekit's ``BASE_OR_SKIP`` policy, so the kernel only ever se
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -25,6 +28,18 @@ from mergekit.merge_methods.base import (
 from dogerm_mergekit.errors import DogeRMConfigError
 
 METHOD_NAME = "dogerm"
+
+
+def check_lambdas(lams: Sequence[float], allow_extrapolation: bool = False, where: str = "") -> None:
+    """Refuse lambdas (one per domain model) outside [0, 1], or summing outside [0, 1], unless extrapolating."""
+    for lam in lams:
+        check_lambda(lam, allow_extrapolation)
+    total = math.fsum(lams)
+    if len(lams) > 1 and not allow_extrapolation and not 0.0 <= total <= 1.0 + 1e-12:
+        raise DogeRMConfigError(
+            f"the domain models' lambdas sum to {total:g}{where} (the reward model would get {1 - total:g}); "
+            "keep the sum in [0, 1] or set `allow_extrapolation: true` under `parameters` to extrapolate on purpose"
+        )
 
 
 def check_lambda(lam: float, allow_extrapolation: bool = False) -> None:
@@ -78,6 +93,34 @@ def combine(rm: torch.Tensor, delta: torch.Tensor, lam: float) -> torch.Tensor:
     return out
 
 
+def differences(rm: torch.Tensor, domains: Sequence[torch.Tensor]) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    """``(rm, (d_1 - rm, ..., d_n - rm))``: what every lambda vector of one tensor shares."""
+    return rm, tuple(difference(rm, domain)[1] for domain in domains)
+
+
+def combine_all(rm: torch.Tensor, deltas: Sequence[torch.Tensor], lams: Sequence[float]) -> torch.Tensor:
+    """``rm + sum_i lams[i] * deltas[i]`` in the differences' precision, rounded once to ``rm.dtype``.
+
+    With one domain model this is :func:`combine` itself (bit for bit); with several, each product is formed
+    in the differences' precision and added in order, then the reward model's tensor, chunk by chunk.
+    """
+    if len(deltas) != len(lams):
+        raise ValueError(f"{len(deltas)} differences but {len(lams)} lambdas")
+    if len(deltas) == 1:
+        return combine(rm, deltas[0], lams[0])
+    out = torch.empty(rm.shape, dtype=rm.dtype, device=rm.device)
+    size = min(CHUNK, max(out.numel(), 1))
+    acc = torch.empty(size, dtype=deltas[0].dtype, device=rm.device)
+    term = torch.empty_like(acc)
+    for out_part, rm_part, *delta_parts in _chunks(out, rm, *deltas):
+        step, scratch = acc[: out_part.numel()], term[: out_part.numel()]
+        torch.mul(delta_parts[0], lams[0], out=step)
+        for delta_part, lam in zip(delta_parts[1:], lams[1:]):
+            step.add_(torch.mul(delta_part, lam, out=scratch))
+        out_part.copy_(step.add_(rm_part))
+    return out
+
+
 def interpolate(rm: torch.Tensor, domain: torch.Tensor, lam: float) -> torch.Tensor:
     """Return ``rm + lam * (domain - rm)`` computed in fp32 (fp64 for fp64 inputs), cast to ``rm.dtype``.
 
@@ -87,7 +130,7 @@ def interpolate(rm: torch.Tensor, domain: torch.Tensor, lam: float) -> torch.Ten
 
 
 class DogeRMMerge(GroupMergeMethod):
-    """mergekit adapter around :func:`interpolate`: one RM tensor, one domain tensor, per-input lambda."""
+    """mergekit adapter around :func:`combine_all`: one RM tensor, one or more domain tensors, per-input lambda."""
 
     spec = MergeMethodSpec(
         name=METHOD_NAME,
@@ -99,25 +142,25 @@ class DogeRMMerge(GroupMergeMethod):
                 name="lambda",
                 value_type=float,
                 scope=ParameterScope.NON_BASE,
-                description="Weight of the domain model; the reward model gets 1 - lambda.",
+                description="Weight of a domain model; the reward model gets 1 - (sum of the lambdas).",
             ),
             ParameterSpec(
                 name="allow_extrapolation",
                 value_type=bool,
                 scope=ParameterScope.SHARED,
                 default=False,
-                description="Accept lambda outside [0, 1].",
+                description="Accept lambdas (or their sum) outside [0, 1].",
             ),
         ),
-        contract=InputContract(base=BasePolicy.REQUIRED, min_inputs=2, max_inputs=2),
+        contract=InputContract(base=BasePolicy.REQUIRED, min_inputs=2),
         optional_tensor_policy=OptionalTensorPolicy.BASE_OR_SKIP,
     )
 
     def merge_group(self, group: TensorGroup, /, **parameters: Any) -> torch.Tensor:
-        (domain,) = group.non_base
-        lam = parameters["lambda"][domain.id]
-        check_lambda(lam, parameters["allow_extrapolation"])
-        return interpolate(group.base.tensor, domain.tensor, lam)
+        domains = group.non_base
+        lams = [parameters["lambda"][domain.id] for domain in domains]
+        check_lambdas(lams, parameters["allow_extrapolation"], f" for {group.metadata.name}")
+        return combine_all(*differences(group.base.tensor, [domain.tensor for domain in domains]), lams)
 
 
 METHOD = DogeRMMerge()

@@ -4,7 +4,10 @@ The K configurations are planned by the driver into one mergekit task graph: the
 tensor's difference are equal and so shared, and mergekit's scheduler orders tasks by tensor name, so each input
 tensor is loaded, differenced once, interpolated and written K times, and dropped. Checkpoints appear as
 ``OUT/lambda-X.XX`` when complete; ``OUT/sweep.json`` (see :mod:`dogerm_mergekit.contract`) records inputs,
-lambdas and each finished checkpoint's file digests. A rerun finishes only what is missing and refuses changed
+lambdas and each finished checkpoint's file digests. With several domain models, each point is a lambda vector
+(``OUT/lambda-X.XX_Y.YY``, a product of per-domain grids from :func:`grid_points`). A ``dogerm_<kernel>``
+configuration sweeps a grid of mergekit's parameters instead (:func:`kernel_grid_points`,
+``OUT/density-0.50_weight.2-1.00``). A rerun finishes only what is missing and refuses changed
 inputs or configuration unless asked to overwrite; a second run on the same OUT is refused while one runs.
 """
 
@@ -12,7 +15,10 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import itertools
 import json
+import logging
+import math
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,34 +36,101 @@ from dogerm_mergekit.contract import (
     MANIFEST,
     CheckpointRecord,
     SweepManifest,
-    checkpoint_name,
+    grid_checkpoint_name,
+    grid_point_name,
     load_manifest,
     save_manifest,
 )
 from dogerm_mergekit.driver import Output, check_options, run_outputs
 from dogerm_mergekit.errors import DogeRMConfigError
 from dogerm_mergekit.files import fast_digest_file, output_lock, remove_leftovers
-from dogerm_mergekit.method import check_lambda
-from dogerm_mergekit.validation import check_output, split_models
+from dogerm_mergekit.kernels import check_kernel_parameters, is_kernel_method, split_kernel_models
+from dogerm_mergekit.method import check_lambdas
+from dogerm_mergekit.validation import check_output, domain_lambda_settings, split_models
+
+LOG = logging.getLogger(__name__)
 
 SETTINGS = ("out_shard_size", "safe_serialization", "copy_tokenizer", "write_model_card")
 """Options that change the bytes of a checkpoint: part of the configuration a sweep is resumed under."""
 
 
-def config_for_lambda(config: dict[str, Any], domain: str, lam: float | None) -> dict[str, Any]:
-    """The configuration with ``lam`` as the domain model's only lambda (``None`` removes lambda everywhere)."""
+def config_for_lambdas(config: dict[str, Any], lams: dict[str, float] | None) -> dict[str, Any]:
+    """The configuration with ``lams[model]`` as each domain model's only lambda (``None`` removes lambda everywhere)."""
     result = copy.deepcopy(config)
     (result.get("parameters") or {}).pop("lambda", None)
     for model in result["models"]:
         reference = str(ModelReference.model_validate(model["model"]))
         parameters = model.setdefault("parameters", {}) or {}
         parameters.pop("lambda", None)
-        if reference == domain and lam is not None:
-            parameters["lambda"] = lam
+        if lams is not None and reference in lams:
+            parameters["lambda"] = lams[reference]
         model["parameters"] = parameters
         if not parameters:
             del model["parameters"]
     return result
+
+
+def config_for_lambda(config: dict[str, Any], domain: str, lam: float | None) -> dict[str, Any]:
+    """The configuration with ``lam`` as the domain model's only lambda (``None`` removes lambda everywhere)."""
+    return config_for_lambdas(config, None if lam is None else {domain: lam})
+
+
+def _short(model: ModelReference) -> str:
+    return str(model.model.path).rstrip("/").rsplit("/", 1)[-1]
+
+
+def _match_model(model: str, candidates: Sequence[ModelReference], what: str) -> ModelReference:
+    """The one model ``model`` names: its reference as `models:` writes it, its path, or its last path component."""
+    match = [d for d in candidates if model in (str(d), str(d.model.path), _short(d))]
+    if len(match) != 1:
+        names = ", ".join(_short(d) for d in candidates)
+        raise DogeRMConfigError(f"--grid {what}: {'no' if not match else 'more than one'} model matches (they are: "
+                                f"{names})")
+    return match[0]
+
+
+def grid_points(config_source: str, grids: Sequence[tuple[str, str | None, Sequence[float]]]) -> list[tuple[float, ...]]:
+    """Every lambda vector (one lambda per domain model, ``models:`` order) of the product of ``grids``.
+
+    ``grids``: (``lambda``, MODEL, values) as :func:`~dogerm_mergekit.contract.parse_grid` returns; MODEL is a domain model as
+    ``models:`` names it or its last path component (None: the only domain model). A domain model no grid names
+    keeps the plain lambda its configuration gives it. Vectors whose sum leaves [0, 1] are left out (logged)
+    unless the configuration sets ``allow_extrapolation: true``.
+    """
+    raw = yaml.safe_load(config_source)
+    config = MergeConfiguration.model_validate(raw)
+    _, domains = split_models(config)
+    values: dict[ModelReference, Sequence[float]] = {}
+    for name, model, grid in grids:
+        if name != "lambda":
+            raise DogeRMConfigError(f"--grid {name}=...: merge_method: dogerm sweeps lambda only; {name} belongs to "
+                                    "the dogerm_<kernel> methods (dogerm_ties, ...)")
+        if model is None:
+            if len(domains) != 1:
+                raise DogeRMConfigError(f"--grid lambda=...: the configuration has {len(domains)} domain models; "
+                                        "name one per grid as lambda[MODEL]=...")
+            match = list(domains)
+        else:
+            match = [_match_model(model, domains, f"lambda[{model}]")]
+        if match[0] in values:
+            raise DogeRMConfigError(f"--grid: two grids for {match[0]}")
+        values[match[0]] = grid
+    for domain in domains:
+        if domain not in values:
+            settings = domain_lambda_settings(config, domain)
+            if not settings or not isinstance(settings[0], (int, float)) or isinstance(settings[0], bool):
+                raise DogeRMConfigError(f"--grid: no grid for {domain} and its configuration gives no plain lambda: "
+                                        f"add --grid lambda[{_short(domain)}]=...")
+            values[domain] = (float(settings[0]),)
+    allow = bool((raw.get("parameters") or {}).get("allow_extrapolation", False))
+    points = [tuple(point) for point in itertools.product(*(values[d] for d in domains))]
+    kept = [p for p in points if allow or len(p) == 1 or 0.0 <= math.fsum(p) <= 1.0 + 1e-12]
+    if len(kept) < len(points):
+        LOG.warning("--grid: %d of %d lambda vectors sum outside [0, 1] and are left out (allow_extrapolation: "
+                    "true keeps them)", len(points) - len(kept), len(points))
+    if not kept:
+        raise DogeRMConfigError("--grid: every lambda vector sums outside [0, 1]; nothing to merge")
+    return kept
 
 
 @dataclass(frozen=True)
@@ -79,41 +152,166 @@ def input_fingerprint(model: ModelReference) -> dict[str, Any]:
     return {"path": str(folder), "revision": model.model.revision, "files": files}
 
 
+KERNEL_GRID_PARAMETERS = ("weight", "density", "epsilon", "lambda", "gamma")
+"""mergekit parameters a ``dogerm_<kernel>`` grid may sweep (numbers)."""
+
+
+def kernel_grid_points(config_source: str,
+                       grids: Sequence[tuple[str, str | None, Sequence[float]]]) -> list[dict[str, float]]:
+    """The product of ``grids`` for a ``dogerm_<kernel>`` configuration: points ``{"density": 0.5,
+    "weight[MODEL]": 0.7}`` (a top-level parameter, or one model's, MODEL as `models:` writes it)."""
+    raw = yaml.safe_load(config_source)
+    config = MergeConfiguration.model_validate(raw)
+    _, models = split_kernel_models(config)
+    if not grids:
+        raise DogeRMConfigError(f"merge_method: {config.merge_method} sweeps need --grid PARAMETER[MODEL]=SPEC")
+    axes: dict[str, Sequence[float]] = {}
+    for name, model, values in grids:
+        if name not in KERNEL_GRID_PARAMETERS:
+            raise DogeRMConfigError(f"--grid {name}: a dogerm_<kernel> grid sweeps {', '.join(KERNEL_GRID_PARAMETERS)}")
+        if model is None:
+            key = name
+            own = [m.model for m in config.models if name in (m.parameters or {}) and m.model in models]
+            if own and name != "lambda":
+                raise DogeRMConfigError(f"--grid {name}=...: {own[0]} sets its own {name}, which overrides the "
+                                        f"top-level one: sweep {name}[MODEL] instead, or remove it from the model")
+        else:
+            key = f"{name}[{_match_model(model, models, f'{name}[{model}]')}]"
+        if key in axes:
+            raise DogeRMConfigError(f"--grid: two grids for {key}")
+        axes[key] = values
+    return [dict(zip(axes, combo)) for combo in itertools.product(*axes.values())]
+
+
+def config_for_point(config: dict[str, Any], point: dict[str, float] | None) -> dict[str, Any]:
+    """The configuration with ``point``'s values set (``None``: every swept parameter removed, for the digest)."""
+    result = copy.deepcopy(config)
+    for key, value in (point or {}).items():
+        name, _, model = key.partition("[")
+        if not model:
+            result["parameters"] = {**(result.get("parameters") or {}), name: value}
+            continue
+        for entry in result["models"]:
+            if str(ModelReference.model_validate(entry["model"])) == model[:-1]:
+                entry["parameters"] = {**(entry.get("parameters") or {}), name: value}
+    return result
+
+
+def _run_kernel_sweep(raw: dict[str, Any], out_dir: Path, points: Sequence[dict[str, float]], options: MergeOptions,
+                      overwrite: bool) -> SweepResult:
+    config = MergeConfiguration.model_validate(raw)
+    base, models = split_kernel_models(config)
+    check_output(Path(out_dir), "sweep")
+    positions = {str(m): i for i, m in enumerate(models, start=1)}
+    sources = {grid_point_name(p, positions): yaml.safe_dump(config_for_point(raw, p), sort_keys=False) for p in points}
+    if len(sources) != len(points):
+        raise DogeRMConfigError("the grid repeats a point")
+    configs = {name: MergeConfiguration.model_validate(yaml.safe_load(text)) for name, text in sources.items()}
+    for merged in configs.values():
+        check_kernel_parameters(merged)  # every point's density in (0, 1], before anything is written
+    plan = plan_merge(next(iter(configs.values())), options)
+    out_dir = Path(out_dir).absolute()
+    neutral_raw = copy.deepcopy(raw)
+    for key in {k for p in points for k in p}:  # the swept values are the points', not the configuration's
+        name, _, model = key.partition("[")
+        holders = [neutral_raw] if not model else [e for e in neutral_raw["models"]
+                                                    if str(ModelReference.model_validate(e["model"])) == model[:-1]]
+        for holder in holders:
+            (holder.get("parameters") or {}).pop(name, None)
+    neutral = yaml.safe_dump(neutral_raw, sort_keys=True)
+    settings = json.dumps(options.model_dump(include={*SETTINGS, "random_seed"}), sort_keys=True)
+    roles = [("reward_model", plan.reward_model), *((f"model_{positions[str(m)]}", m) for m in models
+                                                    if m != plan.reward_model),
+             *([("pretrained", base)] if base is not None else [])]
+    fresh = SweepManifest(
+        reward_model=str(plan.reward_model),
+        domain_model=", ".join(str(m) for m in plan.domain_models),
+        inputs={role: input_fingerprint(m) for role, m in roles},
+        config_sha256=hashlib.sha256((neutral + settings).encode()).hexdigest(),
+        config=neutral,
+        lambdas=[],
+        domain_models=[str(m) for m in models],
+        points=[dict(p) for p in points],
+    )
+    entries = {name: (configs[name], sources[name], point)
+               for (name, point) in zip(sources, points)}
+    random = config.merge_method in {"dogerm_dare_linear", "dogerm_dare_ties", "dogerm_della"}
+    return _sweep(out_dir, fresh, entries, lambda point, files: CheckpointRecord(files=files, parameters=point),
+                  plan, options, overwrite, "grid points", one_at_a_time=random)
+
+
 def run_sweep(
     config_source: str,
     out_dir: Path,
-    lambdas: Sequence[float],
+    lambdas: Sequence[float | Sequence[float]],
     options: MergeOptions,
     overwrite: bool = False,
 ) -> SweepResult:
-    """Write ``out_dir/lambda-X.XX`` for every lambda not already complete, reading each input tensor once."""
+    """Write ``out_dir/lambda-X.XX`` for every lambda not already complete, reading each input tensor once.
+
+    ``lambdas``: numbers for a one-domain merge, or lambda vectors (one per domain model, ``models:`` order,
+    e.g. from :func:`grid_points`) written to ``out_dir/lambda-X.XX_Y.YY``; for a ``dogerm_<kernel>``
+    configuration, parameter points from :func:`kernel_grid_points`, written to ``out_dir/density-0.50_weight.2-0.70``
+    (one pass over the inputs; one pass per point for the random kernels, each seeded as a single merge).
+    """
     from dogerm_mergekit import register
 
     register()
     check_options(options)
     raw = yaml.safe_load(config_source)
+    if isinstance(raw, dict) and is_kernel_method(str(raw.get("merge_method"))):
+        return _run_kernel_sweep(raw, out_dir, lambdas, options, overwrite)  # type: ignore[arg-type]
     if not isinstance(raw, dict) or raw.get("merge_method") != "dogerm":
-        raise DogeRMConfigError("the sweep configuration must be a dogerm mergekit config (merge_method: dogerm)")
-    _, domain = split_models(MergeConfiguration.model_validate(raw))
+        raise DogeRMConfigError("the sweep configuration must be a dogerm mergekit config (merge_method: dogerm or "
+                                "dogerm_<kernel>)")
+    _, domains = split_models(MergeConfiguration.model_validate(raw))
+    keys = [str(d) for d in domains]
+    points = [(float(p),) if isinstance(p, (int, float)) else tuple(map(float, p)) for p in lambdas]
+    wrong = [p for p in points if len(p) != len(domains)]
+    if wrong:
+        raise DogeRMConfigError(f"{len(domains)} domain models but a lambda vector of {len(wrong[0])}: {wrong[0]}")
     check_output(Path(out_dir), "sweep")
-    sources = {lam: yaml.safe_dump(config_for_lambda(raw, str(domain), lam), sort_keys=False) for lam in lambdas}
-    configs = {lam: MergeConfiguration.model_validate(yaml.safe_load(text)) for lam, text in sources.items()}
-    plan = plan_merge(configs[lambdas[0]], options)
     allow = bool((raw.get("parameters") or {}).get("allow_extrapolation", False))
-    for lam in lambdas:
-        check_lambda(lam, allow)
+    for point in points:
+        check_lambdas(point, allow)
+    sources = {p: yaml.safe_dump(config_for_lambdas(raw, dict(zip(keys, p))), sort_keys=False) for p in points}
+    configs = {p: MergeConfiguration.model_validate(yaml.safe_load(text)) for p, text in sources.items()}
+    plan = plan_merge(configs[points[0]], options)
+    several = len(domains) > 1
 
     out_dir = Path(out_dir).absolute()
-    neutral = yaml.safe_dump(config_for_lambda(raw, str(domain), None), sort_keys=True)
+    neutral = yaml.safe_dump(config_for_lambdas(raw, None), sort_keys=True)
     settings = json.dumps(options.model_dump(include=set(SETTINGS)), sort_keys=True)
+    roles = [("reward_model", plan.reward_model), ("domain_model", domains[0]),
+             *((f"domain_model_{i}", d) for i, d in enumerate(domains[1:], start=2))]
     fresh = SweepManifest(
         reward_model=str(plan.reward_model),
         domain_model=str(plan.domain_model),
-        inputs={role: input_fingerprint(m) for role, m in (("reward_model", plan.reward_model), ("domain_model", domain))},
+        inputs={role: input_fingerprint(m) for role, m in roles},
         config_sha256=hashlib.sha256((neutral + settings).encode()).hexdigest(),
         config=neutral,
-        lambdas=list(lambdas),
+        lambdas=sorted({math.fsum(p) for p in points}) if several else [p[0] for p in points],
+        domain_models=keys if several else [],
+        grid=[list(p) for p in points] if several else [],
     )
+
+    def record_for(point: tuple[float, ...], files: dict[str, str]) -> CheckpointRecord:
+        if not several:
+            return CheckpointRecord(lam=point[0], files=files)
+        return CheckpointRecord(lam=math.fsum(point), files=files, lambdas=dict(zip(keys, point)))
+
+    entries = {grid_checkpoint_name(p): (configs[p], sources[p], p) for p in points}
+    return _sweep(out_dir, fresh, entries, record_for, plan, options, overwrite, "lambdas")
+
+
+def _sweep(out_dir: Path, fresh: SweepManifest, entries: dict[str, tuple[MergeConfiguration, str, Any]],
+           record_for: Any, plan: Any, options: MergeOptions, overwrite: bool, what: str,
+           one_at_a_time: bool = False) -> SweepResult:
+    """Under the output lock: resume from the manifest, merge what is missing, record each checkpoint as it lands.
+
+    ``entries``: checkpoint name -> (configuration, its YAML, the point ``record_for(point, digests)`` records).
+    ``one_at_a_time``: one pass per checkpoint, each seeded as a single merge is (random kernels).
+    """
     with output_lock(out_dir):
         previous = load_manifest(out_dir)
         if previous is not None and (previous.inputs, previous.config_sha256) != (fresh.inputs, fresh.config_sha256):
@@ -125,31 +323,34 @@ def run_sweep(
                 shutil.rmtree(out_dir / name, ignore_errors=True)
             previous = None
         out_dir.mkdir(parents=True, exist_ok=True)
-        names = {checkpoint_name(lam): lam for lam in lambdas}
-        for leftover in (MANIFEST, *names, *(previous.checkpoints if previous else ())):  # of interrupted runs
+        for leftover in (MANIFEST, *entries, *(previous.checkpoints if previous else ())):  # of interrupted runs
             remove_leftovers(out_dir / leftover)
+        union = lambda field: [*(getattr(previous, field) if previous else []),  # noqa: E731
+                               *(x for x in getattr(fresh, field) if not previous or x not in getattr(previous, field))]
         manifest = fresh.model_copy(update={
             "checkpoints": dict(previous.checkpoints) if previous else {},
-            "lambdas": sorted(set(lambdas) | set(previous.lambdas if previous else [])),
+            "lambdas": sorted(set(fresh.lambdas) | set(previous.lambdas if previous else [])),
+            "grid": union("grid"),
+            "points": union("points"),
         })
-        for name, lam in names.items():
+        for name, (_, _, point) in entries.items():
             if name not in manifest.checkpoints and (out_dir / name).is_dir():  # renamed, killed before recording
                 files = {p.name: fast_digest_file(p) for p in sorted((out_dir / name).iterdir()) if p.is_file()}
-                manifest.checkpoints[name] = CheckpointRecord(lam=lam, files=files)
+                manifest.checkpoints[name] = record_for(point, files)
         done = {name for name in manifest.checkpoints if (out_dir / name).is_dir()}
-        todo = [lam for name, lam in names.items() if name not in done]
+        todo = [name for name in entries if name not in done]
         save_manifest(out_dir, manifest)
         if todo:
             def record(output: Output, digests: dict[str, str]) -> None:
-                manifest.checkpoints[output.folder.name] = CheckpointRecord(lam=lams[output.folder], files=digests)
+                manifest.checkpoints[output.folder.name] = record_for(entries[output.folder.name][2], digests)
                 save_manifest(out_dir, manifest)
 
-            lams = {out_dir / checkpoint_name(lam): lam for lam in todo}
-            outputs = [Output(configs[lam], sources[lam], out_dir / checkpoint_name(lam)) for lam in todo]
-            run_outputs(plan, outputs, options, on_complete=record, desc=f"Merging {len(todo)} lambdas")
+            outputs = [Output(entries[n][0], entries[n][1], out_dir / n) for n in todo]
+            for batch in ([[o] for o in outputs] if one_at_a_time else [outputs]):
+                run_outputs(plan, batch, options, on_complete=record, desc=f"Merging {len(batch)} {what}")
     return SweepResult(
         out_dir=out_dir,
-        written=tuple(checkpoint_name(lam) for lam in todo),
-        skipped=tuple(name for name in names if name in done),
+        written=tuple(todo),
+        skipped=tuple(name for name in entries if name in done),
         manifest=manifest,
     )

@@ -1,7 +1,7 @@
 """The nodes dogerm adds to mergekit's task graph: the shared difference, the interpolation, the streaming writer.
 
-A sweep plans one mergekit graph per lambda and runs them as one graph. Each merged tensor becomes
-``PairDifference`` (the reward model's tensor and the fp32 difference to the domain model's, lambda-free, so the
+A sweep plans one mergekit graph per lambda (vector) and runs them as one graph. Each merged tensor becomes
+``Difference`` (the reward model's tensor and the fp32 difference to each domain model's, lambda-free, so the
 K lambdas share one node) followed by one ``Interpolate`` per lambda. mergekit's executor keeps the difference
 until the last interpolation that needs it has run, then frees it: no state outside the graph.
 """
@@ -20,16 +20,16 @@ from mergekit.merge_methods.dtype import align_dtype
 from pydantic import ConfigDict
 
 from dogerm_mergekit import dtypes
-from dogerm_mergekit.method import combine, difference
+from dogerm_mergekit.method import combine_all, differences
 from dogerm_mergekit.writer import StreamingSafetensorsWriter, TensorLayout, WriteQueue
 
 
-class PairDifference(Task[tuple[torch.Tensor, torch.Tensor]]):
-    """``(rm, domain - rm)`` for one tensor, from mergekit's gathered (and vocabulary-aligned) inputs."""
+class Difference(Task[tuple[torch.Tensor, tuple[torch.Tensor, ...]]]):
+    """``(rm, (d_1 - rm, ..., d_n - rm))`` for one tensor, from mergekit's gathered (vocabulary-aligned) inputs."""
 
     tensors: Task
     reward_model: ModelReference
-    domain_model: ModelReference
+    domain_models: tuple[ModelReference, ...]
     name: str
     vocabulary_axis: int | None = None
     dtype: str | None = None
@@ -40,22 +40,33 @@ class PairDifference(Task[tuple[torch.Tensor, torch.Tensor]]):
     def group_label(self) -> str | None:
         return self.tensors.group_label()
 
-    def execute(self, tensors: dict[ModelReference, torch.Tensor], **_kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    def execute(self, tensors: dict[ModelReference, torch.Tensor],
+                **_kwargs: Any) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
         group = TensorGroup.from_tensors(
-            [tensors[self.reward_model], tensors[self.domain_model]], base_index=0, name=self.name,
+            [tensors[self.reward_model], *(tensors[d] for d in self.domain_models)], base_index=0, name=self.name,
             vocabulary_axis=self.vocabulary_axis,
         )
         group.validate_tensors()  # mergekit's own shape check (vocabularies must be aligned)
-        rm, domain = align_dtype(group, dtype_from_name(self.dtype)).tensors  # as mergekit's method adapter does
-        return difference(rm, domain)
+        rm, *domains = align_dtype(group, dtype_from_name(self.dtype)).tensors  # as mergekit's method adapter does
+        return differences(rm, domains)
+
+
+PairDifference = Difference
+"""The one-domain name of :class:`Difference`."""
 
 
 class Interpolate(Task[torch.Tensor]):
-    """``rm + lam * (domain - rm)`` of one tensor for one lambda, in the output dtype."""
+    """``rm + sum_i lams[i] * (d_i - rm)`` of one tensor for one lambda vector, in the output dtype."""
 
-    difference: PairDifference
-    lam: float
+    difference: Difference
+    lams: tuple[float, ...]
     out_dtype: str | None = None
+
+    @property
+    def lam(self) -> float:
+        """The lambda of a one-domain merge."""
+        (lam,) = self.lams
+        return lam
 
     def arguments(self) -> dict[str, Task]:
         return {"difference": self.difference}
@@ -63,9 +74,27 @@ class Interpolate(Task[torch.Tensor]):
     def group_label(self) -> str | None:
         return self.difference.group_label()
 
-    def execute(self, difference: tuple[torch.Tensor, torch.Tensor], **_kwargs: Any) -> torch.Tensor:
-        result = combine(*difference, self.lam)
+    def execute(self, difference: tuple[torch.Tensor, tuple[torch.Tensor, ...]], **_kwargs: Any) -> torch.Tensor:
+        result = combine_all(*difference, self.lams)
         return result.to(dtype_from_name(self.out_dtype)) if self.out_dtype else result
+
+
+class KeepTensor(Task[torch.Tensor]):
+    """One model's tensor unchanged (the reward model's head in a task-vector merge), in the output dtype."""
+
+    tensors: Task
+    model: ModelReference
+    out_dtype: str | None = None
+
+    def arguments(self) -> dict[str, Task]:
+        return {"tensors": self.tensors}
+
+    def group_label(self) -> str | None:
+        return self.tensors.group_label()
+
+    def execute(self, tensors: dict[ModelReference, torch.Tensor], **_kwargs: Any) -> torch.Tensor:
+        tensor = tensors[self.model]
+        return tensor.to(dtype_from_name(self.out_dtype)) if self.out_dtype else tensor
 
 
 class _WriterAdapter:

@@ -15,7 +15,7 @@ from transformers import PretrainedConfig
 
 from dogerm_mergekit.checkpoint import TensorSpec, check_model_folder
 from dogerm_mergekit.errors import CheckpointError, DogeRMConfigError, OutputError
-from dogerm_mergekit.method import check_lambda
+from dogerm_mergekit.method import check_lambda, check_lambdas
 
 LOG = logging.getLogger(__name__)
 LM_HEAD = "lm_head.weight"
@@ -51,67 +51,83 @@ def _numbers(setting: Any) -> Iterator[Any]:
         yield setting
 
 
-def split_models(config: MergeConfiguration) -> tuple[ModelReference, ModelReference]:
-    """Return (reward model, domain model), refusing anything but one RM as base_model plus one domain model."""
+def split_models(config: MergeConfiguration) -> tuple[ModelReference, tuple[ModelReference, ...]]:
+    """Return (reward model, domain models), refusing anything but one RM as base_model plus domain models."""
     if config.slices or config.modules:
         raise DogeRMConfigError("merge_method: dogerm takes a `models:` list, not `slices:` or `modules:`")
     if config.base_model is None:
         raise DogeRMConfigError(
             "merge_method: dogerm needs `base_model:` set to the reward model (the sequence-classification checkpoint)"
         )
-    domain = [m.model for m in config.models or [] if m.model != config.base_model]
-    if len(domain) != 1:
+    domains = [m.model for m in config.models or [] if m.model != config.base_model]
+    if not domains:
         raise DogeRMConfigError(
-            "merge_method: dogerm merges exactly one domain model into the reward model; `models:` names "
-            f"{len(domain)} besides base_model ({', '.join(str(m) for m in domain) or 'none'})"
+            "merge_method: dogerm merges one or more domain models into the reward model; `models:` names none "
+            "besides base_model"
         )
-    return config.base_model, domain[0]
+    repeated = sorted({str(m) for m in domains if domains.count(m) > 1})
+    if repeated:
+        raise DogeRMConfigError(f"`models:` names {repeated[0]} twice: give each domain model once, with its lambda")
+    return config.base_model, tuple(domains)
+
+
+def domain_lambda_settings(config: MergeConfiguration, domain: ModelReference) -> list[Any]:
+    """The lambda settings that apply to ``domain``: its own, else the global one (mergekit's precedence)."""
+    own = next((m.parameters or {} for m in config.models if m.model == domain), {}).get("lambda")
+    return [own] if own is not None else [s for s in [(config.parameters or {}).get("lambda")] if s is not None]
 
 
 def check_config(config: MergeConfiguration, options: MergeOptions) -> None:
-    """Validate the configuration itself: models, lambda and options."""
-    rm, domain = split_models(config)
+    """Validate the configuration itself: models, lambdas (and their sum) and options."""
+    rm, domains = split_models(config)
     if options.unsafe_truncate_embeddings:
         raise DogeRMConfigError(
             "--unsafe-truncate-embeddings truncates embeddings by token id and can write an unloadable model; "
             "dogerm aligns rows by token string instead: drop the flag"
         )
     global_params = config.parameters or {}
-    domain_params = next(m.parameters or {} for m in config.models if m.model == domain)
     allow = global_params.get("allow_extrapolation", False)
     if not isinstance(allow, bool):
         raise DogeRMConfigError("`allow_extrapolation` must be true or false (a single value under `parameters:`)")
-    settings = [s for s in (global_params.get("lambda"), domain_params.get("lambda")) if s is not None]
-    if not settings:
-        raise DogeRMConfigError(
-            "merge_method: dogerm needs `lambda` (the domain model's weight, 0..1) under `parameters:` or under "
-            f"the domain model {domain}"
-        )
-    for setting in settings:
-        for value in _numbers(setting):
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise DogeRMConfigError(f"lambda must be a number; got {value!r}")
-            check_lambda(float(value), allow)
-    LOG.debug("dogerm config: reward model %s, domain model %s", rm, domain)
+    plain: list[float] = []
+    for domain in domains:
+        settings = domain_lambda_settings(config, domain)
+        if not settings:
+            raise DogeRMConfigError(
+                "merge_method: dogerm needs `lambda` (the domain model's weight, 0..1) under `parameters:` or under "
+                f"the domain model {domain}"
+            )
+        for setting in settings:
+            for value in _numbers(setting):
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    raise DogeRMConfigError(f"lambda must be a number; got {value!r}")
+                check_lambda(float(value), allow)
+        if isinstance(settings[0], (int, float)):
+            plain.append(float(settings[0]))
+    if len(plain) == len(domains):
+        check_lambdas(plain, allow)  # per-tensor settings are summed tensor by tensor when planned
+    LOG.debug("dogerm config: reward model %s, domain models %s", rm, ", ".join(map(str, domains)))
 
 
-def check_model_configs(rm_config: PretrainedConfig, domain_config: PretrainedConfig) -> None:
+def check_model_configs(rm_config: PretrainedConfig, domain_config: PretrainedConfig,
+                        role: str = "domain model") -> None:
     """Refuse differing shapes; warn where the domain model would run under different settings."""
     for field in SHAPE_FIELDS:
         ours, theirs = getattr(rm_config, field, None), getattr(domain_config, field, None)
         if ours != theirs:
             raise DogeRMConfigError(
-                f"config field {field!r} differs: reward model {ours}, domain model {theirs}. DogeRM needs two "
-                "fine-tunes of the same pretrained base"
+                f"config field {field!r} differs: reward model {ours}, {role} {theirs}. Every model merged must be a "
+                "fine-tune of the same pretrained base"
             )
     for field in BEHAVIOUR_FIELDS:
         ours, theirs = getattr(rm_config, field, None), getattr(domain_config, field, None)
         if ours != theirs:
             LOG.warning(
-                "config field %r differs (reward model %r, domain model %r); the merged model uses the reward "
+                "config field %r differs (reward model %r, %s %r); the merged model uses the reward "
                 "model's value, so large lambdas run domain weights under it",
                 field,
                 ours,
+                role,
                 theirs,
             )
     if rm_config.model_type != domain_config.model_type:
@@ -128,9 +144,14 @@ def _looks_local(reference: str) -> bool:
 
 
 def locate_inputs(config: MergeConfiguration, options: MergeOptions) -> None:
-    """Resolve both models (local folder, or Hub download) and check each folder's files before any tensor is read."""
-    rm, domain = split_models(config)
-    for role, model in (("reward model (base_model)", rm), ("domain model", domain)):
+    """Resolve every model (local folder, or Hub download) and check each folder's files before any tensor is read."""
+    rm, domains = split_models(config)
+    locate_models([("reward model (base_model)", rm), *(("domain model", d) for d in domains)], options)
+
+
+def locate_models(roles: list[tuple[str, ModelReference]], options: MergeOptions) -> None:
+    """Resolve each (role, model) and check its folder's files; errors name the role."""
+    for role, model in roles:
         if model.lora is not None:
             continue  # mergekit merges the adapter into its own cache folder first
         reference = model.model.path

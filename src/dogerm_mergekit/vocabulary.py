@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -45,20 +46,23 @@ def relation(rm_vocab: dict[str, int], domain_vocab: dict[str, int]) -> Relation
 def plan_vocabulary(
     config: MergeConfiguration,
     rm: ModelReference,
-    domain: ModelReference,
+    domains: Sequence[ModelReference],
     rm_rows: dict[str, int],
-    domain_rows: dict[str, int],
+    domain_rows: Sequence[dict[str, int]],
 ) -> VocabularyPlan:
-    """Decide how embedding rows are aligned; refuse what would silently mix different tokens."""
-    rm_vocab, domain_vocab = _vocab(rm), _vocab(domain)
+    """Decide how embedding rows are aligned (every domain model's to the reward model's, by token string);
+    refuse what would silently mix different tokens."""
+    rm_vocab = _vocab(rm)
+    domain_vocabs = [_vocab(domain) for domain in domains]
     rows = max(rm_rows.values(), default=0)
-    same_rows = all(rm_rows[n] == domain_rows.get(n, rm_rows[n]) for n in rm_rows)
-    if rm_vocab is None or domain_vocab is None:
+    same_rows = all(rm_rows[n] == theirs.get(n, rm_rows[n]) for theirs in domain_rows for n in rm_rows)
+    if rm_vocab is None or any(v is None for v in domain_vocabs):
         if same_rows and config.tokenizer is None and config.tokenizer_source is None:
-            LOG.warning("cannot compare vocabularies without both tokenizers; merging embedding rows by id")
+            LOG.warning("cannot compare vocabularies without every tokenizer; merging embedding rows by id")
             return VocabularyPlan("unknown", None)
-        raise DogeRMConfigError("aligning embedding rows needs the tokenizers of both models next to their weights")
-    kind = relation(rm_vocab, domain_vocab)
+        raise DogeRMConfigError("aligning embedding rows needs the tokenizers of all models next to their weights")
+    kinds = [relation(rm_vocab, vocab) for vocab in domain_vocabs]
+    kind: Relation = next((k for k in ("conflicting", "consistent") if k in kinds), "identical")
     pad = rows if rows > len(rm_vocab) else None  # padded matrices keep their row count
 
     user = config.tokenizer
@@ -70,17 +74,18 @@ def plan_vocabulary(
         return VocabularyPlan(kind, user)
     if kind == "identical" and same_rows:
         return VocabularyPlan(kind, None)
-    if kind == "conflicting":
-        moved = [t for t in sorted(rm_vocab.keys() & domain_vocab.keys()) if rm_vocab[t] != domain_vocab[t]]
-        examples = ", ".join(f"{t!r} ({rm_vocab[t]} vs {domain_vocab[t]})" for t in moved[:3])
-        raise DogeRMConfigError(
-            f"{len(moved)} tokens have different ids in the two vocabularies, e.g. {examples}; add "
-            "`tokenizer: {source: base}` to align embedding rows by token string (or `source: union` to also "
-            "carry the domain model's extra tokens)"
+    for domain, vocab, this in zip(domains, domain_vocabs, kinds):
+        if this == "conflicting":
+            moved = [t for t in sorted(rm_vocab.keys() & vocab.keys()) if rm_vocab[t] != vocab[t]]
+            examples = ", ".join(f"{t!r} ({rm_vocab[t]} vs {vocab[t]})" for t in moved[:3])
+            raise DogeRMConfigError(
+                f"{len(moved)} tokens have different ids in the vocabularies of the reward model and {domain}, e.g. "
+                f"{examples}; add `tokenizer: {{source: base}}` to align embedding rows by token string (or "
+                "`source: union` to also carry the domain models' extra tokens)"
+            )
+    for domain, vocab in zip(domains, domain_vocabs):
+        LOG.info(
+            "aligning embedding rows of %s by token string: %d domain-only tokens dropped, %d reward-only tokens kept",
+            domain, len(vocab.keys() - rm_vocab.keys()), len(rm_vocab.keys() - vocab.keys()),
         )
-    LOG.info(
-        "aligning embedding rows by token string: %d domain-only tokens dropped, %d reward-only tokens kept",
-        len(domain_vocab.keys() - rm_vocab.keys()),
-        len(rm_vocab.keys() - domain_vocab.keys()),
-    )
     return VocabularyPlan(kind, TokenizerConfig(source="base", pad_to_multiple_of=pad))
