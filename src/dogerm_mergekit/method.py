@@ -70,12 +70,17 @@ parallel grain size) on cache-resident slices: 3x faster than whole-tensor tempo
 OpenMP barrier that a busy CPU turns into a stall."""
 
 
+def _step(tensor: torch.Tensor) -> int:
+    """CHUNK on the CPU; the whole tensor on an accelerator (no OpenMP there, and one kernel per operation)."""
+    return CHUNK if tensor.device.type == "cpu" else max(tensor.numel(), 1)
+
+
 def _chunks(*tensors: torch.Tensor):
-    """Matching flat slices of equally shaped tensors, CHUNK elements at a time."""
+    """Matching flat slices of equally shaped tensors, one step at a time."""
     flat = [t.reshape(-1) for t in tensors]
-    total = flat[0].numel()
-    for start in range(0, total, CHUNK):
-        yield tuple(t[start : start + CHUNK] for t in flat)
+    step = _step(tensors[0])
+    for start in range(0, flat[0].numel(), step):
+        yield tuple(t[start : start + step] for t in flat)
 
 
 def combine(rm: torch.Tensor, delta: torch.Tensor, lam: float) -> torch.Tensor:
@@ -85,7 +90,7 @@ def combine(rm: torch.Tensor, delta: torch.Tensor, lam: float) -> torch.Tensor:
     ``delta.mul(lam).add_(rm).to(rm.dtype)``, so the result is bit-identical to that.
     """
     out = torch.empty(rm.shape, dtype=rm.dtype, device=rm.device)
-    scratch = torch.empty(min(CHUNK, max(out.numel(), 1)), dtype=delta.dtype, device=delta.device)
+    scratch = torch.empty(min(_step(out), max(out.numel(), 1)), dtype=delta.dtype, device=delta.device)
     for out_part, rm_part, delta_part in _chunks(out, rm, delta):
         step = scratch[: out_part.numel()]
         torch.mul(delta_part, lam, out=step)
@@ -109,7 +114,7 @@ def combine_all(rm: torch.Tensor, deltas: Sequence[torch.Tensor], lams: Sequence
     if len(deltas) == 1:
         return combine(rm, deltas[0], lams[0])
     out = torch.empty(rm.shape, dtype=rm.dtype, device=rm.device)
-    size = min(CHUNK, max(out.numel(), 1))
+    size = min(_step(out), max(out.numel(), 1))
     acc = torch.empty(size, dtype=deltas[0].dtype, device=rm.device)
     term = torch.empty_like(acc)
     for out_part, rm_part, *delta_parts in _chunks(out, rm, *deltas):
