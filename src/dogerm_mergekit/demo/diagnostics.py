@@ -21,8 +21,7 @@ from typing import Any
 import torch
 from transformers import LlamaForCausalLM, LlamaForSequenceClassification, PreTrainedTokenizerFast
 
-from dogerm_mergekit.demo import corpus
-from dogerm_mergekit.demo.world import _batch, chat
+from dogerm_mergekit.demo.world import _batch, chat, verdict_accuracy
 
 Row = dict[str, Any]
 
@@ -45,7 +44,9 @@ def _texts(tokenizer: PreTrainedTokenizerFast, rows: Sequence[Row], prefix: str 
 
 
 @torch.no_grad()
-def rm_scores(rm: LlamaForSequenceClassification, tokenizer: PreTrainedTokenizerFast, texts: Sequence[str]) -> torch.Tensor:
+def rm_scores(
+    rm: LlamaForSequenceClassification, tokenizer: PreTrainedTokenizerFast, texts: Sequence[str]
+) -> torch.Tensor:
     """The reward of each text (one batch; the worlds' texts are short)."""
     ids, mask = _batch([tokenizer(t)["input_ids"] for t in texts], tokenizer.pad_token_id)
     return rm(input_ids=ids, attention_mask=mask).logits.squeeze(-1).float()
@@ -78,20 +79,6 @@ def lm_margins(lm: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, rows: S
     return total[: len(rows)] - total[len(rows) :]
 
 
-@torch.no_grad()
-def verdict_accuracy(lm: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, rows: Sequence[Row]) -> float:
-    """Share of pairs where ``lm`` judges the chosen answer more ``true`` (vs ``false``) than the rejected one.
-
-    The judged text is the chat text without its closing ``</s>``, as in the pretraining corpus's judged facts.
-    """
-    texts = [t.removesuffix(" " + tokenizer.eos_token) for t in _texts(tokenizer, rows)]
-    ids, mask = _batch([tokenizer(t)["input_ids"] for t in texts], tokenizer.pad_token_id)
-    logits = lm(input_ids=ids, attention_mask=mask).logits[torch.arange(len(texts)), mask.sum(1) - 1].float()
-    true, false = tokenizer.convert_tokens_to_ids([corpus.TRUE, corpus.FALSE])
-    margin = logits[:, true] - logits[:, false]
-    return float((margin[: len(rows)] > margin[len(rows) :]).float().mean())
-
-
 def probe_accuracy(features: torch.Tensor, n_pairs: int, l2: float = 1e-2, steps: int = 200) -> float:
     """2-fold held-out accuracy of logistic regression telling chosen (first ``n_pairs`` rows) from rejected.
 
@@ -110,7 +97,8 @@ def probe_accuracy(features: torch.Tensor, n_pairs: int, l2: float = 1e-2, steps
         def closure() -> torch.Tensor:
             optimizer.zero_grad()
             logits = x_train @ w[:-1] + w[-1]
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, labels[train]) + l2 * w[:-1].square().sum()
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, labels[train])
+            loss = loss + l2 * w[:-1].square().sum()
             loss.backward()
             return loss
 
