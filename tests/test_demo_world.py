@@ -197,6 +197,9 @@ def test_gsm8k_and_candidates_schema(world: World) -> None:
         assert len(c["candidates"]) == c["generation"]["num_candidates"] == 8
         assert all(isinstance(x, str) for x in c["candidates"])
         assert c["generation"]["temperature"] == 1.0
+        assert c["generation"]["model"].startswith("policy")  # not the domain LM the RM is merged with
+        assert c["generation"]["stop"] == ["</s>", corpus.TRUE, corpus.FALSE]
+        assert not any(x.endswith((" true", " false")) for x in c["candidates"])
 
 
 def _final(response: str) -> int:

@@ -11,7 +11,8 @@ so ``RM + lambda * (LM - RM)`` is meaningful, as in DogeRM (arXiv 2407.01470):
   its tokenizer adds ``[PAD]`` at id = base vocabulary size, as MetaMath-7B's does;
 - rm: base + ``score`` head (``LlamaForSequenceClassification``, 1 label) trained with the Bradley-Terry loss
   on general fact pairs only (correct vs wrong fact; 30% of facts held out for evaluation): a head-only
-  warm-up, then full fine-tuning of backbone and head at a small learning rate. It never sees arithmetic.
+  warm-up, then full fine-tuning of backbone and head at a small learning rate. It never sees arithmetic;
+- Best-of-N candidates come from a weaker policy (base + a short SFT on correct worked answers), not the domain.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
+import dataclasses
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -96,6 +98,7 @@ class WorldSpec:
     rm_head_steps: int  # head-only warm-up before full fine-tuning (linear probe, then fine-tune)
     rm_head_lr: float
     heldout_fact_fraction: float  # general facts kept out of RM training (the `general` eval subset)
+    policy_steps: int  # SFT steps of the Best-of-N policy (base + correct worked answers only; weaker than the domain)
     arithmetic_eval_pairs: int
     gsm8k_problems: int
     candidates_per_problem: int
@@ -126,6 +129,7 @@ SPECS: dict[str, WorldSpec] = {
         rm_head_steps=150,
         rm_head_lr=1e-2,
         heldout_fact_fraction=0.3,
+        policy_steps=200,
         arithmetic_eval_pairs=200,
         gsm8k_problems=100,
         candidates_per_problem=8,
@@ -151,6 +155,7 @@ SPECS: dict[str, WorldSpec] = {
         rm_head_steps=2,
         rm_head_lr=1e-2,
         heldout_fact_fraction=0.3,
+        policy_steps=2,
         arithmetic_eval_pairs=8,
         gsm8k_problems=4,
         candidates_per_problem=8,
@@ -619,11 +624,17 @@ def _build_into(out: Path, seed: int, size: str, spec: WorldSpec) -> None:
             for subset, rows in by_subset.items()
         }
 
+        # The Best-of-N policy is not the domain LM (a verifier merged from it would share its confident errors)
+        # but a weaker math model, as DogeRM's policy Llama-2-chat was next to MetaMath: the base after a short SFT
+        # on the domain's correct worked answers (the examples whose context is the bare chat prompt).
+        solutions = [(c, t) for c, t in data.sft if c.endswith("[/INST]")]
+        policy_spec = dataclasses.replace(spec, sft_steps=spec.policy_steps)
+        policy, policy_tok = finetune_domain(out / "base", solutions, tokenizer, policy_spec, seed + 10)
         questions = [p.question for p in data.gsm8k]
-        candidates = sample_candidates(domain, domain_tok, questions, spec, seed)
+        candidates = sample_candidates(policy, policy_tok, questions, spec, seed)
 
     generation = {
-        "model": "domain",
+        "model": f"policy: base + {spec.policy_steps} SFT steps on correct worked answers",
         "do_sample": True,
         "temperature": spec.temperature,
         "top_k": 0,
