@@ -41,6 +41,9 @@ def test_world_layout_and_metadata(world: World, cache_root: Path) -> None:
     assert world.root.name == world_key(0, "test")
     assert (world.seed, world.size) == (0, "test")
     assert world.metadata["sha256"] == _hashes(world)
+    verdicts = world.metadata["verdict_accuracy"]
+    assert set(verdicts) == {"base_general", "base_arithmetic", "domain_general", "domain_arithmetic"}
+    assert all(0.0 <= v <= 1.0 for v in verdicts.values())
     # Nothing but the finished world is left in the cache folder (the temp build folder was renamed).
     assert sorted(p.name for p in cache_root.iterdir()) == [world.root.name]
 
@@ -156,9 +159,29 @@ def test_general_eval_facts_are_held_out_of_rm_training(world: World) -> None:
     eval_rows = _rows(world.rewardbench_data)
     assert not rm_questions & {r["prompt"] for r in eval_rows}
     assert not any("+" in q or "-" in q for q in rm_questions)
-    sft_questions = {q for q, _ in data.sft}
     held = {r["prompt"] for r in eval_rows if r["subset"] == "arithmetic"} | {p.question for p in data.gsm8k}
-    assert not sft_questions & held
+    sft_text = "\n".join(text for _, text in data.sft)
+    assert not any(f"[INST] {q} [/INST]" in sft_text for q in held)
+
+
+def test_sft_mixture() -> None:
+    spec = world_module.SPECS["demo"]
+    tokenizer = world_module.make_tokenizer()
+    sft = world_module.make_datasets(0, spec, tokenizer).sft
+    assert all(text.startswith(context) for context, text in sft)
+    replay = [t for c, t in sft if c == ""]
+    judged = [t for c, t in sft if c and t.endswith((" true", " false"))]
+    solutions = [t for c, t in sft if t.endswith(" </s>") and c]
+    assert len(replay) + len(judged) + len(solutions) == len(sft)
+    assert abs(len(replay) / len(sft) - spec.sft_replay_fraction) < 0.02
+    assert abs(len(judged) / len(sft) - spec.sft_judged_fraction) < 0.02
+    assert not any("+" in t or " - " in t for t in replay)  # replay is general text only
+    assert all("[INST] what is" in t and ("+" in t or " - " in t) for t in judged + solutions)
+    # Judged answers: verdict "true" exactly when every step and the final answer are correct.
+    for text in judged[:200]:
+        question = re.search(r"\[INST\] (.*?) \[/INST\]", text).group(1)
+        final = _final(text)
+        assert text.endswith(" true") == (final == _evaluate(question))
 
 
 def test_gsm8k_and_candidates_schema(world: World) -> None:
@@ -175,6 +198,9 @@ def test_gsm8k_and_candidates_schema(world: World) -> None:
         assert len(c["candidates"]) == c["generation"]["num_candidates"] == 8
         assert all(isinstance(x, str) for x in c["candidates"])
         assert c["generation"]["temperature"] == 1.0
+        assert c["generation"]["model"].startswith("policy")  # not the domain LM the RM is merged with
+        assert c["generation"]["stop"] == ["</s>", corpus.TRUE, corpus.FALSE]
+        assert not any(x.endswith((" true", " false")) for x in c["candidates"])
 
 
 def _final(response: str) -> int:
@@ -188,3 +214,39 @@ def _evaluate(question: str) -> int:
     for op, n in zip(words[1::2], words[2::2]):
         value = value + int(n) if op == "+" else value - int(n)
     return value
+
+
+def test_diagnostics_per_lambda(world: World) -> None:
+    from dogerm_eval.demo import diagnostics
+
+    rm = AutoModelForSequenceClassification.from_pretrained(world.rm).eval()
+    domain = AutoModelForCausalLM.from_pretrained(world.domain).eval()
+    tokenizer = AutoTokenizer.from_pretrained(world.rm)
+    rows = _rows(world.rewardbench_data)
+    rm_sd, lm_sd = rm.state_dict(), domain.state_dict()
+    at0, at1 = diagnostics.merge_state(rm_sd, lm_sd, 0.0), diagnostics.merge_state(rm_sd, lm_sd, 1.0)
+    assert set(at0) == set(rm_sd)
+    assert all(torch.equal(at0[k], rm_sd[k]) for k in rm_sd)
+    assert torch.equal(at1["score.weight"], rm_sd["score.weight"])
+    assert torch.allclose(at1["model.embed_tokens.weight"], lm_sd["model.embed_tokens.weight"][: len(tokenizer)])
+    assert torch.allclose(at1["model.norm.weight"], lm_sd["model.norm.weight"])
+
+    table = diagnostics.diagnose(rm, domain, tokenizer, rows, [0.0, 0.5, 1.0])
+    assert [r["lambda"] for r in table] == [0.0, 0.5, 1.0]
+    for r in table:
+        assert set(r) == {"lambda", "general", "arithmetic", "margin_corr", "probe"}
+        assert all(0.0 <= r[k] <= 1.0 for k in ("general", "arithmetic", "probe"))
+        assert -1.0 <= r["margin_corr"] <= 1.0
+    # lambda = 0 is the RM itself: same pair accuracy as scoring the rows directly.
+    for subset in ("general", "arithmetic"):
+        sub = [r for r in rows if r["subset"] == subset]
+        texts = [world_module.chat(tokenizer, r["prompt"], r[side]) for side in ("chosen", "rejected") for r in sub]
+        with torch.no_grad():
+            scores = [rm(**tokenizer(t, return_tensors="pt")).logits.item() for t in texts]
+        pairs = list(zip(scores[: len(sub)], scores[len(sub) :]))
+        expected = sum(c > w for c, w in pairs) / len(sub)
+        near_ties = sum(abs(c - w) < 1e-4 for c, w in pairs) / len(sub)  # batched vs one-by-one float noise
+        assert abs(table[0][subset] - expected) <= near_ties + 1e-6
+    summary = diagnostics.lm_diagnostics(domain, tokenizer, rows)
+    assert set(summary) == {"verdict_arithmetic", "verdict_general", "logprob_arithmetic", "probe_arithmetic"}
+    assert all(0.0 <= v <= 1.0 for v in summary.values())

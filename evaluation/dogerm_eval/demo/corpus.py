@@ -116,7 +116,7 @@ RELATIONS: tuple[Relation, ...] = (
 
 ANSWER = "the answer is {a} ."
 TRUE, FALSE = "true", "false"
-"""Verdict words that follow judged answers in the pretraining corpus (never in RM, SFT or eval data)."""
+"""Verdict words that follow judged answers in the pretraining corpus and the domain SFT (never in RM or eval data)."""
 EXTRA_WORDS = "let ' s think step by step"
 """Words of the Best-of-N prefix "Let's think step by step." (kept in the vocabulary so it is never unknown)."""
 OPERATIONS = ("+", "-")

@@ -4,13 +4,15 @@ All three models are tiny Llama-architecture transformers models fine-tuned from
 so ``RM + lambda * (LM - RM)`` is meaningful, as in DogeRM (arXiv 2407.01470):
 
 - base: ``LlamaForCausalLM`` pretrained on every general fact (stated, asked and answered, and as judged
-  answers "... . true" / "... . false") and on worked arithmetic whose step results are mostly random (so
-  the base, and the RM built on it, barely know arithmetic);
-- domain: base + SFT on correct worked arithmetic in the chat format; its tokenizer adds ``[PAD]`` at
-  id = base vocabulary size, as MetaMath-7B's does;
+  answers "... . true" / "... . false") and, at a quarter of that volume, on worked arithmetic whose step results
+  are mostly random (so the base, and the RM built on it, barely know arithmetic);
+- domain: base + SFT (next-token loss) on a mixture: correct worked arithmetic in the chat format, judged worked
+  arithmetic ("... the answer is 9 . false", loss on the verdict only) and replayed general pretraining texts;
+  its tokenizer adds ``[PAD]`` at id = base vocabulary size, as MetaMath-7B's does;
 - rm: base + ``score`` head (``LlamaForSequenceClassification``, 1 label) trained with the Bradley-Terry loss
   on general fact pairs only (correct vs wrong fact; 30% of facts held out for evaluation): a head-only
-  warm-up, then full fine-tuning of backbone and head at a small learning rate. It never sees arithmetic.
+  warm-up, then full fine-tuning of backbone and head at a small learning rate. It never sees arithmetic;
+- Best-of-N candidates come from a weaker policy (base + a short SFT on correct worked answers), not the domain.
 """
 
 from __future__ import annotations
@@ -20,10 +22,12 @@ import hashlib
 import json
 import os
 import random
+import re
 import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
+import dataclasses
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -37,11 +41,12 @@ from transformers import (
     LlamaForCausalLM,
     LlamaForSequenceClassification,
     PreTrainedTokenizerFast,
+    get_linear_schedule_with_warmup,
 )
 
 from dogerm_eval.demo import corpus
 
-WORLD_VERSION = 1
+WORLD_VERSION = 2
 """Bump whenever the corpus, the recipe or the file layout changes: it is part of the cache key."""
 
 Size = Literal["demo", "test"]
@@ -81,15 +86,19 @@ class WorldSpec:
     pretrain_steps: int
     pretrain_lr: float
     arithmetic_p_correct: float  # chance that a pretraining arithmetic step result is right
+    arithmetic_ratio: float  # pretraining arithmetic texts per general text
     verdicts: int  # judged answers per general fact in pretraining ("... . true" / "... . false")
     tie_embeddings: bool
     sft_steps: int
     sft_lr: float
+    sft_judged_fraction: float  # SFT examples that are judged worked answers (loss on the verdict only)
+    sft_replay_fraction: float  # SFT examples that replay general pretraining texts
     rm_steps: int
     rm_lr: float
     rm_head_steps: int  # head-only warm-up before full fine-tuning (linear probe, then fine-tune)
     rm_head_lr: float
     heldout_fact_fraction: float  # general facts kept out of RM training (the `general` eval subset)
+    policy_steps: int  # SFT steps of the Best-of-N policy (base + correct worked answers only; weaker than the domain)
     arithmetic_eval_pairs: int
     gsm8k_problems: int
     candidates_per_problem: int
@@ -108,15 +117,19 @@ SPECS: dict[str, WorldSpec] = {
         pretrain_steps=2000,
         pretrain_lr=3e-3,
         arithmetic_p_correct=0.2,
+        arithmetic_ratio=0.25,
         verdicts=2,
         tie_embeddings=True,
-        sft_steps=1200,
-        sft_lr=3e-4,
+        sft_steps=1500,
+        sft_lr=3e-3,
+        sft_judged_fraction=0.4,
+        sft_replay_fraction=0.3,
         rm_steps=100,
         rm_lr=3e-5,
         rm_head_steps=150,
         rm_head_lr=1e-2,
         heldout_fact_fraction=0.3,
+        policy_steps=200,
         arithmetic_eval_pairs=200,
         gsm8k_problems=100,
         candidates_per_problem=8,
@@ -130,15 +143,19 @@ SPECS: dict[str, WorldSpec] = {
         pretrain_steps=4,
         pretrain_lr=3e-3,
         arithmetic_p_correct=0.2,
+        arithmetic_ratio=0.25,
         verdicts=2,
         tie_embeddings=True,
         sft_steps=4,
-        sft_lr=3e-4,
+        sft_lr=3e-3,
+        sft_judged_fraction=0.4,
+        sft_replay_fraction=0.3,
         rm_steps=4,
         rm_lr=3e-5,
         rm_head_steps=2,
         rm_head_lr=1e-2,
         heldout_fact_fraction=0.3,
+        policy_steps=2,
         arithmetic_eval_pairs=8,
         gsm8k_problems=4,
         candidates_per_problem=8,
@@ -266,7 +283,7 @@ class Datasets:
     """All texts of one world, split so nothing evaluated is trained on."""
 
     pretrain: list[str]
-    sft: list[tuple[str, str]]
+    sft: list[tuple[str, str]]  # (context, text): next-token loss on the tokens of ``text`` after ``context``
     rm_pairs: list[tuple[str, str, str]]
     rewardbench: list[dict[str, Any]]
     gsm8k: list[corpus.Problem]
@@ -312,15 +329,26 @@ def make_datasets(seed: int, spec: WorldSpec, tokenizer: PreTrainedTokenizerFast
             wrong = rng.choice(corpus.wrong_objects(fact))
             pretrain.append(judged(fact.question, fact.answer(), corpus.TRUE))
             pretrain.append(judged(fact.question, fact.answer(wrong), corpus.FALSE))
-    for _ in range(len(pretrain)):
+    general_texts = list(pretrain)
+    for _ in range(round(spec.arithmetic_ratio * len(general_texts))):
         p = fresh_problem()
         pretrain.append(chat(tokenizer, p.question, p.worked(corpus.noisy_results(p, rng, spec.arithmetic_p_correct))))
     rng.shuffle(pretrain)
 
     sft = []
     for _ in range(spec.sft_steps * spec.batch_size // 4 + 1):
+        u = rng.random()
+        if u < spec.sft_replay_fraction:
+            sft.append(("", rng.choice(general_texts)))
+            continue
         p = fresh_problem()
-        sft.append((p.question, p.worked(p.results())))
+        if u < spec.sft_replay_fraction + spec.sft_judged_fraction:
+            correct = rng.random() < 0.5
+            results = p.results() if correct else corpus.wrong_results(p, rng)[0]
+            context = judged(p.question, p.worked(results), "").rstrip()
+            sft.append((context, f"{context} {corpus.TRUE if correct else corpus.FALSE}"))
+        else:
+            sft.append((chat(tokenizer, p.question), chat(tokenizer, p.question, p.worked(p.results()))))
 
     rm_pairs = []
     for fact in train_facts:
@@ -329,11 +357,12 @@ def make_datasets(seed: int, spec: WorldSpec, tokenizer: PreTrainedTokenizerFast
     rng.shuffle(rm_pairs)
 
     rows: list[dict[str, Any]] = []
+    eval_rng = random.Random(f"eval-{seed}")  # the eval pairs do not depend on how much training data was drawn
     for fact in heldout:
-        for wrong in rng.sample(corpus.wrong_objects(fact), GENERAL_DISTRACTORS):
+        for wrong in eval_rng.sample(corpus.wrong_objects(fact), GENERAL_DISTRACTORS):
             rows.append(_pair_row(fact.question, fact.answer(), fact.answer(wrong), "distractor", "general"))
     for p in eval_problems[: spec.arithmetic_eval_pairs]:
-        wrong, kind = corpus.wrong_results(p, rng)
+        wrong, kind = corpus.wrong_results(p, eval_rng)
         rows.append(_pair_row(p.question, p.worked(p.results()), p.worked(wrong), kind, "arithmetic"))
     for i, row in enumerate(rows):
         row["id"] = i
@@ -391,10 +420,7 @@ def _train(
     """AdamW with linear warm-up and decay over random mini-batches of item indices; returns the losses."""
     model.train()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.0)
-    warmup = max(1, steps // 20)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (steps - s) / max(1, steps - warmup)))
-    )
+    schedule = get_linear_schedule_with_warmup(optimizer, max(1, steps // 20), steps)
     losses = []
     for _ in tqdm(range(steps), desc=desc, leave=False):
         idx = torch.randint(n_items, (batch_size,), generator=generator).tolist()
@@ -463,9 +489,9 @@ def finetune_domain(
     model.resize_token_embeddings(len(tok))
     model.config.pad_token_id = tok.pad_token_id
     seqs, starts = [], []
-    for prompt, response in examples:
-        starts.append(len(tok(chat(tok, prompt))["input_ids"]))
-        seqs.append(tok(chat(tok, prompt, response))["input_ids"])
+    for context, text in examples:
+        starts.append(len(tok(context)["input_ids"]))
+        seqs.append(tok(text)["input_ids"])
     gen = torch.Generator().manual_seed(seed + 1)
     _train(
         model,
@@ -510,8 +536,14 @@ def train_rm(
 def sample_candidates(
     model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, prompts: list[str], spec: WorldSpec, seed: int
 ) -> list[list[str]]:
-    """``spec.candidates_per_problem`` sampled responses per prompt (temperature ``spec.temperature``)."""
+    """``spec.candidates_per_problem`` sampled responses per prompt (temperature ``spec.temperature``).
+
+    A response ends at ``</s>`` or at a verdict word: the domain SFT also judges answers ("... . true"), and a
+    verdict after the answer is the model switching to judging, so it is cut off like a stop word.
+    """
     torch.manual_seed(seed + 3)
+    stop = [tokenizer.eos_token_id, *tokenizer.convert_tokens_to_ids([corpus.TRUE, corpus.FALSE])]
+    verdict = re.compile(rf" ?\b({corpus.TRUE}|{corpus.FALSE})$")
     out = []
     for prompt in tqdm(prompts, desc="sample candidates", leave=False):
         input_ids = tokenizer(chat(tokenizer, prompt), return_tensors="pt")["input_ids"]
@@ -524,11 +556,28 @@ def sample_candidates(
             top_p=1.0,
             max_new_tokens=spec.max_new_tokens,
             num_return_sequences=spec.candidates_per_problem,
-            eos_token_id=tokenizer.eos_token_id,
+            eos_token_id=stop,
             pad_token_id=tokenizer.pad_token_id,
         )
-        out.append(tokenizer.batch_decode(generated[:, input_ids.shape[1] :], skip_special_tokens=True))
+        texts = tokenizer.batch_decode(generated[:, input_ids.shape[1] :], skip_special_tokens=True)
+        out.append([verdict.sub("", t.strip()) for t in texts])
     return out
+
+
+@torch.no_grad()
+def verdict_accuracy(lm: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, rows: Sequence[dict[str, Any]]) -> float:
+    """Share of pair ``rows`` where ``lm`` judges the chosen answer more ``true`` (vs ``false``) than the rejected.
+
+    The judged text is the chat text without its closing ``</s>``, as in the judged answers of the corpus; the
+    verdict is read at its final ``.``, the position the RM's ``score`` head reads.
+    """
+    sides = ("chosen", "rejected")
+    texts = [chat(tokenizer, r["prompt"], r[side]).removesuffix(" </s>") for side in sides for r in rows]
+    ids, mask = _batch([tokenizer(t)["input_ids"] for t in texts], tokenizer.pad_token_id)
+    logits = lm(input_ids=ids, attention_mask=mask).logits[torch.arange(len(texts)), mask.sum(1) - 1].float()
+    true, false = tokenizer.convert_tokens_to_ids([corpus.TRUE, corpus.FALSE])
+    margin = logits[:, true] - logits[:, false]
+    return float((margin[: len(rows)] > margin[len(rows) :]).float().mean())
 
 
 # ------------------------------------------------------------------------------------------------- build
@@ -566,16 +615,32 @@ def _build_into(out: Path, seed: int, size: str, spec: WorldSpec) -> None:
         rm.save_pretrained(out / "rm")
         tokenizer.save_pretrained(out / "rm")
 
+        # Build-time check of the mechanism's preconditions (the demo prints them): the base judges held-out
+        # facts, the domain LM judges held-out arithmetic.
+        by_subset = {s: [r for r in data.rewardbench if r["subset"] == s] for s in ("general", "arithmetic")}
+        verdicts = {
+            f"{name}_{subset}": verdict_accuracy(model, tokenizer, rows)
+            for name, model in (("base", base), ("domain", domain))
+            for subset, rows in by_subset.items()
+        }
+
+        # The Best-of-N policy is not the domain LM (a verifier merged from it would share its confident errors)
+        # but a weaker math model, as DogeRM's policy Llama-2-chat was next to MetaMath: the base after a short SFT
+        # on the domain's correct worked answers (the examples whose context is the bare chat prompt).
+        solutions = [(c, t) for c, t in data.sft if c.endswith("[/INST]")]
+        policy_spec = dataclasses.replace(spec, sft_steps=spec.policy_steps)
+        policy, policy_tok = finetune_domain(out / "base", solutions, tokenizer, policy_spec, seed + 10)
         questions = [p.question for p in data.gsm8k]
-        candidates = sample_candidates(domain, domain_tok, questions, spec, seed)
+        candidates = sample_candidates(policy, policy_tok, questions, spec, seed)
 
     generation = {
-        "model": "domain",
+        "model": f"policy: base + {spec.policy_steps} SFT steps on correct worked answers",
         "do_sample": True,
         "temperature": spec.temperature,
         "top_k": 0,
         "top_p": 1.0,
         "max_new_tokens": spec.max_new_tokens,
+        "stop": ["</s>", corpus.TRUE, corpus.FALSE],
         "num_candidates": spec.candidates_per_problem,
         "seed": seed + 3,
     }
@@ -602,6 +667,7 @@ def _build_into(out: Path, seed: int, size: str, spec: WorldSpec) -> None:
             "rewardbench_rows": len(data.rewardbench),
             "gsm8k_problems": len(data.gsm8k),
         },
+        "verdict_accuracy": verdicts,
         "sha256": {name: file_sha256(out / name / "model.safetensors") for name in ("base", "domain", "rm")},
         "build_seconds": {"wall": time.perf_counter() - start_wall, "cpu": time.process_time() - start_cpu},
         "torch": torch.__version__,

@@ -1,0 +1,158 @@
+"""Why merging helps in the miniature world: numbers per lambda, computed in memory from the world's models.
+
+For each lambda the reward model ``RM + lambda * (LM - RM)`` (backbone merged, ``score`` head kept) is scored on
+the world's pairs; next to its pair accuracy stand
+
+- ``margin_corr``: Pearson correlation, over the arithmetic pairs, of the merged RM's margin
+  ``score(chosen) - score(rejected)`` with the domain LM's margin ``log p(chosen) - log p(rejected)`` (summed
+  response log-probabilities): how much the RM's judgement follows what the domain LM knows;
+- ``verdict``: (for LMs) the share of pairs whose chosen answer gets a higher ``true``-minus-``false`` logit
+  than the rejected one at the final ``.`` of the judged text, the position the RM's head reads;
+- ``probe``: held-out accuracy of a linear probe (logistic regression, 2-fold over pairs) that tells correct
+  from wrong arithmetic answers from the last-token hidden state the ``score`` head reads: whether correctness is
+  linearly readable there at all, whatever the head does with it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import torch
+from transformers import LlamaForCausalLM, LlamaForSequenceClassification, PreTrainedTokenizerFast
+
+from dogerm_eval.demo.world import _batch, chat, verdict_accuracy
+
+Row = dict[str, Any]
+
+
+def merge_state(rm_sd: dict[str, torch.Tensor], lm_sd: dict[str, torch.Tensor], lam: float) -> dict[str, torch.Tensor]:
+    """``rm + lam * (lm - rm)`` on every backbone tensor (the LM's extra embedding rows dropped), ``score`` kept."""
+    out = {}
+    for key, rm in rm_sd.items():
+        if key == "score.weight":
+            out[key] = rm.clone()
+        else:
+            lm = lm_sd[key][: rm.shape[0]]
+            out[key] = rm + lam * (lm - rm)
+    return out
+
+
+def _texts(tokenizer: PreTrainedTokenizerFast, rows: Sequence[Row], prefix: str = "") -> list[str]:
+    """Chat texts of every row's chosen, then every row's rejected response."""
+    return [chat(tokenizer, r["prompt"], prefix + r[side]) for side in ("chosen", "rejected") for r in rows]
+
+
+@torch.no_grad()
+def rm_scores(
+    rm: LlamaForSequenceClassification, tokenizer: PreTrainedTokenizerFast, texts: Sequence[str]
+) -> torch.Tensor:
+    """The reward of each text (one batch; the worlds' texts are short)."""
+    ids, mask = _batch([tokenizer(t)["input_ids"] for t in texts], tokenizer.pad_token_id)
+    return rm(input_ids=ids, attention_mask=mask).logits.squeeze(-1).float()
+
+
+@torch.no_grad()
+def last_hidden(model: torch.nn.Module, tokenizer: PreTrainedTokenizerFast, texts: Sequence[str]) -> torch.Tensor:
+    """Final-norm hidden state at the last non-pad token (where the RM's ``score`` head reads)."""
+    ids, mask = _batch([tokenizer(t)["input_ids"] for t in texts], tokenizer.pad_token_id)
+    hidden = model.model(input_ids=ids, attention_mask=mask).last_hidden_state
+    last = (ids != tokenizer.pad_token_id).long().cumsum(1).argmax(1)
+    return hidden[torch.arange(len(texts)), last].float()
+
+
+@torch.no_grad()
+def lm_margins(lm: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, rows: Sequence[Row]) -> torch.Tensor:
+    """Per pair, summed log-probability of the chosen response minus that of the rejected one under ``lm``."""
+    seqs, starts = [], []
+    for side in ("chosen", "rejected"):
+        for r in rows:
+            starts.append(len(tokenizer(chat(tokenizer, r["prompt"]))["input_ids"]))
+            seqs.append(tokenizer(chat(tokenizer, r["prompt"], r[side]))["input_ids"])
+    ids, mask = _batch(seqs, tokenizer.pad_token_id)
+    logp = torch.log_softmax(lm(input_ids=ids, attention_mask=mask).logits[:, :-1].float(), -1)
+    token_logp = logp.gather(-1, ids[:, 1:, None]).squeeze(-1)
+    keep = mask[:, 1:].clone()
+    for i, s in enumerate(starts):
+        keep[i, : s - 1] = 0
+    total = (token_logp * keep).sum(1)
+    return total[: len(rows)] - total[len(rows) :]
+
+
+def probe_accuracy(features: torch.Tensor, n_pairs: int, l2: float = 1e-2, steps: int = 200) -> float:
+    """2-fold held-out accuracy of logistic regression telling chosen (first ``n_pairs`` rows) from rejected.
+
+    Folds split pairs, so a pair's two answers are never on both sides; features are standardised per fold.
+    """
+    labels = torch.cat([torch.ones(n_pairs), torch.zeros(n_pairs)])
+    pair = torch.arange(n_pairs).repeat(2)
+    correct = 0.0
+    for fold in (0, 1):
+        train, test = pair % 2 != fold, pair % 2 == fold
+        mean, std = features[train].mean(0), features[train].std(0) + 1e-6
+        x_train, x_test = (features[train] - mean) / std, (features[test] - mean) / std
+        w = torch.zeros(features.shape[1] + 1, requires_grad=True)
+        optimizer = torch.optim.LBFGS([w], max_iter=steps, line_search_fn="strong_wolfe")
+
+        def closure() -> torch.Tensor:
+            optimizer.zero_grad()
+            logits = x_train @ w[:-1] + w[-1]
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, labels[train])
+            loss = loss + l2 * w[:-1].square().sum()
+            loss.backward()
+            return loss
+
+        optimizer.step(closure)
+        with torch.no_grad():
+            correct += ((x_test @ w[:-1] + w[-1] > 0).float() == labels[test]).sum().item()
+    return correct / len(labels)
+
+
+def _pearson(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a - a.mean(), b - b.mean()
+    return float((a * b).sum() / (a.norm() * b.norm() + 1e-12))
+
+
+def diagnose(
+    rm: LlamaForSequenceClassification,
+    lm: LlamaForCausalLM,
+    tokenizer: PreTrainedTokenizerFast,
+    rows: Sequence[Row],
+    lambdas: Iterable[float],
+) -> list[dict[str, float]]:
+    """Per lambda: pair accuracy per subset of ``rows``, ``margin_corr`` and ``probe`` on the arithmetic rows.
+
+    ``rm`` and ``lm`` are the world's RM and domain LM (left unchanged); ``tokenizer`` is the RM's.
+    """
+    subsets = sorted({r["subset"] for r in rows})
+    by_subset = {s: [r for r in rows if r["subset"] == s] for s in subsets}
+    arithmetic = by_subset["arithmetic"]
+    lm_margin = lm_margins(lm, tokenizer, arithmetic)
+    rm_sd, lm_sd = rm.state_dict(), lm.state_dict()
+    merged = LlamaForSequenceClassification(rm.config).eval()
+    out = []
+    for lam in lambdas:
+        merged.load_state_dict(merge_state(rm_sd, lm_sd, lam))
+        result = {"lambda": float(lam)}
+        for subset, subset_rows in by_subset.items():
+            scores = rm_scores(merged, tokenizer, _texts(tokenizer, subset_rows))
+            n = len(subset_rows)
+            result[subset] = float((scores[:n] > scores[n:]).float().mean())
+            if subset == "arithmetic":
+                result["margin_corr"] = _pearson(scores[:n] - scores[n:], lm_margin)
+        result["probe"] = probe_accuracy(last_hidden(merged, tokenizer, _texts(tokenizer, arithmetic)), len(arithmetic))
+        out.append(result)
+    return out
+
+
+def lm_diagnostics(lm: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, rows: Sequence[Row]) -> dict[str, float]:
+    """What an LM (base or domain) knows: its verdict accuracy per subset, its log-prob preference and the probe
+    on the arithmetic pairs."""
+    out = {}
+    for subset in sorted({r["subset"] for r in rows}):
+        subset_rows = [r for r in rows if r["subset"] == subset]
+        out[f"verdict_{subset}"] = verdict_accuracy(lm, tokenizer, subset_rows)
+    arithmetic = [r for r in rows if r["subset"] == "arithmetic"]
+    out["logprob_arithmetic"] = float((lm_margins(lm, tokenizer, arithmetic) > 0).float().mean())
+    out["probe_arithmetic"] = probe_accuracy(last_hidden(lm, tokenizer, _texts(tokenizer, arithmetic)), len(arithmetic))
+    return out
