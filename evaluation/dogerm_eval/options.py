@@ -51,6 +51,7 @@ def configure_logging() -> None:
     for name in ("dogerm_eval", "dogerm_mergekit"):
         logger = logging.getLogger(name)
         logger.setLevel(level)
+        logger.propagate = False  # printed here once, whatever handlers other libraries give the root logger
         if not any(isinstance(h, _EchoHandler) for h in logger.handlers):
             handler = _EchoHandler()
             handler.setFormatter(logging.Formatter("%(message)s"))

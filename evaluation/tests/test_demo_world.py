@@ -223,15 +223,10 @@ def test_diagnostics_per_lambda(world: World) -> None:
     domain = AutoModelForCausalLM.from_pretrained(world.domain).eval()
     tokenizer = AutoTokenizer.from_pretrained(world.rm)
     rows = _rows(world.rewardbench_data)
-    rm_sd, lm_sd = rm.state_dict(), domain.state_dict()
-    at0, at1 = diagnostics.merge_state(rm_sd, lm_sd, 0.0), diagnostics.merge_state(rm_sd, lm_sd, 1.0)
-    assert set(at0) == set(rm_sd)
-    assert all(torch.equal(at0[k], rm_sd[k]) for k in rm_sd)
-    assert torch.equal(at1["score.weight"], rm_sd["score.weight"])
-    assert torch.allclose(at1["model.embed_tokens.weight"], lm_sd["model.embed_tokens.weight"][: len(tokenizer)])
-    assert torch.allclose(at1["model.norm.weight"], lm_sd["model.norm.weight"])
+    from dogerm_mergekit.inmemory import InMemoryMerger
 
-    table = diagnostics.diagnose(rm, domain, tokenizer, rows, [0.0, 0.5, 1.0])
+    merger = InMemoryMerger(str(world.rm), str(world.domain))
+    table = diagnostics.diagnose(rm, domain, tokenizer, rows, [0.0, 0.5, 1.0], merger.state_dict)
     assert [r["lambda"] for r in table] == [0.0, 0.5, 1.0]
     for r in table:
         assert set(r) == {"lambda", "general", "arithmetic", "margin_corr", "probe"}

@@ -86,9 +86,38 @@ def run_demo(output_dir: Path, seed: int, size: str, lambdas: str, cache_dir: Pa
              largest.replace("expected", "oracle")]
     click.echo(format_table(frame[shown]))
     click.echo(verdict(frame).line(seed))
+    click.echo(explain(world, [lam for lam in (0.0, 0.5, 1.0) if lam in values], output_dir))
     for path in paths:
         LOG.info("wrote %s", path)
     return frame
+
+
+def explain(world: World, lambdas: list[float], output_dir: Path) -> str:
+    """Why the merge helps, from ``demo.diagnostics`` (cached in ``OUT/diagnostics.json`` for this world)."""
+    import json
+
+    from dogerm_mergekit.files import atomic_write
+
+    path = output_dir / "diagnostics.json"
+    key = {"world": world.root.name, "lambdas": lambdas}
+    saved = json.loads(path.read_text()) if path.is_file() else {}
+    if saved.get("key") != key:
+        from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+
+        from dogerm_eval.demo.diagnostics import diagnose
+        from dogerm_mergekit.inmemory import InMemoryMerger
+
+        LOG.info("diagnostics: correlation with the domain LM and a linear probe, lambda = %s", lambdas)
+        rows = [json.loads(line) for line in world.rewardbench_data.read_text().splitlines() if line.strip()]
+        table = diagnose(AutoModelForSequenceClassification.from_pretrained(world.rm).eval(),
+                         AutoModelForCausalLM.from_pretrained(world.domain).eval(),
+                         AutoTokenizer.from_pretrained(world.rm), rows, lambdas,
+                         InMemoryMerger(str(world.rm), str(world.domain)).state_dict)
+        saved = {"key": key, "rows": table}
+        atomic_write(path, json.dumps(saved, indent=2))
+    lines = ["why it helps (arithmetic pairs): lambda | corr(RM margin, domain LM log-prob margin) | linear probe"]
+    lines += [f"  {r['lambda']:g} | {r['margin_corr']:+.2f} | {r['probe'] * 100:.1f}" for r in saved["rows"]]
+    return "\n".join(lines)
 
 
 @dataclass(frozen=True)

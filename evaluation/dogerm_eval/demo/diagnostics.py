@@ -1,7 +1,7 @@
 """Why merging helps in the miniature world: numbers per lambda, computed in memory from the world's models.
 
-For each lambda the reward model ``RM + lambda * (LM - RM)`` (backbone merged, ``score`` head kept) is scored on
-the world's pairs; next to its pair accuracy stand
+For each lambda the merged reward model (the weights ``dogerm-sweep`` writes, from
+``dogerm_mergekit.inmemory.InMemoryMerger``) is scored on the world's pairs; next to its pair accuracy stand
 
 - ``margin_corr``: Pearson correlation, over the arithmetic pairs, of the merged RM's margin
   ``score(chosen) - score(rejected)`` with the domain LM's margin ``log p(chosen) - log p(rejected)`` (summed
@@ -15,7 +15,7 @@ the world's pairs; next to its pair accuracy stand
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
@@ -24,18 +24,6 @@ from transformers import LlamaForCausalLM, LlamaForSequenceClassification, PreTr
 from dogerm_eval.demo.world import _batch, chat, verdict_accuracy
 
 Row = dict[str, Any]
-
-
-def merge_state(rm_sd: dict[str, torch.Tensor], lm_sd: dict[str, torch.Tensor], lam: float) -> dict[str, torch.Tensor]:
-    """``rm + lam * (lm - rm)`` on every backbone tensor (the LM's extra embedding rows dropped), ``score`` kept."""
-    out = {}
-    for key, rm in rm_sd.items():
-        if key == "score.weight":
-            out[key] = rm.clone()
-        else:
-            lm = lm_sd[key][: rm.shape[0]]
-            out[key] = rm + lam * (lm - rm)
-    return out
 
 
 def _texts(tokenizer: PreTrainedTokenizerFast, rows: Sequence[Row], prefix: str = "") -> list[str]:
@@ -119,20 +107,21 @@ def diagnose(
     tokenizer: PreTrainedTokenizerFast,
     rows: Sequence[Row],
     lambdas: Iterable[float],
+    merged_state: Callable[[float], dict[str, torch.Tensor]],
 ) -> list[dict[str, float]]:
     """Per lambda: pair accuracy per subset of ``rows``, ``margin_corr`` and ``probe`` on the arithmetic rows.
 
-    ``rm`` and ``lm`` are the world's RM and domain LM (left unchanged); ``tokenizer`` is the RM's.
+    ``rm`` and ``lm`` are the world's RM and domain LM (left unchanged); ``tokenizer`` is the RM's;
+    ``merged_state(lam)`` gives the merged weights (``InMemoryMerger(rm, lm).state_dict``).
     """
     subsets = sorted({r["subset"] for r in rows})
     by_subset = {s: [r for r in rows if r["subset"] == s] for s in subsets}
     arithmetic = by_subset["arithmetic"]
     lm_margin = lm_margins(lm, tokenizer, arithmetic)
-    rm_sd, lm_sd = rm.state_dict(), lm.state_dict()
     merged = LlamaForSequenceClassification(rm.config).eval()
     out = []
     for lam in lambdas:
-        merged.load_state_dict(merge_state(rm_sd, lm_sd, lam))
+        merged.load_state_dict(merged_state(lam))
         result = {"lambda": float(lam)}
         for subset, subset_rows in by_subset.items():
             scores = rm_scores(merged, tokenizer, _texts(tokenizer, subset_rows))

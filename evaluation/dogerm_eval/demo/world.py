@@ -104,7 +104,7 @@ class WorldSpec:
     candidates_per_problem: int
     max_new_tokens: int = 40
     temperature: float = 1.0
-    threads: int = 2
+    threads: int = 1  # 2 threads stall at OpenMP barriers as soon as anything else runs (2-3 s per step)
 
 
 SPECS: dict[str, WorldSpec] = {
