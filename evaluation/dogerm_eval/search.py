@@ -5,7 +5,8 @@ The protocol, so that lambda is not chosen on the data it is reported on:
 1. The benchmark's rows are split once into dev and test by a hash of (seed, row id): deterministic, recorded,
    disjoint (:func:`split_rows`).
 2. lambda = 0 (the reward model alone) is always evaluated first: the reference of the constraint and the
-   answer when nothing beats it.
+   answer when nothing beats it; lambda = 1 next, since the bounded method below never evaluates a bound and
+   curves that rise to the end of [0, 1] are common (the miniature world's peak is at 1).
 3. scipy's bounded scalar minimisation (Brent's method: golden-section steps, parabolic ones where the curve
    allows) proposes the next lambdas in [0, 1], on the objective negated and penalised where the constraint
    fails, until ``max_evals`` evaluations are spent (then it is stopped). A DogeRM curve is one bump or flat
@@ -111,7 +112,7 @@ def search(
     xatol: float = 0.05,
     tie: float = 1e-9,
 ) -> tuple[list[Point], Point, str | None]:
-    """Evaluate lambda = 0, then Brent's proposals, within ``max_evals`` evaluations; return (points, chosen, note).
+    """Evaluate lambda = 0, 1, then Brent's proposals, within ``max_evals`` evaluations; return (points, chosen, note).
 
     ``evaluate(lam)`` returns (metrics, intervals); ``known`` points (an earlier run's) are reused instead of
     evaluated (they still count as steps of the budget, so a rerun retraces the same search). ``note`` says why the reward model alone was chosen when no lambda meets the
@@ -151,6 +152,7 @@ def search(
         return -found.metrics[objective] + (1.0 + missed if missed else 0.0)
 
     try:
+        loss(1.0)  # Brent's bounded method never evaluates a bound, and the best lambda is often 1 (or 0)
         minimize_scalar(loss, bounds=(0.0, 1.0), method="bounded", options={"xatol": xatol, "maxiter": 100})
     except _BudgetSpent:
         pass
