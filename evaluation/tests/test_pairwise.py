@@ -55,3 +55,18 @@ def test_command_end_to_end(tiny_rm_dir, tmp_path):
     expected = pd.Series(chosen > rejected).groupby(frame["subset"]).mean()
     assert saved["subsets"] == pytest.approx(expected.to_dict())
     assert set(saved["metrics"]) == {"pairwise/general", "pairwise/arithmetic", "pairwise/score"}
+
+
+def test_a_second_run_scoring_the_same_model_and_benchmark_is_refused(tiny_rm_dir, tmp_path):
+    from filelock import FileLock
+
+    _rows().to_parquet(tmp_path / "pairs.parquet")
+    args = ["pairwise", str(tiny_rm_dir), "--data", str(tmp_path / "pairs.parquet"), "--output-dir", str(tmp_path / "out"),
+            "--dtype", "float32"]
+    result_dir = tmp_path / "out" / tiny_rm_dir.name
+    (tmp_path / "out" / ".locks").mkdir(parents=True)
+    with FileLock(tmp_path / "out" / ".locks" / f".{tiny_rm_dir.name}--pairwise.lock"):  # as a running run holds it
+        busy = CliRunner().invoke(main, args)
+    assert busy.exit_code == 1 and "being written by another run" in busy.output
+    assert not (result_dir / "pairwise.json").exists()
+    assert CliRunner().invoke(main, args).exit_code == 0 and (result_dir / "pairwise.json").is_file()

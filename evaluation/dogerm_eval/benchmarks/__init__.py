@@ -10,6 +10,7 @@ under `metrics`, which the sweep report and `--push-results` read). Other benchm
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
@@ -40,6 +41,7 @@ from dogerm_eval.results import (
     write_result,
 )
 from dogerm_eval.scorer import process_state
+from dogerm_mergekit.files import output_lock
 
 LOG = logging.getLogger(__name__)
 
@@ -129,44 +131,48 @@ def run_task(
     state = process_state()
     settings = task_settings(task.benchmark, dict(settings))  # --compat rewardbench: the script's truncation side
     key = cache_key(model_fp, name, task.table.dataset, task.table.revision, task.subsets, settings)
-    cached = load_cached_result(output_dir, model, name, key)
-    if cached is not None:
-        LOG.info("%s %s: reusing cached result (key %s)", model.slug, name, key[:12])
-        return cached
-    scorer = make_scorer()
-    configure_scorer(scorer, settings)
-    passes = task.benchmark.passes(task.table.frame)
-    chunks = checkpoint_dir(output_dir, model, name, key)
-    if state.is_main_process:
-        prepare_checkpoints(chunks, passes, chunk_size, scorer)
-    state.wait_for_everyone()
-    scores = score_in_chunks(
-        scorer, passes, chunks, chunk_size, write=state.is_main_process,
-        progress=lambda done, total: LOG.info("%s %s: scored %d/%d", model.slug, name, done, total),
-    )
-    state.wait_for_everyone()  # every process has read the chunks it reuses
-    evaluation = task.benchmark.evaluate(task.table.frame, scores)
-    payload = {
-        "benchmark": name,
-        "dataset": task.table.dataset,
-        "dataset_revision": task.table.revision,
-        "settings": {**settings, "scorer": scorer.settings_record()},
-        "subsets": evaluation.subsets,
-        "sections": evaluation.sections,
-        "score": evaluation.score,
-        **evaluation.extra,
-        "cache_key": key,
-    }
-    payload["metrics"] = task.benchmark.metrics(payload)
-    path = result_path(output_dir, model, name)
-    if state.is_main_process:
-        write_result(output_dir, model, name, payload, evaluation.per_example)
-        shutil.rmtree(chunks)
-        if not any(chunks.parent.iterdir()):
-            chunks.parent.rmdir()
-        LOG.info("%s %s: score %.4f -> %s", model.slug, name, evaluation.score, path)
-    state.wait_for_everyone()
-    return json.loads(path.read_text(encoding="utf-8"))
+    # two runs scoring the same model on the same benchmark into one OUT would interleave their checkpoints
+    lock = output_lock(Path(output_dir) / ".locks" / f"{model.slug}--{name}") if state.is_main_process \
+        else contextlib.nullcontext()
+    with lock:
+        cached = load_cached_result(output_dir, model, name, key)
+        if cached is not None:
+            LOG.info("%s %s: reusing cached result (key %s)", model.slug, name, key[:12])
+            return cached
+        scorer = make_scorer()
+        configure_scorer(scorer, settings)
+        passes = task.benchmark.passes(task.table.frame)
+        chunks = checkpoint_dir(output_dir, model, name, key)
+        if state.is_main_process:
+            prepare_checkpoints(chunks, passes, chunk_size, scorer)
+        state.wait_for_everyone()
+        scores = score_in_chunks(
+            scorer, passes, chunks, chunk_size, write=state.is_main_process,
+            progress=lambda done, total: LOG.info("%s %s: scored %d/%d", model.slug, name, done, total),
+        )
+        state.wait_for_everyone()  # every process has read the chunks it reuses
+        evaluation = task.benchmark.evaluate(task.table.frame, scores)
+        payload = {
+            "benchmark": name,
+            "dataset": task.table.dataset,
+            "dataset_revision": task.table.revision,
+            "settings": {**settings, "scorer": scorer.settings_record()},
+            "subsets": evaluation.subsets,
+            "sections": evaluation.sections,
+            "score": evaluation.score,
+            **evaluation.extra,
+            "cache_key": key,
+        }
+        payload["metrics"] = task.benchmark.metrics(payload)
+        path = result_path(output_dir, model, name)
+        if state.is_main_process:
+            write_result(output_dir, model, name, payload, evaluation.per_example)
+            shutil.rmtree(chunks)
+            if not any(chunks.parent.iterdir()):
+                chunks.parent.rmdir()
+            LOG.info("%s %s: score %.4f -> %s", model.slug, name, evaluation.score, path)
+        state.wait_for_everyone()
+        return json.loads(path.read_text(encoding="utf-8"))
 
 
 def run_model(
