@@ -13,7 +13,8 @@ from transformers import AutoModelForCausalLM, AutoModelForSequenceClassificatio
 from dogerm_eval.demo import corpus
 from dogerm_eval.demo import world as world_module
 from dogerm_eval.demo.world import World, WorldBuildError, build_world
-from dogerm_eval.demo.world import file_sha256, world_key
+from dogerm_eval.demo.world import world_key
+from dogerm_mergekit.files import sha256_file
 
 REWARDBENCH_COLUMNS = ["prompt", "chosen", "chosen_model", "rejected", "rejected_model", "subset", "id"]
 
@@ -29,7 +30,7 @@ def world(cache_root: Path) -> World:
 
 
 def _hashes(w: World) -> dict[str, str]:
-    return {name: file_sha256(getattr(w, name) / "model.safetensors") for name in ("base", "domain", "rm")}
+    return {name: sha256_file(getattr(w, name) / "model.safetensors") for name in ("base", "domain", "rm")}
 
 
 def _rows(path: Path) -> list[dict]:

@@ -18,7 +18,6 @@ so ``RM + lambda * (LM - RM)`` is meaningful, as in DogeRM (arXiv 2407.01470):
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import random
@@ -45,6 +44,7 @@ from transformers import (
 )
 
 from dogerm_eval.demo import corpus
+from dogerm_mergekit.files import sha256_file
 
 WORLD_VERSION = 2
 """Bump whenever the corpus, the recipe or the file layout changes: it is part of the cache key."""
@@ -587,15 +587,6 @@ def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
 
 
-def file_sha256(path: Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _build_into(out: Path, seed: int, size: str, spec: WorldSpec) -> None:
     """Build every model and data file of the world into the (empty) folder ``out``."""
     start_wall, start_cpu = time.perf_counter(), time.process_time()
@@ -668,7 +659,7 @@ def _build_into(out: Path, seed: int, size: str, spec: WorldSpec) -> None:
             "gsm8k_problems": len(data.gsm8k),
         },
         "verdict_accuracy": verdicts,
-        "sha256": {name: file_sha256(out / name / "model.safetensors") for name in ("base", "domain", "rm")},
+        "sha256": {name: sha256_file(out / name / "model.safetensors") for name in ("base", "domain", "rm")},
         "build_seconds": {"wall": time.perf_counter() - start_wall, "cpu": time.process_time() - start_cpu},
         "torch": torch.__version__,
     }
