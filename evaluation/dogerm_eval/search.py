@@ -197,11 +197,11 @@ def write_search(output_dir: Path, record: Mapping[str, Any]) -> Path:
     objective = record["settings"]["objective"]
     for name in sorted({objective, *([record["settings"]["constraint_metric"]] if record["settings"].get(
             "constraint_metric") else [])}):
-        xs = [p["lam"] for p in points]
         ys = [p["metrics"][name] for p in points]
-        low = [p["metrics"][name] - p["intervals"].get(name, (p["metrics"][name],) * 2)[0] for p in points]
-        high = [p["intervals"].get(name, (p["metrics"][name],) * 2)[1] - p["metrics"][name] for p in points]
-        axes.errorbar(xs, ys, yerr=[low, high], fmt="o", capsize=3, label=f"{name} (dev)")
+        bounds = [p["intervals"].get(name, (y, y)) for p, y in zip(points, ys)]
+        axes.errorbar([p["lam"] for p in points], ys, yerr=[[y - b[0] for y, b in zip(ys, bounds)],
+                                                            [b[1] - y for y, b in zip(ys, bounds)]],
+                      fmt="o", capsize=3, label=f"{name} (dev)")
     axes.axvline(record["chosen"]["lam"], linestyle="--", color="gray", label=f"chosen lambda {record['chosen']['lam']:g}")
     axes.set_xlabel("lambda")
     axes.set_xlim(-0.05, 1.05)
@@ -284,21 +284,24 @@ class SplitEvaluator:
         LOG.info("lambda=%g: scored %d %s rows", lam, len(rows), split)
         return rows, scores
 
-    def evaluate(self, lam: float, split: str) -> tuple[dict[str, float], dict[str, tuple[float, float]]]:
-        """Metrics of the merge at ``lam`` on ``split`` and their bootstrap intervals."""
+    def evaluate(self, lam: float, split: str, bootstrap: int = 200
+                 ) -> tuple[dict[str, float], dict[str, tuple[float, float]]]:
+        """Metrics of the merge at ``lam`` on ``split`` and their intervals from ``bootstrap`` resamples (0: none)."""
         rows, scores = self.scores(lam, split)
+        if not bootstrap:
+            return self._metrics(rows, scores), {}
         by_pass = scores.reshape(-1, len(rows))
 
         def resampled(index: np.ndarray) -> dict[str, float]:
             return self._metrics(rows.iloc[index].reset_index(drop=True), by_pass[:, index].reshape(-1))
 
-        return self._metrics(rows, scores), bootstrap_intervals(resampled, len(rows), seed=self.seed)
+        return self._metrics(rows, scores), bootstrap_intervals(resampled, len(rows), bootstrap, seed=self.seed)
 
 
 def run_search(
     reward_model: str, domain_model: str, benchmark: str, data: str | None, subsets: Sequence[str] | None,
     objective: str, constraint: str | None, max_evals: int, dev_fraction: float, seed: int, output_dir: Path,
-    scoring: Mapping[str, Any], write: Path | None = None, push_to_hub: str | None = None,
+    scoring: Mapping[str, Any], write: Path | None = None, push_to_hub: str | None = None, bootstrap: int = 200,
 ) -> dict[str, Any]:
     """Search lambda for ``reward_model`` + ``domain_model`` on ``benchmark``'s dev split; evaluate it on test.
 
@@ -317,13 +320,15 @@ def run_search(
     store = output_dir / "points.json"
     saved = json.loads(store.read_text()) if store.is_file() else {}
     known = {float(lam): Point(**p) for lam, p in saved.get(key, {}).get("dev", {}).items()}
-    points, chosen, note = search(lambda lam: evaluator.evaluate(lam, "dev"), objective, rule, max_evals, known)
+    points, chosen, note = search(lambda lam: evaluator.evaluate(lam, "dev", bootstrap), objective, rule, max_evals,
+                                  known)
     if note:
         LOG.warning("%s", note)
     cached_test = saved.get(key, {}).get("test", {}).get(str(chosen.lam))
     test_metrics = cached_test or evaluator.evaluate(chosen.lam, "test")[0]
-    saved[key] = {"dev": {str(p.lam): asdict(p) for p in points} | saved.get(key, {}).get("dev", {}),
-                  "test": {**saved.get(key, {}).get("test", {}), str(chosen.lam): test_metrics}}
+    previous = saved.get(key, {})
+    saved[key] = {"dev": {**previous.get("dev", {}), **{str(p.lam): asdict(p) for p in points}},
+                  "test": {**previous.get("test", {}), str(chosen.lam): test_metrics}}
     output_dir.mkdir(parents=True, exist_ok=True)
     from dogerm_mergekit.files import atomic_write
 
@@ -372,6 +377,8 @@ def command():
     @click.option("--max-evals", type=int, default=5, show_default=True, help="Dev evaluations, lambda = 0 included.")
     @click.option("--dev-fraction", type=float, default=0.5, show_default=True, help="Share of rows in the dev split.")
     @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the dev/test split.")
+    @click.option("--bootstrap", type=click.IntRange(min=0), default=200, show_default=True,
+                  help="Resamples for each dev point's 95% intervals (0: none; they cost more than scoring tiny models).")
     @click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path), required=True)
     @click.option("--write", type=click.Path(file_okay=False, path_type=Path),
                   help="Write the chosen checkpoint (as dogerm-sweep does) into this sweep folder.")
