@@ -4,7 +4,9 @@ Builds two random bf16 checkpoints (a LlamaForSequenceClassification RM and a Ll
 sharded safetensors, a 32000-token tokenizer) of TinyLlama-1.1B's shape or of Llama-2-7B's width
 (``--shape llama7b``: hidden 4096, intermediate 11008, fewer layers), then prints: the K-lambda ``dogerm-sweep``
 wall time and peak anonymous RSS; the I/O floor, measured right after it: writing the same K checkpoints' bytes
-with ``cat`` plus one ``sync``; ``mergekit-yaml`` (dogerm) wall time and peak RSS for R runs, extrapolated to K
+with ``cat`` plus one ``sync`` (through the page cache, whose speed varies widely on a busy VM); the direct-I/O
+floor: as many bytes written past the page cache (the way the sweep writes them), the disk's own speed;
+``mergekit-yaml`` (dogerm) wall time and peak RSS for R runs, extrapolated to K
 (and said so); and the ratios.
 
     python benchmarks/sweep.py --workdir /tmp/dogerm-bench [--k 11] [--yaml-runs 1] [--shape tinyllama|llama7b]
@@ -13,6 +15,7 @@ with ``cat`` plus one ``sync``; ``mergekit-yaml`` (dogerm) wall time and peak RS
 from __future__ import annotations
 
 import argparse
+import mmap
 import os
 import shutil
 import subprocess
@@ -107,6 +110,24 @@ def io_floor(checkpoint: Path, copies: int, folder: Path) -> float:
     return elapsed
 
 
+def direct_floor(nbytes: int, copies: int, folder: Path) -> float:
+    """Seconds to write ``copies`` files of ``nbytes`` with direct I/O (4 MiB blocks) and fsync: the disk's own
+    write speed, past the page cache (the way the sweep writes)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    block = mmap.mmap(-1, 4 << 20)
+    block.write(os.urandom(4 << 20))
+    start = time.perf_counter()
+    for index in range(copies):
+        fd = os.open(folder / f"{index}.bin", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_DIRECT, 0o644)
+        for offset in range(0, nbytes, len(block)):
+            os.pwrite(fd, block, offset)
+        os.fsync(fd)
+        os.close(fd)
+    elapsed = time.perf_counter() - start
+    shutil.rmtree(folder)
+    return elapsed
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/dogerm-bench"))
@@ -134,6 +155,7 @@ def main() -> None:
     checkpoint = work / "sweep" / "lambda-0.00"
     out_bytes = folder_bytes(checkpoint)
     floor = io_floor(checkpoint, args.k, work / "floor")
+    direct = direct_floor(out_bytes, args.k, work / "direct")
     shutil.rmtree(work / "sweep")
 
     yaml_times, yaml_rss = [], 0
@@ -151,9 +173,11 @@ def main() -> None:
     print(f"models: 2 x {args.shape} shape ({layers} layers), bf16; K = {args.k} lambdas; {os.cpu_count()} CPUs")
     print(f"inputs {in_bytes / gib:.2f} GiB read once; outputs {args.k} x {out_bytes / gib:.2f} GiB")
     print(f"I/O floor (cat K copies + sync): {floor:8.1f} s")
+    print(f"direct-I/O floor (same bytes):   {direct:8.1f} s")
     print(f"dogerm-sweep (K={args.k}):          {sweep_time:8.1f} s   peak anonymous RSS {sweep_rss / gib:.2f} GiB")
     print(f"mergekit-yaml, one merge ({args.yaml_runs} timed): {one_yaml:8.1f} s   peak anonymous RSS {yaml_rss / gib:.2f} GiB")
     print(f"sweep / I/O floor:               {sweep_time / floor:8.2f}x  (goal <= 1.3)")
+    print(f"sweep / direct-I/O floor:        {sweep_time / direct:8.2f}x")
     print(f"K x mergekit-yaml / sweep:       {one_yaml * args.k / sweep_time:8.2f}x  (extrapolated from {args.yaml_runs} run(s))")
 
 

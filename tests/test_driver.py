@@ -12,7 +12,7 @@ from dogerm_mergekit.architecture import plan_merge
 from dogerm_mergekit.cli import sweep as sweep_command
 from dogerm_mergekit.driver import plan_outputs
 from dogerm_mergekit.sweep import run_sweep
-from dogerm_mergekit.tasks import Interpolate, PairDifference
+from dogerm_mergekit.tasks import Interpolate, PairDifference, SweepTensor
 from dogerm_mergekit.writer import WriteQueue
 from dogerm_mergekit import testing as tiny
 from tests.mergeutil import config_dict, merge, tensors
@@ -25,15 +25,26 @@ def pair(tmp_path):
     return tiny.build_pair(tmp_path / "in", lm_tokens=tiny.vocabulary(1000, extra=("[PAD]",)))
 
 
-def test_k_lambdas_share_one_difference_node_per_merged_tensor(tmp_path, pair):
+def _planned_kinds(tmp_path, pair, queue):
     rm, lm = pair
     configs = [MergeConfiguration.model_validate(config_dict(rm, lm, lam)) for lam in (0.0, 0.5, 1.0)]
     plan = plan_merge(configs[0], OPTIONS)
+    planned = plan_outputs(plan, [(c, tmp_path / str(i)) for i, c in enumerate(configs)], OPTIONS, queue)
+    universe = TaskUniverse([task for output in planned for task in output])
+    return plan, [handle.task() for handle in map(universe.get_handle, universe.tasks)]
+
+
+def test_streamed_k_lambdas_are_one_sweep_node_per_merged_tensor(tmp_path, pair):
     with WriteQueue() as queue:
-        planned = plan_outputs(plan, [(c, tmp_path / str(i)) for i, c in enumerate(configs)], OPTIONS, queue)
-    tasks = [task for output in planned for task in output]
-    universe = TaskUniverse(tasks)
-    kinds = [handle.task() for handle in map(universe.get_handle, universe.tasks)]
+        plan, kinds = _planned_kinds(tmp_path, pair, queue)
+    sweeps = [t for t in kinds if isinstance(t, SweepTensor)]
+    assert len(sweeps) == len(plan.merged) and {t.name for t in sweeps} == set(plan.merged)
+    assert all(t.lam_vectors == ((0.0,), (0.5,), (1.0,)) and len(set(t.writers)) == 3 for t in sweeps)
+    assert not [t for t in kinds if isinstance(t, (PairDifference, Interpolate))]
+
+
+def test_k_lambdas_share_one_difference_node_per_merged_tensor_without_streaming(tmp_path, pair):
+    plan, kinds = _planned_kinds(tmp_path, pair, None)
     differences = [t for t in kinds if isinstance(t, PairDifference)]
     interpolations = [t for t in kinds if isinstance(t, Interpolate)]
     assert len(differences) == len(plan.merged)

@@ -151,14 +151,14 @@ def test_push_refuses_a_bad_repo_id_or_an_unfinished_sweep_before_any_request(tm
 KILL_DURING_WRITE = """
 import os, signal, sys
 import dogerm_mergekit.writer as writer
-original = writer.StreamingSafetensorsWriter.write
+original = writer.StreamingSafetensorsWriter.claim
 calls = [0]
 def dying(self, *args, **kwargs):
     calls[0] += 1
     if calls[0] == 10:
         os.kill(os.getpid(), signal.SIGKILL)
     return original(self, *args, **kwargs)
-writer.StreamingSafetensorsWriter.write = dying
+writer.StreamingSafetensorsWriter.claim = dying
 from mergekit.scripts.run_yaml import main
 main(sys.argv[1:])
 """

@@ -82,7 +82,7 @@ def test_method_is_registered_by_name_once():
 def test_chunked_combine_is_bit_identical_to_the_whole_tensor_formula(dtype, monkeypatch):
     import dogerm_mergekit.method as method
 
-    monkeypatch.setattr(method, "CHUNK", 7)  # many chunks and a ragged last one
+    monkeypatch.setattr(method, "BLOCK", 7)  # many steps and a ragged last one
     generator = torch.Generator().manual_seed(3)
     rm = torch.randn(5, 11, generator=generator).to(dtype)
     domain = torch.randn(5, 11, generator=generator).to(dtype)
@@ -94,9 +94,33 @@ def test_chunked_combine_is_bit_identical_to_the_whole_tensor_formula(dtype, mon
 def test_chunked_difference_equals_the_whole_tensor_subtraction(monkeypatch):
     import dogerm_mergekit.method as method
 
-    monkeypatch.setattr(method, "CHUNK", 5)
+    monkeypatch.setattr(method, "BLOCK", 5)
     rm = torch.randn(3, 7).to(torch.bfloat16)
     domain = torch.randn(3, 7).to(torch.bfloat16)
     base, delta = method.difference(rm, domain)
     assert base is rm and torch.equal(delta, domain.to(torch.float32) - rm.to(torch.float32))
     assert method.difference(rm.double(), domain)[1].dtype == torch.float64
+
+
+@pytest.mark.parametrize("dtype, out_dtype", [(torch.bfloat16, torch.bfloat16), (torch.float16, torch.bfloat16),
+                                              (torch.float32, torch.float16), (torch.float64, torch.float32)])
+@pytest.mark.parametrize("domains", [1, 3])
+def test_a_sweep_block_is_bit_identical_to_one_merge_per_lambda(dtype, out_dtype, domains, monkeypatch):
+    import dogerm_mergekit.method as method
+
+    monkeypatch.setattr(method, "BLOCK", 23)  # steps of 23 // rows elements, a ragged last one
+    generator = torch.Generator().manual_seed(5)
+    rm = torch.randn(7, 13, generator=generator).to(dtype)
+    others = [torch.randn(7, 13, generator=generator).to(torch.bfloat16) for _ in range(domains)]
+    vectors = [tuple(round(0.9 * ((k + i) % 4) / (3 * domains), 3) for i in range(domains)) for k in range(5)]
+    block = method.interpolate_block(rm, others, vectors, torch.empty(5, rm.numel(), dtype=out_dtype))
+    shared = method.combine_block(*method.differences(rm, others), vectors, torch.empty(5, rm.numel(), dtype=out_dtype))
+    for row, row_shared, lams in zip(block, shared, vectors):
+        # the per-lambda path, written out: products in order, then the RM, rounded to rm.dtype, then to out_dtype
+        deltas = [o.to(method._compute_dtype(rm, others)) - rm for o in others]
+        expected = deltas[0] * lams[0]
+        for delta, lam in zip(deltas[1:], lams[1:]):
+            expected = expected + delta * lam
+        expected = (expected + rm).to(rm.dtype).to(out_dtype).reshape(-1)
+        assert torch.equal(row, expected) and torch.equal(row_shared, expected)
+        assert torch.equal(row, method.combine_all(*method.differences(rm, others), lams).to(out_dtype).reshape(-1))

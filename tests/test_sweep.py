@@ -126,14 +126,14 @@ from mergekit.options import MergeOptions
 import dogerm_mergekit.writer as writer
 from dogerm_mergekit.sweep import run_sweep
 calls = 0
-original = writer.StreamingSafetensorsWriter.write
+original = writer.StreamingSafetensorsWriter.claim
 def dying(self, *args, **kwargs):
     global calls
     calls += 1
     if calls == int(sys.argv[3]):
         os.kill(os.getpid(), signal.SIGKILL)
     return original(self, *args, **kwargs)
-writer.StreamingSafetensorsWriter.write = dying
+writer.StreamingSafetensorsWriter.claim = dying
 run_sweep(Path(sys.argv[1]).read_text(), Path(sys.argv[2]), (0.0, 0.4, 1.0), MergeOptions(quiet=True))
 """
 

@@ -1,15 +1,18 @@
 """The streaming writer writes the bytes mergekit's own TensorWriter writes, in any arrival order."""
 
 import json
+import os
 import random
 
 import pytest
 import torch
 from mergekit.io.tensor_writer import TensorWriter
+from safetensors.torch import load_file
 
+import dogerm_mergekit.writer as writer_module
 from dogerm_mergekit import dtypes
 from dogerm_mergekit.files import fast_digest_file
-from dogerm_mergekit.writer import StreamingSafetensorsWriter, TensorLayout, WriteQueue
+from dogerm_mergekit.writer import StreamingSafetensorsWriter, TensorLayout, WriteQueue, write_rows
 
 
 def _tensors():
@@ -26,27 +29,50 @@ def _files(folder):
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
 
 
+def _direct_io_supported(folder) -> bool:
+    """Whether ``folder``'s file system takes direct I/O (asked independently of the writer)."""
+    try:
+        fd = os.open(folder / "probe", os.O_WRONLY | os.O_CREAT | os.O_DIRECT, 0o644)
+    except (AttributeError, OSError):
+        return False
+    os.close(fd)
+    (folder / "probe").unlink()
+    return True
+
+
 @pytest.mark.parametrize("shard_size", [10**9, 300])
 @pytest.mark.parametrize("shuffled", [False, True])
-def test_bytes_equal_mergekits_tensor_writer(tmp_path, shard_size, shuffled):
+@pytest.mark.parametrize("pieces", [False, True])
+@pytest.mark.parametrize("direct", [True, False])
+def test_bytes_equal_mergekits_tensor_writer(tmp_path, monkeypatch, shard_size, shuffled, pieces, direct):
     tensors = _tensors()
     reference = TensorWriter(str(tmp_path / "mergekit"), max_shard_size=shard_size)
     for name, tensor in tensors.items():
         reference.save_tensor(name, tensor)
     reference.finalize()
 
+    monkeypatch.setattr(writer_module, "DIRECT_BLOCK", 512)  # many direct blocks and a ragged tail
+    opened = []
+    open_direct = writer_module._open_direct if direct else lambda path: None
+    monkeypatch.setattr(writer_module, "_open_direct", lambda path: opened.append(open_direct(path)) or opened[-1])
     layout = [TensorLayout(n, dtypes.of_tensor(t.dtype), tuple(t.shape)) for n, t in tensors.items()]
     (tmp_path / "ours").mkdir()
     order = sorted(tensors.items(), key=lambda item: (dtypes.FILE_ORDER[dtypes.of_tensor(item[1].dtype).code], item[0]))
-    if shuffled:  # file order lets the writer hash while writing; any other order must give the same bytes
+    if shuffled:  # file order lets the writer hash (and stream) while writing; any other order gives the same bytes
         random.Random(1).shuffle(order)
     with WriteQueue(budget=64) as queue:
         writer = StreamingSafetensorsWriter(tmp_path / "ours", layout, shard_size, queue,
                                             {"mergekit_version": "0.1.5"})
         for name, tensor in order:
-            writer.write(name, tensor)
+            if pieces:  # as a sweep writes: flat pieces in order, of uneven sizes
+                flat = tensor.reshape(-1)
+                for start in range(0, flat.numel(), 17):
+                    writer.write(name, flat[start : start + 17].clone(), start=start)
+            else:
+                writer.write(name, tensor)
         digests = writer.close()
     assert _files(tmp_path / "ours") == _files(tmp_path / "mergekit")
+    assert all((fd is not None) == (direct and _direct_io_supported(tmp_path)) for fd in opened) and opened
     if shard_size == 300:
         assert json.loads((tmp_path / "ours" / "model.safetensors.index.json").read_text())["weight_map"]
     # digests computed while writing equal digests of the files; out-of-order shards are left to the caller
@@ -54,6 +80,36 @@ def test_bytes_equal_mergekits_tensor_writer(tmp_path, shard_size, shuffled):
         assert digest == fast_digest_file(tmp_path / "ours" / name)
     if not shuffled:
         assert set(digests) == {p.name for p in (tmp_path / "ours").iterdir()}
+
+
+def test_rows_of_a_block_go_to_their_own_outputs_with_one_queued_write(tmp_path):
+    layout = [TensorLayout("w", dtypes.by_name("bfloat16"), (4, 6))]
+    block = torch.arange(3 * 24, dtype=torch.float32).reshape(3, 24).to(torch.bfloat16)
+    with WriteQueue() as queue:
+        writers = []
+        for k in range(3):
+            (tmp_path / str(k)).mkdir()
+            writers.append(StreamingSafetensorsWriter(tmp_path / str(k), layout, 10**9, queue))
+        write_rows(writers, "w", 0, block[:, :10], queue)
+        write_rows(writers, "w", 10, block[:, 10:], queue)
+        assert len({id(f) for w in writers for f in w._futures}) == 2
+        for writer in writers:
+            writer.close()
+    for k in range(3):
+        assert torch.equal(load_file(tmp_path / str(k) / "model.safetensors")["w"], block[k].reshape(4, 6))
+
+
+def test_pieces_past_the_end_or_twice_are_refused(tmp_path):
+    layout = [TensorLayout("a", dtypes.by_name("float32"), (4,))]
+    with WriteQueue() as queue:
+        writer = StreamingSafetensorsWriter(tmp_path, layout, 10**9, queue)
+        with pytest.raises(ValueError, match="past its end"):
+            writer.write("a", torch.zeros(2), start=3)
+        writer.write("a", torch.zeros(3), start=0)
+        with pytest.raises(ValueError, match="written twice"):
+            writer.write("a", torch.zeros(2), start=2)
+        with pytest.raises(RuntimeError, match="1 tensors never written, e.g. a"):
+            writer.close()
 
 
 def test_wrong_or_missing_tensors_are_refused(tmp_path):

@@ -2,21 +2,24 @@
 
 ``mergekit-yaml`` (through the import hook), ``dogerm-mergekit-yaml``, ``dogerm-sweep`` and the in-memory merger
 all plan here: mergekit's ``MergePlanner`` over the plan's architecture (no architecture guess, nothing of
-mergekit patched), with each merged tensor rewritten into :class:`~dogerm_mergekit.tasks.Difference` ->
-:class:`~dogerm_mergekit.tasks.Interpolate`, and safetensors written by the streaming writer. Every output is
+mergekit patched), with each merged tensor rewritten into one :class:`~dogerm_mergekit.tasks.SweepTensor` for
+every output (safetensors, by the streaming writer) or :class:`~dogerm_mergekit.tasks.Difference` ->
+:class:`~dogerm_mergekit.tasks.Interpolate` per output (mergekit's writer, the in-memory merger). Every output is
 built in a hidden sibling folder and renamed into place when complete; what was there stays until then.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import mergekit.merge as mergekit_merge
+import torch
 import transformers
 from mergekit.config import MergeConfiguration
 from mergekit.graph import Executor, Task
@@ -32,7 +35,15 @@ from dogerm_mergekit.errors import DogeRMConfigError, OutputError
 from dogerm_mergekit import dtypes
 from dogerm_mergekit.files import StagedDirectory, fast_digest_file
 from dogerm_mergekit.method import check_lambdas
-from dogerm_mergekit.tasks import CloseCheckpoint, Difference, Interpolate, KeepTensor, StreamingWriterTask
+from dogerm_mergekit.tasks import (
+    CloseCheckpoint,
+    Difference,
+    Interpolate,
+    KeepTensor,
+    StreamingWriterTask,
+    SweepTensor,
+    MergedInputs,
+)
 from dogerm_mergekit.validation import domain_lambda_settings
 from dogerm_mergekit.writer import WriteQueue
 
@@ -121,13 +132,41 @@ def _rewrite_merge(task: Task, plan: DogeRMPlan, shared: dict[str, Difference]) 
 
 def plan_outputs(plan: DogeRMPlan, outputs: Sequence[tuple[MergeConfiguration, Path]], options: MergeOptions,
                  queue: WriteQueue | None) -> list[list[Task]]:
-    """mergekit's plan of each (configuration, folder), rewritten for dogerm, sharing each tensor's difference.
+    """mergekit's plan of each (configuration, folder), rewritten for dogerm, sharing each tensor's inputs.
 
-    With a ``queue``, safetensors are written by the streaming writer; without one, by mergekit's own writer.
-    The configurations must differ in lambda only.
+    With a ``queue``, safetensors are written by the streaming writer and each merged tensor is one
+    :class:`SweepTensor` for all outputs; without one, mergekit's own writer saves each output's
+    :class:`Interpolate` of the shared :class:`Difference`. The configurations must differ in lambda only.
     """
     shared: dict[str, Difference] = {}
-    return [_plan_output(plan, config, folder, options, queue, shared) for config, folder in outputs]
+    planned = [_plan_output(plan, config, folder, options, queue, shared) for config, folder in outputs]
+    return _fuse(planned, queue) if queue is not None and shared else planned
+
+
+def _fuse(planned: list[list[Task]], queue: WriteQueue) -> list[list[Task]]:
+    """Each output's saves of interpolations replaced by one :class:`SweepTensor` per tensor, for every output."""
+    sweeps: dict[str, SweepTensor] = {}
+    by_name = [{t.tensor_name: t for t in tasks if _interpolated(t)} for tasks in planned]
+    for name in by_name[0]:
+        saves = [output[name] for output in by_name]
+        difference = saves[0].tensor_task.difference
+        sweeps[name] = SweepTensor(
+            **{field: getattr(difference, field) for field in MergedInputs.model_fields},
+            lam_vectors=tuple(s.tensor_task.lams for s in saves), writers=tuple(s.writer_task for s in saves),
+            queue=queue, out_dtype=saves[0].tensor_task.out_dtype,
+        )
+    fused = []
+    for tasks in planned:
+        kept = [t for t in tasks if not _interpolated(t)]
+        close = next(t for t in kept if isinstance(t, CloseCheckpoint))
+        others = tuple(t for t in close.tensor_save_tasks if not _interpolated(t))
+        fused.append([close.model_copy(update={"tensor_save_tasks": (*others, *sweeps.values())}) if t is close else t
+                      for t in kept])
+    return fused
+
+
+def _interpolated(task: Task) -> bool:
+    return isinstance(task, SaveTensor) and isinstance(task.tensor_task, Interpolate)
 
 
 def _plan_output(plan: DogeRMPlan, config: MergeConfiguration, folder: Path, options: MergeOptions,
@@ -207,9 +246,10 @@ def _run(plan: DogeRMPlan, outputs: Sequence[Output], staged: Sequence[StagedDir
         per_output = plan_outputs(plan, [(o.config, s.path) for o, s in zip(outputs, staged)], options, streaming)
         values: dict[Task, Any] = {}
         targets = [task for tasks in per_output for task in tasks]
-        for task, value in executor_for(targets, options).run(quiet=options.quiet, desc=desc):
-            if isinstance(task, (CloseCheckpoint, BuildTokenizer)):
-                values[task] = value
+        with _one_intra_op_thread() if _sweeps(per_output) else contextlib.nullcontext():
+            for task, value in executor_for(targets, options).run(quiet=options.quiet, desc=desc):
+                if isinstance(task, (CloseCheckpoint, BuildTokenizer)):
+                    values[task] = value
     for output, stage, tasks in zip(outputs, staged, per_output):
         tokenizer = next((values[t] for t in tasks if isinstance(t, BuildTokenizer)), None)
         _finish(plan, output, stage.path, tokenizer, options)
@@ -219,6 +259,25 @@ def _run(plan: DogeRMPlan, outputs: Sequence[Output], staged: Sequence[StagedDir
         stage.commit()
         if on_complete is not None:
             on_complete(output, digests)
+
+
+def _sweeps(per_output: Sequence[Sequence[Task]]) -> bool:
+    """Whether the plan merges through :class:`SweepTensor` (not mergekit's kernels, whose random draws depend on
+    torch's thread count)."""
+    return any(isinstance(s, SweepTensor) for t in per_output[0] if isinstance(t, CloseCheckpoint)
+               for s in t.tensor_save_tasks)
+
+
+@contextlib.contextmanager
+def _one_intra_op_thread() -> Iterator[None]:
+    """torch's intra-op threads set to one for the run, then restored: :class:`SweepTensor` runs one thread per
+    CPU itself, and torch's own threads would then only wait on each other."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _finish(plan: DogeRMPlan, output: Output, folder: Path, tokenizer: TokenizerInfo | None,

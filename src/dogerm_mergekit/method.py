@@ -10,7 +10,7 @@ unchanged through mergekit's ``BASE_OR_SKIP`` policy, so the kernel only ever se
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -55,47 +55,106 @@ def check_lambda(lam: float, allow_extrapolation: bool = False) -> None:
 
 def difference(rm: torch.Tensor, domain: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``(rm, domain - rm)``, the difference in fp32 (fp64 for fp64 inputs): what every lambda of one tensor shares."""
-    if not (rm.is_floating_point() and domain.is_floating_point()):
-        raise TypeError(f"DogeRM merges floating-point tensors only; got {rm.dtype} and {domain.dtype}")
-    compute = torch.float64 if torch.float64 in (rm.dtype, domain.dtype) else torch.float32
+    compute = _compute_dtype(rm, (domain,))
     delta = torch.empty(rm.shape, dtype=compute, device=rm.device)
-    for out, rm_part, domain_part in _chunks(delta, rm, domain):
-        out.copy_(domain_part).sub_(rm_part)
+    step = _step(rm, 1)
+    for start in range(0, rm.numel(), step):
+        _difference_into(delta.view(-1)[start : start + step], rm.reshape(-1)[start : start + step],
+                         domain.reshape(-1)[start : start + step])
     return rm, delta
 
 
-CHUNK = 1 << 15
-"""Elements per step of the kernel's loops. Operations this small run in the calling thread (below torch's
-parallel grain size) on cache-resident slices: 3x faster than whole-tensor temporaries on an idle CPU, and no
-OpenMP barrier that a busy CPU turns into a stall."""
+BLOCK = 1 << 21
+"""Elements per step of the kernel's loops, all lambdas together (8 MiB of fp32): few enough Python-level
+operations that the per-call overhead, and the GIL hand-offs between the sweep's merge threads, stay small
+(``benchmarks/sweep.py``, TinyLlama shapes, K = 11: 2**17 took 26-27 s, 2**20 22-23 s, 2**21 21 s), while a
+step's slices still fit a server CPU's last-level cache."""
 
 
-def _step(tensor: torch.Tensor) -> int:
-    """CHUNK on the CPU; the whole tensor on an accelerator (no OpenMP there, and one kernel per operation)."""
-    return CHUNK if tensor.device.type == "cpu" else max(tensor.numel(), 1)
+def _step(tensor: torch.Tensor, rows: int) -> int:
+    """Elements per row and step: BLOCK / rows on the CPU; the whole tensor on an accelerator (one kernel each)."""
+    return max(BLOCK // rows, 1) if tensor.device.type == "cpu" else max(tensor.numel(), 1)
 
 
-def _chunks(*tensors: torch.Tensor):
-    """Matching flat slices of equally shaped tensors, one step at a time."""
-    flat = [t.reshape(-1) for t in tensors]
-    step = _step(tensors[0])
-    for start in range(0, flat[0].numel(), step):
-        yield tuple(t[start : start + step] for t in flat)
+def _compute_dtype(rm: torch.Tensor, domains: Sequence[torch.Tensor]) -> torch.dtype:
+    tensors = (rm, *domains)
+    if not all(t.is_floating_point() for t in tensors):
+        raise TypeError(f"DogeRM merges floating-point tensors only; got {[t.dtype for t in tensors]}")
+    return torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
+
+
+def _difference_into(out: torch.Tensor, rm: torch.Tensor, domain: torch.Tensor) -> torch.Tensor:
+    return out.copy_(domain).sub_(rm)
+
+
+def _fill(out: torch.Tensor, rm: torch.Tensor, lam_vectors: Sequence[Sequence[float]], compute: torch.dtype,
+          deltas_at: Callable[[int, int, torch.Tensor], Sequence[torch.Tensor]]) -> None:
+    """``out[k] = rm + sum_i lam_vectors[k][i] * delta_i`` on the flattened tensors, step by step.
+
+    ``deltas_at(start, stop, rm_slice)`` gives each difference's slice (``rm_slice``: the reward model's, in
+    ``compute`` precision, exact). Per element: the products in ``compute`` precision added in order, then the
+    reward model's value, rounded once to ``rm.dtype`` (then to ``out.dtype``). Every operation is within one
+    dtype, on cache-resident slices.
+    """
+    rows, flat = len(lam_vectors), rm.reshape(-1)
+    lams = torch.tensor(lam_vectors, dtype=compute, device=rm.device).T.contiguous().unsqueeze(-1)  # (domains, rows, 1)
+    step = _step(rm, rows)
+    size = min(step, max(flat.numel(), 1))
+    acc = torch.empty((rows, size), dtype=compute, device=rm.device)
+    term = torch.empty_like(acc) if len(lams) > 1 else None
+    base = None if rm.dtype == compute else torch.empty(size, dtype=compute, device=rm.device)
+    rounded = None if out.dtype == rm.dtype else torch.empty((rows, size), dtype=rm.dtype, device=rm.device)
+    for start in range(0, flat.numel(), step):
+        stop = min(start + step, flat.numel())
+        width = stop - start
+        rm_part = flat[start:stop] if base is None else base[:width].copy_(flat[start:stop])
+        part = acc[:, :width]
+        deltas = deltas_at(start, stop, rm_part)
+        torch.mul(deltas[0], lams[0], out=part)
+        for delta, lam in zip(deltas[1:], lams[1:]):
+            part.add_(torch.mul(delta, lam, out=term[:, :width]))
+        part.add_(rm_part)
+        out[:, start:stop].copy_(part if rounded is None else rounded[:, :width].copy_(part))
+
+
+def combine_block(rm: torch.Tensor, deltas: Sequence[torch.Tensor], lam_vectors: Sequence[Sequence[float]],
+                  out: torch.Tensor) -> torch.Tensor:
+    """Fill ``out`` (one row of ``rm.numel()`` elements per lambda vector) with ``rm + sum_i lams[i] * deltas[i]``."""
+    if any(len(lams) != len(deltas) for lams in lam_vectors):
+        raise ValueError(f"{len(deltas)} differences but lambda vectors {list(lam_vectors)}")
+    flat = [delta.reshape(-1) for delta in deltas]
+    _fill(out, rm, lam_vectors, deltas[0].dtype, lambda start, stop, _rm: [d[start:stop] for d in flat])
+    return out
+
+
+def interpolate_block(rm: torch.Tensor, domains: Sequence[torch.Tensor], lam_vectors: Sequence[Sequence[float]],
+                      out: torch.Tensor) -> torch.Tensor:
+    """:func:`combine_block` of the differences to ``domains``, formed a step at a time (never held whole).
+
+    Bit-identical to ``combine_block(*differences(rm, domains), lam_vectors, out)``: what a sweep runs, reading
+    each input once and writing every lambda's output from the same cache-resident slices.
+    """
+    if any(len(lams) != len(domains) for lams in lam_vectors):
+        raise ValueError(f"{len(domains)} domain tensors but lambda vectors {list(lam_vectors)}")
+    compute = _compute_dtype(rm, domains)
+    flat_domains = [d.reshape(-1) for d in domains]
+    scratch = [torch.empty(min(_step(rm, len(lam_vectors)), max(rm.numel(), 1)), dtype=compute, device=rm.device)
+               for _ in domains]
+
+    def deltas_at(start: int, stop: int, rm_part: torch.Tensor) -> list[torch.Tensor]:
+        return [_difference_into(s[: stop - start], rm_part, d[start:stop]) for s, d in zip(scratch, flat_domains)]
+
+    _fill(out, rm, lam_vectors, compute, deltas_at)
+    return out
 
 
 def combine(rm: torch.Tensor, delta: torch.Tensor, lam: float) -> torch.Tensor:
     """``rm + lam * delta`` in the difference's precision, rounded once to ``rm.dtype``.
 
-    Computed in chunks into the output; every element sees the same operations as
-    ``delta.mul(lam).add_(rm).to(rm.dtype)``, so the result is bit-identical to that.
+    Every element sees the same operations as ``delta.mul(lam).add_(rm).to(rm.dtype)``, so the result is
+    bit-identical to that.
     """
-    out = torch.empty(rm.shape, dtype=rm.dtype, device=rm.device)
-    scratch = torch.empty(min(_step(out), max(out.numel(), 1)), dtype=delta.dtype, device=delta.device)
-    for out_part, rm_part, delta_part in _chunks(out, rm, delta):
-        step = scratch[: out_part.numel()]
-        torch.mul(delta_part, lam, out=step)
-        out_part.copy_(step.add_(rm_part))
-    return out
+    return combine_all(rm, (delta,), (lam,))
 
 
 def differences(rm: torch.Tensor, domains: Sequence[torch.Tensor]) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
@@ -106,23 +165,12 @@ def differences(rm: torch.Tensor, domains: Sequence[torch.Tensor]) -> tuple[torc
 def combine_all(rm: torch.Tensor, deltas: Sequence[torch.Tensor], lams: Sequence[float]) -> torch.Tensor:
     """``rm + sum_i lams[i] * deltas[i]`` in the differences' precision, rounded once to ``rm.dtype``.
 
-    With one domain model this is :func:`combine` itself (bit for bit); with several, each product is formed
-    in the differences' precision and added in order, then the reward model's tensor, chunk by chunk.
+    Each product is formed in the differences' precision and added in order, then the reward model's tensor.
     """
     if len(deltas) != len(lams):
         raise ValueError(f"{len(deltas)} differences but {len(lams)} lambdas")
-    if len(deltas) == 1:
-        return combine(rm, deltas[0], lams[0])
     out = torch.empty(rm.shape, dtype=rm.dtype, device=rm.device)
-    size = min(_step(out), max(out.numel(), 1))
-    acc = torch.empty(size, dtype=deltas[0].dtype, device=rm.device)
-    term = torch.empty_like(acc)
-    for out_part, rm_part, *delta_parts in _chunks(out, rm, *deltas):
-        step, scratch = acc[: out_part.numel()], term[: out_part.numel()]
-        torch.mul(delta_parts[0], lams[0], out=step)
-        for delta_part, lam in zip(delta_parts[1:], lams[1:]):
-            step.add_(torch.mul(delta_part, lam, out=scratch))
-        out_part.copy_(step.add_(rm_part))
+    combine_block(rm, deltas, (tuple(lams),), out.view(1, -1))
     return out
 
 

@@ -1,13 +1,18 @@
 """The nodes dogerm adds to mergekit's task graph: the shared difference, the interpolation, the streaming writer.
 
-A sweep plans one mergekit graph per lambda (vector) and runs them as one graph. Each merged tensor becomes
-``Difference`` (the reward model's tensor and the fp32 difference to each domain model's, lambda-free, so the
-K lambdas share one node) followed by one ``Interpolate`` per lambda. mergekit's executor keeps the difference
-until the last interpolation that needs it has run, then frees it: no state outside the graph.
+A run plans one mergekit graph per output (lambda vector) and runs them as one graph. Written through the
+streaming writer, each merged tensor becomes one ``SweepTensor`` node for all K outputs: it reads the inputs once
+and writes every output's slice from the same cache-resident slices. Otherwise (mergekit's own writer, the
+in-memory merger) it becomes ``Difference`` (the reward model's tensor and the fp32 difference to each domain
+model's, lambda-free, so the K lambdas share one node) followed by one ``Interpolate`` per lambda; mergekit's
+executor frees the difference after the last interpolation that needs it: no state outside the graph.
 """
 
 from __future__ import annotations
 
+import collections
+import os
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +25,12 @@ from mergekit.merge_methods.dtype import align_dtype
 from pydantic import ConfigDict
 
 from dogerm_mergekit import dtypes
-from dogerm_mergekit.method import combine_all, differences
-from dogerm_mergekit.writer import StreamingSafetensorsWriter, TensorLayout, WriteQueue
+from dogerm_mergekit.method import combine_all, differences, interpolate_block
+from dogerm_mergekit.writer import StreamingSafetensorsWriter, TensorLayout, WriteQueue, write_rows
 
 
-class Difference(Task[tuple[torch.Tensor, tuple[torch.Tensor, ...]]]):
-    """``(rm, (d_1 - rm, ..., d_n - rm))`` for one tensor, from mergekit's gathered (vocabulary-aligned) inputs."""
+class MergedInputs(Task):
+    """Reads one merged tensor's gathered (vocabulary-aligned) inputs: the reward model's and each domain model's."""
 
     tensors: Task
     reward_model: ModelReference
@@ -34,21 +39,28 @@ class Difference(Task[tuple[torch.Tensor, tuple[torch.Tensor, ...]]]):
     vocabulary_axis: int | None = None
     dtype: str | None = None
 
-    def arguments(self) -> dict[str, Task]:
-        return {"tensors": self.tensors}
-
     def group_label(self) -> str | None:
         return self.tensors.group_label()
 
-    def execute(self, tensors: dict[ModelReference, torch.Tensor],
-                **_kwargs: Any) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    def inputs(self, tensors: dict[ModelReference, torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
         group = TensorGroup.from_tensors(
             [tensors[self.reward_model], *(tensors[d] for d in self.domain_models)], base_index=0, name=self.name,
             vocabulary_axis=self.vocabulary_axis,
         )
         group.validate_tensors()  # mergekit's own shape check (vocabularies must be aligned)
         rm, *domains = align_dtype(group, dtype_from_name(self.dtype)).tensors  # as mergekit's method adapter does
-        return differences(rm, domains)
+        return rm, domains
+
+
+class Difference(MergedInputs, Task[tuple[torch.Tensor, tuple[torch.Tensor, ...]]]):
+    """``(rm, (d_1 - rm, ..., d_n - rm))`` for one tensor: what the in-memory merger keeps for any lambda."""
+
+    def arguments(self) -> dict[str, Task]:
+        return {"tensors": self.tensors}
+
+    def execute(self, tensors: dict[ModelReference, torch.Tensor],
+                **_kwargs: Any) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        return differences(*self.inputs(tensors))
 
 
 PairDifference = Difference
@@ -136,6 +148,63 @@ class StreamingWriterTask(TensorWriterTask):
         writer = StreamingSafetensorsWriter(Path(self.out_path), layout, self.max_shard_size, self.queue,
                                             dict(self.index_metadata))
         return _WriterAdapter(writer)
+
+
+MERGE_THREADS = 2
+"""Threads computing a sweep's slices (torch's own intra-op threads are set to one for the run). Two measured
+21 s against 23 s for one on this project's 2-CPU machine (``benchmarks/sweep.py``); more were not measured."""
+
+
+class SweepTensor(MergedInputs, Task[None]):
+    """One merged tensor for every output of a run: each output's lambda vector, written by each output's writer.
+
+    The inputs are read once; each staging buffer holds a slice of every output, computed from the same
+    cache-resident slices of the inputs (:func:`~dogerm_mergekit.method.interpolate_block`), and is written while
+    the next is computed. The fp32 difference is never held whole.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    lam_vectors: tuple[tuple[float, ...], ...]
+    writers: tuple[StreamingWriterTask, ...]
+    queue: WriteQueue
+    out_dtype: str | None = None
+
+    def arguments(self) -> dict[str, Task]:
+        return {"tensors": self.tensors, **{f"writer_{i}": writer for i, writer in enumerate(self.writers)}}
+
+    def execute(self, tensors: dict[ModelReference, torch.Tensor], **writers: _WriterAdapter) -> None:
+        rm, domains = self.inputs(tensors)
+        out_dtype = dtype_from_name(self.out_dtype) if self.out_dtype else rm.dtype
+        outputs = [writers[f"writer_{i}"].writer for i in range(len(self.writers))]
+        flat, flat_domains = rm.reshape(-1), [d.reshape(-1) for d in domains]
+        width = max(1, self.queue.staging_bytes // (len(outputs) * out_dtype.itemsize))
+
+        def block_at(start: int) -> tuple[torch.Tensor, torch.Tensor]:
+            stop = min(start + width, flat.numel())
+            buffer = self.queue.staging()
+            block = buffer[: len(outputs) * (stop - start) * out_dtype.itemsize].view(out_dtype).view(-1, stop - start)
+            target = block if rm.device.type == "cpu" else torch.empty(block.shape, dtype=out_dtype, device=rm.device)
+            interpolate_block(flat[start:stop], [d[start:stop] for d in flat_domains], self.lam_vectors, target)
+            if target is not block:
+                block.copy_(target)
+            return buffer, block
+
+        # Slices are computed by up to MERGE_THREADS threads and written in order (the order shards stream in).
+        workers = min(os.cpu_count() or 1, MERGE_THREADS)
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dogerm-merge") as pool:
+            computing: collections.deque[tuple[int, Future]] = collections.deque()
+            for start in range(0, flat.numel(), width):
+                computing.append((start, pool.submit(block_at, start)))
+                if len(computing) > workers:
+                    self._write(outputs, *computing.popleft())
+            while computing:
+                self._write(outputs, *computing.popleft())
+
+    def _write(self, outputs: list[StreamingSafetensorsWriter], start: int, computed: Future) -> None:
+        buffer, block = computed.result()
+        write_rows(outputs, self.name, start, block, self.queue)
+        self.queue.recycle(buffer)
 
 
 class CloseCheckpoint(Task[dict[str, str]]):
