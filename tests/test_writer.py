@@ -1,5 +1,6 @@
 """The streaming writer writes the bytes mergekit's own TensorWriter writes, in any arrival order."""
 
+import errno
 import json
 import os
 import random
@@ -80,6 +81,29 @@ def test_bytes_equal_mergekits_tensor_writer(tmp_path, monkeypatch, shard_size, 
         assert digest == fast_digest_file(tmp_path / "ours" / name)
     if not shuffled:
         assert set(digests) == {p.name for p in (tmp_path / "ours").iterdir()}
+
+
+def test_a_file_system_refusing_direct_writes_gets_ordinary_ones(tmp_path, monkeypatch):
+    monkeypatch.setattr(writer_module, "DIRECT_BLOCK", 512)
+    refused = []
+    monkeypatch.setattr(writer_module, "_open_direct", lambda path: refused.append(os.open(path, os.O_WRONLY))
+                        or refused[-1])
+    real_pwrite = os.pwrite
+
+    def pwrite(fd, data, offset):
+        if fd in refused:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_pwrite(fd, data, offset)
+
+    monkeypatch.setattr(os, "pwrite", pwrite)
+    tensor = torch.arange(700, dtype=torch.float32)
+    with WriteQueue() as queue:
+        writer = StreamingSafetensorsWriter(tmp_path, [TensorLayout("t", dtypes.by_name("float32"), (700,))],
+                                            10**9, queue)
+        writer.write("t", tensor)
+        digests = writer.close()
+    assert refused and torch.equal(load_file(tmp_path / "model.safetensors")["t"], tensor)
+    assert digests["model.safetensors"] == fast_digest_file(tmp_path / "model.safetensors")
 
 
 def test_rows_of_a_block_go_to_their_own_outputs_with_one_queued_write(tmp_path):

@@ -10,6 +10,7 @@ spaces to 8 bytes). Independent of mergekit; :mod:`dogerm_mergekit.tasks` adapts
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import mmap
@@ -161,6 +162,17 @@ def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
         data, offset = data[written:], offset + written
 
 
+def _write_block(direct: int, fd: int, block: memoryview, offset: int) -> None:
+    """One aligned block with direct I/O, or the ordinary way where the file system opened the file for direct
+    I/O but refuses the write (EINVAL)."""
+    try:
+        _pwrite_all(direct, block, offset)
+    except OSError as error:
+        if error.errno != errno.EINVAL:
+            raise
+        _pwrite_all(fd, block, offset)
+
+
 class _Shard:
     """One open shard file and the running digest of the bytes written to it in file order.
 
@@ -207,7 +219,7 @@ class _Shard:
             data = data[taken:]
             if self._filled == DIRECT_BLOCK:
                 block, start = memoryview(self._maps[self._current]), self._start
-                self._pending[self._current] = self._io.submit(_pwrite_all, self._direct, block, start)
+                self._pending[self._current] = self._io.submit(_write_block, self._direct, self.fd, block, start)
                 self._current = 1 - self._current
                 self._start += DIRECT_BLOCK
                 self._filled = 0
