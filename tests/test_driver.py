@@ -43,6 +43,14 @@ def test_streamed_k_lambdas_are_one_sweep_node_per_merged_tensor(tmp_path, pair)
     assert not [t for t in kinds if isinstance(t, (PairDifference, Interpolate))]
 
 
+def test_dogerm_compute_nodes_take_their_inputs_on_the_math_device(tmp_path, pair):
+    with WriteQueue() as queue:
+        _, streamed = _planned_kinds(tmp_path, pair, queue)
+    _, unstreamed = _planned_kinds(tmp_path, pair, None)
+    nodes = [t for t in streamed + unstreamed if isinstance(t, (SweepTensor, PairDifference, Interpolate))]
+    assert nodes and all(t.uses_accelerator() for t in nodes)  # what `--cuda` needs, as mergekit's merge tasks do
+
+
 def test_k_lambdas_share_one_difference_node_per_merged_tensor_without_streaming(tmp_path, pair):
     plan, kinds = _planned_kinds(tmp_path, pair, None)
     differences = [t for t in kinds if isinstance(t, PairDifference)]

@@ -1,9 +1,11 @@
 """DogeRM merges in memory: the inputs read, aligned and differenced once, merged weights for any lambda on demand.
 
-For evaluating a lambda sweep without writing checkpoints. The graph is the driver's (the same loading,
-vocabulary alignment and :class:`~dogerm_mergekit.tasks.PairDifference` as ``mergekit-yaml``), executed up to the
-differences; each lambda is then the kernel's :func:`~dogerm_mergekit.method.combine`, so a state dict here
-equals, bit for bit, the checkpoint ``dogerm-sweep`` writes for the same lambda. Memory: the reward model's
+For evaluating a lambda sweep without writing checkpoints. The graph is the driver's (the same loading and
+vocabulary alignment as ``mergekit-yaml``), executed up to each tensor's
+:class:`~dogerm_mergekit.tasks.Difference`; each lambda is then the kernel's
+:func:`~dogerm_mergekit.method.combine_all`, which computes every element as the sweep's
+:func:`~dogerm_mergekit.method.interpolate_block` does, so a state dict here equals, bit for bit, the checkpoint
+``dogerm-sweep`` writes for the same lambda. Memory: the reward model's
 tensors plus one fp32 difference per domain model.
 """
 

@@ -42,6 +42,9 @@ class MergedInputs(Task):
     def group_label(self) -> str | None:
         return self.tensors.group_label()
 
+    def uses_accelerator(self) -> bool:
+        return True  # with --cuda the executor hands the inputs over on the GPU, as to mergekit's merge tasks
+
     def inputs(self, tensors: dict[ModelReference, torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
         group = TensorGroup.from_tensors(
             [tensors[self.reward_model], *(tensors[d] for d in self.domain_models)], base_index=0, name=self.name,
@@ -82,6 +85,9 @@ class Interpolate(Task[torch.Tensor]):
 
     def arguments(self) -> dict[str, Task]:
         return {"difference": self.difference}
+
+    def uses_accelerator(self) -> bool:
+        return True
 
     def group_label(self) -> str | None:
         return self.difference.group_label()
