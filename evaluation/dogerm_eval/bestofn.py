@@ -28,7 +28,7 @@ from collections import Counter
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -37,9 +37,7 @@ from dogerm_eval.data import LoadedTable
 from dogerm_eval.errors import DataError
 from dogerm_eval.generate import CandidateRecord, read_candidates, record_fingerprint
 from dogerm_eval.results import Evaluation
-
-if TYPE_CHECKING:
-    from dogerm_eval.benchmarks import Task
+from dogerm_eval.task import Task
 
 DEFAULT_NS: tuple[int, ...] = (1, 2, 4, 8, 16)
 
@@ -128,7 +126,7 @@ def prepare(
     candidates_path: str | Path,
     build: Callable[[list[int], list[CandidateRecord]], pd.DataFrame],
     extra: Mapping[str, Any],
-) -> "Task":
+) -> Task:
     """Read the candidate file, match each record to its dataset row, build the per-problem frame, wrap as a Task.
 
     ``build(rows, records)`` returns one row per problem with ``problem_id``, ``prompt`` and ``responses`` (the
@@ -137,10 +135,6 @@ def prepare(
     file's sha256 and ``extra`` (e.g. sandbox limits), so cached results are reused only for identical inputs.
     Raises DataError for unknown problem ids or invalid candidate files, before any scoring.
     """
-    from dogerm_eval.benchmarks import (
-        Task,  # the registry may import this module for `metrics`
-    )
-
     if not problem_ids:
         raise DataError(f"{table.dataset} has no rows")
     records = read_candidates(candidates_path)

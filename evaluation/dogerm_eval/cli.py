@@ -81,12 +81,12 @@ def _benchmark_command(name: str, summary: str) -> click.Command:
     @click.option("--data", "data", help="Local .parquet/.jsonl file in the benchmark's schema (default: download).")
     @common_options
     def command(model: str, data: str | None, **options: Any) -> None:
-        from dogerm_eval.benchmarks import Task
+        from dogerm_eval.benchmarks import prepare_task
         from dogerm_eval.report import format_table, sweep_frame
 
         relaunch_if_needed(options["num_processes"])
         try:
-            results = evaluate_model(model, lambda: [Task.prepare(name, data, split_list(options["subsets"]))],
+            results = evaluate_model(model, lambda: [prepare_task(name, data, split_list(options["subsets"]))],
                                      options)
         except EvalError as exc:
             fail(exc)
@@ -141,7 +141,7 @@ def sweep(sweep: str | None, benchmarks: str, data: tuple[str, ...], candidate_f
     (metrics vs lambda, lambda = 0 dashed) and prints the table.
     With --in-memory, no SWEEP: the members are merged on the fly from --rm and --domain for each of --lambdas.
     """
-    from dogerm_eval.benchmarks import BENCHMARKS, Task
+    from dogerm_eval.benchmarks import BENCHMARKS, prepare_task
     from dogerm_eval.models import resolve_model
     from dogerm_eval.push import push_results
     from dogerm_eval.report import format_table, sweep_frame, write_report
@@ -165,7 +165,7 @@ def sweep(sweep: str | None, benchmarks: str, data: tuple[str, ...], candidate_f
         runnable = [n for n in names if n in BENCHMARKS or n in candidates]
         paths = _data_paths(data, runnable)
         tasks = [bon_commands.sweep_task(n, paths[n], candidates[n]) if n in candidates
-                 else Task.prepare(n, paths[n], split_list(options["subsets"])) for n in runnable]
+                 else prepare_task(n, paths[n], split_list(options["subsets"])) for n in runnable]
         make_scorer = scorer_factory(fmt, options)
         if in_memory:
             from dogerm_eval.inmemory import InMemorySweep

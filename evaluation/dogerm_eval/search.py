@@ -229,10 +229,10 @@ class SplitEvaluator:
 
     def __init__(self, reward_model: str, domain_model: str, benchmark: str, data: str | None,
                  subsets: Sequence[str] | None, dev_fraction: float, seed: int, scoring: Mapping[str, Any]):
-        from dogerm_eval.benchmarks import Task
+        from dogerm_eval.benchmarks import prepare_task
         from dogerm_eval.options import scoring_settings
 
-        self.task = Task.prepare(benchmark, data, subsets)
+        self.task = prepare_task(benchmark, data, subsets)
         self.frame = self.task.table.frame.reset_index(drop=True)
         if any(len(p) != len(self.frame) for p in self.task.benchmark.passes(self.frame)):
             raise BenchmarkError(f"search scores one text per row and pass; {benchmark} has passes of other sizes: "

@@ -17,7 +17,7 @@ from dogerm_mergekit.contract import (
     save_manifest,
 )
 
-from dogerm_eval.benchmarks import Task
+from dogerm_eval.benchmarks import prepare_task
 from dogerm_eval.benchmarks.samples import rewardbench_rows
 from dogerm_eval.models import ResolvedModel
 from dogerm_eval.report import _x_axis, sweep_frame, write_report
@@ -55,7 +55,7 @@ def test_grid_members_carry_every_parameter(tmp_path: Path) -> None:
 def test_grid_report_has_parameter_columns_and_one_curve_per_fixed_value(tmp_path: Path) -> None:
     root = make_grid(tmp_path / "grid", [0.3, 0.5], [0.25, 0.5, 1.0])
     rewardbench_rows({"math-prm": 6, "hep-go": 4}).to_parquet(tmp_path / "rb.parquet")
-    tasks = [Task.prepare("rewardbench", str(tmp_path / "rb.parquet"), None)]
+    tasks = [prepare_task("rewardbench", str(tmp_path / "rb.parquet"), None)]
     members = [(key, ResolvedModel(path=Path(ref), ref=ref)) for key, ref in discover_sweep(str(root))]
     out = tmp_path / "out"
     evaluated = evaluate_sweep(members, tasks, SETTINGS, lambda model: ShiftedScorer(

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from dogerm_mergekit.contract import MetricsTable, checkpoint_name
 
-from dogerm_eval.benchmarks import Task
+from dogerm_eval.benchmarks import prepare_task
 from dogerm_eval.benchmarks.samples import autoj_row, rewardbench_rows
 from dogerm_eval.errors import ModelError
 from dogerm_eval.models import ResolvedModel
@@ -72,8 +72,8 @@ def test_sweep_csv_and_png_match_results(tmp_path: Path) -> None:
     pd.DataFrame([autoj_row(i, *case) for i, case in enumerate(AUTOJ)]).to_json(
         tmp_path / "autoj.jsonl", orient="records", lines=True)
     tasks = [
-        Task.prepare("rewardbench", str(tmp_path / "rb.parquet"), None),
-        Task.prepare("autoj", str(tmp_path / "autoj.jsonl"), None),
+        prepare_task("rewardbench", str(tmp_path / "rb.parquet"), None),
+        prepare_task("autoj", str(tmp_path / "autoj.jsonl"), None),
     ]
     members = [(lam, ResolvedModel(path=Path(ref), ref=ref)) for lam, ref in discover_sweep(str(root))]
     out = tmp_path / "out"

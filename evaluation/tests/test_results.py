@@ -14,7 +14,7 @@ import pytest
 
 from evaluation.tests.manifests import write_manifest
 
-from dogerm_eval.benchmarks import Task, run_model, run_task
+from dogerm_eval.benchmarks import Task, prepare_task, run_model, run_task
 from dogerm_eval.benchmarks.samples import rewardbench_rows
 from dogerm_eval.errors import ModelError
 from dogerm_eval.models import ResolvedModel
@@ -64,7 +64,7 @@ def model(tmp_path: Path) -> ResolvedModel:
 
 @pytest.fixture
 def task(tmp_path: Path) -> Task:
-    return Task.prepare("rewardbench", str(write_rewardbench(tmp_path / "rb.parquet", COUNTS)), None)
+    return prepare_task("rewardbench", str(write_rewardbench(tmp_path / "rb.parquet", COUNTS)), None)
 
 
 def never() -> FakeScorer:
@@ -106,7 +106,7 @@ def test_cache_reused_for_same_key_and_not_otherwise(tmp_path: Path, model: Reso
     run_model([task], model, {**SETTINGS, "dtype": "bfloat16"}, lambda m: built.append(1) or FakeScorer(), out)
     assert built == [1]
     # nor a different dataset file
-    other = Task.prepare("rewardbench", str(write_rewardbench(tmp_path / "rb2.parquet", COUNTS, prefix="x")), None)
+    other = prepare_task("rewardbench", str(write_rewardbench(tmp_path / "rb2.parquet", COUNTS, prefix="x")), None)
     built.clear()
     run_model([other], model, {**SETTINGS, "dtype": "bfloat16"}, lambda m: built.append(1) or FakeScorer(), out)
     assert built == [1]
@@ -204,7 +204,7 @@ def test_a_text_repeated_across_passes_and_subsets_is_scored_once(tmp_path: Path
     rows.loc[4, ["prompt", "chosen"]] = rows.loc[1, ["prompt", "chosen"]].to_numpy()  # same pair in another subset
     rows.loc[4, "rejected"] = "another bad answer"
     rows.to_parquet(tmp_path / "rb.parquet")
-    task = Task.prepare("rewardbench", str(tmp_path / "rb.parquet"), None)
+    task = prepare_task("rewardbench", str(tmp_path / "rb.parquet"), None)
     scorer = FakeScorer()
     result = run_task(task, model, "fp", SETTINGS, lambda: scorer, tmp_path / "out", chunk_size=2)
     assert len(scorer.scored) == len(set(scorer.scored)) == 10
@@ -224,7 +224,7 @@ def test_compat_chunks_keep_batches_of_64(tmp_path: Path, model: ResolvedModel, 
     rows = rewardbench_rows({"math-prm": 70, "hep-go": 60})
     rows.loc[0, "rejected"] = rows.loc[0, "chosen"]
     rows.to_parquet(tmp_path / "rb.parquet")
-    task = Task.prepare("rewardbench", str(tmp_path / "rb.parquet"), None)
+    task = prepare_task("rewardbench", str(tmp_path / "rb.parquet"), None)
     calls: list[int] = []
     scorer = CompatFakeScorer()
     original = scorer.score

@@ -253,7 +253,7 @@ def test_two_processes_equal_one(tiny_rm_dir: Path, tmp_path: Path) -> None:
 def run_rewardbench(model_dir: Path, rows: pd.DataFrame, out: Path, name: str = "rewardbench",
                     **overrides: Any) -> dict[str, Any]:
     """One benchmark through the real run loop (settings, cache key, checkpoints) with RewardScorer."""
-    from dogerm_eval.benchmarks import Task, run_model
+    from dogerm_eval.benchmarks import prepare_task, run_model
     from dogerm_eval.models import resolve_model
     from dogerm_eval.options import default_options, scorer_factory, scoring_settings
 
@@ -261,7 +261,7 @@ def run_rewardbench(model_dir: Path, rows: pd.DataFrame, out: Path, name: str = 
     rows.to_json(data, orient="records", lines=True)
     options = default_options(dtype="float32", device="cpu", **overrides)
     fmt, record = scoring_settings(options)
-    results = run_model([Task.prepare(name, str(data), None)], resolve_model(str(model_dir)), record,
+    results = run_model([prepare_task(name, str(data), None)], resolve_model(str(model_dir)), record,
                         scorer_factory(fmt, options), out, options["checkpoint_every"])
     return results[name]
 

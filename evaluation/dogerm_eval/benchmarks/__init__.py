@@ -15,22 +15,16 @@ import json
 import logging
 import shutil
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
-
-import numpy as np
-import pandas as pd
+from typing import Any
 
 from dogerm_eval.benchmarks import autoj, pairwise, rewardbench, rewardbench2
 from dogerm_eval.benchmarks import ppe, rewardmath, rmbench
-from dogerm_eval.data import LoadedTable
 from dogerm_eval.errors import BenchmarkError
 from dogerm_eval.models import ResolvedModel
 from dogerm_eval.results import (
     DEFAULT_CHUNK_SIZE,
     DIGEST_MEMO,
-    Evaluation,
     cache_key,
     checkpoint_dir,
     load_cached_result,
@@ -41,33 +35,10 @@ from dogerm_eval.results import (
     write_result,
 )
 from dogerm_eval.scorer import process_state
+from dogerm_eval.task import Benchmark, Scorer, Task
 from dogerm_mergekit.files import output_lock
 
 LOG = logging.getLogger(__name__)
-
-
-class Scorer(Protocol):
-    """What a benchmark needs from a reward model (implemented by `dogerm_eval.scorer.RewardScorer`)."""
-
-    def score(self, conversations: Sequence[tuple[str, str]]) -> np.ndarray: ...
-
-    def settings_record(self) -> dict[str, Any]: ...
-
-
-class Benchmark(Protocol):
-    """A pairwise reward-model benchmark module."""
-
-    NAME: str
-    CARD_DATASET: str  # dataset id written into model cards
-    SPLIT: str
-
-    def load(self, data: str | None, subsets: Sequence[str] | None) -> LoadedTable: ...
-
-    def passes(self, frame: pd.DataFrame) -> list[list[tuple[str, str]]]: ...
-
-    def evaluate(self, frame: pd.DataFrame, scores: np.ndarray) -> Evaluation: ...
-
-    def metrics(self, result: Mapping[str, Any]) -> dict[str, float]: ...
 
 
 BENCHMARKS: dict[str, Benchmark] = {m.NAME: m for m in (rewardbench, rewardbench2, autoj, pairwise)}
@@ -81,19 +52,10 @@ def get_benchmark(name: str) -> Benchmark:
     return BENCHMARKS[name]
 
 
-@dataclass(frozen=True)
-class Task:
-    """A benchmark with its loaded, validated rows (loaded once, before any model is scored)."""
-
-    benchmark: Benchmark
-    table: LoadedTable
-    subsets: tuple[str, ...] | None = None
-
-    @classmethod
-    def prepare(cls, name: str, data: str | None, subsets: Sequence[str] | None) -> Task:
-        """Resolve `name`, load and validate its data (all errors raised here, before scoring)."""
-        benchmark = get_benchmark(name)
-        return cls(benchmark, benchmark.load(data, subsets), tuple(subsets) if subsets else None)
+def prepare_task(name: str, data: str | None, subsets: Sequence[str] | None) -> Task:
+    """Resolve `name`, load and validate its data (all errors raised here, before scoring)."""
+    benchmark = get_benchmark(name)
+    return Task(benchmark, benchmark.load(data, subsets), tuple(subsets) if subsets else None)
 
 
 def task_settings(benchmark: Any, settings: dict[str, Any]) -> dict[str, Any]:

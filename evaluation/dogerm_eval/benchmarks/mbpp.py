@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from dogerm_eval.benchmarks import Task
+from dogerm_eval.task import Task
 from dogerm_eval.bestofn import prepare
 from dogerm_eval.data import LoadedTable, load_hub, load_local, require_columns
 from dogerm_eval.errors import BenchmarkError, DataError

@@ -53,7 +53,7 @@ def run_demo(output_dir: Path, seed: int, size: str, lambdas: str, cache_dir: Pa
     """Build/reuse the world, sweep, evaluate, report; return the sweep table (also written as ``sweep.csv``)."""
     from mergekit.options import MergeOptions
 
-    from dogerm_eval.benchmarks import Task, gsm8k
+    from dogerm_eval.benchmarks import gsm8k, prepare_task
     from dogerm_eval.demo.world import build_world
     from dogerm_eval.models import resolve_model
     from dogerm_eval.report import format_table, sweep_frame, write_report
@@ -75,7 +75,7 @@ def run_demo(output_dir: Path, seed: int, size: str, lambdas: str, cache_dir: Pa
     LOG.info("[3/3] dogerm-eval: pairwise (general, arithmetic) and Best-of-N on the arithmetic problems")
     scoring = default_options(dtype="float32", device="cpu")  # dogerm-eval's defaults, fp32 on the CPU
     fmt, record = scoring_settings(scoring)
-    tasks = [Task.prepare("pairwise", str(world.rewardbench_data), None),
+    tasks = [prepare_task("pairwise", str(world.rewardbench_data), None),
              gsm8k.task(str(world.gsm8k_data), world.candidates)]
     members = [(lam, resolve_model(ref)) for lam, ref in discover_sweep(str(output_dir / "sweep"))]
     evaluated = evaluate_sweep(members, tasks, record, scorer_factory(fmt, scoring), output_dir / "eval")
