@@ -4,8 +4,9 @@ mergekit's ``TensorWriter`` keeps a whole shard (5 GB by default) in memory befo
 checkpoints at once would hold K shards. When every tensor's name, dtype and shape are known before the merge
 runs, each shard can be laid out up front. The bytes are those of mergekit's writer (tests compare them): the
 same shard split (tensors in save order, a new shard when the next one would pass ``max_shard_size``), the
-same file names and index, and safetensors' own layout (tensors sorted by dtype, then name, compact JSON header padded with
-spaces to 8 bytes). Independent of mergekit; :mod:`dogerm_mergekit.tasks` adapts it to mergekit's graph.
+same file names and index, and safetensors' own layout (tensors sorted by dtype, then name, compact JSON header
+padded with spaces to 8 bytes). Tensors may arrive whole or in flat pieces; bytes arriving in file order go to disk
+with direct I/O. Independent of mergekit; :mod:`dogerm_mergekit.tasks` adapts it to mergekit's graph.
 """
 
 from __future__ import annotations
