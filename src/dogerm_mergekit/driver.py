@@ -246,7 +246,10 @@ def _run(plan: DogeRMPlan, outputs: Sequence[Output], staged: Sequence[StagedDir
         per_output = plan_outputs(plan, [(o.config, s.path) for o, s in zip(outputs, staged)], options, streaming)
         values: dict[Task, Any] = {}
         targets = [task for tasks in per_output for task in tasks]
-        with _one_intra_op_thread() if _sweeps(per_output) else contextlib.nullcontext():
+        # SweepTensor nodes (streamed dogerm merges) run their own threads; mergekit's kernels keep torch's, as
+        # their random draws depend on the thread count
+        sweeping = streaming is not None and plan.kernel is None
+        with _one_intra_op_thread() if sweeping else contextlib.nullcontext():
             for task, value in executor_for(targets, options).run(quiet=options.quiet, desc=desc):
                 if isinstance(task, (CloseCheckpoint, BuildTokenizer)):
                     values[task] = value
@@ -259,13 +262,6 @@ def _run(plan: DogeRMPlan, outputs: Sequence[Output], staged: Sequence[StagedDir
         stage.commit()
         if on_complete is not None:
             on_complete(output, digests)
-
-
-def _sweeps(per_output: Sequence[Sequence[Task]]) -> bool:
-    """Whether the plan merges through :class:`SweepTensor` (not mergekit's kernels, whose random draws depend on
-    torch's thread count)."""
-    return any(isinstance(s, SweepTensor) for t in per_output[0] if isinstance(t, CloseCheckpoint)
-               for s in t.tensor_save_tasks)
 
 
 @contextlib.contextmanager

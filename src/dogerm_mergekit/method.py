@@ -67,8 +67,8 @@ def difference(rm: torch.Tensor, domain: torch.Tensor) -> tuple[torch.Tensor, to
 BLOCK = 1 << 21
 """Elements per step of the kernel's loops, all lambdas together (8 MiB of fp32): few enough Python-level
 operations that the per-call overhead, and the GIL hand-offs between the sweep's merge threads, stay small
-(``benchmarks/sweep.py``, TinyLlama shapes, K = 11: 2**17 took 26-27 s, 2**20 22-23 s, 2**21 21 s), while a
-step's slices still fit a server CPU's last-level cache."""
+(``dogerm-sweep`` on ``benchmarks/sweep.py``'s TinyLlama checkpoints, K = 11, timed while developing: 2**17
+took 26-27 s, 2**20 22-23 s, 2**21 21 s), while a step's slices still fit a server CPU's last-level cache."""
 
 
 def _step(tensor: torch.Tensor, rows: int) -> int:

@@ -158,7 +158,8 @@ class StreamingWriterTask(TensorWriterTask):
 
 MERGE_THREADS = 2
 """Threads computing a sweep's slices (torch's own intra-op threads are set to one for the run). Two measured
-21 s against 23 s for one on this project's 2-CPU machine (``benchmarks/sweep.py``); more were not measured."""
+21 s against 23 s for one on this project's 2-CPU machine (``dogerm-sweep`` on ``benchmarks/sweep.py``'s
+TinyLlama checkpoints, K = 11, timed while developing); more were not measured."""
 
 
 class SweepTensor(MergedInputs, Task[None]):

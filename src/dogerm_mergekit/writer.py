@@ -240,7 +240,7 @@ class _Shard:
         _pwrite_all(self.fd, memoryview(self._maps[self._current])[: self._filled], self._start)
         os.close(self._direct)
         self._direct = None
-        self._blocks = []  # the maps are freed with the last view of them
+        self._blocks, self._maps = [], []  # freed with their last views
 
     def finish(self) -> None:
         """Write what is left and make the file durable."""
