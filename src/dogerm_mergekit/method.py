@@ -93,8 +93,8 @@ def _fill(out: torch.Tensor, rm: torch.Tensor, lam_vectors: Sequence[Sequence[fl
 
     ``deltas_at(start, stop, rm_slice)`` gives each difference's slice (``rm_slice``: the reward model's, in
     ``compute`` precision, exact). Per element: the products in ``compute`` precision added in order, then the
-    reward model's value, rounded once to ``rm.dtype`` (then to ``out.dtype``). Every operation is within one
-    dtype, on cache-resident slices.
+    reward model's value, rounded once to ``out.dtype`` (whatever the inputs' dtypes). Every operation is within
+    one dtype, on cache-resident slices.
     """
     rows, flat = len(lam_vectors), rm.reshape(-1)
     lams = torch.tensor(lam_vectors, dtype=compute, device=rm.device).T.contiguous().unsqueeze(-1)  # (domains, rows, 1)
@@ -103,7 +103,6 @@ def _fill(out: torch.Tensor, rm: torch.Tensor, lam_vectors: Sequence[Sequence[fl
     acc = torch.empty((rows, size), dtype=compute, device=rm.device)
     term = torch.empty_like(acc) if len(lams) > 1 else None
     base = None if rm.dtype == compute else torch.empty(size, dtype=compute, device=rm.device)
-    rounded = None if out.dtype == rm.dtype else torch.empty((rows, size), dtype=rm.dtype, device=rm.device)
     for start in range(0, flat.numel(), step):
         stop = min(start + step, flat.numel())
         width = stop - start
@@ -114,7 +113,7 @@ def _fill(out: torch.Tensor, rm: torch.Tensor, lam_vectors: Sequence[Sequence[fl
         for delta, lam in zip(deltas[1:], lams[1:]):
             part.add_(torch.mul(delta, lam, out=term[:, :width]))
         part.add_(rm_part)
-        out[:, start:stop].copy_(part if rounded is None else rounded[:, :width].copy_(part))
+        out[:, start:stop].copy_(part)
 
 
 def combine_block(rm: torch.Tensor, deltas: Sequence[torch.Tensor], lam_vectors: Sequence[Sequence[float]],
@@ -148,13 +147,13 @@ def interpolate_block(rm: torch.Tensor, domains: Sequence[torch.Tensor], lam_vec
     return out
 
 
-def combine(rm: torch.Tensor, delta: torch.Tensor, lam: float) -> torch.Tensor:
-    """``rm + lam * delta`` in the difference's precision, rounded once to ``rm.dtype``.
+def combine(rm: torch.Tensor, delta: torch.Tensor, lam: float, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """``rm + lam * delta`` in the difference's precision, rounded once to ``dtype`` (default ``rm.dtype``).
 
-    Every element sees the same operations as ``delta.mul(lam).add_(rm).to(rm.dtype)``, so the result is
+    Every element sees the same operations as ``delta.mul(lam).add_(rm).to(dtype)``, so the result is
     bit-identical to that.
     """
-    return combine_all(rm, (delta,), (lam,))
+    return combine_all(rm, (delta,), (lam,), dtype)
 
 
 def differences(rm: torch.Tensor, domains: Sequence[torch.Tensor]) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
@@ -162,14 +161,16 @@ def differences(rm: torch.Tensor, domains: Sequence[torch.Tensor]) -> tuple[torc
     return rm, tuple(difference(rm, domain)[1] for domain in domains)
 
 
-def combine_all(rm: torch.Tensor, deltas: Sequence[torch.Tensor], lams: Sequence[float]) -> torch.Tensor:
-    """``rm + sum_i lams[i] * deltas[i]`` in the differences' precision, rounded once to ``rm.dtype``.
+def combine_all(rm: torch.Tensor, deltas: Sequence[torch.Tensor], lams: Sequence[float],
+                dtype: torch.dtype | None = None) -> torch.Tensor:
+    """``rm + sum_i lams[i] * deltas[i]`` in the differences' precision, rounded once to ``dtype`` (the output's;
+    default ``rm.dtype``).
 
     Each product is formed in the differences' precision and added in order, then the reward model's tensor.
     """
     if len(deltas) != len(lams):
         raise ValueError(f"{len(deltas)} differences but {len(lams)} lambdas")
-    out = torch.empty(rm.shape, dtype=rm.dtype, device=rm.device)
+    out = torch.empty(rm.shape, dtype=dtype or rm.dtype, device=rm.device)
     combine_block(rm, deltas, (tuple(lams),), out.view(1, -1))
     return out
 

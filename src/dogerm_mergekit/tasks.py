@@ -21,7 +21,6 @@ from mergekit.common import ModelReference, dtype_from_name
 from mergekit.graph import Task
 from mergekit.io.tasks import TensorWriterTask
 from mergekit.merge_methods.base import TensorGroup
-from mergekit.merge_methods.dtype import align_dtype
 from pydantic import ConfigDict
 
 from dogerm_mergekit import dtypes
@@ -37,7 +36,6 @@ class MergedInputs(Task):
     domain_models: tuple[ModelReference, ...]
     name: str
     vocabulary_axis: int | None = None
-    dtype: str | None = None
 
     def group_label(self) -> str | None:
         return self.tensors.group_label()
@@ -51,7 +49,9 @@ class MergedInputs(Task):
             vocabulary_axis=self.vocabulary_axis,
         )
         group.validate_tensors()  # mergekit's own shape check (vocabularies must be aligned)
-        rm, *domains = align_dtype(group, dtype_from_name(self.dtype)).tensors  # as mergekit's method adapter does
+        # Each input as loaded (in the configuration's `dtype:` when set): the kernel computes mixed dtypes in fp32
+        # (fp64 for fp64 inputs) and rounds once to the output's dtype, so nothing is rounded before it.
+        rm, *domains = group.tensors
         return rm, domains
 
 
@@ -93,8 +93,7 @@ class Interpolate(Task[torch.Tensor]):
         return self.difference.group_label()
 
     def execute(self, difference: tuple[torch.Tensor, tuple[torch.Tensor, ...]], **_kwargs: Any) -> torch.Tensor:
-        result = combine_all(*difference, self.lams)
-        return result.to(dtype_from_name(self.out_dtype)) if self.out_dtype else result
+        return combine_all(*difference, self.lams, dtype_from_name(self.out_dtype) if self.out_dtype else None)
 
 
 class KeepTensor(Task[torch.Tensor]):
