@@ -22,9 +22,14 @@ LOG = logging.getLogger(__name__)
 
 
 def _local_members(folder: Path) -> list[tuple[float, str]]:
-    """The finished checkpoints of a sweep folder (``dogerm_mergekit.contract``); unfinished ones are reported."""
+    """The finished checkpoints of a sweep folder (``dogerm_mergekit.contract``), each checked before any is scored
+    (names inside the folder, files as recorded, safetensors complete); unfinished ones are reported."""
+    from dogerm_mergekit.checkpoint import check_model_folder
+
     try:
         members = [(key, str(path)) for key, path in finished_points(folder)]
+        for _, path in members:
+            check_model_folder(Path(path), "sweep checkpoint")
         manifest = load_manifest(folder)
         missing = [] if manifest is not None and manifest.points else unfinished_lambdas(folder)
     except DogeRMError as exc:

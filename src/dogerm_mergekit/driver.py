@@ -125,6 +125,7 @@ def _rewrite_merge(task: Task, plan: DogeRMPlan, shared: dict[str, Difference], 
     pair = shared.setdefault(name, Difference(
         tensors=task.gather_tensors, reward_model=plan.reward_model, domain_models=plan.domain_models,
         name=name, vocabulary_axis=task.output_weight.vocabulary_axis,
+        allow_nonfinite=bool(task.parameters.get("allow_nonfinite", False)),
     ))
     lams = tuple(float(task.input_parameters[d]["lambda"]) for d in plan.domain_models)
     check_lambdas(lams, bool(task.parameters.get("allow_extrapolation", False)), f" for {name}")

@@ -24,7 +24,8 @@ from mergekit.merge_methods.base import TensorGroup
 from pydantic import ConfigDict
 
 from dogerm_mergekit import dtypes
-from dogerm_mergekit.method import combine_all, differences, interpolate_block
+from dogerm_mergekit.errors import CheckpointError
+from dogerm_mergekit.method import NonFiniteInput, combine_all, differences, interpolate_block
 from dogerm_mergekit.writer import StreamingSafetensorsWriter, TensorLayout, WriteQueue, write_rows
 
 
@@ -36,6 +37,7 @@ class MergedInputs(Task):
     domain_models: tuple[ModelReference, ...]
     name: str
     vocabulary_axis: int | None = None
+    allow_nonfinite: bool = False
 
     def group_label(self) -> str | None:
         return self.tensors.group_label()
@@ -54,6 +56,16 @@ class MergedInputs(Task):
         rm, *domains = group.tensors
         return rm, domains
 
+    def refusal(self, error: NonFiniteInput) -> CheckpointError:
+        """The one-line error for a NaN or infinity the kernel met in an input of this tensor."""
+        model = self.reward_model if error.which == 0 else self.domain_models[error.which - 1]
+        role = "the reward model" if error.which == 0 else "the domain model"
+        return CheckpointError(
+            f"{role} {model} holds {error.value} in {self.name} (flat index {error.index}), which would spread into the "
+            "merge: use an intact copy of the checkpoint, or set `allow_nonfinite: true` under `parameters` to merge "
+            "it as it is (nothing was written)"
+        )
+
 
 class Difference(MergedInputs, Task[tuple[torch.Tensor, tuple[torch.Tensor, ...]]]):
     """``(rm, (d_1 - rm, ..., d_n - rm))`` for one tensor: what the in-memory merger keeps for any lambda."""
@@ -63,7 +75,10 @@ class Difference(MergedInputs, Task[tuple[torch.Tensor, tuple[torch.Tensor, ...]
 
     def execute(self, tensors: dict[ModelReference, torch.Tensor],
                 **_kwargs: Any) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
-        return differences(*self.inputs(tensors))
+        try:
+            return differences(*self.inputs(tensors), check=not self.allow_nonfinite)
+        except NonFiniteInput as error:
+            raise self.refusal(error) from None
 
 
 PairDifference = Difference
@@ -191,7 +206,11 @@ class SweepTensor(MergedInputs, Task[None]):
             buffer = self.queue.staging()
             block = buffer[: len(outputs) * (stop - start) * out_dtype.itemsize].view(out_dtype).view(-1, stop - start)
             target = block if rm.device.type == "cpu" else torch.empty(block.shape, dtype=out_dtype, device=rm.device)
-            interpolate_block(flat[start:stop], [d[start:stop] for d in flat_domains], self.lam_vectors, target)
+            try:
+                interpolate_block(flat[start:stop], [d[start:stop] for d in flat_domains], self.lam_vectors, target,
+                                  check=not self.allow_nonfinite)
+            except NonFiniteInput as error:
+                raise self.refusal(NonFiniteInput(error.which, start + error.index, error.value)) from None
             if target is not block:
                 block.copy_(target)
             return buffer, block
