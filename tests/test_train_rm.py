@@ -1,5 +1,6 @@
-"""dogerm-train-rm: a tiny base LM trained into a reward model (full and LoRA) on UltraFeedback-schema pairs, checked
-against an independent Bradley-Terry computation, merged with a domain LM by the real mergekit-yaml, and its refusals."""
+"""dogerm-train-rm: a tiny base LM trained into a reward model (full and LoRA) on UltraFeedback-schema pairs,
+checked against an independent Bradley-Terry computation, merged with a domain LM by the real mergekit-yaml, and its
+refusals."""
 
 from __future__ import annotations
 
@@ -105,7 +106,8 @@ def test_training_lowers_the_loss_and_saves_a_plain_reward_model(inputs: dict[st
     assert record["pairs"] == len(ROWS) and record["system_prompt"] == SYSTEM
     assert record["settings"]["max_steps"] == 20 and record["settings"]["optim"] == "adamw_torch"
     assert (record["lora"] is None) == (mode == "full")
-    assert AutoTokenizer.from_pretrained(out).chat_template == AutoTokenizer.from_pretrained(inputs["base"]).chat_template
+    base_template = AutoTokenizer.from_pretrained(inputs["base"]).chat_template
+    assert AutoTokenizer.from_pretrained(out).chat_template == base_template
 
 
 def test_the_trained_rm_merges_with_a_domain_model_through_mergekit_yaml(inputs: dict[str, Path]) -> None:

@@ -69,8 +69,8 @@ def _inputs(rows: pd.DataFrame, tmp_path: Path) -> tuple[Path, Path, dict[str, l
     canonical = dict(zip(chosen["task_id"], chosen["canonical_solution"]))
     commented = "    # the fractional part\n" + canonical["HumanEval/2"].replace("% 1.0", "%  1.0")
     candidates = {
-        "HumanEval/0": ["    return False\n```\nDone.", canonical["HumanEval/0"] + "```", "    while True:\n        pass\n",
-                        "    import sys\n    sys.exit(0)\n"],
+        "HumanEval/0": ["    return False\n```\nDone.", canonical["HumanEval/0"] + "```",
+                        "    while True:\n        pass\n", "    import sys\n    sys.exit(0)\n"],
         "HumanEval/2": ["    return number - int(number) +\n", commented, canonical["HumanEval/2"], "    return 0.5\n"],
     }
     correct = {"HumanEval/0": [False, True, False, False], "HumanEval/2": [False, True, True, False]}
