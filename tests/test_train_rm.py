@@ -175,3 +175,31 @@ def test_refusals_come_before_training_in_one_line(inputs: dict[str, Path]) -> N
     silent.write_text("{% for m in messages %}{{ m['role'] }}{% endfor %}")
     assert "drops the assistant answer" in _refused(inputs, inputs["base"], inputs["data"], "--chat-template",
                                                     str(silent))
+
+
+def test_a_hub_dataset_is_read_at_the_revision_asked_and_its_commit_recorded(hub_client, hub_env,
+                                                                            tmp_path: Path) -> None:
+    repo = "argilla/ultrafeedback-binarized-preferences-cleaned"
+    hub_client.create_repo(repo, repo_type="dataset")
+    commits = []
+    for version, rows in enumerate((ROWS[:4], ROWS[:6])):
+        local = tmp_path / f"v{version}.parquet"
+        pd.DataFrame(rows).to_parquet(local)
+        hub_client.upload_file(path_or_fileobj=local, path_in_repo="data/train-00000-of-00001.parquet", repo_id=repo,
+                               repo_type="dataset")
+        commits.append(hub_env.refs(repo, repo_type="dataset")["main"])
+    old = load_preferences(f"{repo}@{commits[0]}")
+    assert (old.source, old.revision, len(old.rows)) == (repo, commits[0], 4)
+    new = load_preferences(repo)
+    assert (new.revision, len(new.rows)) == (commits[1], 6)
+
+
+def test_a_hub_base_is_recorded_with_its_commit(inputs: dict[str, Path], hub_client, hub_env) -> None:
+    from dogerm_mergekit.train_rm import resolve_base
+
+    repo = "meta-llama/Tiny-Base"
+    hub_client.create_repo(repo)
+    hub_client.upload_folder(folder_path=inputs["base"], repo_id=repo)
+    commit = hub_env.refs(repo)["main"]
+    folder, record = resolve_base(f"{repo}@main")
+    assert record == f"{repo}@{commit}" and (folder / "config.json").is_file()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -130,7 +131,7 @@ def lora_config(r: int, alpha: int, dropout: float, targets: str | None) -> Any:
 
 def train_reward_model(base: str, data: str, output_dir: Path, *, split: str = "train", lora: Any = None,
                        chat_template_choice: str = "auto", system_prompt: str | None = "llama2-default",
-                       eval_fraction: float = 0.1, max_steps: int | None = None, extra_args: list[str] = (),
+                       eval_fraction: float = 0.1, max_steps: int | None = None, extra_args: Sequence[str] = (),
                        overwrite: bool = False) -> dict[str, Any]:
     """Check everything, train, save the reward model to ``output_dir``; return what config.json records."""
     from transformers import AutoTokenizer
@@ -146,6 +147,7 @@ def train_reward_model(base: str, data: str, output_dir: Path, *, split: str = "
     base_config = check_base(folder, base)
     tokenizer = AutoTokenizer.from_pretrained(folder)
     template_name, template = chat_template(tokenizer, chat_template_choice)
+    LOG.info("chat template: %s; system prompt: %s", template_name, "none" if not system_prompt else system_prompt)
     system = NAMED_SYSTEM_PROMPTS.get(system_prompt, system_prompt) if system_prompt else None
     prefs = load_preferences(data, split)
     check_template(tokenizer, template, prefs.rows[0], system, template_name)
