@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from dogerm_eval import bon_commands, search
+from dogerm_eval import bon_commands, judge, search
 from dogerm_eval.errors import BenchmarkError, EvalError, OptionError, UnexpectedError
 from dogerm_eval.options import (
     BENCHMARK_NAMES,
@@ -210,6 +210,7 @@ def _read_existing(model: ResolvedModel, names: Sequence[str], output_dir: Path)
 for _command in bon_commands.COMMANDS:
     main.add_command(_command)
 main.add_command(search.command())
+main.add_command(judge.command)
 
 if __name__ == "__main__":
     main()

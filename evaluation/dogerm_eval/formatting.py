@@ -14,23 +14,14 @@ import jinja2
 from pydantic import BaseModel, ConfigDict, Field
 
 from dogerm_eval.errors import BenchmarkError, ModelError
-from dogerm_mergekit.chat_templates import LLAMA2_CHAT_TEMPLATE
+from dogerm_mergekit.chat_templates import (  # noqa: F401 (LLAMA2_DEFAULT_SYSTEM_PROMPT: re-exported)
+    LLAMA2_CHAT_TEMPLATE,
+    LLAMA2_DEFAULT_SYSTEM_PROMPT,
+    NAMED_SYSTEM_PROMPTS,
+)
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
-
-#: The default Llama-2 chat system prompt (Touvron et al. 2023, Meta's reference chat code), which DogeRM adds for
-#: its Llama-2 reward models.
-LLAMA2_DEFAULT_SYSTEM_PROMPT = (
-    "You are a helpful, respectful and honest assistant. Always answer as helpfully as possible, while being safe. "
-    "Your answers should not include any harmful, unethical, racist, sexist, toxic, dangerous, or illegal content. "
-    "Please ensure that your responses are socially unbiased and positive in nature.\n\n"
-    "If a question does not make any sense, or is not factually coherent, explain why instead of answering something "
-    "not correct. If you don't know the answer to a question, please don't share false information."
-)
-
-#: Named system prompts accepted by ``FormatSettings.system_prompt``.
-NAMED_SYSTEM_PROMPTS: dict[str, str] = {"llama2-default": LLAMA2_DEFAULT_SYSTEM_PROMPT}
 
 #: Fallback chat templates (Jinja, the format of ``tokenizer.chat_template``) for tokenizers without one.
 FALLBACK_TEMPLATES: dict[str, str] = {
