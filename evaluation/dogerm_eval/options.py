@@ -28,9 +28,6 @@ if TYPE_CHECKING:
 
 DEFAULT_OUTPUT = "./dogerm-eval-results"
 LAUNCHED_ENV = "DOGERM_EVAL_LAUNCHED"  # set in the processes started by --num-processes
-BENCHMARK_NAMES = ("rewardbench", "rewardbench2", "autoj", "pairwise")
-BENCHMARK_NAMES += ("rmbench", "rewardmath", "ppe")
-"""The benchmarks ``dogerm_eval.benchmarks.BENCHMARKS`` registers (named here so that ``--help`` loads none)."""
 SCORING_DTYPES = RUN_DTYPES
 """The dtypes ``--dtype`` accepts besides ``auto``."""
 

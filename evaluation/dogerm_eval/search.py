@@ -261,10 +261,8 @@ class SplitEvaluator:
                                 *self._fingerprint_parts)
 
     def _metrics(self, rows: Any, scores: np.ndarray) -> dict[str, float]:
-        evaluation = self.task.benchmark.evaluate(rows, scores)
-        payload = {"subsets": evaluation.subsets, "sections": evaluation.sections, "score": evaluation.score,
-                   **evaluation.extra}
-        return {k: float(v) for k, v in self.task.benchmark.metrics(payload).items() if v is not None}
+        summary = self.task.benchmark.evaluate(rows, scores).summary()
+        return {k: float(v) for k, v in self.task.benchmark.metrics(summary).items() if v is not None}
 
     def scores(self, lam: float, split: str) -> tuple[Any, np.ndarray]:
         """The rows of ``split`` ("dev" or "test") and their scores (passes concatenated) by the merge at ``lam``."""
