@@ -49,6 +49,9 @@ ENTRIES: tuple[BenchmarkEntry, ...] = (
                    "MATH500 solutions; accuracy (correct above all) and MRR."),
     BenchmarkEntry("ppe", "ppe", "PPE correctness best-of-K sets (lmarena-ai/PPE-*-Best-of-K): conflict-pair "
                    "accuracy, exact best-of-K curves, maximum and end score per set."),
+    BenchmarkEntry("judgebench", "judgebench", "JudgeBench (ScalerLab/JudgeBench, GPT-4o pairs): objectively "
+                   "correct vs incorrect responses; accuracy per category (knowledge, reasoning, math, coding) and "
+                   "over all pairs."),
 )
 REGISTRY: dict[str, BenchmarkEntry] = {entry.name: entry for entry in ENTRIES}
 NAMES: tuple[str, ...] = tuple(REGISTRY)
