@@ -52,6 +52,8 @@ ENTRIES: tuple[BenchmarkEntry, ...] = (
     BenchmarkEntry("judgebench", "judgebench", "JudgeBench (ScalerLab/JudgeBench, GPT-4o pairs): objectively "
                    "correct vs incorrect responses; accuracy per category (knowledge, reasoning, math, coding) and "
                    "over all pairs."),
+    BenchmarkEntry("rmb", "rmb", "RMB (Zhou-Zoey/RMB-Reward-Model-Benchmark; --data RMB_dataset/): pairwise and "
+                   "Best-of-N accuracy for helpfulness and harmlessness over 49 scenarios, overall = their mean."),
 )
 REGISTRY: dict[str, BenchmarkEntry] = {entry.name: entry for entry in ENTRIES}
 NAMES: tuple[str, ...] = tuple(REGISTRY)
