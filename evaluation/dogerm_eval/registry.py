@@ -54,6 +54,9 @@ ENTRIES: tuple[BenchmarkEntry, ...] = (
                    "over all pairs."),
     BenchmarkEntry("rmb", "rmb", "RMB (Zhou-Zoey/RMB-Reward-Model-Benchmark; --data RMB_dataset/): pairwise and "
                    "Best-of-N accuracy for helpfulness and harmlessness over 49 scenarios, overall = their mean."),
+    BenchmarkEntry("ppe-preference", "ppe_preference", "PPE human preference (lmarena-ai/PPE-Human-Preference-V1): "
+                   "Chatbot Arena pairs with the human verdict; accuracy over non-tie pairs, per language and "
+                   "category flag, and the Bradley-Terry Brier score."),
 )
 REGISTRY: dict[str, BenchmarkEntry] = {entry.name: entry for entry in ENTRIES}
 NAMES: tuple[str, ...] = tuple(REGISTRY)
