@@ -23,7 +23,7 @@ from dogerm_eval.options import (
     scoring_settings,
     split_list,
 )
-from dogerm_eval.registry import ENTRIES, NAMES
+from dogerm_eval.registry import ENTRIES, NAMES, SUITE
 from dogerm_eval.results import result_path
 
 if TYPE_CHECKING:
@@ -101,6 +101,38 @@ for _entry in ENTRIES:
     _benchmark_command(_entry.name, _entry.summary)
 
 
+@main.command(name="suite")
+@click.argument("model")
+@click.option("--data", "data", multiple=True,
+              help="NAME=PATH (repeatable): a local file for one of the seven benchmarks (rmb needs one: the "
+                   "RMB_dataset folder); the others download their data by default.")
+@common_options
+def suite_command(model: str, data: tuple[str, ...], **options: Any) -> None:
+    """The seven benchmarks reward-model papers report (RewardBench v1 and v2, PPE Preference, PPE Correctness,
+    RMB, RM-Bench, JudgeBench), each by its headline number, and their average: one table,
+    OUT/<model-slug>/suite.json and this model's row of OUT/suite.csv (besides each benchmark's own result).
+
+    MODEL: a local folder or org/name[@revision].
+    """
+    from dogerm_eval import suite
+    from dogerm_eval.benchmarks import prepare_task
+    from dogerm_eval.models import resolve_model
+
+    if options["subsets"]:
+        raise click.BadParameter("the suite scores every subset of its benchmarks", param_hint="--subsets")
+    relaunch_if_needed(options["num_processes"])
+    try:
+        paths = _data_paths(data, SUITE)
+        resolved = resolve_model(model, options["trust_remote_code"])
+        results = evaluate_model(resolved, lambda: [prepare_task(n, paths[n], None) for n in SUITE], options)
+        record = suite.summary(results)
+        for path in suite.write(options["output_dir"], resolved, record):
+            LOG.info("wrote %s", path)
+    except EvalError as exc:
+        fail(exc)
+    click.echo(suite.table(record))
+
+
 @main.command()
 @click.argument("sweep", required=False)
 @click.option("--in-memory", is_flag=True,
@@ -110,7 +142,8 @@ for _entry in ENTRIES:
 @click.option("--lambdas", "lambda_spec", default="0:1:0.05", show_default=True,
               help="With --in-memory: start:stop:step (stop included) or a comma list.")
 @click.option("--benchmark", "benchmarks", default="rewardbench", show_default=True,
-              help="Comma-separated benchmarks. Run here: " + ", ".join(NAMES) + "; any other name (e.g. "
+              help="Comma-separated benchmarks. Run here: " + ", ".join(NAMES) + "; suite = the seven of `dogerm-eval "
+                   "suite` and their average; any other name (e.g. "
                    "bon-gsm8k) is read from each member's existing OUT/<slug>/<name>.json.")
 @click.option("--data", "data", multiple=True,
               help="Local data file: PATH with one benchmark, NAME=PATH (repeatable) with several.")
@@ -146,6 +179,9 @@ def sweep(sweep: str | None, benchmarks: str, data: tuple[str, ...], candidate_f
                           "push them with dogerm-push and evaluate the Hub sweep with --push-results")
     relaunch_if_needed(options["num_processes"])
     names = split_list(benchmarks) or []
+    with_suite = "suite" in names
+    if with_suite:
+        names = [n for n in names if n != "suite"] + [n for n in SUITE if n not in names]
     try:
         check_options(options)
         fmt, record = scoring_settings(options)
@@ -158,12 +194,14 @@ def sweep(sweep: str | None, benchmarks: str, data: tuple[str, ...], candidate_f
         if in_memory:
             from dogerm_eval.inmemory import InMemorySweep
 
-            merged = InMemorySweep(reward_model, domain_model, lambda_spec)
+            merged = InMemorySweep(reward_model, domain_model, lambda_spec, options["trust_remote_code"])
             resolved, make_scorer, local = merged.members, merged.scorer_factory(make_scorer), True
         else:
             members = discover_sweep(sweep)
             local = Path(sweep).expanduser().is_dir()
-            resolved = [(lam, resolve_model(ref)) for lam, ref in members] if local else resolve_members(members)
+            trust = options["trust_remote_code"]
+            resolved = [(lam, resolve_model(ref, trust)) for lam, ref in members] if local \
+                else resolve_members(members, trust)
         if local:
             for _, model in resolved:
                 _read_existing(model, [n for n in names if n not in runnable], options["output_dir"])
@@ -172,7 +210,13 @@ def sweep(sweep: str | None, benchmarks: str, data: tuple[str, ...], candidate_f
         rows = []
         for lam, model, results in evaluated:
             results.update(_read_existing(model, [n for n in names if n not in runnable], options["output_dir"]))
-            rows.append((lam, {n: results[n] for n in names}))
+            chosen = {n: results[n] for n in names}
+            if with_suite:
+                from dogerm_eval import suite
+
+                chosen[suite.NAME] = suite.summary(results)
+                suite.write(options["output_dir"], model, chosen[suite.NAME])
+            rows.append((lam, chosen))
             if options["push_results"]:
                 push_results(model, results)
     except EvalError as exc:
