@@ -49,7 +49,8 @@ def authors_count(pairs: list[tuple[str, str, str | None, str | None]], prefix: 
     return 100 * correct / len(members)
 
 
-# The paper's Table (reward models on the GPT-4o pairs): knowledge, reasoning, math, coding, overall, in percent.
+# Knowledge, reasoning, math, coding, overall in percent, as run_judge.py prints them (2 decimals) for the authors'
+# published output files; the paper's reward-model table should show the same (the paper was not readable here).
 PUBLISHED = {"Skywork_Skywork-Reward-Gemma-2-27B": (59.74, 66.33, 83.93, 50.00, 64.29),
              "internlm_internlm2-20b-reward": (62.34, 69.39, 66.07, 50.00, 63.43)}
 
