@@ -17,6 +17,7 @@ from dogerm_eval.errors import BenchmarkError, EvalError
 from dogerm_eval.formatting import FALLBACK_TEMPLATES
 from dogerm_eval.options import (
     SCORING_DTYPES,
+    TRUST_REMOTE_CODE,
     common_options,
     evaluate_model,
     fail,
@@ -53,9 +54,11 @@ NS_HELP += "N-subsets, the authors' first-N accuracy, oracle pass@N and majority
 @click.option("--backend", type=click.Choice(["auto", "transformers", "vllm"]), default="auto", show_default=True,
               help="auto = vLLM when installed and a GPU is present, else transformers.")
 @click.option("--limit", type=int, help="Only the first N problems (smoke tests).")
+@TRUST_REMOTE_CODE
 def generate(policy: str, benchmark: str, samples: int, out: Path, data: str | None, seed: int,
              temperature: float | None, top_p: float | None, max_new_tokens: int | None, system_prompt: str | None,
-             fallback_template: str | None, dtype: str, backend: str, limit: int | None) -> None:
+             fallback_template: str | None, dtype: str, backend: str, limit: int | None,
+             trust_remote_code: bool) -> None:
     """Sample Best-of-N candidates from a policy LM with the paper's prompts and sampling settings."""
     from dogerm_eval.benchmarks import gsm8k, humaneval, mbpp
     from dogerm_eval.generate import GenerationSettings, generate_candidates
@@ -72,7 +75,7 @@ def generate(policy: str, benchmark: str, samples: int, out: Path, data: str | N
             response_prefix=module.RESPONSE_PREFIX,
         )
         done = generate_candidates(problems, settings, out, dtype=dtype, fallback_template=fallback_template,
-                                   backend=backend)
+                                   backend=backend, trust_remote_code=trust_remote_code)
     except EvalError as exc:
         fail(exc)
     except ValueError as exc:  # pydantic validation of the sampling settings

@@ -1,4 +1,4 @@
-"""How a (prompt, response) pair becomes the text a reward model scores.
+"""How a (prompt, response) pair becomes the text a reward model scores (the prompt: a user turn, or a history).
 
 The tokenizer's own chat template always wins (user = prompt, assistant = response, no generation prompt), as in
 RewardBench. A named fallback template is used only for tokenizers without one; every fallback template ends with the
@@ -8,6 +8,7 @@ apply to every model of a sweep and are recorded with every result.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import jinja2
@@ -99,11 +100,15 @@ def chat_template_for(tokenizer: PreTrainedTokenizerBase, settings: FormatSettin
 
 
 def format_conversation(
-    tokenizer: PreTrainedTokenizerBase, prompt: str, response: str, settings: FormatSettings
+    tokenizer: PreTrainedTokenizerBase, prompt: str | Sequence[tuple[str, str]], response: str,
+    settings: FormatSettings,
 ) -> str:
-    """Render one (prompt, response) pair as the text the reward model scores."""
+    """Render one (prompt, response) pair as the text the reward model scores. ``prompt`` is the user turn, or a
+    multi-turn history as (role, content) pairs ending with a user turn (RMB's conversations)."""
     _, template = chat_template_for(tokenizer, settings)
-    messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}]
+    history = [("user", prompt)] if isinstance(prompt, str) else prompt
+    messages = [*({"role": role, "content": content} for role, content in history),
+                {"role": "assistant", "content": response}]
     if settings.system_prompt_text is not None:
         messages.insert(0, {"role": "system", "content": settings.system_prompt_text})
     try:

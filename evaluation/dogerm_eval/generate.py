@@ -134,14 +134,19 @@ def _split_ref(ref: str) -> tuple[str, str | None]:
     return (ref, None) if Path(ref).exists() else parse_hub_ref(ref)
 
 
-def _load_policy(ref: str, dtype: str, device: str) -> tuple[Any, Any]:
+def _load_policy(ref: str, dtype: str, device: str, trust_remote_code: bool = False) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from dogerm_eval.models import needs_remote_code, remote_code_error
 
     name, revision = _split_ref(ref)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(name, revision=revision)
-        model = AutoModelForCausalLM.from_pretrained(name, revision=revision, dtype=dtype)
+        tokenizer = AutoTokenizer.from_pretrained(name, revision=revision, trust_remote_code=trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(name, revision=revision, dtype=dtype,
+                                                     trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:
+        if needs_remote_code(exc) and not trust_remote_code:
+            raise remote_code_error(repr(ref), "policy") from exc
         raise ModelError(f"cannot load the policy {ref!r}: {exc}") from exc
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -149,13 +154,13 @@ def _load_policy(ref: str, dtype: str, device: str) -> tuple[Any, Any]:
 
 
 def _transformers_sampler(
-    ref: str, settings: GenerationSettings, dtype: str, fallback_template: str | None
+    ref: str, settings: GenerationSettings, dtype: str, fallback_template: str | None, trust_remote_code: bool = False
 ) -> Callable[[int | str, str], list[str]]:
     import torch
     from transformers import set_seed
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    tokenizer, model = _load_policy(ref, dtype, device)
+    tokenizer, model = _load_policy(ref, dtype, device, trust_remote_code)
 
     def sample(problem_id: int | str, user: str, prefix: str | None) -> list[str]:
         text = policy_prompt(tokenizer, user, settings, fallback_template, prefix)
@@ -178,12 +183,12 @@ def _transformers_sampler(
 def _vllm_generate(
     ref: str, settings: GenerationSettings, todo: Sequence[tuple[int | str, str, str | None]],
     fallback_template: str | None,
-    write: Callable[[int | str, str, list[str]], None],
+    write: Callable[[int | str, str, list[str]], None], trust_remote_code: bool = False,
 ) -> None:
     from vllm import LLM, SamplingParams  # optional extra
 
     name, revision = _split_ref(ref)
-    llm = LLM(name, revision=revision, seed=settings.seed)
+    llm = LLM(name, revision=revision, seed=settings.seed, trust_remote_code=trust_remote_code)
     tokenizer = llm.get_tokenizer()
     for start in tqdm(range(0, len(todo), VLLM_CHUNK), desc="generating", unit="chunk"):
         chunk = todo[start : start + VLLM_CHUNK]
@@ -221,6 +226,7 @@ def generate_candidates(
     dtype: str = "auto",
     fallback_template: str | None = None,
     backend: Backend = "auto",
+    trust_remote_code: bool = False,
 ) -> int:
     """Sample `settings.samples` candidates per problem into `out` (appending; done problems skipped).
 
@@ -260,9 +266,9 @@ def generate_candidates(
             os.fsync(handle.fileno())
 
         if chosen == "vllm":
-            _vllm_generate(settings.policy, settings, todo, fallback_template, write)
+            _vllm_generate(settings.policy, settings, todo, fallback_template, write, trust_remote_code)
         else:
-            sample = _transformers_sampler(settings.policy, settings, dtype, fallback_template)
+            sample = _transformers_sampler(settings.policy, settings, dtype, fallback_template, trust_remote_code)
             for pid, user, prefix in tqdm(todo, desc="generating", unit="problem"):
                 write(pid, user, sample(pid, user, prefix))
     return len(todo)

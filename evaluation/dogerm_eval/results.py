@@ -41,6 +41,11 @@ class Evaluation:
     per_example: pd.DataFrame
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def summary(self) -> dict[str, Any]:
+        """What a result JSON holds of it (subsets, sections, score, then the benchmark's extra keys): what a
+        benchmark's ``metrics`` reads."""
+        return {"subsets": self.subsets, "sections": self.sections, "score": self.score, **self.extra}
+
 
 def metric_columns(
     benchmark: str, values: Mapping[str, float], score: float, keep_names: bool = False

@@ -69,10 +69,11 @@ def discover_sweep(ref: str) -> list[tuple[float, str]]:
     return members
 
 
-def resolve_members(members: Sequence[tuple[float, str]]) -> Iterator[tuple[float, ResolvedModel]]:
+def resolve_members(members: Sequence[tuple[float, str]], trust_remote_code: bool = False
+                    ) -> Iterator[tuple[float, ResolvedModel]]:
     """Resolve members one at a time (a Hub branch is downloaded only when its turn comes)."""
     for lam, ref in members:
-        yield lam, resolve_model(ref)
+        yield lam, resolve_model(ref, trust_remote_code)
 
 
 def evaluate_sweep(
