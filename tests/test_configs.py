@@ -7,7 +7,8 @@ import yaml
 from mergekit.config import MergeConfiguration
 from mergekit.options import MergeOptions
 
-from dogerm_mergekit.kernels import check_kernel_parameters, is_kernel_method, split_kernel_models
+from dogerm_mergekit.kernels import check_kernel_parameters, split_kernel_models
+from dogerm_mergekit.methods import is_kernel_method
 from dogerm_mergekit.validation import check_config, split_models
 
 CONFIGS = sorted((Path(__file__).parents[1] / "merge_configs").glob("*.yml"))

@@ -65,7 +65,7 @@ class DogeRMEvalGroup(click.Group):
              context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(package_name="dogerm-eval")
 def main() -> None:
-    """Evaluate reward models (and DogeRM merges) on RewardBench, RewardBench 2 and Auto-J.
+    """Evaluate reward models (and DogeRM merges) on the reward-model benchmarks below, alone or as a suite.
 
     MODEL is a local folder or a Hub id with an optional revision (org/name@lambda-0.30). Data come from the Hub
     (or GitHub for Auto-J) unless --data names a local parquet/jsonl file; the dataset revision (commit, or the

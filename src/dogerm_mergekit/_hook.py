@@ -33,7 +33,9 @@ def route_run_merge(merge_module: ModuleType) -> None:
         return
 
     def run_merge(merge_config: Any, out_path: str, options: Any, config_source: Any = None) -> None:
-        if merge_config.merge_method == "dogerm" or merge_config.merge_method.startswith("dogerm_"):
+        from dogerm_mergekit.methods import is_dogerm
+
+        if is_dogerm(merge_config.merge_method):
             from dogerm_mergekit.merge import run_dogerm_merge
 
             return run_dogerm_merge(merge_config, out_path, options, config_source)

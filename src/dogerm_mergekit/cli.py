@@ -81,8 +81,9 @@ def sweep(ctx: click.Context, config_file: str, out_dir: str, lambda_spec: str |
         from dogerm_mergekit.sweep import grid_points, run_sweep
 
         raw, _ = read_config(source, config_file)
-        kernel = str(raw.get("merge_method", "")).startswith("dogerm_")
-        if kernel:
+        from dogerm_mergekit.methods import is_kernel_method
+
+        if is_kernel_method(raw.get("merge_method")):
             from dogerm_mergekit.sweep import kernel_grid_points
 
             if lambda_spec is not None:

@@ -14,15 +14,16 @@ from typing import Any
 
 import yaml
 
+from dogerm_mergekit import methods
 from dogerm_mergekit.errors import DogeRMConfigError
 
 LOG = logging.getLogger(__name__)
-DOGERM_CONFIG = re.compile(r"^\s*merge_method\s*:\s*['\"]?dogerm", re.MULTILINE)
-"""A configuration text that asks for a dogerm method (decides, before parsing, whose errors these are)."""
+METHOD_LINE = re.compile(r"^\s*merge_method\s*:\s*['\"]?([\w-]+)", re.MULTILINE)
 
 
 def is_dogerm_source(source: str) -> bool:
-    return bool(DOGERM_CONFIG.search(source))
+    """Whether a configuration text asks for a dogerm method (decides, before parsing, whose errors these are)."""
+    return any(methods.is_dogerm(name) for name in METHOD_LINE.findall(source))
 
 
 def parse_yaml(source: str, where: str) -> dict[str, Any]:
@@ -41,18 +42,6 @@ def parse_yaml(source: str, where: str) -> dict[str, Any]:
     return raw
 
 
-def _known_parameters(method: str) -> set[str]:
-    from mergekit import merge_methods
-
-    from dogerm_mergekit import method as dogerm_method  # registers dogerm
-    from dogerm_mergekit.kernels import KERNELS
-
-    name = KERNELS.get(method, dogerm_method.METHOD_NAME if method == dogerm_method.METHOD_NAME else None)
-    if name is None:
-        return set()
-    return {p.name for p in merge_methods.get(name).spec.parameters}
-
-
 def unknown_keys(raw: dict[str, Any]) -> list[tuple[str, str | None]]:
     """(where.key, closest known key or None) of every key of ``raw`` that mergekit or the method never reads."""
     from mergekit.config import InputModelDefinition, MergeConfiguration
@@ -68,7 +57,7 @@ def unknown_keys(raw: dict[str, Any]) -> list[tuple[str, str | None]]:
                 close = difflib.get_close_matches(str(key), sorted(candidates), n=1, cutoff=0.6)
                 found.append((f"{where}{key}", candidates[close[0]] if close else None))
 
-    parameters = _known_parameters(str(raw.get("merge_method", "")))
+    parameters = methods.parameters(str(raw.get("merge_method", "")))
     check(raw, set(MergeConfiguration.model_fields), "", {p: f"parameters.{p}" for p in parameters})
     check(raw.get("parameters"), parameters, "parameters.")
     for index, entry in enumerate(raw.get("models") or []):

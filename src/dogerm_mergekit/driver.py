@@ -18,7 +18,6 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-import mergekit.merge as mergekit_merge
 import torch
 import transformers
 from mergekit.config import MergeConfiguration
@@ -29,10 +28,10 @@ from mergekit.options import MergeOptions
 from mergekit.plan import MergePlanner
 from mergekit.tokenizer import BuildTokenizer, TokenizerInfo
 
-from dogerm_mergekit.architecture import DogeRMPlan
+from dogerm_mergekit.plan import DogeRMPlan
 from dogerm_mergekit.card import merge_card
 from dogerm_mergekit.errors import DogeRMConfigError, OutputError
-from dogerm_mergekit import dtypes
+from dogerm_mergekit import dtypes, mergekit_private
 from dogerm_mergekit.files import StagedDirectory, fast_digest_file
 from dogerm_mergekit.method import check_lambdas
 from dogerm_mergekit.tasks import (
@@ -174,7 +173,7 @@ def _interpolated(task: Task) -> bool:
 def _plan_output(plan: DogeRMPlan, config: MergeConfiguration, folder: Path, options: MergeOptions,
                  queue: WriteQueue | None, shared: dict[str, Difference]) -> list[Task]:
     prepared = prepared_config(config, plan)
-    out_config = mergekit_merge._model_out_config(output_view(config, plan), plan.architecture,
+    out_config = mergekit_private.model_out_config(output_view(config, plan), plan.architecture,
                                                   options.trust_remote_code)
     planned = MergePlanner(prepared, plan.architecture, options=options, out_model_config=out_config).plan_to_disk(
         out_path=str(folder)
@@ -283,21 +282,21 @@ def _finish(plan: DogeRMPlan, output: Output, folder: Path, tokenizer: Tokenizer
             options: MergeOptions) -> None:
     """What ``run_merge`` writes after the tensors (config, tokenizer), and the dogerm card."""
     prepared = output_view(output.config, plan)
-    out_config = mergekit_merge._model_out_config(prepared, plan.architecture, options.trust_remote_code)
+    out_config = mergekit_private.model_out_config(prepared, plan.architecture, options.trust_remote_code)
     vocabulary = plan.vocabulary.tokenizer
     if tokenizer is not None:
-        mergekit_merge._update_config_vocab(out_config, plan.architecture, tokenizer.tokenizer,
+        mergekit_private.update_config_vocab(out_config, plan.architecture, tokenizer.tokenizer,
                                             vocabulary.pad_to_multiple_of if vocabulary else None)
     out_config.save_pretrained(str(folder))
     rm_only = prepared.model_copy(update={"tokenizer": None})
     if tokenizer is not None and vocabulary is not None and vocabulary.source in ("base", plan.reward_model):
-        mergekit_merge._copy_tokenizer(rm_only, str(folder), options)  # the reward model's own files, unchanged
+        mergekit_private.copy_tokenizer(rm_only, str(folder), options)  # the reward model's own files, unchanged
     elif tokenizer is not None:
-        mergekit_merge._set_chat_template(tokenizer.tokenizer, prepared)
+        mergekit_private.set_chat_template(tokenizer.tokenizer, prepared)
         tokenizer.tokenizer.save_pretrained(str(folder), safe_serialization=True)
     elif options.copy_tokenizer:
         try:
-            mergekit_merge._copy_tokenizer(rm_only, str(folder), options)
+            mergekit_private.copy_tokenizer(rm_only, str(folder), options)
         except Exception as error:  # as mergekit-yaml does: the weights are still a valid checkpoint
             LOG.error("could not copy the tokenizer to %s: %s", folder, error)
     if options.write_model_card:

@@ -14,6 +14,7 @@ from huggingface_hub.utils import validate_repo_id
 from dogerm_mergekit.card import merge_card
 from dogerm_mergekit.contract import MANIFEST, MetricsTable, SweepManifest, inside, load_manifest, verify_checkpoint
 from dogerm_mergekit.errors import DogeRMError
+from dogerm_mergekit.methods import PREFIX
 
 
 class HubError(DogeRMError):
@@ -55,7 +56,7 @@ def sweep_card(manifest: SweepManifest, repo_id: str, repo_per_lambda: bool, met
     if manifest.points:  # a dogerm_<kernel> grid
         import yaml
 
-        kernel = str(yaml.safe_load(manifest.config).get("merge_method", "")).removeprefix("dogerm_") or None
+        kernel = str(yaml.safe_load(manifest.config).get("merge_method", "")).removeprefix(PREFIX) or None
     return str(merge_card(manifest.reward_model, manifest.domain_model, "sweep (one checkpoint per row below)",
                           manifest.config, checkpoints=rows, metrics=metrics, kernel=kernel))
 

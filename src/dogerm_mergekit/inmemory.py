@@ -20,7 +20,8 @@ from mergekit.config import MergeConfiguration
 from mergekit.io.tasks import SaveTensor
 from mergekit.options import MergeOptions
 
-from dogerm_mergekit.architecture import DogeRMPlan, plan_merge
+from dogerm_mergekit.architecture import plan_merge
+from dogerm_mergekit.plan import DogeRMPlan
 from dogerm_mergekit.errors import DogeRMConfigError
 from dogerm_mergekit.driver import executor_for, plan_outputs, prepare_loaders
 from dogerm_mergekit.method import check_lambdas, combine_all

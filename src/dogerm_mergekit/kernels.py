@@ -25,41 +25,27 @@ from mergekit.options import MergeOptions
 
 from dogerm_mergekit.checkpoint import tensor_specs
 from dogerm_mergekit.errors import DogeRMConfigError
+from dogerm_mergekit.methods import KERNEL_METHODS
+from dogerm_mergekit.plan import DogeRMPlan, build_plan
 from dogerm_mergekit.validation import LM_HEAD, _numbers, check_model_configs, locate_models
 
 LOG = logging.getLogger(__name__)
 
-KERNELS = {
-    "dogerm_linear": "linear",
-    "dogerm_task_arithmetic": "task_arithmetic",
-    "dogerm_ties": "ties",
-    "dogerm_dare_linear": "dare_linear",
-    "dogerm_dare_ties": "dare_ties",
-    "dogerm_della": "della",
-}
-"""``merge_method`` -> the mergekit method whose kernel merges the backbone."""
-NEEDS_BASE = {name for name, kernel in KERNELS.items() if kernel != "linear"}
-DENSITY_METHODS = {"dogerm_ties", "dogerm_dare_linear", "dogerm_dare_ties", "dogerm_della"}
-
-
-def is_kernel_method(name: str) -> bool:
-    return name in KERNELS
-
-
 def split_kernel_models(config: MergeConfiguration) -> tuple[ModelReference | None, tuple[ModelReference, ...]]:
     """(pretrained base or None, the merged models in ``models:`` order), refusing bad combinations by name."""
     method = config.merge_method
-    if method not in KERNELS:
-        raise DogeRMConfigError(f"unknown merge_method {method!r}; dogerm offers dogerm, {', '.join(KERNELS)}")
+    if method not in KERNEL_METHODS:
+        raise DogeRMConfigError(f"unknown merge_method {method!r}; dogerm offers dogerm, {', '.join(KERNEL_METHODS)}")
+    needs_base = KERNEL_METHODS[method].needs_base
     if config.slices or config.modules:
         raise DogeRMConfigError(f"merge_method: {method} takes a `models:` list, not `slices:` or `modules:`")
     base = config.base_model
-    if method in NEEDS_BASE and base is None:
+    if needs_base and base is None:
         raise DogeRMConfigError(
             f"merge_method: {method} computes task vectors against the pretrained base: set `base_model:` to the "
             "model every input was fine-tuned from (e.g. meta-llama/Llama-2-7b-hf)"
         )
-    if method not in NEEDS_BASE and base is not None:
+    if not needs_base and base is not None:
         raise DogeRMConfigError(
             f"merge_method: {method} (a reward-model soup) has no base: drop `base_model:` (the first model's config "
             "and tokenizer are written)"
@@ -68,7 +54,7 @@ def split_kernel_models(config: MergeConfiguration) -> tuple[ModelReference | No
     repeated = sorted({str(m) for m in models if models.count(m) > 1})
     if repeated:
         raise DogeRMConfigError(f"`models:` names {repeated[0]} twice")
-    least = 1 if method in NEEDS_BASE else 2
+    least = 1 if needs_base else 2
     if len(models) < least:
         raise DogeRMConfigError(f"merge_method: {method} needs at least {least} model(s) under `models:` besides "
                                 f"base_model; got {len(models)}")
@@ -88,14 +74,12 @@ def check_kernel_parameters(config: MergeConfiguration) -> None:
                     raise DogeRMConfigError(
                         f"`density`{where} is {value}: the fraction of each task vector kept must be in (0, 1]"
                     )
-        if "density" in parameters and config.merge_method not in DENSITY_METHODS:
+        if "density" in parameters and not KERNEL_METHODS[config.merge_method].density:
             LOG.warning("`density`%s is ignored by merge_method: %s", where, config.merge_method)
 
 
-def plan_kernel_merge(config: MergeConfiguration, options: MergeOptions):
+def plan_kernel_merge(config: MergeConfiguration, options: MergeOptions) -> DogeRMPlan:
     """The plan of a ``dogerm_<kernel>`` merge (see the module docstring); refuses before anything is written."""
-    from dogerm_mergekit.architecture import DogeRMPlan, build_plan
-
     base, models = split_kernel_models(config)
     if options.unsafe_truncate_embeddings:
         raise DogeRMConfigError("--unsafe-truncate-embeddings can write an unloadable model: drop the flag")
@@ -120,7 +104,5 @@ def plan_kernel_merge(config: MergeConfiguration, options: MergeOptions):
     rm_config = rm.config(trust_remote_code=options.trust_remote_code)
     for role, other in (*([("pretrained base", base)] if base is not None else []), *((str(m), m) for m in others)):
         check_model_configs(rm_config, other.config(trust_remote_code=options.trust_remote_code), role)
-    plan: DogeRMPlan = build_plan(
-        config, options, rm, others, specs, kernel=KERNELS[config.merge_method], pretrained=base,
-    )
-    return plan
+    return build_plan(config, options, rm, others, specs, kernel=KERNEL_METHODS[config.merge_method].kernel,
+                      pretrained=base)

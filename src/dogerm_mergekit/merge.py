@@ -7,7 +7,8 @@ from pathlib import Path
 from mergekit.config import MergeConfiguration
 from mergekit.options import MergeOptions
 
-from dogerm_mergekit.architecture import DogeRMPlan, plan_merge
+from dogerm_mergekit.architecture import plan_merge
+from dogerm_mergekit.plan import DogeRMPlan
 from dogerm_mergekit.driver import Output, check_options, run_outputs
 from dogerm_mergekit.files import output_lock, remove_leftovers
 from dogerm_mergekit.validation import check_output

@@ -47,7 +47,8 @@ from dogerm_mergekit.contract import (
 from dogerm_mergekit.driver import Output, check_options, run_outputs
 from dogerm_mergekit.errors import DogeRMConfigError
 from dogerm_mergekit.files import fast_digest_file, output_lock, remove_leftovers
-from dogerm_mergekit.kernels import check_kernel_parameters, is_kernel_method, split_kernel_models
+from dogerm_mergekit.kernels import check_kernel_parameters, split_kernel_models
+from dogerm_mergekit.methods import DOGERM, KERNEL_METHODS, is_kernel_method
 from dogerm_mergekit.method import check_lambdas
 from dogerm_mergekit.validation import check_output, domain_lambda_settings, split_models
 
@@ -264,7 +265,7 @@ def _run_kernel_sweep(raw: dict[str, Any], out_dir: Path, points: Sequence[dict[
     )
     entries = {name: (configs[name], sources[name], point)
                for (name, point) in zip(sources, points)}
-    random = config.merge_method in {"dogerm_dare_linear", "dogerm_dare_ties", "dogerm_della"}
+    random = KERNEL_METHODS[config.merge_method].random
     return _sweep(out_dir, fresh, entries, lambda point, files: CheckpointRecord(files=files, parameters=point),
                   plan, options, overwrite, "grid points", one_at_a_time=random)
 
@@ -290,7 +291,7 @@ def run_sweep(
     raw = yaml.safe_load(config_source)
     if isinstance(raw, dict) and is_kernel_method(str(raw.get("merge_method"))):
         return _run_kernel_sweep(raw, out_dir, lambdas, options, overwrite)  # type: ignore[arg-type]
-    if not isinstance(raw, dict) or raw.get("merge_method") != "dogerm":
+    if not isinstance(raw, dict) or raw.get("merge_method") != DOGERM:
         raise DogeRMConfigError("the sweep configuration must be a dogerm mergekit config (merge_method: dogerm or "
                                 "dogerm_<kernel>)")
     _, domains = split_models(MergeConfiguration.model_validate(raw))

@@ -1,0 +1,31 @@
+"""Every use of mergekit's private helpers, in one place: a mergekit upgrade that renames them touches this file.
+
+They write what ``mergekit.merge.run_merge`` writes after the tensors (the output ``config.json``, the tokenizer),
+which dogerm's driver writes too, so a dogerm checkpoint's files are the ones a mergekit merge has.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import mergekit.merge as _merge
+
+
+def model_out_config(config: Any, architecture: Any, trust_remote_code: bool) -> Any:
+    """The output ``PretrainedConfig`` mergekit derives from the configuration's base model."""
+    return _merge._model_out_config(config, architecture, trust_remote_code)
+
+
+def update_config_vocab(out_config: Any, architecture: Any, tokenizer: Any, pad_to_multiple_of: int | None) -> None:
+    """Set the output config's vocabulary size from the built tokenizer, as mergekit does."""
+    _merge._update_config_vocab(out_config, architecture, tokenizer, pad_to_multiple_of)
+
+
+def copy_tokenizer(config: Any, folder: str, options: Any) -> None:
+    """Copy the base model's tokenizer files into ``folder``, as mergekit does."""
+    _merge._copy_tokenizer(config, folder, options)
+
+
+def set_chat_template(tokenizer: Any, config: Any) -> None:
+    """Apply the configuration's ``chat_template`` setting to a built tokenizer, as mergekit does."""
+    _merge._set_chat_template(tokenizer, config)
