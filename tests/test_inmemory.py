@@ -23,3 +23,25 @@ def test_state_dicts_equal_sweep_checkpoints(tmp_path, dtype):
         assert all(torch.equal(merged[k], written[k]) for k in written), name
     with pytest.raises(DogeRMConfigError):
         merger.state_dict(1.5)
+
+
+def test_a_configuration_with_per_tensor_lambdas_is_planned_in_memory(tmp_path):
+    """Filters and gradients give each tensor its own lambda: the state dict equals mergekit-yaml's checkpoint."""
+    from mergekit.config import MergeConfiguration
+
+    from tests.mergeutil import merge
+
+    rm, lm = tiny.build_pair(tmp_path / "in", lm_tokens=tiny.vocabulary(1000, extra=("[PAD]",)))
+    lam = [{"filter": "embed_tokens", "value": 0.0}, {"filter": "mlp", "value": [0.2, 0.9]}, {"value": 0.5}]
+    written = tensors(merge(tmp_path / "out", rm, lm, lam=lam))
+    merger = InMemoryMerger(str(rm), str(lm))
+    merged = merger.state_dict(MergeConfiguration.model_validate(config_dict(rm, lm, lam)))
+    assert merged.keys() == written.keys() and all(torch.equal(merged[k], written[k]) for k in written)
+    embedding = "model.embed_tokens.weight"
+    assert torch.equal(merged[embedding], tensors(rm)[embedding])  # lambda 0 there: the RM's rows unchanged
+    up0, up1 = "model.layers.0.mlp.up_proj.weight", "model.layers.1.mlp.up_proj.weight"
+    assert not torch.equal(merged[up0], merger.state_dict(0.5)[up0])  # the gradient's own values per layer
+    assert not torch.equal(merged[up1], merger.state_dict(0.5)[up1])
+    other, _ = tiny.build_pair(tmp_path / "other", seed=3)
+    with pytest.raises(DogeRMConfigError, match="other models"):
+        merger.state_dict(MergeConfiguration.model_validate(config_dict(other, lm, 0.3)))

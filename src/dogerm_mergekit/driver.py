@@ -22,7 +22,7 @@ import torch
 import transformers
 from mergekit.config import MergeConfiguration
 from mergekit.graph import Executor, Task
-from mergekit.io.tasks import FinalizeModel, LoaderCache, SaveTensor
+from mergekit.io.tasks import FinalizeModel, LoaderCache, ReturnTensor, SaveTensor
 from mergekit.merge_methods.task_adapter import ExecuteMergeMethodTask
 from mergekit.options import MergeOptions
 from mergekit.plan import MergePlanner
@@ -142,6 +142,24 @@ def plan_outputs(plan: DogeRMPlan, outputs: Sequence[tuple[MergeConfiguration, P
     shared: dict[str, Difference] = {}
     planned = [_plan_output(plan, config, folder, options, queue, shared) for config, folder in outputs]
     return _fuse(planned, queue) if queue is not None and shared else planned
+
+
+def plan_in_memory(plan: DogeRMPlan, config: MergeConfiguration, options: MergeOptions,
+                   shared: dict[str, Difference]) -> list[ReturnTensor]:
+    """mergekit's in-memory plan of ``config`` (one ``ReturnTensor`` per output tensor), rewritten for dogerm as a
+    disk plan is: each merged tensor an :class:`Interpolate` (its lambdas after mergekit's filters and gradients) of
+    the :class:`Difference` shared by name through ``shared``."""
+    prepared = prepared_config(config, plan)
+    out_config = mergekit_private.model_out_config(output_view(config, plan), plan.architecture,
+                                                   options.trust_remote_code)
+    planner = MergePlanner(prepared, plan.architecture, options=options, out_model_config=out_config)
+    returns = []
+    for weight, task in mergekit_private.planned_tensors(planner):
+        dtype = weight.force_dtype or prepared.out_dtype
+        # constructed as mergekit's plan_in_memory builds them (see mergekit_private.planned_tensors)
+        returns.append(ReturnTensor.model_construct(weight_info=weight, dtype=dtype,
+                                                    tensor_task=_rewrite_merge(task, plan, shared, dtype)))
+    return returns
 
 
 def _fuse(planned: list[list[Task]], queue: WriteQueue) -> list[list[Task]]:

@@ -1,30 +1,30 @@
 """DogeRM merges in memory: the inputs read, aligned and differenced once, merged weights for any lambda on demand.
 
-For evaluating a lambda sweep without writing checkpoints. The graph is the driver's (the same loading and
-vocabulary alignment as ``mergekit-yaml``), executed up to each tensor's
+For evaluating a lambda sweep without writing checkpoints. The merge is planned in memory as mergekit plans one
+(``MergePlanner.plan_in_memory``, rewritten by the driver as a disk plan is) and executed up to each tensor's
 :class:`~dogerm_mergekit.tasks.Difference`; each lambda is then the kernel's
 :func:`~dogerm_mergekit.method.combine_all`, which computes every element as the sweep's
 :func:`~dogerm_mergekit.method.interpolate_block` does, so a state dict here equals, bit for bit, the checkpoint
-``dogerm-sweep`` writes for the same lambda. Memory: the reward model's
-tensors plus one fp32 difference per domain model.
+``dogerm-sweep`` writes for the same lambda. A configuration of the same models (per-tensor lambdas: filters,
+gradients) is planned again, without reading anything, and each tensor takes its own lambdas. Memory: the reward
+model's tensors plus one fp32 difference per domain model.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import torch
 from mergekit.common import dtype_from_name
 from mergekit.config import MergeConfiguration
-from mergekit.io.tasks import SaveTensor
+from mergekit.io.tasks import ReturnTensor
 from mergekit.options import MergeOptions
 
 from dogerm_mergekit.architecture import plan_merge
-from dogerm_mergekit.plan import DogeRMPlan
+from dogerm_mergekit.driver import executor_for, plan_in_memory, prepare_loaders
 from dogerm_mergekit.errors import DogeRMConfigError
-from dogerm_mergekit.driver import executor_for, plan_outputs, prepare_loaders
 from dogerm_mergekit.method import check_lambdas, combine_all
+from dogerm_mergekit.plan import DogeRMPlan
 from dogerm_mergekit.tasks import Interpolate
 
 
@@ -34,27 +34,29 @@ class InMemoryMerger:
     def __init__(self, reward_model: str, domain_model: str | Sequence[str], options: MergeOptions | None = None,
                  tokenizer: Mapping[str, object] | None = None):
         """``domain_model``: one domain model, or several (then ``state_dict`` takes one lambda per model)."""
-        options = options or MergeOptions(quiet=True)
+        self._options = options or MergeOptions(quiet=True)
         domains = [domain_model] if isinstance(domain_model, str) else list(domain_model)
-        config = MergeConfiguration.model_validate({
+        self._template = MergeConfiguration.model_validate({
             "merge_method": "dogerm",
             "base_model": reward_model,
             "models": [{"model": domain, "parameters": {"lambda": 0.0}} for domain in domains],
             **({"tokenizer": dict(tokenizer)} if tokenizer else {}),
         })
-        self.plan: DogeRMPlan = plan_merge(config, options)
-        prepare_loaders(self.plan, options)
-        # Nothing is written: only the inputs of the interpolations (and the pass-through tensors) are executed.
-        (planned,) = plan_outputs(self.plan, [(config, Path("unused"))], options, None)
-        saves = [t for t in planned if isinstance(t, SaveTensor)]
-        needed = {s.tensor_name: s.tensor_task.difference if isinstance(s.tensor_task, Interpolate) else s.tensor_task
-                  for s in saves}
-        values = dict(executor_for(list(needed.values()), options).run(quiet=options.quiet))
+        self.plan: DogeRMPlan = plan_merge(self._template, self._options)
+        prepare_loaders(self.plan, self._options)
+        planned = plan_in_memory(self.plan, self._template, self._options, {})
+        needed = {r.weight_info.name: r.tensor_task.difference if isinstance(r.tensor_task, Interpolate)
+                  else r.tensor_task for r in planned}
+        values = dict(executor_for(list(needed.values()), self._options).run(quiet=self._options.quiet))
         self._values = {name: values[task] for name, task in needed.items()}
-        self._out_dtypes = {s.tensor_name: dtype_from_name(s.dtype) for s in saves}
+        self._out_dtypes = {r.weight_info.name: dtype_from_name(r.dtype) for r in planned}
 
-    def state_dict(self, lam: float | Sequence[float], allow_extrapolation: bool = False) -> dict[str, torch.Tensor]:
-        """The merged model's tensors for ``lam`` (one per domain model, in order), as ``mergekit-yaml`` writes them."""
+    def state_dict(self, lam: float | Sequence[float] | MergeConfiguration,
+                   allow_extrapolation: bool = False) -> dict[str, torch.Tensor]:
+        """The merged model's tensors, as ``mergekit-yaml`` writes them, for ``lam``: one lambda per domain model
+        (in order), or a dogerm configuration of the same models whose lambdas may vary by tensor."""
+        if isinstance(lam, MergeConfiguration):
+            return self._configured(lam)
         lams = (float(lam),) if isinstance(lam, (int, float)) else tuple(map(float, lam))
         if len(lams) != len(self.plan.domain_models):
             raise DogeRMConfigError(f"give one lambda per domain model ({len(self.plan.domain_models)}); got {len(lams)}")
@@ -63,6 +65,18 @@ class InMemoryMerger:
         for name, value in self._values.items():
             dtype = self._out_dtypes[name]
             merged[name] = combine_all(*value, lams, dtype) if isinstance(value, tuple) else value.to(dtype)
+        return merged
+
+    def _configured(self, config: MergeConfiguration) -> dict[str, torch.Tensor]:
+        models = plan_merge(config, self._options)
+        if (models.reward_model, models.domain_models) != (self.plan.reward_model, self.plan.domain_models):
+            raise DogeRMConfigError("the configuration merges other models than this merger holds (reward model "
+                                    f"{self.plan.reward_model}, domain models {list(map(str, self.plan.domain_models))})")
+        merged = {}
+        for returned in plan_in_memory(self.plan, config, self._options, {}):  # lambdas checked per tensor there
+            name, task, value = returned.weight_info.name, returned.tensor_task, self._values[returned.weight_info.name]
+            dtype = dtype_from_name(returned.dtype)
+            merged[name] = combine_all(*value, task.lams, dtype) if isinstance(task, Interpolate) else value.to(dtype)
         return merged
 
 
@@ -76,7 +90,6 @@ def merged_state_dict(config: MergeConfiguration, options: MergeOptions | None =
     options = options or MergeOptions(quiet=True)
     plan = plan_merge(config, options)
     prepare_loaders(plan, options)
-    (planned,) = plan_outputs(plan, [(config, Path("unused"))], options, None)
-    saves = [t for t in planned if isinstance(t, SaveTensor)]
-    values = dict(executor_for([s.tensor_task for s in saves], options).run(quiet=options.quiet))
-    return {s.tensor_name: values[s.tensor_task].to(dtype_from_name(s.dtype)) for s in saves}
+    planned: list[ReturnTensor] = plan_in_memory(plan, config, options, {})
+    values = dict(executor_for(planned, options).run(quiet=options.quiet))
+    return {r.weight_info.name: values[r] for r in planned}

@@ -29,3 +29,13 @@ def copy_tokenizer(config: Any, folder: str, options: Any) -> None:
 def set_chat_template(tokenizer: Any, config: Any) -> None:
     """Apply the configuration's ``chat_template`` setting to a built tokenizer, as mergekit does."""
     _merge._set_chat_template(tokenizer, config)
+
+
+def planned_tensors(planner: Any) -> list[tuple[Any, Any]]:
+    """(WeightInfo, task) of every output tensor, as ``MergePlanner.plan_in_memory`` would wrap them.
+
+    mergekit 0.1.5's ``plan_in_memory`` itself fails for merge tasks: its ``ReturnTensor`` field is typed
+    ``Task[torch.Tensor]`` and pydantic refuses an ``ExecuteMergeMethodTask`` (a ``Task[Optional[Tensor]]``) there.
+    """
+    planner._plan()
+    return list(planner._tensors)
