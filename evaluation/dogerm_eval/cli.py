@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from dogerm_eval import bon_commands, judge, search
-from dogerm_eval.errors import BenchmarkError, EvalError, OptionError, UnexpectedError
+from dogerm_eval.errors import BenchmarkError, EvalError, OptionError
 from dogerm_eval.options import (
     check_options,
     common_options,
@@ -49,16 +49,14 @@ def _data_paths(data: Sequence[str], names: Sequence[str]) -> dict[str, str | No
 
 
 class DogeRMEvalGroup(click.Group):
-    """Every error a command does not report itself (an exception from a library, a bug) becomes one line too,
-    ``Error: <type>: <message>``, exit 1, as ``EvalError`` (``DOGERM_DEBUG=1`` shows its traceback)."""
+    """Every error of a command is one line, exit 1: ours as they are, any other (from a library, a bug) as
+    ``Error: dogerm-eval <command> failed: <type>: <message>`` (``DOGERM_DEBUG=1`` shows its traceback)."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        try:
+        from dogerm_mergekit.console import one_line
+
+        with one_line(f"dogerm-eval {ctx.invoked_subcommand or ''}".strip()):
             return super().invoke(ctx)
-        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
-            raise
-        except Exception as exc:
-            raise UnexpectedError(f"{type(exc).__name__}: {exc} (DOGERM_DEBUG=1 shows the traceback)") from exc
 
 
 @click.group(cls=DogeRMEvalGroup,

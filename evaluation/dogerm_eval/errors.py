@@ -1,24 +1,20 @@
 """Exceptions raised for user-facing problems, always before any scoring starts.
 
-Every error is a ``dogerm_mergekit.errors.DogeRMError`` (a ``click.ClickException``), so both packages' command lines
-behave alike: one line ``Error: ...`` on stderr and exit status 1 (click's usage errors: status 2), no traceback;
-``DOGERM_DEBUG=1`` prints the traceback too. ``dogerm_eval.cli`` turns any other exception escaping a command into
-an ``EvalError`` the same way (``UnexpectedError``).
+Every error is a ``dogerm_mergekit.errors.DogeRMError`` (no click in it: library callers catch it), and both
+packages' command lines print it alike through ``dogerm_mergekit.console``: one line ``Error: ...`` on stderr and exit
+status 1 (click's usage errors: status 2), no traceback; ``DOGERM_DEBUG=1`` prints the traceback too.
+``dogerm_eval.cli`` reports any other exception escaping a command the same way.
 """
 
 from __future__ import annotations
 
 from dogerm_mergekit.errors import DEBUG_ENV, DogeRMError
 
-__all__ = ["DEBUG_ENV", "BenchmarkError", "DataError", "EvalError", "ModelError", "OptionError", "UnexpectedError"]
+__all__ = ["DEBUG_ENV", "BenchmarkError", "DataError", "EvalError", "ModelError", "OptionError"]
 
 
 class EvalError(DogeRMError):
     """Base class of every user-facing evaluation error."""
-
-    def format_message(self) -> str:
-        """The message on one line (causes quoted in a message may span several)."""
-        return " ".join(self.message.split())
 
 
 class ModelError(EvalError):
@@ -36,6 +32,3 @@ class BenchmarkError(EvalError):
 class OptionError(BenchmarkError):
     """A combination of command-line options that cannot work (or an output path that cannot be written)."""
 
-
-class UnexpectedError(EvalError):
-    """Any other exception escaping a command, reported as one line (its traceback with DOGERM_DEBUG=1)."""

@@ -157,7 +157,7 @@ def relaunch_if_needed(num_processes: int) -> None:
 
 
 def fail(exc: EvalError) -> None:
-    """Report ``exc`` as the command's error (an EvalError is a ClickException: one line, exit 1)."""
+    """Report ``exc`` as the command's error (the command group prints it as one line, exit 1)."""
     raise exc
 
 

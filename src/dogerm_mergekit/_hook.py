@@ -61,12 +61,12 @@ def guard_run_yaml(run_yaml: ModuleType) -> None:
         except (KeyError, OSError, UnicodeDecodeError):
             return original(*args, **kwargs)  # mergekit's own handling
         from dogerm_mergekit.config_file import is_dogerm_source, read_config
-        from dogerm_mergekit.errors import one_line
+        from dogerm_mergekit.console import one_line
 
         if not is_dogerm_source(source):
             return original(*args, **kwargs)
-        read_config(source, kwargs["config_file"])
         with one_line("mergekit-yaml"):
+            read_config(source, kwargs["config_file"])
             return original(*args, **kwargs)
 
     callback._dogerm_guarded = True  # type: ignore[attr-defined]

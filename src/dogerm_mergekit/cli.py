@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from dogerm_mergekit.errors import one_line
+from dogerm_mergekit.console import one_line
 
 PASS_THROUGH = {"ignore_unknown_options": True, "allow_extra_args": True}
 MERGEKIT_OPTIONS = "Every mergekit-yaml option (--cuda, --out-shard-size, --lazy-unpickle, ...) applies too."
@@ -44,7 +44,7 @@ def mergekit_yaml(ctx: click.Context) -> None:
     register()
     from mergekit.scripts.run_yaml import main
 
-    main.main(ctx.args, prog_name="dogerm-mergekit-yaml")
+    main.main(ctx.args, prog_name="dogerm-mergekit-yaml")  # the hook's guard gives dogerm configurations one-line errors
 
 
 @click.command("dogerm-sweep", context_settings=PASS_THROUGH, epilog=MERGEKIT_OPTIONS)

@@ -243,11 +243,14 @@ def main(ctx: click.Context, base: str, data: str, output_dir: Path, split: str,
          system_prompt: str, eval_fraction: float, overwrite: bool) -> None:
     """Train a general reward model from BASE (a causal LM: local folder or org/name[@revision]) on preference pairs
     with TRL's RewardTrainer and the DogeRM authors' recipe; the result merges with `mergekit-yaml` (dogerm)."""
+    from dogerm_mergekit.console import one_line
+
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    peft_config = lora_config(lora_r, lora_alpha, lora_dropout, lora_target_modules) if lora else None
-    train_reward_model(base, data, output_dir, split=split, lora=peft_config, chat_template_choice=template,
-                       system_prompt=system_prompt or None, eval_fraction=eval_fraction, max_steps=max_steps,
-                       extra_args=ctx.args, overwrite=overwrite)
+    with one_line("dogerm-train-rm"):
+        peft_config = lora_config(lora_r, lora_alpha, lora_dropout, lora_target_modules) if lora else None
+        train_reward_model(base, data, output_dir, split=split, lora=peft_config, chat_template_choice=template,
+                           system_prompt=system_prompt or None, eval_fraction=eval_fraction, max_steps=max_steps,
+                           extra_args=ctx.args, overwrite=overwrite)
     click.echo(f"{output_dir}: reward model trained from {base}")
 
 

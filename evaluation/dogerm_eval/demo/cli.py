@@ -180,9 +180,13 @@ def main(output_dir: Path, seeds: str, size: str, lambdas: str, cache_dir: Path 
         values = [int(seed) for seed in seeds.split(",")]
     except ValueError:
         raise click.BadParameter(f"{seeds!r}: give seeds as integers, e.g. 0 or 0,1,2", param_hint="--seeds") from None
-    parse_lambdas(lambdas)  # refuse a bad list before a world is built
-    if len(values) == 1:
-        run_demo(output_dir, values[0], size, lambdas, cache_dir)
-        return
-    verdicts = {seed: verdict(run_demo(output_dir / f"seed-{seed}", seed, size, lambdas, cache_dir)) for seed in values}
+    from dogerm_mergekit.console import one_line
+
+    with one_line("dogerm-demo"):
+        parse_lambdas(lambdas)  # refuse a bad list before a world is built
+        if len(values) == 1:
+            run_demo(output_dir, values[0], size, lambdas, cache_dir)
+            return
+        verdicts = {seed: verdict(run_demo(output_dir / f"seed-{seed}", seed, size, lambdas, cache_dir))
+                    for seed in values}
     click.echo("\n" + spread(verdicts))
