@@ -80,10 +80,14 @@ def generate(policy: str, benchmark: str, samples: int, out: Path, data: str | N
 
 
 def _report(result: dict[str, Any]) -> None:
+    from dogerm_eval.nonfinite import note
+
     click.echo(f"{'N':>3} {'expected':>9} {'first_n':>8} {'oracle':>7} {'majority':>9}")
     for n, row in result["bon"].items():
         majority = "-" if row["majority"] is None else f"{row['majority']:.4f}"
         click.echo(f"{n:>3} {row['expected']:9.4f} {row['first_n']:8.4f} {row['oracle']:7.4f} {majority:>9}")
+    if note(result):
+        click.echo(f"{result['benchmark']}:{note(result)}")
 
 
 def _run(name: str, model: str, options: dict[str, Any], make_task: Any) -> None:

@@ -82,6 +82,7 @@ def _benchmark_command(name: str, summary: str) -> click.Command:
     @common_options
     def command(model: str, data: str | None, **options: Any) -> None:
         from dogerm_eval.benchmarks import prepare_task
+        from dogerm_eval.nonfinite import note
         from dogerm_eval.report import format_table, sweep_frame
 
         relaunch_if_needed(options["num_processes"])
@@ -92,7 +93,7 @@ def _benchmark_command(name: str, summary: str) -> click.Command:
             fail(exc)
         result = results[name]
         click.echo(format_table(sweep_frame([(0.0, results)]).drop(columns="lambda")))
-        click.echo(f"{name} score: {result['score']:.4f}")
+        click.echo(f"{name} score: {result['score']:.4f}{note(result)}")
 
     return command
 
