@@ -48,7 +48,7 @@ def _records(rows: list[Any], path: Path, what: str, first_line: list[int] | Non
             where = f"line {first_line[index]}" if first_line else f"element {index}"
             raise DataError(f"{path}: {what} {where} is a {type(row).__name__}, expected a JSON object (one row: "
                             f"column -> value)")
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, dtype=object)  # values as parsed: no int column turned float by one null
 
 
 def read_frame(path: Path) -> pd.DataFrame:

@@ -90,7 +90,7 @@ def check_rows(frame: pd.DataFrame, schema: type[Rows], dataset: str, id_column:
                description: str | None = None) -> None:
     """Raise DataError unless every row of ``frame`` fits ``schema``: first missing columns (naming the expected
     schema, ``description`` or the schema's columns, and those found), then the first row with a missing or
-    ill-typed value, then a ``same_type`` column mixing kinds."""
+    ill-typed value (missing values first), then a ``same_type`` column mixing kinds."""
     columns = schema.columns()
     missing = [name for name, required in columns.items() if required and name not in frame.columns]
     if missing:
@@ -100,6 +100,14 @@ def check_rows(frame: pd.DataFrame, schema: type[Rows], dataset: str, id_column:
     if frame.empty:
         raise DataError(f"{dataset} has no rows")
     present = [name for name in columns if name in frame.columns]
+    holes = [(int(frame[name].map(_missing).to_numpy().argmax()), name) for name in present
+             if columns[name] and frame[name].map(_missing).any()]
+    if holes:  # before types: a null turns a parquet integer column into floats
+        position, name = min(holes)
+        label = f"row {position}"
+        if id_column in frame.columns and id_column != name and not _missing(frame[id_column].iloc[position]):
+            label += f" (id {native(frame[id_column].iloc[position])!r})"
+        raise DataError(f"{dataset}: {label} has no value for column {name!r} (expected columns: {', '.join(columns)})")
     for position, values in enumerate(zip(*(frame[name] for name in present))):
         row = {name: native(value) for name, value in zip(present, values) if not _missing(value)}
         try:

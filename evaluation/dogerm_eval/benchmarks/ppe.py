@@ -35,7 +35,7 @@ from dogerm_eval.bestofn import bon_table, usable_ns
 from dogerm_eval.data import LoadedTable, load_hub, load_local
 from dogerm_eval.errors import BenchmarkError, DataError
 from dogerm_eval.results import Evaluation
-from dogerm_eval.schema import Id, Rows, Text, check_rows
+from dogerm_eval.schema import Id, Rows, Text, check_rows, native
 
 NAME = "ppe"
 HUB_IDS: dict[str, str] = {
@@ -120,8 +120,12 @@ def load(data: str | None, subsets: Sequence[str] | None) -> LoadedTable:
     table = _local(data) if data else _hub(list(subsets) if subsets else list(HUB_IDS))
     frame = table.frame
     responses = response_columns(frame.columns)
-    if not responses:
-        raise DataError(f"{table.dataset}: no response_<n> columns; found {list(frame.columns)}")
+    first = native(frame["scores"].iloc[0]) if "scores" in frame.columns and len(frame) else None
+    width = max(len(responses), len(first) if isinstance(first, list) else 0)  # one response per score
+    gaps = [f"response_{k}" for k in range(1, width + 1) if f"response_{k}" not in responses]
+    if not responses or gaps:
+        raise DataError(f"{table.dataset}: missing column(s) {gaps or ['response_1']}; expected schema: {SCHEMA}; "
+                        f"found columns {list(frame.columns)}")
     check_rows(frame, row_schema(responses), table.dataset, id_column="question_id", description=SCHEMA)
     bad = sorted(set(frame["subset"].astype(str)) - set(HUB_IDS))
     if bad:
