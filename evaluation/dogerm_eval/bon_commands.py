@@ -39,7 +39,8 @@ NS_HELP += "N-subsets, the authors' first-N accuracy, oracle pass@N and majority
 @click.option("--samples", type=int, default=16, show_default=True, help="Candidates per problem.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Candidate file (JSON lines); appended to, problems already there are skipped.")
-@click.option("--data", help="Local .parquet/.jsonl copy of the dataset in its Hub schema (default: download).")
+@click.option("--data", help="Local copy of the dataset in its Hub schema: parquet, JSON array or JSON lines "
+              "(default: download).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--temperature", type=float, help="Default: the paper's (GSM8K 1.0, MBPP 0.1).")
 @click.option("--top-p", type=float, help="Default: the paper's (GSM8K 1.0, MBPP 0.95).")

@@ -68,7 +68,8 @@ def main() -> None:
     """Evaluate reward models (and DogeRM merges) on RewardBench, RewardBench 2 and Auto-J.
 
     MODEL is a local folder or a Hub id with an optional revision (org/name@lambda-0.30). Data come from the Hub
-    (or GitHub for Auto-J) unless --data names a local parquet/jsonl file; the dataset revision (commit, or the
+    (or GitHub for Auto-J) unless --data names a local file (parquet, JSON array or JSON lines, told apart by content:
+    RM-Bench's total_dataset.json and RewardMATH_direct.json load as published); the dataset revision (commit, or the
     file's sha256) is recorded. Results: OUT/<model-slug>/<benchmark>.json and a per-example parquet beside it;
     a rerun with the same model, data and settings reuses them, an interrupted run resumes.
     """
@@ -78,7 +79,7 @@ def main() -> None:
 def _benchmark_command(name: str, summary: str) -> click.Command:
     @main.command(name=name, help=f"{summary}\n\nMODEL: a local folder or org/name[@revision].")
     @click.argument("model")
-    @click.option("--data", "data", help="Local .parquet/.jsonl file in the benchmark's schema (default: download).")
+    @click.option("--data", "data", help="Local data file in the benchmark's schema: parquet, JSON array or JSON lines (default: download).")
     @common_options
     def command(model: str, data: str | None, **options: Any) -> None:
         from dogerm_eval.benchmarks import prepare_task
