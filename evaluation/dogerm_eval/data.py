@@ -24,6 +24,8 @@ from dogerm_eval.errors import BenchmarkError, DataError
 from dogerm_mergekit.files import sha256_file
 
 PARQUET_MAGIC = b"PAR1"
+JSON_KINDS = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean",
+              type(None): "null"}
 
 
 @dataclass(frozen=True)
@@ -46,8 +48,8 @@ def _records(rows: list[Any], path: Path, what: str, first_line: list[int] | Non
     for index, row in enumerate(rows):
         if not isinstance(row, dict):
             where = f"line {first_line[index]}" if first_line else f"element {index}"
-            raise DataError(f"{path}: {what} {where} is a {type(row).__name__}, expected a JSON object (one row: "
-                            f"column -> value)")
+            kind = JSON_KINDS.get(type(row), type(row).__name__)
+            raise DataError(f"{path}: {what} {where} is {kind}, expected a JSON object (one row: column -> value)")
     return pd.DataFrame(rows, dtype=object)  # values as parsed: no int column turned float by one null
 
 
@@ -57,8 +59,8 @@ def read_frame(path: Path) -> pd.DataFrame:
     (one object per line; blank lines skipped). Values keep their JSON/parquet types; DataError names what is
     wrong (an empty or truncated file, the line that is not JSON, a row that is not an object)."""
     with path.open("rb") as handle:
-        head = handle.read(4096)
-    if head.startswith(PARQUET_MAGIC):
+        magic = handle.read(len(PARQUET_MAGIC))
+    if magic == PARQUET_MAGIC:
         try:
             return pd.read_parquet(path)
         except (ValueError, OSError) as exc:  # pyarrow's ArrowInvalid is a ValueError

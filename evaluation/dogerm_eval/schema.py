@@ -100,13 +100,13 @@ def check_rows(frame: pd.DataFrame, schema: type[Rows], dataset: str, id_column:
     if frame.empty:
         raise DataError(f"{dataset} has no rows")
     present = [name for name in columns if name in frame.columns]
-    holes = [(int(frame[name].map(_missing).to_numpy().argmax()), name) for name in present
-             if columns[name] and frame[name].map(_missing).any()]
+    flags = {name: frame[name].map(_missing).to_numpy(dtype=bool) for name in present if columns[name]}
+    holes = [(int(flag.argmax()), name) for name, flag in flags.items() if flag.any()]
     if holes:  # before types: a null turns a parquet integer column into floats
         position, name = min(holes)
         label = f"row {position}"
         if id_column in frame.columns and id_column != name and not _missing(frame[id_column].iloc[position]):
-            label += f" (id {native(frame[id_column].iloc[position])!r})"
+            label += f" ({id_column} {native(frame[id_column].iloc[position])!r})"
         raise DataError(f"{dataset}: {label} has no value for column {name!r} (expected columns: {', '.join(columns)})")
     for position, values in enumerate(zip(*(frame[name] for name in present))):
         row = {name: native(value) for name, value in zip(present, values) if not _missing(value)}
@@ -115,7 +115,7 @@ def check_rows(frame: pd.DataFrame, schema: type[Rows], dataset: str, id_column:
         except ValidationError as exc:
             label = f"row {position}"
             if id_column is not None and id_column in row and id_column != str(exc.errors()[0]["loc"][0]):
-                label += f" (id {row[id_column]!r})"
+                label += f" ({id_column} {row[id_column]!r})"
             raise DataError(f"{dataset}: {label}{_describe(exc, row, list(columns))}") from None
     for name in schema.same_type:
         if name in frame.columns:

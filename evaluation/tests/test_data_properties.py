@@ -78,7 +78,7 @@ def _write_or_none(rows: list[dict], path: Path, fmt: str) -> Path | None:
 
 def _one_line_error(excinfo: pytest.ExceptionInfo[DataError], path: Path) -> str:
     message = excinfo.value.format_message()
-    assert "\n" not in message and str(path.resolve()) in message or str(path) in message, message
+    assert "\n" not in message and (str(path.resolve()) in message or str(path) in message), message
     return message
 
 
@@ -182,8 +182,8 @@ def test_truncated_or_empty_files_fail_in_one_line(name: str, fmt: str, fraction
     (b"", "is empty"),
     (b"  \n\n", "is empty"),
     (b"[]", "holds no rows"),
-    (b"[[1, 2], [3, 4]]", "JSON array element 0 is a list, expected a JSON object"),
-    (b'{"id": 1}\n[1, 2]\n', "JSON lines line 2 is a list, expected a JSON object"),
+    (b"[[1, 2], [3, 4]]", "JSON array element 0 is an array, expected a JSON object"),
+    (b'{"id": 1}\n[1, 2]\n', "JSON lines line 2 is an array, expected a JSON object"),
     (b'{\n  "id": 1,\n  "prompt": "p"\n}\n', "is a single JSON object (keys ['id', 'prompt']), not rows"),
     (b'{"id": 1}\n{"id": 2', "line 2 is not valid JSON (truncated?)"),
     (b"id,prompt\n1,p\n", "cannot read"),
