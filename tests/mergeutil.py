@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +18,25 @@ from transformers import AutoModelForSequenceClassification
 from dogerm_mergekit.merge import run_dogerm_merge
 
 OPTIONS = MergeOptions(quiet=True)
+BIN = Path(sys.executable).parent
+
+
+def run_cli(*args: Any, env: dict[str, str] | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    """A console script (``BIN / name``) or any command, in a subprocess, text output captured."""
+    environment = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    return subprocess.run([str(a) for a in args], capture_output=True, text=True, env=environment, timeout=timeout)
+
+
+def one_line_error(result: subprocess.CompletedProcess, *needles: str) -> str:
+    """Exit status 1 (2 for usage errors), no traceback, and the last stderr line is an ``Error:`` line with every
+    needle; returns that line."""
+    assert result.returncode in (1, 2), result.stderr[-3000:]  # 2: a usage error found by click itself
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("Error: "), result.stderr[-3000:]
+    for needle in needles:
+        assert needle in last, last
+    return last
 
 
 def config_dict(rm: Path, lm: Path, lam: Any = 0.3, **extra: Any) -> dict:

@@ -12,24 +12,10 @@ from filelock import FileLock
 
 from dogerm_mergekit import testing as tiny
 from tests.mergeutil import config_dict
+from tests.mergeutil import one_line_error as _one_line_error
+from tests.mergeutil import run_cli as _run
 
 BIN = Path(sys.executable).parent
-
-
-def _run(*args, env=None, timeout=300):
-    environment = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    return subprocess.run([str(a) for a in args], capture_output=True, text=True, env=environment, timeout=timeout)
-
-
-def _one_line_error(result, *needles):
-    """Exit status 1 (2 for usage errors), no traceback, and the last stderr line is an ``Error:`` line with every needle."""
-    assert result.returncode in (1, 2), result.stderr[-3000:]  # 2: a usage error found by click itself
-    assert "Traceback" not in result.stderr, result.stderr[-3000:]
-    last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("Error: "), result.stderr[-3000:]
-    for needle in needles:
-        assert needle in last, last
-    return last
 
 
 @pytest.fixture

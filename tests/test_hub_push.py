@@ -11,7 +11,7 @@ from mergekit.options import MergeOptions
 from transformers import AutoModelForSequenceClassification
 
 from dogerm_mergekit.contract import MetricsTable
-from dogerm_mergekit.hub import push_sweep
+from dogerm_mergekit.hub import HubError, push_sweep
 from dogerm_mergekit.sweep import run_sweep
 from dogerm_mergekit import testing as tiny
 from tests.hub_server import HUB_USER
@@ -62,8 +62,9 @@ def test_repush_of_unchanged_sweep_makes_no_commit(hub_env, sweep_dir):
 
 def test_failed_commit_then_rerun_completes(hub_env, sweep_dir):
     hub_env.fail_next_commit(422)  # 4xx: not retried by the client in either mode
-    with pytest.raises(HfHubHTTPError):
+    with pytest.raises(HubError, match="uploading lambda-0.00 .* HTTP 422") as caught:
         push_sweep(sweep_dir, REPO)
+    assert isinstance(caught.value.__cause__, HfHubHTTPError) and "\n" not in str(caught.value)
     push_sweep(sweep_dir, REPO)
     for name in ("lambda-0.00", "lambda-0.30"):
         stored = hub_env.files(REPO, name)

@@ -116,11 +116,11 @@ def test_a_sweep_block_is_bit_identical_to_one_merge_per_lambda(dtype, out_dtype
     block = method.interpolate_block(rm, others, vectors, torch.empty(5, rm.numel(), dtype=out_dtype))
     shared = method.combine_block(*method.differences(rm, others), vectors, torch.empty(5, rm.numel(), dtype=out_dtype))
     for row, row_shared, lams in zip(block, shared, vectors):
-        # the per-lambda path, written out: products in order, then the RM, rounded to rm.dtype, then to out_dtype
+        # the per-lambda path, written out: products in order, then the RM, rounded once to out_dtype
         deltas = [o.to(method._compute_dtype(rm, others)) - rm for o in others]
         expected = deltas[0] * lams[0]
         for delta, lam in zip(deltas[1:], lams[1:]):
             expected = expected + delta * lam
-        expected = (expected + rm).to(rm.dtype).to(out_dtype).reshape(-1)
+        expected = (expected + rm).to(out_dtype).reshape(-1)
         assert torch.equal(row, expected) and torch.equal(row_shared, expected)
-        assert torch.equal(row, method.combine_all(*method.differences(rm, others), lams).to(out_dtype).reshape(-1))
+        assert torch.equal(row, method.combine_all(*method.differences(rm, others), lams, out_dtype).reshape(-1))

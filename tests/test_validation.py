@@ -126,4 +126,4 @@ def test_failure_during_the_merge_leaves_no_folder(tmp_path, pair, monkeypatch):
     monkeypatch.setattr(mergekit.merge, "_copy_tokenizer", explode)
     with pytest.raises(RuntimeError, match="disk full"):
         merge(tmp_path / "out", rm, lm, lam=0.3, tokenizer={"source": "base"})
-    assert {p.name for p in tmp_path.iterdir()} == {"rm", "lm", ".out.lock"}  # the lock file stays, harmless
+    assert {p.name for p in tmp_path.iterdir()} == {"rm", "lm"}  # nothing left behind, the lock file neither

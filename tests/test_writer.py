@@ -166,3 +166,26 @@ def test_header_order_is_safetensors_own(tmp_path):
     save_file(tensors, tmp_path / "x.safetensors", metadata={"format": "pt"})
     header, _ = safetensors_header([TensorLayout(n, dtypes.of_tensor(t.dtype), tuple(t.shape)) for n, t in tensors.items()])
     assert (tmp_path / "x.safetensors").read_bytes()[: len(header)] == header
+
+
+def test_an_output_lock_is_exclusive_and_leaves_no_file(tmp_path):
+    from filelock import FileLock
+
+    from dogerm_mergekit.errors import OutputError
+    from dogerm_mergekit.files import output_lock
+
+    out = tmp_path / "out"
+    with output_lock(out):
+        assert (tmp_path / ".out.lock").exists()
+        with pytest.raises(OutputError, match="being written by another run"):
+            with output_lock(out):
+                pass
+    assert not (tmp_path / ".out.lock").exists()
+    with pytest.raises(RuntimeError):
+        with output_lock(out):
+            raise RuntimeError("a failed merge")
+    assert list(tmp_path.iterdir()) == []
+    with FileLock(tmp_path / ".out.lock"):  # another tool's flock on the same file is respected
+        with pytest.raises(OutputError):
+            with output_lock(out):
+                pass

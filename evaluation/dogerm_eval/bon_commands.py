@@ -1,4 +1,5 @@
-"""Click commands for Best-of-N: `generate` (sample candidates), `bon-gsm8k` and `bon-mbpp` (rerank them with a RM).
+"""Click commands for Best-of-N: `generate` (sample candidates), `bon-gsm8k`, `bon-mbpp` and `bon-humaneval` (rerank
+them with a RM).
 
 `dogerm_eval.cli` adds :data:`COMMANDS` to the `dogerm-eval` group; they share the scoring options of
 `dogerm_eval.options`.
@@ -16,6 +17,7 @@ from dogerm_eval.errors import BenchmarkError, EvalError
 from dogerm_eval.formatting import FALLBACK_TEMPLATES
 from dogerm_eval.options import (
     SCORING_DTYPES,
+    TRUST_REMOTE_CODE,
     common_options,
     evaluate_model,
     fail,
@@ -27,7 +29,7 @@ if TYPE_CHECKING:
     from dogerm_eval.benchmarks import Task
 
 LOG = logging.getLogger(__name__)
-BON_BENCHMARKS = ("gsm8k", "mbpp")
+BON_BENCHMARKS = ("gsm8k", "mbpp", "humaneval")
 """`generate --benchmark` names (their modules are imported when a command runs)."""
 NS_HELP = "Reports, for N in 1, 2, 4, 8, 16 (up to the candidates per problem): the exact expected accuracy over all "
 NS_HELP += "N-subsets, the authors' first-N accuracy, oracle pass@N and majority vote."
@@ -42,8 +44,8 @@ NS_HELP += "N-subsets, the authors' first-N accuracy, oracle pass@N and majority
 @click.option("--data", help="Local copy of the dataset in its Hub schema: parquet, JSON array or JSON lines "
               "(default: download).")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--temperature", type=float, help="Default: the paper's (GSM8K 1.0, MBPP 0.1).")
-@click.option("--top-p", type=float, help="Default: the paper's (GSM8K 1.0, MBPP 0.95).")
+@click.option("--temperature", type=float, help="Default: the paper's (GSM8K 1.0, MBPP 0.1, HumanEval 0.2).")
+@click.option("--top-p", type=float, help="Default: the paper's (GSM8K 1.0, MBPP and HumanEval 0.95).")
 @click.option("--max-new-tokens", type=int, help="Default: 512.")
 @click.option("--system-prompt", help="Policy system prompt (default: the paper's for the benchmark; '' for none).")
 @click.option("--fallback-template", type=click.Choice(sorted(FALLBACK_TEMPLATES)),
@@ -53,14 +55,16 @@ NS_HELP += "N-subsets, the authors' first-N accuracy, oracle pass@N and majority
 @click.option("--backend", type=click.Choice(["auto", "transformers", "vllm"]), default="auto", show_default=True,
               help="auto = vLLM when installed and a GPU is present, else transformers.")
 @click.option("--limit", type=int, help="Only the first N problems (smoke tests).")
+@TRUST_REMOTE_CODE
 def generate(policy: str, benchmark: str, samples: int, out: Path, data: str | None, seed: int,
              temperature: float | None, top_p: float | None, max_new_tokens: int | None, system_prompt: str | None,
-             fallback_template: str | None, dtype: str, backend: str, limit: int | None) -> None:
+             fallback_template: str | None, dtype: str, backend: str, limit: int | None,
+             trust_remote_code: bool) -> None:
     """Sample Best-of-N candidates from a policy LM with the paper's prompts and sampling settings."""
-    from dogerm_eval.benchmarks import gsm8k, mbpp
+    from dogerm_eval.benchmarks import gsm8k, humaneval, mbpp
     from dogerm_eval.generate import GenerationSettings, generate_candidates
 
-    module = {"gsm8k": gsm8k, "mbpp": mbpp}[benchmark]
+    module = {"gsm8k": gsm8k, "mbpp": mbpp, "humaneval": humaneval}[benchmark]
     try:
         problems = module.problems(module.load(data).frame)[:limit]
         settings = GenerationSettings(
@@ -72,7 +76,7 @@ def generate(policy: str, benchmark: str, samples: int, out: Path, data: str | N
             response_prefix=module.RESPONSE_PREFIX,
         )
         done = generate_candidates(problems, settings, out, dtype=dtype, fallback_template=fallback_template,
-                                   backend=backend)
+                                   backend=backend, trust_remote_code=trust_remote_code)
     except EvalError as exc:
         fail(exc)
     except ValueError as exc:  # pydantic validation of the sampling settings
@@ -116,42 +120,78 @@ def bon_gsm8k(model: str, candidates: Path, data: str | None, **options: Any) ->
     _run(gsm8k.NAME, model, options, lambda: gsm8k.task(data, candidates))
 
 
+def sandbox_options(function: Any) -> Any:
+    """The sandbox options of the code benchmarks."""
+    for option in reversed([
+        click.option("--workers", type=int, default=4, show_default=True, help="Programs run in parallel."),
+        click.option("--timeout", type=float, default=10.0, show_default=True, help="Wall-clock seconds per program."),
+        click.option("--memory-mb", type=int, default=2048, show_default=True,
+                     help="Address-space limit per program."),
+    ]):
+        function = option(function)
+    return function
+
+
+def _run_code(module: Any, model: str, data: str | None, candidates: Path, workers: int, timeout: float,
+              memory_mb: int, options: dict[str, Any]) -> None:
+    if options["num_processes"] > 1:
+        fail(BenchmarkError(f"{module.NAME} runs in one process (the sandbox runs are not sharded); "
+                            "use --num-processes 1"))
+    limits = SandboxLimits(wall_s=timeout, cpu_s=max(1, int(timeout)), memory_bytes=memory_mb * 1024**2)
+    LOG.info("sandbox defences active on this machine:")
+    for defence in active_defences(limits):
+        LOG.info("  - %s", defence)
+    _run(module.NAME, model, options, lambda: module.task(data, candidates, limits, workers))
+
+
 @click.command(name="bon-mbpp", help=f"Rerank MBPP candidates with a reward model; every candidate's program runs in "
                f"a sandbox. {NS_HELP} (majority: not applicable).\n\nMODEL: a local folder or org/name[@revision].")
 @click.argument("model")
 @click.option("--candidates", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
               help="Candidate file from `dogerm-eval generate` (or your own in its schema).")
 @click.option("--data", help="Local copy of google-research-datasets/mbpp (test) in its schema (default: download).")
-@click.option("--workers", type=int, default=4, show_default=True, help="Programs run in parallel.")
-@click.option("--timeout", type=float, default=10.0, show_default=True, help="Wall-clock seconds per program.")
-@click.option("--memory-mb", type=int, default=2048, show_default=True, help="Address-space limit per program.")
+@sandbox_options
 @common_options
 def bon_mbpp(model: str, candidates: Path, data: str | None, workers: int, timeout: float, memory_mb: int,
              **options: Any) -> None:
     """Rerank MBPP candidates."""
     from dogerm_eval.benchmarks import mbpp
 
-    if options["num_processes"] > 1:
-        fail(BenchmarkError("bon-mbpp runs in one process (the sandbox runs are not sharded); use --num-processes 1"))
-    limits = SandboxLimits(wall_s=timeout, cpu_s=max(1, int(timeout)), memory_bytes=memory_mb * 1024**2)
-    LOG.info("sandbox defences active on this machine:")
-    for defence in active_defences(limits):
-        LOG.info("  - %s", defence)
-    _run(mbpp.NAME, model, options, lambda: mbpp.task(data, candidates, limits, workers))
+    _run_code(mbpp, model, data, candidates, workers, timeout, memory_mb, options)
+
+
+@click.command(name="bon-humaneval", help=f"Rerank HumanEval candidates with a reward model; every candidate's program "
+               f"(prompt + completion + the task's check) runs in a sandbox. {NS_HELP} (majority: the same program "
+               "up to formatting).\n\nMODEL: a local folder or org/name[@revision].")
+@click.argument("model")
+@click.option("--candidates", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
+              help="Candidate file from `dogerm-eval generate --benchmark humaneval` (or your own in its schema).")
+@click.option("--data", help="Local copy of openai/openai_humaneval (test) in its schema, or bigcode/humanevalpack's "
+              "python split (its instruction column is used) (default: download).")
+@sandbox_options
+@common_options
+def bon_humaneval(model: str, candidates: Path, data: str | None, workers: int, timeout: float, memory_mb: int,
+                  **options: Any) -> None:
+    """Rerank HumanEval candidates."""
+    from dogerm_eval.benchmarks import humaneval
+
+    _run_code(humaneval, model, data, candidates, workers, timeout, memory_mb, options)
 
 
 def sweep_task(name: str, data: str | None, candidates: str) -> Task:
-    """The Best-of-N task ``name`` (bon-gsm8k, bon-mbpp) for ``dogerm-eval sweep --candidates NAME=PATH``.
+    """The Best-of-N task ``name`` (bon-gsm8k, bon-mbpp, bon-humaneval) for ``dogerm-eval sweep --candidates
+    NAME=PATH``.
 
-    MBPP programs run once here, with the default sandbox limits of ``bon-mbpp``, before any member is scored.
+    MBPP and HumanEval programs run once here, with the default sandbox limits, before any member is scored.
     """
-    from dogerm_eval.benchmarks import gsm8k, mbpp
+    from dogerm_eval.benchmarks import gsm8k, humaneval, mbpp
 
     if name == gsm8k.NAME:
         return gsm8k.task(data, candidates)
-    if name == mbpp.NAME:
-        return mbpp.task(data, candidates, SandboxLimits(), 4)
-    raise BenchmarkError(f"--candidates {name}=...: only {gsm8k.NAME} and {mbpp.NAME} take candidates")
+    if name in (mbpp.NAME, humaneval.NAME):
+        return (mbpp if name == mbpp.NAME else humaneval).task(data, candidates, SandboxLimits(), 4)
+    raise BenchmarkError(f"--candidates {name}=...: only {gsm8k.NAME}, {mbpp.NAME} and {humaneval.NAME} take "
+                         "candidates")
 
 
-COMMANDS = (generate, bon_gsm8k, bon_mbpp)
+COMMANDS = (generate, bon_gsm8k, bon_mbpp, bon_humaneval)

@@ -10,10 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from dogerm_eval import bon_commands, search
+from dogerm_eval import bon_commands, judge, search
 from dogerm_eval.errors import BenchmarkError, EvalError, OptionError, UnexpectedError
 from dogerm_eval.options import (
-    BENCHMARK_NAMES,
     check_options,
     common_options,
     configure_logging,
@@ -24,6 +23,7 @@ from dogerm_eval.options import (
     scoring_settings,
     split_list,
 )
+from dogerm_eval.registry import ENTRIES, NAMES, SUITE
 from dogerm_eval.results import result_path
 
 if TYPE_CHECKING:
@@ -37,7 +37,7 @@ def _data_paths(data: Sequence[str], names: Sequence[str]) -> dict[str, str | No
     paths: dict[str, str | None] = dict.fromkeys(names)
     for item in data:
         name, sep, path = item.partition("=")
-        if sep and (name in BENCHMARK_NAMES or name in names):
+        if sep and (name in NAMES or name in names):
             if name not in paths:
                 raise BenchmarkError(f"--data {item}: {name} is not among the benchmarks {list(names)}")
             paths[name] = path
@@ -99,20 +99,40 @@ def _benchmark_command(name: str, summary: str) -> click.Command:
     return command
 
 
-_benchmark_command("rewardbench", "RewardBench v1 (allenai/reward-bench, filtered): subsets, the four sections, "
-                                  "DogeRM's Math (math-prm) and Code (hep-*), and the overall score.")
-_benchmark_command("rewardbench2", "RewardBench 2 (allenai/reward-bench-2, test): best-of-4 with tie credit, the Ties "
-                                   "score, overall = mean of the six subsets.")
-_benchmark_command("pairwise", "Your own preference pairs in RewardBench's schema (--data, any subset names): "
-                               "accuracy per subset and over all pairs.")
-_benchmark_command("autoj", "Auto-J pairwise test set: DogeRM's tie-free Math/Code/Other accuracy and Auto-J's "
-                            "agreement with a tie threshold tuned on the test set.")
-_benchmark_command("rmbench", "RM-Bench (THU-KEG/RM-Bench): 3x3 chosen/rejected style matrix, hard/normal/easy, "
-                              "Chat/Math/Code/Safety, overall = mean of the domains.")
-_benchmark_command("rewardmath", "RewardMATH (RewardMATH/RewardMATH): one correct vs nine incorrect MATH500 "
-                                 "solutions; accuracy (correct above all) and MRR.")
-_benchmark_command("ppe", "PPE correctness best-of-K sets (lmarena-ai/PPE-*-Best-of-K): conflict-pair accuracy, "
-                          "exact best-of-K curves, maximum and end score per set.")
+for _entry in ENTRIES:
+    _benchmark_command(_entry.name, _entry.summary)
+
+
+@main.command(name="suite")
+@click.argument("model")
+@click.option("--data", "data", multiple=True,
+              help="NAME=PATH (repeatable): a local file for one of the seven benchmarks (rmb needs one: the "
+                   "RMB_dataset folder); the others download their data by default.")
+@common_options
+def suite_command(model: str, data: tuple[str, ...], **options: Any) -> None:
+    """The seven benchmarks reward-model papers report (RewardBench v1 and v2, PPE Preference, PPE Correctness,
+    RMB, RM-Bench, JudgeBench), each by its headline number, and their average: one table,
+    OUT/<model-slug>/suite.json and this model's row of OUT/suite.csv (besides each benchmark's own result).
+
+    MODEL: a local folder or org/name[@revision].
+    """
+    from dogerm_eval import suite
+    from dogerm_eval.benchmarks import prepare_task
+    from dogerm_eval.models import resolve_model
+
+    if options["subsets"]:
+        raise click.BadParameter("the suite scores every subset of its benchmarks", param_hint="--subsets")
+    relaunch_if_needed(options["num_processes"])
+    try:
+        paths = _data_paths(data, SUITE)
+        resolved = resolve_model(model, options["trust_remote_code"])
+        results = evaluate_model(resolved, lambda: [prepare_task(n, paths[n], None) for n in SUITE], options)
+        record = suite.summary(results)
+        for path in suite.write(options["output_dir"], resolved, record):
+            LOG.info("wrote %s", path)
+    except EvalError as exc:
+        fail(exc)
+    click.echo(suite.table(record))
 
 
 @main.command()
@@ -124,7 +144,8 @@ _benchmark_command("ppe", "PPE correctness best-of-K sets (lmarena-ai/PPE-*-Best
 @click.option("--lambdas", "lambda_spec", default="0:1:0.05", show_default=True,
               help="With --in-memory: start:stop:step (stop included) or a comma list.")
 @click.option("--benchmark", "benchmarks", default="rewardbench", show_default=True,
-              help="Comma-separated benchmarks. Run here: " + ", ".join(BENCHMARK_NAMES) + "; any other name (e.g. "
+              help="Comma-separated benchmarks. Run here: " + ", ".join(NAMES) + "; suite = the seven of `dogerm-eval "
+                   "suite` and their average; any other name (e.g. "
                    "bon-gsm8k) is read from each member's existing OUT/<slug>/<name>.json.")
 @click.option("--data", "data", multiple=True,
               help="Local data file: PATH with one benchmark, NAME=PATH (repeatable) with several.")
@@ -143,7 +164,7 @@ def sweep(sweep: str | None, benchmarks: str, data: tuple[str, ...], candidate_f
     (metrics vs lambda, lambda = 0 dashed) and prints the table.
     With --in-memory, no SWEEP: the members are merged on the fly from --rm and --domain for each of --lambdas.
     """
-    from dogerm_eval.benchmarks import BENCHMARKS, prepare_task
+    from dogerm_eval.benchmarks import prepare_task
     from dogerm_eval.models import resolve_model
     from dogerm_eval.push import push_results
     from dogerm_eval.report import format_table, sweep_frame, write_report
@@ -160,11 +181,14 @@ def sweep(sweep: str | None, benchmarks: str, data: tuple[str, ...], candidate_f
                           "push them with dogerm-push and evaluate the Hub sweep with --push-results")
     relaunch_if_needed(options["num_processes"])
     names = split_list(benchmarks) or []
+    with_suite = "suite" in names
+    if with_suite:
+        names = [n for n in names if n != "suite"] + [n for n in SUITE if n not in names]
     try:
         check_options(options)
         fmt, record = scoring_settings(options)
         candidates = dict(item.partition("=")[::2] for item in candidate_files)
-        runnable = [n for n in names if n in BENCHMARKS or n in candidates]
+        runnable = [n for n in names if n in NAMES or n in candidates]
         paths = _data_paths(data, runnable)
         tasks = [bon_commands.sweep_task(n, paths[n], candidates[n]) if n in candidates
                  else prepare_task(n, paths[n], split_list(options["subsets"])) for n in runnable]
@@ -172,12 +196,14 @@ def sweep(sweep: str | None, benchmarks: str, data: tuple[str, ...], candidate_f
         if in_memory:
             from dogerm_eval.inmemory import InMemorySweep
 
-            merged = InMemorySweep(reward_model, domain_model, lambda_spec)
+            merged = InMemorySweep(reward_model, domain_model, lambda_spec, options["trust_remote_code"])
             resolved, make_scorer, local = merged.members, merged.scorer_factory(make_scorer), True
         else:
             members = discover_sweep(sweep)
             local = Path(sweep).expanduser().is_dir()
-            resolved = [(lam, resolve_model(ref)) for lam, ref in members] if local else resolve_members(members)
+            trust = options["trust_remote_code"]
+            resolved = [(lam, resolve_model(ref, trust)) for lam, ref in members] if local \
+                else resolve_members(members, trust)
         if local:
             for _, model in resolved:
                 _read_existing(model, [n for n in names if n not in runnable], options["output_dir"])
@@ -186,7 +212,13 @@ def sweep(sweep: str | None, benchmarks: str, data: tuple[str, ...], candidate_f
         rows = []
         for lam, model, results in evaluated:
             results.update(_read_existing(model, [n for n in names if n not in runnable], options["output_dir"]))
-            rows.append((lam, {n: results[n] for n in names}))
+            chosen = {n: results[n] for n in names}
+            if with_suite:
+                from dogerm_eval import suite
+
+                chosen[suite.NAME] = suite.summary(results)
+                suite.write(options["output_dir"], model, chosen[suite.NAME])
+            rows.append((lam, chosen))
             if options["push_results"]:
                 push_results(model, results)
     except EvalError as exc:
@@ -203,7 +235,7 @@ def _read_existing(model: ResolvedModel, names: Sequence[str], output_dir: Path)
     for name in names:
         path = result_path(output_dir, model, name)
         if not path.is_file():
-            raise BenchmarkError(f"unknown benchmark {name!r}: `sweep` runs {', '.join(BENCHMARK_NAMES)}; for others it "
+            raise BenchmarkError(f"unknown benchmark {name!r}: `sweep` runs {', '.join(NAMES)}; for others it "
                                  f"reads existing results, and {path} does not exist")
         found[name] = json.loads(path.read_text(encoding="utf-8"))
     return found
@@ -212,6 +244,7 @@ def _read_existing(model: ResolvedModel, names: Sequence[str], output_dir: Path)
 for _command in bon_commands.COMMANDS:
     main.add_command(_command)
 main.add_command(search.command())
+main.add_command(judge.command)
 
 if __name__ == "__main__":
     main()

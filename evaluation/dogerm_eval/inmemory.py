@@ -21,8 +21,10 @@ from dogerm_eval.scorer import RewardScorer
 class InMemorySweep:
     """The members of an in-memory sweep and a scorer factory that loads each member's merged weights."""
 
-    def __init__(self, reward_model: str, domain_model: str, lambdas: str):
+    def __init__(self, reward_model: str, domain_model: str, lambdas: str, trust_remote_code: bool = False):
         """``lambdas``: start:stop:step (stop included) or a comma list, as ``dogerm-sweep --lambdas`` takes."""
+        from mergekit.options import MergeOptions
+
         from dogerm_mergekit.contract import checkpoint_name, parse_lambdas
         from dogerm_mergekit.errors import DogeRMError
         from dogerm_mergekit.inmemory import InMemoryMerger
@@ -32,9 +34,10 @@ class InMemorySweep:
             values = parse_lambdas(lambdas)
         except DogeRMError as exc:
             raise BenchmarkError(str(exc)) from exc
-        self.reward = resolve_model(reward_model)
+        self.reward = resolve_model(reward_model, trust_remote_code)
         try:
-            self.merger = InMemoryMerger(str(self.reward.path), str(locate_model(domain_model).path))
+            self.merger = InMemoryMerger(str(self.reward.path), str(locate_model(domain_model).path),
+                                         MergeOptions(quiet=True, trust_remote_code=trust_remote_code))
         except DogeRMError as exc:
             raise ModelError(f"cannot merge {reward_model} with {domain_model}: {exc}") from exc
         inputs = json.dumps([input_fingerprint(m) for m in (self.merger.plan.reward_model,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 from pathlib import Path
 
 from huggingface_hub import constants, snapshot_download
@@ -91,17 +92,32 @@ def _download(repo_id: str, revision: str | None) -> Path:
         raise ModelError(f"could not download {where!r} from {constants.ENDPOINT}: {exc}") from exc
 
 
-def validate_reward_model(path: Path) -> None:
-    """Raise ModelError unless ``path`` holds a sequence-classification model with exactly one label."""
+def needs_remote_code(exc: Exception) -> bool:
+    """Whether transformers refused to load something because it needs the repository's own code."""
+    return "trust_remote_code" in str(exc)
+
+
+def remote_code_error(ref: Any, what: str) -> ModelError:
+    return ModelError(f"{ref}: its {what} needs the Python code shipped in the model repository; if you trust that "
+                      "code, rerun with --trust-remote-code")
+
+
+def validate_reward_model(path: Path, trust_remote_code: bool = False) -> None:
+    """Raise ModelError unless ``path`` holds a sequence-classification model with exactly one label (with
+    ``trust_remote_code``: also a custom class the repository maps AutoModelForSequenceClassification to)."""
     from transformers import AutoConfig
 
     if not (path / "config.json").is_file():
         raise ModelError(f"{path} has no config.json: not a transformers model folder")
     try:
-        config = AutoConfig.from_pretrained(path)
+        config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
     except (OSError, ValueError, KeyError) as exc:
+        if needs_remote_code(exc) and not trust_remote_code:
+            raise remote_code_error(path, "config") from exc
         raise ModelError(f"cannot read the model config in {path}: {exc}") from exc
-    architectures = config.architectures or []
+    architectures = list(config.architectures or [])
+    if trust_remote_code and "AutoModelForSequenceClassification" in (getattr(config, "auto_map", None) or {}):
+        architectures.append("AutoModelForSequenceClassification")
     if not any(arch.endswith("ForSequenceClassification") for arch in architectures):
         found = ", ".join(architectures) or "no architecture recorded"
         raise ModelError(f"{path} is not a sequence-classification reward model ({found}): it has no score head")
@@ -109,10 +125,10 @@ def validate_reward_model(path: Path) -> None:
         raise ModelError(f"{path} has {config.num_labels} labels; a reward model must have exactly one")
 
 
-def resolve_model(ref: str) -> ResolvedModel:
+def resolve_model(ref: str, trust_remote_code: bool = False) -> ResolvedModel:
     """Resolve a local folder or a Hub id with optional ``@revision`` and validate it as a one-label RM."""
     resolved = locate_model(ref)
-    validate_reward_model(resolved.path)
+    validate_reward_model(resolved.path, trust_remote_code)
     return resolved
 
 

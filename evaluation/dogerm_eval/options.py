@@ -29,9 +29,6 @@ if TYPE_CHECKING:
 
 DEFAULT_OUTPUT = "./dogerm-eval-results"
 LAUNCHED_ENV = "DOGERM_EVAL_LAUNCHED"  # set in the processes started by --num-processes
-BENCHMARK_NAMES = ("rewardbench", "rewardbench2", "autoj", "pairwise")
-BENCHMARK_NAMES += ("rmbench", "rewardmath", "ppe")
-"""The benchmarks ``dogerm_eval.benchmarks.BENCHMARKS`` registers (named here so that ``--help`` loads none)."""
 SCORING_DTYPES = RUN_DTYPES
 """The dtypes ``--dtype`` accepts besides ``auto``."""
 
@@ -57,6 +54,12 @@ def configure_logging() -> None:
             handler = _EchoHandler()
             handler.setFormatter(logging.Formatter("%(message)s"))
             logger.addHandler(handler)
+
+
+TRUST_REMOTE_CODE = click.option(
+    "--trust-remote-code", is_flag=True,
+    help="Run the Python code a model repository ships for its own architecture (e.g. a custom reward head); off by "
+    "default: give it only for repositories whose code you trust.")
 
 
 def split_list(value: str | None) -> list[str] | None:
@@ -101,6 +104,7 @@ def common_options(function: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--allow-nonfinite-scores", is_flag=True,
                      help="Report results although the model scored NaN or inf (counted as never winning; results "
                      "marked with the count). Default: such a model fails with the count, nothing written."),
+        TRUST_REMOTE_CODE,
     ]
     for option in reversed(options):
         function = option(function)
@@ -127,7 +131,8 @@ def scorer_factory(fmt: FormatSettings, options: dict[str, Any]) -> Callable[[Re
     from dogerm_eval.scorer import RewardScorer
 
     return lambda model: RewardScorer(model, format=fmt, dtype=options["dtype"], device=options["device"],
-                                      token_budget=options["batch_tokens"], compat=options["compat"])
+                                      token_budget=options["batch_tokens"], compat=options["compat"],
+                                      trust_remote_code=options.get("trust_remote_code", False))
 
 
 def relaunch_if_needed(num_processes: int) -> None:
@@ -191,16 +196,17 @@ def check_options(options: dict[str, Any]) -> None:
 
 
 def evaluate_model(
-    model: str, make_tasks: Callable[[], Sequence[Task]], options: dict[str, Any]
+    model: str | ResolvedModel, make_tasks: Callable[[], Sequence[Task]], options: dict[str, Any]
 ) -> dict[str, dict[str, Any]]:
-    """The single-model commands' flow: settings, model, tasks (all checked before scoring), run, optional push."""
+    """The single-model commands' flow: settings, model (a reference, or already resolved), tasks (all checked
+    before scoring), run, optional push."""
     from dogerm_eval.benchmarks import run_model
     from dogerm_eval.models import resolve_model
     from dogerm_eval.push import check_pushable, push_results
 
     check_options(options)
     fmt, record = scoring_settings(options)
-    resolved = resolve_model(model)
+    resolved = resolve_model(model, options["trust_remote_code"]) if isinstance(model, str) else model
     if options["push_results"]:
         check_pushable(resolved)
     results = run_model(make_tasks(), resolved, record, scorer_factory(fmt, options), options["output_dir"],

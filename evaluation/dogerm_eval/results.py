@@ -19,7 +19,7 @@ import numpy as np
 
 from dogerm_eval.errors import ModelError
 from dogerm_eval.models import ResolvedModel
-from dogerm_mergekit.contract import load_manifest
+from dogerm_mergekit.contract import load_manifest, verify_checkpoint
 from dogerm_mergekit.errors import DogeRMError
 from dogerm_mergekit.files import atomic_file, atomic_write, sha256_file
 
@@ -40,6 +40,11 @@ class Evaluation:
     score: float
     per_example: pd.DataFrame
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        """What a result JSON holds of it (subsets, sections, score, then the benchmark's extra keys): what a
+        benchmark's ``metrics`` reads."""
+        return {"subsets": self.subsets, "sections": self.sections, "score": self.score, **self.extra}
 
 
 def metric_columns(
@@ -116,12 +121,15 @@ def model_fingerprint(model: ResolvedModel, memo: Path | None = None) -> str:
 
 
 def _sweep_digests(folder: Path) -> dict[str, str] | None:
-    """The file digests `folder`'s sweep manifest records for it (a finished checkpoint), else None."""
+    """The file digests `folder`'s sweep manifest records for it (a finished checkpoint), else None; a checkpoint
+    whose files changed since they were recorded is refused, naming the file (a cached score would be stale)."""
     try:
         manifest = load_manifest(folder.parent)
+        record = manifest.checkpoints.get(folder.name) if manifest is not None else None
+        if record is not None:
+            verify_checkpoint(folder, record)
     except DogeRMError as exc:
         raise ModelError(str(exc)) from exc
-    record = manifest.checkpoints.get(folder.name) if manifest is not None else None
     return record.files if record is not None else None
 
 

@@ -41,7 +41,7 @@ from dogerm_eval.formatting import (
     chat_template_for,
     format_conversation,
 )
-from dogerm_eval.models import ResolvedModel, resolve_model
+from dogerm_eval.models import ResolvedModel, needs_remote_code, remote_code_error, resolve_model
 from dogerm_eval.results import REWARDBENCH_BATCH_SIZE
 from dogerm_mergekit import dtypes
 from dogerm_mergekit.dtypes import RUN_DTYPES as SCORING_DTYPES
@@ -115,6 +115,7 @@ class RewardScorer:
         device: torch device; default: this process's accelerate device.
         token_budget: padded tokens per batch in the fast path; default 4096 on CPU, 65536 on accelerators.
         compat: ``"fast"``, or ``"rewardbench"`` for RewardBench's batching (see the module docstring).
+        trust_remote_code: let transformers run the code a model repository ships (``--trust-remote-code``).
 
     Model, tokenizer and template problems raise ModelError here, before anything is scored.
     """
@@ -127,12 +128,14 @@ class RewardScorer:
         device: str | None = None,
         token_budget: int | None = None,
         compat: Literal["fast", "rewardbench"] = "fast",
+        trust_remote_code: bool = False,
     ) -> None:
         if compat not in ("fast", "rewardbench"):
             raise BenchmarkError(f"unknown compat mode {compat!r}; choose 'fast' or 'rewardbench'")
         if token_budget is not None and token_budget < 1:
             raise BenchmarkError(f"token budget must be positive, got {token_budget}")
-        self.model = model if isinstance(model, ResolvedModel) else resolve_model(model)
+        self.trust_remote_code = trust_remote_code
+        self.model = model if isinstance(model, ResolvedModel) else resolve_model(model, trust_remote_code)
         self.format = format or FormatSettings()
         self.compat = compat
         # cpu=True lets a torchrun/accelerate launch without CUDA use gloo (accelerate otherwise stays single-process).
@@ -156,8 +159,10 @@ class RewardScorer:
 
     def _load_tokenizer(self) -> PreTrainedTokenizerBase:
         try:
-            tokenizer = AutoTokenizer.from_pretrained(self.model.path)
+            tokenizer = AutoTokenizer.from_pretrained(self.model.path, trust_remote_code=self.trust_remote_code)
         except (OSError, ValueError) as exc:
+            if needs_remote_code(exc) and not self.trust_remote_code:
+                raise remote_code_error(self.model.ref, "tokenizer") from exc
             raise ModelError(f"cannot load the tokenizer of {self.model.ref!r}: {exc}") from exc
         #: The side the tokenizer was saved with (``tokenizer_config.json``; transformers' default: right).
         self.saved_truncation_side = tokenizer.truncation_side
@@ -178,8 +183,11 @@ class RewardScorer:
 
     def _load_network(self) -> torch.nn.Module:
         try:
-            network = AutoModelForSequenceClassification.from_pretrained(self.model.path, dtype=self.dtype)
+            network = AutoModelForSequenceClassification.from_pretrained(
+                self.model.path, dtype=self.dtype, trust_remote_code=self.trust_remote_code)
         except (OSError, ValueError) as exc:
+            if needs_remote_code(exc) and not self.trust_remote_code:
+                raise remote_code_error(self.model.ref, "architecture") from exc
             raise ModelError(f"cannot load the reward model {self.model.ref!r}: {exc}") from exc
         # RewardBench's rule: no pad token -> pad = EOS on tokenizer and model; else fill a missing config value.
         if self.pad_from_eos or network.config.pad_token_id is None:

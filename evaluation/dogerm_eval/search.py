@@ -253,18 +253,20 @@ class SplitEvaluator:
         from dogerm_mergekit.inmemory import InMemoryMerger
         from dogerm_mergekit.sweep import input_fingerprint
 
-        self.reward = resolve_model(self._reward_model)
-        merger = InMemoryMerger(str(self.reward.path), str(locate_model(self._domain_model).path))
+        from mergekit.options import MergeOptions
+
+        trust = bool(self._scoring.get("trust_remote_code"))
+        self.reward = resolve_model(self._reward_model, trust)
+        merger = InMemoryMerger(str(self.reward.path), str(locate_model(self._domain_model).path),
+                                MergeOptions(quiet=True, trust_remote_code=trust))
         self._loaded = (merger, scorer_factory(self.fmt, self._scoring)(self.reward))
         self.domain_path = str(merger.plan.domain_model)
         self.key = _fingerprint([input_fingerprint(m) for m in (merger.plan.reward_model, merger.plan.domain_model)],
                                 *self._fingerprint_parts)
 
     def _metrics(self, rows: Any, scores: np.ndarray) -> dict[str, float]:
-        evaluation = self.task.benchmark.evaluate(rows, scores)
-        payload = {"subsets": evaluation.subsets, "sections": evaluation.sections, "score": evaluation.score,
-                   **evaluation.extra}
-        return {k: float(v) for k, v in self.task.benchmark.metrics(payload).items() if v is not None}
+        summary = self.task.benchmark.evaluate(rows, scores).summary()
+        return {k: float(v) for k, v in self.task.benchmark.metrics(summary).items() if v is not None}
 
     def scores(self, lam: float, split: str) -> tuple[Any, np.ndarray]:
         """The rows of ``split`` ("dev" or "test") and their scores (passes concatenated) by the merge at ``lam``."""
@@ -350,7 +352,8 @@ def run_search(
                                  "models": [{"model": evaluator.domain_path, "parameters": {"lambda": chosen.lam}}]})
         from mergekit.options import MergeOptions
 
-        run_sweep(config, write, (chosen.lam,), MergeOptions(quiet=True))
+        run_sweep(config, write, (chosen.lam,), MergeOptions(quiet=True,
+                                                             trust_remote_code=bool(scoring.get("trust_remote_code"))))
         LOG.info("wrote %s", write / checkpoint_name(chosen.lam))
         if push_to_hub:
             from dogerm_mergekit.hub import push_sweep
@@ -363,7 +366,7 @@ def command():
     """The ``dogerm-eval search`` click command (built on first use, so ``--help`` of the group stays fast)."""
     import click
 
-    from dogerm_eval.options import split_list
+    from dogerm_eval.options import TRUST_REMOTE_CODE, split_list
     from dogerm_mergekit.dtypes import RUN_DTYPES
 
     @click.command("search")
@@ -387,13 +390,15 @@ def command():
     @click.option("--dtype", type=click.Choice(["auto", *RUN_DTYPES]), default="auto",
                   show_default=True)
     @click.option("--device", help="torch device (default: the accelerator, else CPU).")
+    @TRUST_REMOTE_CODE
     def search_command(subsets: str | None, system_prompt: str | None, dtype: str, device: str | None,
-                       **arguments: Any) -> None:
+                       trust_remote_code: bool, **arguments: Any) -> None:
         """Find a good lambda in at most --max-evals in-memory evaluations on a dev split; report it on test."""
         from dogerm_eval.options import configure_logging, default_options
 
         configure_logging()
-        scoring = default_options(system_prompt=system_prompt, dtype=dtype, device=device)
+        scoring = default_options(system_prompt=system_prompt, dtype=dtype, device=device,
+                                  trust_remote_code=trust_remote_code)
         result = run_search(subsets=split_list(subsets), scoring=scoring, **arguments)
         chosen = result["chosen"]
         objective = result["settings"]["objective"]

@@ -22,9 +22,14 @@ LOG = logging.getLogger(__name__)
 
 
 def _local_members(folder: Path) -> list[tuple[float, str]]:
-    """The finished checkpoints of a sweep folder (``dogerm_mergekit.contract``); unfinished ones are reported."""
+    """The finished checkpoints of a sweep folder (``dogerm_mergekit.contract``), each checked before any is scored
+    (names inside the folder, files as recorded, safetensors complete); unfinished ones are reported."""
+    from dogerm_mergekit.checkpoint import check_model_folder
+
     try:
         members = [(key, str(path)) for key, path in finished_points(folder)]
+        for _, path in members:
+            check_model_folder(Path(path), "sweep checkpoint")
         manifest = load_manifest(folder)
         missing = [] if manifest is not None and manifest.points else unfinished_lambdas(folder)
     except DogeRMError as exc:
@@ -64,10 +69,11 @@ def discover_sweep(ref: str) -> list[tuple[float, str]]:
     return members
 
 
-def resolve_members(members: Sequence[tuple[float, str]]) -> Iterator[tuple[float, ResolvedModel]]:
+def resolve_members(members: Sequence[tuple[float, str]], trust_remote_code: bool = False
+                    ) -> Iterator[tuple[float, ResolvedModel]]:
     """Resolve members one at a time (a Hub branch is downloaded only when its turn comes)."""
     for lam, ref in members:
-        yield lam, resolve_model(ref)
+        yield lam, resolve_model(ref, trust_remote_code)
 
 
 def evaluate_sweep(

@@ -57,11 +57,18 @@ def test_command_lines_import_no_heavy_library(module: str) -> None:
     assert found.strip() == "[]"
 
 
-def test_help_names_the_registered_benchmarks() -> None:
+def test_registry_entries_are_the_benchmarks_and_their_commands() -> None:
+    """Each registry entry names its module's NAME, has its command with the entry's summary as help, and the
+    sweep's help lists it."""
     from dogerm_eval.benchmarks import BENCHMARKS
-    from dogerm_eval.options import BENCHMARK_NAMES
+    from dogerm_eval.registry import ENTRIES
 
-    assert tuple(BENCHMARKS) == BENCHMARK_NAMES
+    assert list(BENCHMARKS) == [entry.name for entry in ENTRIES]
+    for entry in ENTRIES:
+        assert BENCHMARKS[entry.name].NAME == entry.name
+        assert main.commands[entry.name].help.startswith(entry.summary)
+    sweep_help = next(p.help for p in main.commands["sweep"].params if p.name == "benchmarks")
+    assert all(entry.name in sweep_help for entry in ENTRIES)
 
 
 def test_help_documents_every_command() -> None:

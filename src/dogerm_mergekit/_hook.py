@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 REGISTRY = "mergekit.merge_methods.registry"
 MERGE = "mergekit.merge"
+RUN_YAML = "mergekit.scripts.run_yaml"
 
 
 def register_method(registry: ModuleType) -> None:
@@ -44,7 +45,35 @@ def route_run_merge(merge_module: ModuleType) -> None:
     merge_module.run_merge = run_merge
 
 
-_PATCHES: dict[str, Callable[[ModuleType], None]] = {REGISTRY: register_method, MERGE: route_run_merge}
+def guard_run_yaml(run_yaml: ModuleType) -> None:
+    """Give ``mergekit-yaml`` on a dogerm configuration one-line errors: YAML syntax (file, line), schema, unknown
+    keys (a warning), and any failure of the merge; other configurations run exactly as mergekit runs them."""
+    original = run_yaml.main.callback
+    if getattr(original, "_dogerm_guarded", False):
+        return
+
+    def callback(*args: Any, **kwargs: Any) -> Any:
+        try:
+            with open(kwargs["config_file"], encoding="utf-8") as handle:
+                source = handle.read()
+        except (KeyError, OSError, UnicodeDecodeError):
+            return original(*args, **kwargs)  # mergekit's own handling
+        from dogerm_mergekit.config_file import is_dogerm_source, read_config
+        from dogerm_mergekit.errors import one_line
+
+        if not is_dogerm_source(source):
+            return original(*args, **kwargs)
+        read_config(source, kwargs["config_file"])
+        with one_line("mergekit-yaml"):
+            return original(*args, **kwargs)
+
+    callback._dogerm_guarded = True  # type: ignore[attr-defined]
+    callback.__wrapped__ = original  # type: ignore[attr-defined]
+    run_yaml.main.callback = callback
+
+
+_PATCHES: dict[str, Callable[[ModuleType], None]] = {REGISTRY: register_method, MERGE: route_run_merge,
+                                                      RUN_YAML: guard_run_yaml}
 
 
 def _apply(name: str, module: ModuleType) -> None:

@@ -26,6 +26,19 @@ def _llama2(system_open: str, system_close: str) -> str:
     )
 
 
+#: The default Llama-2 chat system prompt (Touvron et al. 2023, Meta's reference chat code), which DogeRM adds for
+#: its Llama-2 reward models, in training (MiuLab/DogeRM src/utils.py) and in evaluation.
+LLAMA2_DEFAULT_SYSTEM_PROMPT = (
+    "You are a helpful, respectful and honest assistant. Always answer as helpfully as possible, while being safe. "
+    "Your answers should not include any harmful, unethical, racist, sexist, toxic, dangerous, or illegal content. "
+    "Please ensure that your responses are socially unbiased and positive in nature.\n\n"
+    "If a question does not make any sense, or is not factually coherent, explain why instead of answering something "
+    "not correct. If you don't know the answer to a question, please don't share false information."
+)
+
+#: Named system prompts (``--system-prompt llama2-default``).
+NAMED_SYSTEM_PROMPTS: dict[str, str] = {"llama2-default": LLAMA2_DEFAULT_SYSTEM_PROMPT}
+
 #: Meta's Llama-2 chat format: ``<s>[INST] <<SYS>>\n{system}\n<</SYS>>\n\n{user} [/INST] {assistant} </s>``.
 LLAMA2_CHAT_TEMPLATE = _llama2("<<SYS>>\\n", "\\n<</SYS>>\\n\\n")
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from dogerm_mergekit.errors import DogeRMError
+from dogerm_mergekit.errors import one_line
 
 PASS_THROUGH = {"ignore_unknown_options": True, "allow_extra_args": True}
 MERGEKIT_OPTIONS = "Every mergekit-yaml option (--cuda, --out-shard-size, --lazy-unpickle, ...) applies too."
@@ -72,17 +72,16 @@ def sweep(ctx: click.Context, config_file: str, out_dir: str, lambda_spec: str |
     """
     from dogerm_mergekit.contract import parse_grid, parse_lambdas
 
-    try:
-        if grids and lambda_spec is not None:
-            raise click.UsageError("give --lambdas (one domain model) or --grid, not both")
+    if grids and lambda_spec is not None:
+        raise click.UsageError("give --lambdas (one domain model) or --grid, not both")
+    with one_line("dogerm-sweep"):
         source = Path(config_file).read_text(encoding="utf-8")
         parsed = [parse_grid(spec) for spec in grids]
+        from dogerm_mergekit.config_file import read_config
         from dogerm_mergekit.sweep import grid_points, run_sweep
 
-        import yaml
-
-        raw = yaml.safe_load(source)
-        kernel = isinstance(raw, dict) and str(raw.get("merge_method", "")).startswith("dogerm_")
+        raw, _ = read_config(source, config_file)
+        kernel = str(raw.get("merge_method", "")).startswith("dogerm_")
         if kernel:
             from dogerm_mergekit.sweep import kernel_grid_points
 
@@ -93,8 +92,6 @@ def sweep(ctx: click.Context, config_file: str, out_dir: str, lambda_spec: str |
             lambdas = grid_points(source, parsed) if parsed else parse_lambdas(lambda_spec or "0:1:0.05")
         result = run_sweep(source, Path(out_dir), lambdas,
                            merge_options(ctx.args), overwrite=overwrite)
-    except DogeRMError as error:
-        raise click.ClickException(str(error)) from None
     click.echo(f"{result.out_dir}: wrote {len(result.written)} checkpoints, {len(result.skipped)} already complete")
     if repo_id:
         _push(result.out_dir, repo_id, repo_per_lambda, private)
@@ -104,11 +101,9 @@ def _push(out_dir: Path, repo_id: str, repo_per_lambda: bool, private: bool, res
     from dogerm_mergekit.contract import MetricsTable
     from dogerm_mergekit.hub import push_sweep
 
-    try:
+    with one_line("dogerm-push"):
         metrics = MetricsTable.load(results) if results else None
         targets = push_sweep(out_dir, repo_id, repo_per_lambda=repo_per_lambda, private=private, metrics=metrics)
-    except DogeRMError as error:
-        raise click.ClickException(str(error)) from None
     click.echo(f"pushed {len(targets)} checkpoints to {repo_id}")
 
 

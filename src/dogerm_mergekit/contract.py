@@ -4,8 +4,10 @@
   ``lambda-0.30_0.50`` (one lambda per domain model, in ``models:`` order) for several domain models
   (:func:`grid_checkpoint_name`, :func:`lambdas_of`);
 - lambda lists as the command lines take them (:func:`parse_lambdas`), and per-domain grids (:func:`parse_grid`);
-- ``OUT/sweep.json``, the sweep manifest (:class:`SweepManifest`), and which checkpoints are complete
-  (:func:`finished_checkpoints`);
+- ``OUT/sweep.json``, the sweep manifest (:class:`SweepManifest`), which checkpoints are complete
+  (:func:`finished_checkpoints`), and whether a checkpoint still holds the bytes recorded (:func:`verify_checkpoint`);
+  every name a manifest gives is one plain path component inside the sweep, links refused (:func:`inside`), since a
+  manifest may come from anyone;
 - ``metrics.json``, the metrics table per lambda that the evaluator writes and the Hub card shows
   (:class:`MetricsTable`).
 
@@ -22,8 +24,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from dogerm_mergekit.errors import DogeRMConfigError, DogeRMError
-from dogerm_mergekit.files import atomic_write
+from dogerm_mergekit.errors import CheckpointError, DogeRMConfigError, DogeRMError, UnsafePathError
+from dogerm_mergekit.files import atomic_write, fast_digest_file
 
 MANIFEST = "sweep.json"
 METRICS = "metrics.json"
@@ -113,8 +115,26 @@ def parse_lambdas(spec: str) -> tuple[float, ...]:
     return values
 
 
+_PLAIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+\-]{0,254}\Z")
+"""A name of one path component: checkpoint folders (``lambda-0.30``, ``density-0.50_weight.2-1.00``) and files."""
+
+
+def inside(folder: Path, name: Any, source: str) -> Path:
+    """``folder / name`` for a ``name`` read from ``source`` (a file this run did not write), refused with one line
+    unless it is one plain path component that is not a link, so nothing outside ``folder`` is read or uploaded."""
+    if not isinstance(name, str) or not _PLAIN.match(name):
+        raise UnsafePathError(f"{source} names {name!r}, which is not a plain name inside {folder}: the file was "
+                              "edited or not written by dogerm-sweep; rebuild it with dogerm-sweep (nothing was read)")
+    path = Path(folder) / name
+    if path.is_symlink():
+        raise UnsafePathError(f"{path} (named by {source}) is a link to {path.resolve()}: links are not followed out of "
+                              "a sweep; replace it with the real folder or file (nothing was read)")
+    return path
+
+
 class CheckpointRecord(BaseModel):
-    """A finished checkpoint: its lambda and each file's digest (``xxh3-128:<hex>``).
+    """A finished checkpoint: its lambda, each file's digest (``xxh3-128:<hex>``) and its size and modification time
+    when recorded (``stats``, absent from manifests of earlier versions).
 
     With several domain models, ``lambdas`` maps each domain model (``models:`` order) to its lambda, and ``lam``
     is their sum: the weight taken from the reward model.
@@ -126,6 +146,8 @@ class CheckpointRecord(BaseModel):
     lambdas: dict[str, float] = {}
     parameters: dict[str, float] = {}
     """A ``dogerm_<kernel>`` grid point: ``parameter`` or ``parameter[MODEL]`` -> value."""
+    stats: dict[str, tuple[int, int]] = {}
+    """File name -> (size in bytes, modification time in ns) when the checkpoint was recorded."""
 
     def point(self) -> dict[str, float]:
         """Every swept value: ``{"lambda": 0.3}``, ``{"lambda[MODEL]": ...}`` per domain model, or the kernel point."""
@@ -155,15 +177,23 @@ class SweepManifest(BaseModel):
 
 
 def load_manifest(sweep_dir: Path) -> SweepManifest | None:
-    """The sweep's manifest, or None where there is none; a damaged one is an error naming the file."""
+    """The sweep's manifest, or None where there is none; a damaged one, or one naming a checkpoint or file that is
+    not a plain name inside the sweep, is an error naming the file."""
     path = Path(sweep_dir) / MANIFEST
     if not path.is_file():
         return None
+    if path.is_symlink():
+        raise UnsafePathError(f"{path} is a link to {path.resolve()}; replace it with the sweep's own manifest")
     try:
-        return SweepManifest.model_validate_json(path.read_text(encoding="utf-8"))
+        manifest = SweepManifest.model_validate_json(path.read_text(encoding="utf-8"))
     except ValueError as error:
         raise DogeRMError(f"{path} is not a dogerm-sweep manifest ({error.__class__.__name__}); "
                           "rerun dogerm-sweep with --overwrite to rebuild it") from None
+    for name, record in manifest.checkpoints.items():
+        inside(Path(sweep_dir), name, str(path))
+        for file in record.files:
+            inside(Path(sweep_dir) / name, file, str(path))
+    return manifest
 
 
 def save_manifest(sweep_dir: Path, manifest: SweepManifest) -> None:
@@ -171,11 +201,43 @@ def save_manifest(sweep_dir: Path, manifest: SweepManifest) -> None:
     atomic_write(Path(sweep_dir) / MANIFEST, manifest.model_dump_json(indent=2))
 
 
+def file_stats(folder: Path, files: Sequence[str]) -> dict[str, tuple[int, int]]:
+    """(size, modification time in ns) of each of ``files`` in ``folder``, as :attr:`CheckpointRecord.stats`."""
+    return {name: (stat.st_size, stat.st_mtime_ns) for name in files for stat in [(Path(folder) / name).stat()]}
+
+
+def checkpoint_change(folder: Path, record: CheckpointRecord) -> str | None:
+    """How ``folder`` differs from its record (a recorded file missing, or changed), or None when it does not.
+
+    Sizes and times are compared first; a file whose time changed (or whose record has none) is hashed again, so
+    only such files are read. Files the record does not list are not part of the checkpoint (and never uploaded).
+    """
+    source = f"{Path(folder).parent / MANIFEST}"
+    for name, digest in record.files.items():
+        path = inside(folder, name, source)
+        if not path.is_file():
+            return f"{path} is missing, though {source} records it"
+        stat, recorded = path.stat(), record.stats.get(name)
+        if recorded is not None and recorded[0] != stat.st_size:
+            return f"{path} changed since dogerm-sweep wrote it ({recorded[0]} bytes then, {stat.st_size} now)"
+        if recorded != (stat.st_size, stat.st_mtime_ns) and fast_digest_file(path) != digest:
+            return f"{path} changed since dogerm-sweep wrote it (its digest differs)"
+    return None
+
+
+def verify_checkpoint(folder: Path, record: CheckpointRecord) -> None:
+    """Refuse, with one line naming the file, a checkpoint that differs from its record (:func:`checkpoint_change`)."""
+    change = checkpoint_change(folder, record)
+    if change is not None:
+        raise CheckpointError(f"{change}: rerun dogerm-sweep on {Path(folder).parent} to merge it again")
+
+
 def finished_checkpoints(sweep_dir: Path) -> list[tuple[float, Path, CheckpointRecord | None]]:
     """(lambda, folder, record) of every complete checkpoint, sorted by lambda.
 
-    With a manifest, the checkpoints it records as complete (and that still exist); without one, every
-    ``lambda-<x>`` sub-folder that holds a ``config.json`` (a sweep assembled by hand), with no record.
+    With a manifest, the checkpoints it records as complete (and that still exist), each verified against its
+    record (:func:`verify_checkpoint`); without one, every ``lambda-<x>`` sub-folder that holds a ``config.json``
+    (a sweep assembled by hand), with no record. Links are refused in both.
     """
     sweep_dir = Path(sweep_dir)
     manifest = load_manifest(sweep_dir)
@@ -184,11 +246,23 @@ def finished_checkpoints(sweep_dir: Path) -> list[tuple[float, Path, CheckpointR
             kind = "mergekit-kernel parameters" if manifest.points else "per-domain lambdas"
             raise DogeRMError(f"{sweep_dir} is a grid of {kind}, not a one-domain lambda sweep; evaluate its "
                               "checkpoints one by one (dogerm-eval sweep reads one-domain lambda sweeps)")
-        found = [(r.lam, sweep_dir / n, r) for n, r in manifest.checkpoints.items() if (sweep_dir / n).is_dir()]
+        found = _recorded(sweep_dir, manifest, lambda record: record.lam)
     else:
-        found = [(lam, child, None) for child in sweep_dir.iterdir()
+        found = [(lam, inside(sweep_dir, child.name, f"the listing of {sweep_dir}"), None)
+                 for child in sweep_dir.iterdir()
                  if child.is_dir() and (lam := lambda_of(child.name)) is not None and (child / "config.json").is_file()]
     return sorted(found, key=lambda item: item[0])
+
+
+def _recorded(sweep_dir: Path, manifest: SweepManifest, key: Any) -> list[tuple[Any, Path, CheckpointRecord]]:
+    """(key(record), folder, record) of the manifest's checkpoints whose folders exist, each verified."""
+    found = []
+    for name, record in manifest.checkpoints.items():
+        folder = inside(sweep_dir, name, str(sweep_dir / MANIFEST))
+        if folder.is_dir():
+            verify_checkpoint(folder, record)
+            found.append((key(record), folder, record))
+    return found
 
 
 def finished_points(sweep_dir: Path) -> list[tuple[float | dict[str, float], Path]]:
@@ -198,7 +272,7 @@ def finished_points(sweep_dir: Path) -> list[tuple[float | dict[str, float], Pat
     manifest = load_manifest(sweep_dir)
     if manifest is None or not (manifest.points or manifest.grid):
         return [(lam, path) for lam, path, _ in finished_checkpoints(sweep_dir)]
-    found = [(r.point(), sweep_dir / n) for n, r in manifest.checkpoints.items() if (sweep_dir / n).is_dir()]
+    found = [(point, folder) for point, folder, _ in _recorded(sweep_dir, manifest, CheckpointRecord.point)]
     return sorted(found, key=lambda item: tuple(item[0].values()))
 
 

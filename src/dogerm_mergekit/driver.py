@@ -107,27 +107,29 @@ def lambda_summary(config: MergeConfiguration, plan: DogeRMPlan) -> float | str:
     return values[0] if len(values) == 1 else ", ".join(f"{d}: {v:g}" for d, v in zip(plan.domain_models, values))
 
 
-def _rewrite_merge(task: Task, plan: DogeRMPlan, shared: dict[str, Difference]) -> Task:
+def _rewrite_merge(task: Task, plan: DogeRMPlan, shared: dict[str, Difference], out_dtype: str | None) -> Task:
     """A merged tensor's mergekit task as the shared difference and this output's combination.
 
     mergekit's gather tasks compare by identity, so equal ones planned for two outputs are distinct objects:
     the difference is shared by tensor name instead (every output of one run differs only in its lambdas).
-    The lambdas of each tensor (after mergekit's filters) are checked here, before anything runs.
+    The lambdas of each tensor (after mergekit's filters) are checked here, before anything runs. ``out_dtype`` is
+    the save's: the kernel rounds to it once, whatever the inputs' dtypes.
     """
     if plan.kernel is not None:  # mergekit's kernel as planned; the reward model's head unchanged
         if isinstance(task, ExecuteMergeMethodTask) and task.output_weight.name in plan.reward_only:
-            return KeepTensor(tensors=task.gather_tensors, model=plan.reward_model, out_dtype=task.out_dtype)
+            return KeepTensor(tensors=task.gather_tensors, model=plan.reward_model, out_dtype=out_dtype)
         return task
     if not isinstance(task, ExecuteMergeMethodTask) or task.output_weight.name not in plan.merged:
         return task  # RM-only tensors (the value head): mergekit's own pass-through
     name = task.output_weight.name
     pair = shared.setdefault(name, Difference(
         tensors=task.gather_tensors, reward_model=plan.reward_model, domain_models=plan.domain_models,
-        name=name, vocabulary_axis=task.output_weight.vocabulary_axis, dtype=task.dtype,
+        name=name, vocabulary_axis=task.output_weight.vocabulary_axis,
+        allow_nonfinite=bool(task.parameters.get("allow_nonfinite", False)),
     ))
     lams = tuple(float(task.input_parameters[d]["lambda"]) for d in plan.domain_models)
     check_lambdas(lams, bool(task.parameters.get("allow_extrapolation", False)), f" for {name}")
-    return Interpolate(difference=pair, lams=lams, out_dtype=task.out_dtype)
+    return Interpolate(difference=pair, lams=lams, out_dtype=out_dtype)
 
 
 def plan_outputs(plan: DogeRMPlan, outputs: Sequence[tuple[MergeConfiguration, Path]], options: MergeOptions,
@@ -191,7 +193,8 @@ def _plan_output(plan: DogeRMPlan, config: MergeConfiguration, folder: Path, opt
             tokenizer_task=tokenizer, index_metadata=(("mergekit_version", version("mergekit")),),
             pad_to_multiple_of=prepared.tokenizer.pad_to_multiple_of if prepared.tokenizer else None,
         )
-    saves = tuple(s.model_copy(update={"tensor_task": _rewrite_merge(s.tensor_task, plan, shared), "writer_task": writer})
+    saves = tuple(s.model_copy(update={"tensor_task": _rewrite_merge(s.tensor_task, plan, shared, s.dtype),
+                                  "writer_task": writer})
                   for s in saves)
     close = CloseCheckpoint if queue is not None else FinalizeModel
     return [*saves, close(tensor_save_tasks=saves, writer_task=writer), *([tokenizer] if tokenizer else [])]

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import IO, Any
 
 import click
@@ -34,3 +36,21 @@ class CheckpointError(DogeRMError):
 
 class OutputError(DogeRMError):
     """The output path cannot be written safely (a file, an unrelated folder, or in use by another run)."""
+
+
+class UnsafePathError(DogeRMError):
+    """A file we did not write (a manifest, a listing) names a path outside its folder, or a link leaving it."""
+
+
+@contextmanager
+def one_line(doing: str) -> Iterator[None]:
+    """Let our errors and click's through; turn any other exception (mergekit's, transformers', the OS's) met while
+    ``doing`` into a :class:`DogeRMError` of one line (the traceback with ``DOGERM_DEBUG=1``)."""
+    try:
+        yield
+    except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+        raise
+    except Exception as error:
+        text = str(error).strip().splitlines()
+        raise DogeRMError(f"{doing} failed: {error.__class__.__name__}: {text[0] if text else 'no message'} "
+                          f"(set {DEBUG_ENV}=1 for the traceback)") from error

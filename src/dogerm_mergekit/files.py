@@ -122,20 +122,42 @@ def atomic_directory(final: Path) -> Iterator[Path]:
 
 @contextmanager
 def output_lock(output: Path) -> Iterator[None]:
-    """Hold ``.NAME.lock`` beside ``output`` for the block; a second run on the same output is refused at once."""
-    from filelock import FileLock, Timeout
+    """Hold ``.NAME.lock`` beside ``output`` for the block; a second run on the same output is refused at once.
 
+    The lock file is removed when the block ends, failed or not, so no run leaves it behind. (filelock keeps its
+    files, since removing one is only safe while it is held and every taker checks that the file it locked is still
+    the one at the path: done here with ``flock``, which filelock's own Unix locks also take.)
+    """
     output = Path(output).absolute()
     output.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(output.parent / f".{output.name}.lock")
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
+    path = output.parent / f".{output.name}.lock"
+    handle = _take(path)
+    if handle is None:
         raise OutputError(
-            f"{output} is being written by another run (lock {lock.lock_file}); wait for it to finish or choose "
-            "another output"
-        ) from None
+            f"{output} is being written by another run (lock {path}); wait for it to finish or choose another output"
+        )
     try:
         yield
     finally:
-        lock.release()
+        path.unlink(missing_ok=True)  # while held: a run that opened the old file finds it gone and takes a new one
+        os.close(handle)
+
+
+def _take(path: Path, tries: int = 3) -> int | None:
+    """A descriptor holding an exclusive ``flock`` on ``path``, or None while another process holds it."""
+    import fcntl
+
+    for _ in range(tries):
+        handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(handle)
+            return None
+        try:
+            if os.stat(path).st_ino == os.fstat(handle).st_ino:
+                return handle
+        except FileNotFoundError:
+            pass
+        os.close(handle)  # the previous holder removed the file between our open and our lock: take the new one
+    return None

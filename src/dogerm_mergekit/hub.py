@@ -2,15 +2,41 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from huggingface_hub import CommitOperationAdd, HfApi
-from huggingface_hub.errors import HFValidationError
+from huggingface_hub.errors import HfHubHTTPError, HFValidationError, OfflineModeIsEnabled
+from huggingface_hub.utils import httpx as hub_http  # the HTTP client huggingface_hub runs on (httpx or httpx2)
 from huggingface_hub.utils import validate_repo_id
 
 from dogerm_mergekit.card import merge_card
-from dogerm_mergekit.contract import MANIFEST, MetricsTable, SweepManifest, load_manifest
+from dogerm_mergekit.contract import MANIFEST, MetricsTable, SweepManifest, inside, load_manifest, verify_checkpoint
 from dogerm_mergekit.errors import DogeRMError
+
+
+class HubError(DogeRMError):
+    """The Hub could not be reached, or refused a request."""
+
+
+@contextmanager
+def hub_step(what: str, endpoint: str) -> Iterator[None]:
+    """Turn a Hub or network failure while doing ``what`` into one line: what failed, where, and the fix."""
+    rerun = "then rerun: files already on the Hub are not uploaded again"
+    try:
+        yield
+    except HfHubHTTPError as error:
+        response = error.response
+        status = f"HTTP {response.status_code}" if response is not None else "an HTTP error"
+        hint = ("check that HF_TOKEN (or `hf auth login`) has write access to it"
+                if response is not None and response.status_code in (401, 403) else "check the repo id and token")
+        detail = str(error).splitlines()[0]
+        raise HubError(f"{what} failed at {endpoint}: {status} ({detail}); {hint}, {rerun}") from error
+    except (hub_http.TransportError, OfflineModeIsEnabled, OSError) as error:
+        raise HubError(f"{what} failed: {endpoint} could not be reached ({error.__class__.__name__}: "
+                       f"{str(error).splitlines()[0] if str(error) else 'no answer'}); check the network, HF_ENDPOINT "
+                       f"and HF_HUB_OFFLINE, {rerun}") from error
 
 
 def _order(item: tuple[str, object]) -> tuple[float, str]:
@@ -52,37 +78,45 @@ def push_sweep(
             validate_repo_id(f"{repo_id}-lambda-0.00")
     except HFValidationError as error:
         raise DogeRMError(f"{repo_id!r} is not a Hub repo id ({error}); use ORG/NAME") from None
-    manifest = load_manifest(Path(out_dir))
+    out_dir = Path(out_dir)
+    manifest = load_manifest(out_dir)
     if manifest is None or not manifest.checkpoints:
         raise DogeRMError(f"{out_dir} holds no finished sweep ({MANIFEST} missing or empty); run dogerm-sweep first")
+    checkpoints = sorted(manifest.checkpoints.items(), key=_order)
+    folders = {name: inside(out_dir, name, str(out_dir / MANIFEST)) for name, _ in checkpoints}
+    for name, record in checkpoints:  # every checkpoint holds the bytes recorded, before anything is uploaded
+        verify_checkpoint(folders[name], record)
     api = api or HfApi()
     written = []
     if not repo_per_lambda:
-        api.create_repo(repo_id, private=private, exist_ok=True)
-    for name, record in sorted(manifest.checkpoints.items(), key=_order):
-        folder = Path(out_dir) / name
+        with hub_step(f"creating {repo_id}", api.endpoint):
+            api.create_repo(repo_id, private=private, exist_ok=True)
+    for name, record in checkpoints:
         plain = record.lam is not None and not record.lambdas
         message = f"DogeRM checkpoint lambda={record.lam:g}" if plain else f"DogeRM checkpoint {name}"
-        if repo_per_lambda:
-            target = f"{repo_id}-{name}"
-            api.create_repo(target, private=private, exist_ok=True)
-            api.upload_folder(folder_path=folder, repo_id=target, commit_message=message, delete_patterns="*")
-        else:
-            target = name
-            api.create_branch(repo_id, branch=name, exist_ok=True)
-            api.upload_folder(folder_path=folder, repo_id=repo_id, revision=name, commit_message=message,
-                              delete_patterns="*")
+        # only the files the manifest records (verified above), never whatever else lies in the folder
+        upload = {"folder_path": folders[name], "commit_message": message, "delete_patterns": "*",
+                  "allow_patterns": sorted(record.files)}
+        target = f"{repo_id}-{name}" if repo_per_lambda else name
+        with hub_step(f"uploading {name} to {repo_id if not repo_per_lambda else target}", api.endpoint):
+            if repo_per_lambda:
+                api.create_repo(target, private=private, exist_ok=True)
+                api.upload_folder(repo_id=target, **upload)
+            else:
+                api.create_branch(repo_id, branch=name, exist_ok=True)
+                api.upload_folder(repo_id=repo_id, revision=name, **upload)
         written.append(target)
     main_repo = repo_id if not repo_per_lambda else f"{repo_id}-sweep"
-    if repo_per_lambda:
-        api.create_repo(main_repo, private=private, exist_ok=True)
     card = sweep_card(manifest, repo_id, repo_per_lambda, metrics)
-    api.create_commit(
-        repo_id=main_repo,
-        operations=[
-            CommitOperationAdd("README.md", card.encode()),
-            CommitOperationAdd(MANIFEST, (Path(out_dir) / MANIFEST).read_bytes()),
-        ],
-        commit_message="DogeRM sweep card",
-    )
+    with hub_step(f"writing the sweep card of {main_repo}", api.endpoint):
+        if repo_per_lambda:
+            api.create_repo(main_repo, private=private, exist_ok=True)
+        api.create_commit(
+            repo_id=main_repo,
+            operations=[
+                CommitOperationAdd("README.md", card.encode()),
+                CommitOperationAdd(MANIFEST, (out_dir / MANIFEST).read_bytes()),
+            ],
+            commit_message="DogeRM sweep card",
+        )
     return written

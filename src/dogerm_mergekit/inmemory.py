@@ -60,8 +60,8 @@ class InMemoryMerger:
         check_lambdas(lams, allow_extrapolation)
         merged = {}
         for name, value in self._values.items():
-            tensor = combine_all(*value, lams) if isinstance(value, tuple) else value  # tuple: (rm, deltas)
-            merged[name] = tensor.to(self._out_dtypes[name])
+            dtype = self._out_dtypes[name]
+            merged[name] = combine_all(*value, lams, dtype) if isinstance(value, tuple) else value.to(dtype)
         return merged
 
 

@@ -53,14 +53,41 @@ def check_lambda(lam: float, allow_extrapolation: bool = False) -> None:
         )
 
 
-def difference(rm: torch.Tensor, domain: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(rm, domain - rm)``, the difference in fp32 (fp64 for fp64 inputs): what every lambda of one tensor shares."""
+class NonFiniteInput(ValueError):
+    """An input tensor holds NaN or infinity: ``which`` is 0 for the reward model, i for the i-th domain model."""
+
+    def __init__(self, which: int, index: int, value: float):
+        super().__init__(f"input {which} holds {value} at flat index {index}")
+        self.which, self.index, self.value = which, index, value
+
+
+def _check_finite(delta: torch.Tensor, rm: torch.Tensor, domain: torch.Tensor, which: int, start: int) -> None:
+    """Raise :class:`NonFiniteInput` when the slice ``delta = domain - rm`` is not finite (a NaN or infinity in
+    either input makes it so). One reduction over the cache-resident slice; the culprit is located only then."""
+    if math.isfinite(float(delta.sum())) or bool(torch.isfinite(delta).all()):  # a huge finite sum may overflow
+        return
+    for tensor, index in ((rm, 0), (domain, which)):
+        bad = (~torch.isfinite(tensor)).nonzero()
+        if len(bad):
+            position = int(bad[0])
+            raise NonFiniteInput(index, start + position, float(tensor[position]))
+    raise NonFiniteInput(which, start, float("inf"))  # finite inputs whose difference overflows
+
+
+def difference(rm: torch.Tensor, domain: torch.Tensor, check: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(rm, domain - rm)``, the difference in fp32 (fp64 for fp64 inputs): what every lambda of one tensor shares.
+
+    ``check``: raise :class:`NonFiniteInput` (``which`` 1) when an input holds NaN or infinity.
+    """
     compute = _compute_dtype(rm, (domain,))
     delta = torch.empty(rm.shape, dtype=compute, device=rm.device)
     step = _step(rm, 1)
     for start in range(0, rm.numel(), step):
-        _difference_into(delta.view(-1)[start : start + step], rm.reshape(-1)[start : start + step],
-                         domain.reshape(-1)[start : start + step])
+        part, rm_part, domain_part = (delta.view(-1)[start : start + step], rm.reshape(-1)[start : start + step],
+                                      domain.reshape(-1)[start : start + step])
+        _difference_into(part, rm_part, domain_part)
+        if check:
+            _check_finite(part, rm_part, domain_part, 1, start)
     return rm, delta
 
 
@@ -93,8 +120,8 @@ def _fill(out: torch.Tensor, rm: torch.Tensor, lam_vectors: Sequence[Sequence[fl
 
     ``deltas_at(start, stop, rm_slice)`` gives each difference's slice (``rm_slice``: the reward model's, in
     ``compute`` precision, exact). Per element: the products in ``compute`` precision added in order, then the
-    reward model's value, rounded once to ``rm.dtype`` (then to ``out.dtype``). Every operation is within one
-    dtype, on cache-resident slices.
+    reward model's value, rounded once to ``out.dtype`` (whatever the inputs' dtypes). Every operation is within
+    one dtype, on cache-resident slices.
     """
     rows, flat = len(lam_vectors), rm.reshape(-1)
     lams = torch.tensor(lam_vectors, dtype=compute, device=rm.device).T.contiguous().unsqueeze(-1)  # (domains, rows, 1)
@@ -103,7 +130,6 @@ def _fill(out: torch.Tensor, rm: torch.Tensor, lam_vectors: Sequence[Sequence[fl
     acc = torch.empty((rows, size), dtype=compute, device=rm.device)
     term = torch.empty_like(acc) if len(lams) > 1 else None
     base = None if rm.dtype == compute else torch.empty(size, dtype=compute, device=rm.device)
-    rounded = None if out.dtype == rm.dtype else torch.empty((rows, size), dtype=rm.dtype, device=rm.device)
     for start in range(0, flat.numel(), step):
         stop = min(start + step, flat.numel())
         width = stop - start
@@ -114,7 +140,7 @@ def _fill(out: torch.Tensor, rm: torch.Tensor, lam_vectors: Sequence[Sequence[fl
         for delta, lam in zip(deltas[1:], lams[1:]):
             part.add_(torch.mul(delta, lam, out=term[:, :width]))
         part.add_(rm_part)
-        out[:, start:stop].copy_(part if rounded is None else rounded[:, :width].copy_(part))
+        out[:, start:stop].copy_(part)
 
 
 def combine_block(rm: torch.Tensor, deltas: Sequence[torch.Tensor], lam_vectors: Sequence[Sequence[float]],
@@ -128,11 +154,12 @@ def combine_block(rm: torch.Tensor, deltas: Sequence[torch.Tensor], lam_vectors:
 
 
 def interpolate_block(rm: torch.Tensor, domains: Sequence[torch.Tensor], lam_vectors: Sequence[Sequence[float]],
-                      out: torch.Tensor) -> torch.Tensor:
+                      out: torch.Tensor, check: bool = True) -> torch.Tensor:
     """:func:`combine_block` of the differences to ``domains``, formed a step at a time (never held whole).
 
     Bit-identical to ``combine_block(*differences(rm, domains), lam_vectors, out)``: what a sweep runs, reading
-    each input once and writing every lambda's output from the same cache-resident slices.
+    each input once and writing every lambda's output from the same cache-resident slices. ``check``: raise
+    :class:`NonFiniteInput` when an input holds NaN or infinity, found on the slices as they stream through.
     """
     if any(len(lams) != len(domains) for lams in lam_vectors):
         raise ValueError(f"{len(domains)} domain tensors but lambda vectors {list(lam_vectors)}")
@@ -142,34 +169,48 @@ def interpolate_block(rm: torch.Tensor, domains: Sequence[torch.Tensor], lam_vec
                for _ in domains]
 
     def deltas_at(start: int, stop: int, rm_part: torch.Tensor) -> list[torch.Tensor]:
-        return [_difference_into(s[: stop - start], rm_part, d[start:stop]) for s, d in zip(scratch, flat_domains)]
+        deltas = [_difference_into(s[: stop - start], rm_part, d[start:stop]) for s, d in zip(scratch, flat_domains)]
+        if check:
+            for which, (delta, domain) in enumerate(zip(deltas, flat_domains), start=1):
+                _check_finite(delta, rm_part, domain[start:stop], which, start)
+        return deltas
 
     _fill(out, rm, lam_vectors, compute, deltas_at)
     return out
 
 
-def combine(rm: torch.Tensor, delta: torch.Tensor, lam: float) -> torch.Tensor:
-    """``rm + lam * delta`` in the difference's precision, rounded once to ``rm.dtype``.
+def combine(rm: torch.Tensor, delta: torch.Tensor, lam: float, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """``rm + lam * delta`` in the difference's precision, rounded once to ``dtype`` (default ``rm.dtype``).
 
-    Every element sees the same operations as ``delta.mul(lam).add_(rm).to(rm.dtype)``, so the result is
+    Every element sees the same operations as ``delta.mul(lam).add_(rm).to(dtype)``, so the result is
     bit-identical to that.
     """
-    return combine_all(rm, (delta,), (lam,))
+    return combine_all(rm, (delta,), (lam,), dtype)
 
 
-def differences(rm: torch.Tensor, domains: Sequence[torch.Tensor]) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
-    """``(rm, (d_1 - rm, ..., d_n - rm))``: what every lambda vector of one tensor shares."""
-    return rm, tuple(difference(rm, domain)[1] for domain in domains)
+def differences(rm: torch.Tensor, domains: Sequence[torch.Tensor],
+                check: bool = True) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    """``(rm, (d_1 - rm, ..., d_n - rm))``: what every lambda vector of one tensor shares (``check``: as
+    :func:`difference`, ``which`` numbering the domain models from 1)."""
+    deltas = []
+    for which, domain in enumerate(domains, start=1):
+        try:
+            deltas.append(difference(rm, domain, check)[1])
+        except NonFiniteInput as error:
+            raise NonFiniteInput(0 if error.which == 0 else which, error.index, error.value) from None
+    return rm, tuple(deltas)
 
 
-def combine_all(rm: torch.Tensor, deltas: Sequence[torch.Tensor], lams: Sequence[float]) -> torch.Tensor:
-    """``rm + sum_i lams[i] * deltas[i]`` in the differences' precision, rounded once to ``rm.dtype``.
+def combine_all(rm: torch.Tensor, deltas: Sequence[torch.Tensor], lams: Sequence[float],
+                dtype: torch.dtype | None = None) -> torch.Tensor:
+    """``rm + sum_i lams[i] * deltas[i]`` in the differences' precision, rounded once to ``dtype`` (the output's;
+    default ``rm.dtype``).
 
     Each product is formed in the differences' precision and added in order, then the reward model's tensor.
     """
     if len(deltas) != len(lams):
         raise ValueError(f"{len(deltas)} differences but {len(lams)} lambdas")
-    out = torch.empty(rm.shape, dtype=rm.dtype, device=rm.device)
+    out = torch.empty(rm.shape, dtype=dtype or rm.dtype, device=rm.device)
     combine_block(rm, deltas, (tuple(lams),), out.view(1, -1))
     return out
 
@@ -204,6 +245,13 @@ class DogeRMMerge(GroupMergeMethod):
                 default=False,
                 description="Accept lambdas (or their sum) outside [0, 1].",
             ),
+            ParameterSpec(
+                name="allow_nonfinite",
+                value_type=bool,
+                scope=ParameterScope.SHARED,
+                default=False,
+                description="Merge NaN or infinite weights instead of refusing them.",
+            ),
         ),
         contract=InputContract(base=BasePolicy.REQUIRED, min_inputs=2),
         optional_tensor_policy=OptionalTensorPolicy.BASE_OR_SKIP,
@@ -213,7 +261,8 @@ class DogeRMMerge(GroupMergeMethod):
         domains = group.non_base
         lams = [parameters["lambda"][domain.id] for domain in domains]
         check_lambdas(lams, parameters["allow_extrapolation"], f" for {group.metadata.name}")
-        return combine_all(*differences(group.base.tensor, [domain.tensor for domain in domains]), lams)
+        deltas = differences(group.base.tensor, [domain.tensor for domain in domains], not parameters["allow_nonfinite"])
+        return combine_all(*deltas, lams)
 
 
 METHOD = DogeRMMerge()

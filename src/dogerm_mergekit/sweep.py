@@ -36,8 +36,11 @@ from dogerm_mergekit.contract import (
     MANIFEST,
     CheckpointRecord,
     SweepManifest,
+    checkpoint_change,
+    file_stats,
     grid_checkpoint_name,
     grid_point_name,
+    inside,
     load_manifest,
     save_manifest,
 )
@@ -68,6 +71,32 @@ def config_for_lambdas(config: dict[str, Any], lams: dict[str, float] | None) ->
         if not parameters:
             del model["parameters"]
     return result
+
+
+def source_for_lambdas(source: str, raw: dict[str, Any], lams: dict[str, float]) -> str:
+    """The configuration text of one sweep point: ``source`` itself with each domain model's own ``lambda:`` value
+    replaced in place (comments and layout kept, so a checkpoint's ``mergekit_config.yml`` and card are what
+    ``mergekit-yaml`` writes from the user's file with that lambda), or, where the file does not give every swept
+    model a plain lambda of its own, the YAML of :func:`config_for_lambdas`."""
+    expected = config_for_lambdas(raw, lams)
+    normalised = yaml.safe_dump(expected, sort_keys=False)
+    if "lambda" in (raw.get("parameters") or {}):
+        return normalised
+    spans = []
+    entries = yaml.compose(source).value
+    models = next((value for key, value in entries if key.value == "models"), None)
+    for entry, node in zip(raw["models"], models.value if isinstance(models, yaml.SequenceNode) else []):
+        reference = str(ModelReference.model_validate(entry["model"]))
+        if reference not in lams or not isinstance(node, yaml.MappingNode):
+            continue
+        parameters = next((value for key, value in node.value if key.value == "parameters"), None)
+        if isinstance(parameters, yaml.MappingNode):
+            spans += [(value.start_mark.index, value.end_mark.index, repr(float(lams[reference])))
+                      for key, value in parameters.value if key.value == "lambda" and isinstance(value, yaml.ScalarNode)]
+    text = source
+    for start, stop, value in sorted(spans, reverse=True):
+        text = text[:start] + value + text[stop:]
+    return text if len(spans) == len(lams) and yaml.safe_load(text) == expected else normalised
 
 
 def config_for_lambda(config: dict[str, Any], domain: str, lam: float | None) -> dict[str, Any]:
@@ -274,7 +303,7 @@ def run_sweep(
     allow = bool((raw.get("parameters") or {}).get("allow_extrapolation", False))
     for point in points:
         check_lambdas(point, allow)
-    sources = {p: yaml.safe_dump(config_for_lambdas(raw, dict(zip(keys, p))), sort_keys=False) for p in points}
+    sources = {p: source_for_lambdas(config_source, raw, dict(zip(keys, p))) for p in points}
     configs = {p: MergeConfiguration.model_validate(yaml.safe_load(text)) for p, text in sources.items()}
     plan = plan_merge(configs[points[0]], options)
     several = len(domains) > 1
@@ -312,6 +341,7 @@ def _sweep(out_dir: Path, fresh: SweepManifest, entries: dict[str, tuple[MergeCo
     ``entries``: checkpoint name -> (configuration, its YAML, the point ``record_for(point, digests)`` records).
     ``one_at_a_time``: one pass per checkpoint, each seeded as a single merge is (random kernels).
     """
+    existed = out_dir.exists()
     with output_lock(out_dir):
         previous = load_manifest(out_dir)
         if previous is not None and (previous.inputs, previous.config_sha256) != (fresh.inputs, fresh.config_sha256):
@@ -333,21 +363,43 @@ def _sweep(out_dir: Path, fresh: SweepManifest, entries: dict[str, tuple[MergeCo
             "grid": union("grid"),
             "points": union("points"),
         })
-        for name, (_, _, point) in entries.items():
+        def stamped(name: str, digests: dict[str, str]) -> CheckpointRecord:
+            record = record_for(entries[name][2], digests)
+            return record.model_copy(update={"stats": file_stats(out_dir / name, list(digests))})
+
+        for name in entries:
             if name not in manifest.checkpoints and (out_dir / name).is_dir():  # renamed, killed before recording
                 files = {p.name: fast_digest_file(p) for p in sorted((out_dir / name).iterdir()) if p.is_file()}
-                manifest.checkpoints[name] = record_for(point, files)
-        done = {name for name in manifest.checkpoints if (out_dir / name).is_dir()}
+                manifest.checkpoints[name] = stamped(name, files)
+        done = set()
+        for name in entries:
+            folder = inside(out_dir, name, str(out_dir / MANIFEST))
+            if name not in manifest.checkpoints or not folder.is_dir():
+                continue
+            change = checkpoint_change(folder, manifest.checkpoints[name])
+            if change is None:
+                done.add(name)
+                continue
+            LOG.warning("%s: merging %s again", change, name)
+            del manifest.checkpoints[name]
+            shutil.rmtree(folder)
         todo = [name for name in entries if name not in done]
         save_manifest(out_dir, manifest)
         if todo:
             def record(output: Output, digests: dict[str, str]) -> None:
-                manifest.checkpoints[output.folder.name] = record_for(entries[output.folder.name][2], digests)
+                manifest.checkpoints[output.folder.name] = stamped(output.folder.name, digests)
                 save_manifest(out_dir, manifest)
 
             outputs = [Output(entries[n][0], entries[n][1], out_dir / n) for n in todo]
-            for batch in ([[o] for o in outputs] if one_at_a_time else [outputs]):
-                run_outputs(plan, batch, options, on_complete=record, desc=f"Merging {len(batch)} {what}")
+            try:
+                for batch in ([[o] for o in outputs] if one_at_a_time else [outputs]):
+                    run_outputs(plan, batch, options, on_complete=record, desc=f"Merging {len(batch)} {what}")
+            except BaseException:
+                if not manifest.checkpoints:  # a first run that wrote nothing leaves nothing behind
+                    (out_dir / MANIFEST).unlink(missing_ok=True)
+                    if not existed and not any(out_dir.iterdir()):
+                        out_dir.rmdir()
+                raise
     return SweepResult(
         out_dir=out_dir,
         written=tuple(todo),

@@ -21,11 +21,11 @@ from mergekit.common import ModelReference, dtype_from_name
 from mergekit.graph import Task
 from mergekit.io.tasks import TensorWriterTask
 from mergekit.merge_methods.base import TensorGroup
-from mergekit.merge_methods.dtype import align_dtype
 from pydantic import ConfigDict
 
 from dogerm_mergekit import dtypes
-from dogerm_mergekit.method import combine_all, differences, interpolate_block
+from dogerm_mergekit.errors import CheckpointError
+from dogerm_mergekit.method import NonFiniteInput, combine_all, differences, interpolate_block
 from dogerm_mergekit.writer import StreamingSafetensorsWriter, TensorLayout, WriteQueue, write_rows
 
 
@@ -37,7 +37,7 @@ class MergedInputs(Task):
     domain_models: tuple[ModelReference, ...]
     name: str
     vocabulary_axis: int | None = None
-    dtype: str | None = None
+    allow_nonfinite: bool = False
 
     def group_label(self) -> str | None:
         return self.tensors.group_label()
@@ -51,8 +51,20 @@ class MergedInputs(Task):
             vocabulary_axis=self.vocabulary_axis,
         )
         group.validate_tensors()  # mergekit's own shape check (vocabularies must be aligned)
-        rm, *domains = align_dtype(group, dtype_from_name(self.dtype)).tensors  # as mergekit's method adapter does
+        # Each input as loaded (in the configuration's `dtype:` when set): the kernel computes mixed dtypes in fp32
+        # (fp64 for fp64 inputs) and rounds once to the output's dtype, so nothing is rounded before it.
+        rm, *domains = group.tensors
         return rm, domains
+
+    def refusal(self, error: NonFiniteInput) -> CheckpointError:
+        """The one-line error for a NaN or infinity the kernel met in an input of this tensor."""
+        model = self.reward_model if error.which == 0 else self.domain_models[error.which - 1]
+        role = "the reward model" if error.which == 0 else "the domain model"
+        return CheckpointError(
+            f"{role} {model} holds {error.value} in {self.name} (flat index {error.index}), which would spread into the "
+            "merge: use an intact copy of the checkpoint, or set `allow_nonfinite: true` under `parameters` to merge "
+            "it as it is (nothing was written)"
+        )
 
 
 class Difference(MergedInputs, Task[tuple[torch.Tensor, tuple[torch.Tensor, ...]]]):
@@ -63,7 +75,10 @@ class Difference(MergedInputs, Task[tuple[torch.Tensor, tuple[torch.Tensor, ...]
 
     def execute(self, tensors: dict[ModelReference, torch.Tensor],
                 **_kwargs: Any) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
-        return differences(*self.inputs(tensors))
+        try:
+            return differences(*self.inputs(tensors), check=not self.allow_nonfinite)
+        except NonFiniteInput as error:
+            raise self.refusal(error) from None
 
 
 PairDifference = Difference
@@ -93,8 +108,7 @@ class Interpolate(Task[torch.Tensor]):
         return self.difference.group_label()
 
     def execute(self, difference: tuple[torch.Tensor, tuple[torch.Tensor, ...]], **_kwargs: Any) -> torch.Tensor:
-        result = combine_all(*difference, self.lams)
-        return result.to(dtype_from_name(self.out_dtype)) if self.out_dtype else result
+        return combine_all(*difference, self.lams, dtype_from_name(self.out_dtype) if self.out_dtype else None)
 
 
 class KeepTensor(Task[torch.Tensor]):
@@ -192,7 +206,11 @@ class SweepTensor(MergedInputs, Task[None]):
             buffer = self.queue.staging()
             block = buffer[: len(outputs) * (stop - start) * out_dtype.itemsize].view(out_dtype).view(-1, stop - start)
             target = block if rm.device.type == "cpu" else torch.empty(block.shape, dtype=out_dtype, device=rm.device)
-            interpolate_block(flat[start:stop], [d[start:stop] for d in flat_domains], self.lam_vectors, target)
+            try:
+                interpolate_block(flat[start:stop], [d[start:stop] for d in flat_domains], self.lam_vectors, target,
+                                  check=not self.allow_nonfinite)
+            except NonFiniteInput as error:
+                raise self.refusal(NonFiniteInput(error.which, start + error.index, error.value)) from None
             if target is not block:
                 block.copy_(target)
             return buffer, block

@@ -164,6 +164,32 @@ def build_tiny_tokenizer(
     return tok
 
 
+def build_tiny_lm(path: Path, *, seed: int = 0, noise_from: Path | None = None, noise: float = 0.02) -> Path:
+    """Save a seeded random ``LlamaForCausalLM`` (a base to train a reward model from) and its BPE tokenizer.
+
+    With ``noise_from``: that model's weights plus Gaussian noise of std ``noise`` (a "domain model" of that base).
+    """
+    from transformers import LlamaForCausalLM
+
+    tok = build_tiny_tokenizer()
+    torch.manual_seed(seed)
+    if noise_from is None:
+        cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
+                          bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+                          initializer_range=0.1, architectures=["LlamaForCausalLM"])
+        model = LlamaForCausalLM(cfg).eval()
+    else:
+        model = LlamaForCausalLM.from_pretrained(noise_from).eval()
+        with torch.no_grad():
+            for param in model.parameters():
+                param.add_(noise * torch.randn_like(param))
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
 def build_tiny_rm(
     path: Path,
     *,

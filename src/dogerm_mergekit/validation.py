@@ -86,9 +86,10 @@ def check_config(config: MergeConfiguration, options: MergeOptions) -> None:
             "dogerm aligns rows by token string instead: drop the flag"
         )
     global_params = config.parameters or {}
+    for flag in ("allow_extrapolation", "allow_nonfinite"):
+        if not isinstance(global_params.get(flag, False), bool):
+            raise DogeRMConfigError(f"`{flag}` must be true or false (a single value under `parameters:`)")
     allow = global_params.get("allow_extrapolation", False)
-    if not isinstance(allow, bool):
-        raise DogeRMConfigError("`allow_extrapolation` must be true or false (a single value under `parameters:`)")
     plain: list[float] = []
     for domain in domains:
         settings = domain_lambda_settings(config, domain)

@@ -1,6 +1,8 @@
-"""Benchmark registry and the loop that scores one model on them, with caching and resumable checkpoints.
+"""The registered benchmarks' modules and the loop that scores one model on them, with caching and resumable
+checkpoints.
 
-Each benchmark module provides `NAME`, `load(data, subsets) -> LoadedTable` (schema checked, subsets selected),
+Which benchmarks exist is :mod:`dogerm_eval.registry`'s (import-light, for the command line). Each benchmark module
+provides `NAME`, `load(data, subsets) -> LoadedTable` (schema checked, subsets selected),
 `passes(frame) -> list[list[(prompt, response)]]` (scoring passes, e.g. chosen then rejected),
 `evaluate(frame, scores) -> Evaluation` and
 `metrics(result_json) -> dict[str, float]` (its flat `<benchmark>/<metric>` numbers, stored in every result JSON
@@ -19,10 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from dogerm_eval import nonfinite
-from dogerm_eval.benchmarks import autoj, pairwise, rewardbench, rewardbench2
-from dogerm_eval.benchmarks import ppe, rewardmath, rmbench
 from dogerm_eval.errors import BenchmarkError
 from dogerm_eval.models import ResolvedModel
+from dogerm_eval.registry import ENTRIES
 from dogerm_eval.results import (
     DEFAULT_CHUNK_SIZE,
     DIGEST_MEMO,
@@ -42,8 +43,7 @@ from dogerm_mergekit.files import output_lock
 LOG = logging.getLogger(__name__)
 
 
-BENCHMARKS: dict[str, Benchmark] = {m.NAME: m for m in (rewardbench, rewardbench2, autoj, pairwise)}
-BENCHMARKS.update({m.NAME: m for m in (rmbench, rewardmath, ppe)})
+BENCHMARKS: dict[str, Benchmark] = {entry.name: entry.load() for entry in ENTRIES}
 
 
 def get_benchmark(name: str) -> Benchmark:
@@ -126,10 +126,7 @@ def run_task(
             "dataset": task.table.dataset,
             "dataset_revision": task.table.revision,
             "settings": {**settings, "scorer": scorer.settings_record()},
-            "subsets": evaluation.subsets,
-            "sections": evaluation.sections,
-            "score": evaluation.score,
-            **evaluation.extra,
+            **evaluation.summary(),
             nonfinite.POLICY_KEY: nonfinite.record(counts, evaluation.per_example, allow_nonfinite),
             "cache_key": key,
         }
