@@ -41,7 +41,8 @@ NS_HELP += "N-subsets, the authors' first-N accuracy, oracle pass@N and majority
 @click.option("--samples", type=int, default=16, show_default=True, help="Candidates per problem.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Candidate file (JSON lines); appended to, problems already there are skipped.")
-@click.option("--data", help="Local .parquet/.jsonl copy of the dataset in its Hub schema (default: download).")
+@click.option("--data", help="Local copy of the dataset in its Hub schema: parquet, JSON array or JSON lines "
+              "(default: download).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--temperature", type=float, help="Default: the paper's (GSM8K 1.0, MBPP 0.1, HumanEval 0.2).")
 @click.option("--top-p", type=float, help="Default: the paper's (GSM8K 1.0, MBPP and HumanEval 0.95).")
@@ -84,10 +85,14 @@ def generate(policy: str, benchmark: str, samples: int, out: Path, data: str | N
 
 
 def _report(result: dict[str, Any]) -> None:
+    from dogerm_eval.nonfinite import note
+
     click.echo(f"{'N':>3} {'expected':>9} {'first_n':>8} {'oracle':>7} {'majority':>9}")
     for n, row in result["bon"].items():
         majority = "-" if row["majority"] is None else f"{row['majority']:.4f}"
         click.echo(f"{n:>3} {row['expected']:9.4f} {row['first_n']:8.4f} {row['oracle']:7.4f} {majority:>9}")
+    if note(result):
+        click.echo(f"{result['benchmark']}:{note(result)}")
 
 
 def _run(name: str, model: str, options: dict[str, Any], make_task: Any) -> None:

@@ -66,7 +66,8 @@ def main() -> None:
     """Evaluate reward models (and DogeRM merges) on the reward-model benchmarks below, alone or as a suite.
 
     MODEL is a local folder or a Hub id with an optional revision (org/name@lambda-0.30). Data come from the Hub
-    (or GitHub for Auto-J) unless --data names a local parquet/jsonl file; the dataset revision (commit, or the
+    (or GitHub for Auto-J) unless --data names a local file (parquet, JSON array or JSON lines, told apart by content:
+    RM-Bench's total_dataset.json and RewardMATH_direct.json load as published); the dataset revision (commit, or the
     file's sha256) is recorded. Results: OUT/<model-slug>/<benchmark>.json and a per-example parquet beside it;
     a rerun with the same model, data and settings reuses them, an interrupted run resumes.
     """
@@ -76,10 +77,11 @@ def main() -> None:
 def _benchmark_command(name: str, summary: str) -> click.Command:
     @main.command(name=name, help=f"{summary}\n\nMODEL: a local folder or org/name[@revision].")
     @click.argument("model")
-    @click.option("--data", "data", help="Local .parquet/.jsonl file in the benchmark's schema (default: download).")
+    @click.option("--data", "data", help="Local data file in the benchmark's schema: parquet, JSON array or JSON lines (default: download).")
     @common_options
     def command(model: str, data: str | None, **options: Any) -> None:
         from dogerm_eval.benchmarks import prepare_task
+        from dogerm_eval.nonfinite import note
         from dogerm_eval.report import format_table, sweep_frame
 
         relaunch_if_needed(options["num_processes"])
@@ -90,7 +92,7 @@ def _benchmark_command(name: str, summary: str) -> click.Command:
             fail(exc)
         result = results[name]
         click.echo(format_table(sweep_frame([(0.0, results)]).drop(columns="lambda")))
-        click.echo(f"{name} score: {result['score']:.4f}")
+        click.echo(f"{name} score: {result['score']:.4f}{note(result)}")
 
     return command
 

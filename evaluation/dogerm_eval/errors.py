@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dogerm_mergekit.errors import DEBUG_ENV, DogeRMError
 
-__all__ = ["DEBUG_ENV", "BenchmarkError", "DataError", "EvalError", "ModelError", "OptionError"]
+__all__ = ["DEBUG_ENV", "BenchmarkError", "DataError", "EvalError", "ModelError", "OptionError", "ScoreError"]
 
 
 class EvalError(DogeRMError):
@@ -32,3 +32,7 @@ class BenchmarkError(EvalError):
 class OptionError(BenchmarkError):
     """A combination of command-line options that cannot work (or an output path that cannot be written)."""
 
+
+
+class ScoreError(EvalError):
+    """A model's scores cannot be reported as they are (NaN or infinite scores), raised before any result is written."""

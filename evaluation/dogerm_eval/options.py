@@ -18,6 +18,7 @@ import click
 
 from dogerm_eval.errors import BenchmarkError, EvalError, OptionError
 from dogerm_eval.formatting import FALLBACK_TEMPLATES, FormatSettings
+from dogerm_eval.nonfinite import ALLOW, POLICY_KEY
 from dogerm_mergekit.dtypes import RUN_DTYPES
 from dogerm_eval.results import DEFAULT_CHUNK_SIZE
 
@@ -100,6 +101,9 @@ def common_options(function: Callable[..., Any]) -> Callable[..., Any]:
                      "rounded up to a multiple of 64, so that its batches stay the same)."),
         click.option("--push-results", is_flag=True,
                      help="Write the scores into the model card's model-index of the evaluated Hub repo/branch."),
+        click.option("--allow-nonfinite-scores", is_flag=True,
+                     help="Report results although the model scored NaN or inf (counted as never winning; results "
+                     "marked with the count). Default: such a model fails with the count, nothing written."),
         TRUST_REMOTE_CODE,
     ]
     for option in reversed(options):
@@ -118,6 +122,8 @@ def scoring_settings(options: dict[str, Any]) -> tuple[FormatSettings, dict[str,
     record = {"format": fmt.record(), "dtype": options["dtype"], "device": options["device"] or "auto",
               "token_budget": options["batch_tokens"] or "auto", "compat": options["compat"],
               "truncation": "given" if options["truncation_side"] else "default"}
+    if options.get("allow_nonfinite_scores"):
+        record[POLICY_KEY] = ALLOW  # taken out again before cache keys (dogerm_eval.nonfinite)
     return fmt, record
 
 
@@ -177,6 +183,9 @@ def check_output_dir(path: Path) -> None:
 def check_options(options: dict[str, Any]) -> None:
     """Refuse option values and combinations that cannot work, before any model is loaded or file written."""
     check_output_dir(options["output_dir"])
+    if options.get("allow_nonfinite_scores") and options.get("push_results"):
+        raise OptionError("--allow-nonfinite-scores cannot be used with --push-results: a model card's model-index "
+                          "has no place for the mark; fix the model (or evaluate without --push-results)")
     device = options.get("device")
     if device and device.startswith("cuda"):
         import torch

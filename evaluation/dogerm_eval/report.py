@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 from matplotlib.figure import Figure
 
+from dogerm_eval import nonfinite
 from dogerm_eval.errors import BenchmarkError
 from dogerm_mergekit.contract import METRICS, MetricsTable, is_parameter, point_label
 from dogerm_mergekit.files import atomic_file
@@ -29,16 +30,24 @@ def parameter_columns(frame: pd.DataFrame) -> list[str]:
 
 def sweep_frame(rows: Sequence[tuple[float | Mapping[str, float], Mapping[str, Mapping[str, Any]]]]) -> pd.DataFrame:
     """One row per member: `lambda` (or a grid point's parameters), then the `<benchmark>/<metric>` numbers stored in
-    each result's `metrics`."""
+    each result's `metrics`; a benchmark some member scored with non-finite scores (allowed) gets the column
+    `<benchmark>/nonfinite-scores` with each member's count."""
     records = []
+    marked: set[str] = set()
     for key, results in rows:
         record: dict[str, float] = dict(key) if isinstance(key, Mapping) else {"lambda": float(key)}
         for benchmark, result in results.items():
             if "metrics" not in result:
                 raise BenchmarkError(f"the {benchmark} result has no `metrics` (written by an older dogerm-eval?)")
             record.update({key: _number(value) for key, value in result["metrics"].items()})
+            counts = result.get(nonfinite.POLICY_KEY) or {}
+            record[f"{benchmark}/{nonfinite.COLUMN}"] = float(counts.get("total", 0))
+            if counts.get("total"):
+                marked.add(benchmark)
         records.append(record)
     frame = pd.DataFrame.from_records(records)
+    frame = frame.drop(columns=[c for c in frame.columns if c.endswith(f"/{nonfinite.COLUMN}")
+                                and c.split("/", 1)[0] not in marked])
     return frame.sort_values(parameter_columns(frame), kind="stable").reset_index(drop=True)
 
 
@@ -54,7 +63,7 @@ def _x_axis(frame: pd.DataFrame) -> tuple[str, list[str]]:
 def plot_benchmark(frame: pd.DataFrame, benchmark: str, path: Path) -> Path:
     """Plot `benchmark`'s metrics against lambda (the lambda = 0 value, the unmerged RM, dashed), or against one
     parameter of a grid with one curve per fixed value of the other parameters."""
-    columns = [c for c in frame.columns if c.startswith(f"{benchmark}/")]
+    columns = [c for c in frame.columns if c.startswith(f"{benchmark}/") and not c.endswith(f"/{nonfinite.COLUMN}")]
     x, fixed = _x_axis(frame)
     figure = Figure(figsize=(7, 4.5))  # no pyplot: no global backend, nothing to close
     axes = figure.subplots()
@@ -106,5 +115,7 @@ def write_report(frame: pd.DataFrame, output_dir: Path) -> list[Path]:
 
 
 def format_table(frame: pd.DataFrame) -> str:
-    """The sweep as a text table (lambda or grid points down, metrics across, 4 decimals)."""
-    return frame.to_string(index=False, float_format=lambda value: f"{value:.4f}")
+    """The sweep as a text table (lambda or grid points down, metrics across, 4 decimals; non-finite counts as
+    integers)."""
+    counts = {c: "Int64" for c in frame.columns if c.endswith(f"/{nonfinite.COLUMN}")}
+    return frame.astype(counts).to_string(index=False, float_format=lambda value: f"{value:.4f}")

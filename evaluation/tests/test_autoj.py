@@ -94,5 +94,5 @@ def test_schema_errors(tmp_path: Path) -> None:
     lines = autoj_lines(CASES)
     lines[1]["label"] = 5
     (tmp_path / "label.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
-    with pytest.raises(DataError, match="row 1 has label 5"):
+    with pytest.raises(DataError, match=r"row 1 \(id 1\), column 'label': expected .*less than or equal to 2, found int 5"):
         autoj.load(str(tmp_path / "label.jsonl"), None)

@@ -62,7 +62,7 @@ CASES = [
     (["rewardbench", "{tmp}/a-file", "--data", "{data}"], "is a file; expected a model folder", 1),
     (["rewardbench", "{tmp}/no-config", "--data", "{data}"], "{tmp}/no-config has no config.json", 1),
     (["rewardbench", "{model}", "--data", "{tmp}/missing.parquet"], "data file not found: {tmp}/missing.parquet", 1),
-    (["rewardbench", "{model}", "--data", "{tmp}/data-dir.parquet"], "is a folder; give a .parquet or .jsonl", 1),
+    (["rewardbench", "{model}", "--data", "{tmp}/data-dir.parquet"], "is a folder; give a .parquet, .json or .jsonl", 1),
     (["rewardbench", "{model}", "--data", "{tmp}/garbage.parquet"], "cannot read {tmp}/garbage.parquet as a parquet", 1),
     (["rewardbench2", "{model}", "--data", "{tmp}/garbage.jsonl"], "cannot read {tmp}/garbage.jsonl as JSON lines", 1),
     (["rewardbench", "{model}", "--data", "{tmp}/nocol.parquet"],

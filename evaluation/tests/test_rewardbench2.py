@@ -101,7 +101,7 @@ def test_schema_errors(tmp_path: Path) -> None:
         rewardbench2.load(str(tmp_path / "bad_id.parquet"), None)
     empty = pd.DataFrame([rewardbench2_row("m1", "Math", ["x"], ["y"]), rewardbench2_row("m2", "Math", ["x"], [])])
     empty.to_json(tmp_path / "empty.jsonl", orient="records", lines=True)
-    with pytest.raises(DataError, match=r"row 1 \(id 'm2'\): rejected"):
+    with pytest.raises(DataError, match=r"row 1 \(id 'm2'\), column 'rejected': expected at least 1 items, 0 found"):
         rewardbench2.load(str(tmp_path / "empty.jsonl"), None)
     pd.DataFrame(ROWS).drop(columns=["subset"]).to_parquet(tmp_path / "no_subset.parquet")
     with pytest.raises(DataError, match="subset"):

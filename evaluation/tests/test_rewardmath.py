@@ -120,7 +120,7 @@ def test_subjects_and_schema_errors(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="'correct'"):
         rewardmath.load(str(tmp_path / "type.parquet"), None)
     (tmp_path / "steps.json").write_text(json.dumps([{**rows[0], "eval_solution": "one string"}, *rows[1:4]]))
-    with pytest.raises(DataError, match="list of solution steps"):
+    with pytest.raises(DataError, match=r"row 0 \(id 0\), column 'eval_solution': expected a valid list, found str 'one string'"):
         rewardmath.load(str(tmp_path / "steps.json"), None)
 
 

@@ -115,7 +115,7 @@ def test_subsets_and_schema_errors(tmp_path: Path) -> None:
         rmbench.load(str(tmp_path / "rm.parquet"), ["safety"])
     short = [*rows[:2], {**rows[2], "rejected": rows[2]["rejected"][:2]}]
     pd.DataFrame(short).to_json(tmp_path / "short.jsonl", orient="records", lines=True)
-    with pytest.raises(DataError, match=r"row 2 \(id 'math/2'\): rejected must be a list of 3"):
+    with pytest.raises(DataError, match=r"row 2 \(id 'math/2'\), column 'rejected': expected at least 3 items, 2 found"):
         rmbench.load(str(tmp_path / "short.jsonl"), None)
     pd.DataFrame([{**rows[0], "domain": "poetry"}]).to_parquet(tmp_path / "odd.parquet")
     with pytest.raises(DataError, match="poetry"):

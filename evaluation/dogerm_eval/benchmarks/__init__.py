@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from dogerm_eval import nonfinite
 from dogerm_eval.errors import BenchmarkError
 from dogerm_eval.models import ResolvedModel
 from dogerm_eval.registry import ENTRIES
@@ -86,11 +87,13 @@ def run_task(
 ) -> dict[str, Any]:
     """Score `model` on `task` and write its result; reuse a result with the same cache key; resume checkpoints.
 
-    `settings` (everything that changes scores: formatting, dtype, batching, compat) is part of the cache key;
-    `make_scorer` is called only when scoring is needed.
+    `settings` (everything that changes scores: formatting, dtype, batching, compat) is part of the cache key, except
+    the non-finite policy (`dogerm_eval.nonfinite`: NaN/inf scores are refused before anything is written unless
+    allowed, and then marked); `make_scorer` is called only when scoring is needed.
     """
     name = task.benchmark.NAME
     state = process_state()
+    settings, allow_nonfinite = nonfinite.split_policy(settings)
     settings = task_settings(task.benchmark, dict(settings))  # --compat rewardbench: the script's truncation side
     key = cache_key(model_fp, name, task.table.dataset, task.table.revision, task.subsets, settings)
     # two runs scoring the same model on the same benchmark into one OUT would interleave their checkpoints
@@ -99,6 +102,7 @@ def run_task(
     with lock:
         cached = load_cached_result(output_dir, model, name, key)
         if cached is not None:
+            nonfinite.check_cached(cached, model.ref, allow_nonfinite)
             LOG.info("%s %s: reusing cached result (key %s)", model.slug, name, key[:12])
             return cached
         scorer = make_scorer()
@@ -113,13 +117,17 @@ def run_task(
             progress=lambda done, total: LOG.info("%s %s: scored %d/%d", model.slug, name, done, total),
         )
         state.wait_for_everyone()  # every process has read the chunks it reuses
-        evaluation = task.benchmark.evaluate(task.table.frame, scores)
+        counts = nonfinite.count(scores)
+        if counts["total"] and not allow_nonfinite:
+            raise nonfinite.refusal(model.ref, name, counts)  # the checkpoints stay: a rerun with the option reuses them
+        evaluation = task.benchmark.evaluate(task.table.frame, nonfinite.neutralise(scores))
         payload = {
             "benchmark": name,
             "dataset": task.table.dataset,
             "dataset_revision": task.table.revision,
             "settings": {**settings, "scorer": scorer.settings_record()},
             **evaluation.summary(),
+            nonfinite.POLICY_KEY: nonfinite.record(counts, evaluation.per_example, allow_nonfinite),
             "cache_key": key,
         }
         payload["metrics"] = task.benchmark.metrics(payload)
@@ -129,7 +137,7 @@ def run_task(
             shutil.rmtree(chunks)
             if not any(chunks.parent.iterdir()):
                 chunks.parent.rmdir()
-            LOG.info("%s %s: score %.4f -> %s", model.slug, name, evaluation.score, path)
+            LOG.info("%s %s: score %.4f%s -> %s", model.slug, name, evaluation.score, nonfinite.note(payload), path)
         state.wait_for_everyone()
         return json.loads(path.read_text(encoding="utf-8"))
 

@@ -14,26 +14,20 @@ Two views are reported:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
 
-from dogerm_eval.data import (
-    LoadedTable,
-    load_local,
-    load_url,
-    require_columns,
-    select_subsets,
-)
-from dogerm_eval.errors import DataError
+from dogerm_eval.data import LoadedTable, load_local, load_url, select_subsets
 from dogerm_eval.results import Evaluation, metric_columns
+from dogerm_eval.schema import Id, Rows, Text, check_rows
 
 NAME = "autoj"
 CARD_DATASET = "GAIR-NLP/auto-j"  # the id written into model cards (the data lives on GitHub)
 SPLIT = "test"
 URL = "https://raw.githubusercontent.com/GAIR-NLP/auto-j/main/data/test/testdata_pairwise.jsonl"
-COLUMNS = ("scenario", "label", "prompt", "response 1", "response 2")
 SCHEMA = ("Auto-J pairwise: scenario, label (0: response 1 better, 1: response 2, 2: tie), prompt, "
           '"response 1", "response 2"; id optional')
 GROUPS: dict[str, frozenset[str]] = {
@@ -45,6 +39,18 @@ GROUPS: dict[str, frozenset[str]] = {
 }
 OTHER = "Other"
 TIE = 2
+
+
+class Row(Rows):
+    """A line of `testdata_pairwise.jsonl` (JSON lines); `id` is the line number when the file has none."""
+
+    same_type = ("id",)
+    scenario: Text
+    label: Annotated[int, Field(ge=0, le=TIE)]
+    prompt: Text
+    response_1: Text = Field(alias="response 1")
+    response_2: Text = Field(alias="response 2")
+    id: Id
 
 
 def group_of(scenario: str) -> str:
@@ -62,14 +68,8 @@ def load(data: str | None, subsets: Sequence[str] | None) -> LoadedTable:
     frame = table.frame
     if "id" not in frame.columns:
         frame = frame.assign(id=np.arange(len(frame)))
-    require_columns(frame, COLUMNS, table.dataset, id_column="id", schema=SCHEMA)
-    labels = pd.to_numeric(frame["label"], errors="coerce")
-    bad = ~labels.isin([0, 1, 2])
-    if bad.any():
-        row = int(bad.to_numpy().argmax())
-        value = frame["label"].iloc[[row]].tolist()[0]
-        raise DataError(f"{table.dataset}: row {row} has label {value!r}, expected 0, 1 or 2")
-    frame = frame.assign(label=labels.astype(int))
+    check_rows(frame, Row, table.dataset, id_column="id", description=SCHEMA)
+    frame = frame.assign(label=frame["label"].astype(int))
     scenarios = set(frame["scenario"])
     wanted = None
     if subsets:

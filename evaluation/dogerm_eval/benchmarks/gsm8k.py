@@ -17,15 +17,23 @@ import pandas as pd
 
 from dogerm_eval.task import Task
 from dogerm_eval.bestofn import prepare
-from dogerm_eval.data import LoadedTable, load_hub, load_local, require_columns
+from dogerm_eval.data import LoadedTable, load_hub, load_local
 from dogerm_eval.errors import DataError
 from dogerm_eval.generate import CandidateRecord
+from dogerm_eval.schema import Rows, Text, check_rows
 
 NAME = "bon-gsm8k"
 HUB_ID = "openai/gsm8k"
 HUB_CONFIG = "main"
 HUB_SPLIT = "test"
-COLUMNS = ("question", "answer")
+
+
+class Row(Rows):
+    """A row of openai/gsm8k (config `main`, parquet)."""
+
+    question: Text
+    answer: Text
+
 
 SYSTEM_PROMPT = (
     "You are a math problem solver. Please think step by step and demonstrate your calculation steps. After your "
@@ -49,7 +57,7 @@ def load(data: str | None) -> LoadedTable:
         table = load_local(data)
     else:
         table = load_hub(HUB_ID, HUB_SPLIT, config=HUB_CONFIG)
-    require_columns(table.frame, COLUMNS, table.dataset)
+    check_rows(table.frame, Row, table.dataset, description="GSM8K: question, answer (strings)")
     for index, answer in enumerate(table.frame["answer"]):
         try:
             gold_answer(answer)

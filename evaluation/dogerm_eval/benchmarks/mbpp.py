@@ -22,16 +22,26 @@ from tqdm import tqdm
 
 from dogerm_eval.task import Task
 from dogerm_eval.bestofn import prepare
-from dogerm_eval.data import LoadedTable, load_hub, load_local, require_columns
+from dogerm_eval.data import LoadedTable, load_hub, load_local
 from dogerm_eval.errors import BenchmarkError, DataError
 from dogerm_eval.generate import CandidateRecord
 from dogerm_eval.sandbox import SandboxLimits, active_defences, execute_many
+from dogerm_eval.schema import Rows, Text, TextList, check_rows
 
 NAME = "bon-mbpp"
 HUB_ID = "google-research-datasets/mbpp"
 HUB_CONFIG = "full"
 HUB_SPLIT = "test"
-COLUMNS = ("task_id", "text", "test_list")
+
+
+class Row(Rows):
+    """A row of google-research-datasets/mbpp (config `full`, parquet); the other columns are not read."""
+
+    task_id: int
+    text: Text
+    test_list: TextList
+    test_setup_code: Text | None = None
+
 
 SYSTEM_PROMPT = "Write Python code to solve the task."
 RESPONSE_PREFIX = ""
@@ -47,11 +57,9 @@ def load(data: str | None) -> LoadedTable:
         table = load_local(data)
     else:
         table = load_hub(HUB_ID, HUB_SPLIT, config=HUB_CONFIG)
-    require_columns(table.frame, COLUMNS, table.dataset, id_column="task_id")
+    check_rows(table.frame, Row, table.dataset, id_column="task_id",
+               description="MBPP: task_id (integer), text (string), test_list (non-empty list of assert strings)")
     frame = table.frame
-    for task_id, tests in zip(frame["task_id"], frame["test_list"]):
-        if len(tests) == 0 or not all(isinstance(t, str) for t in tests):
-            raise DataError(f"{table.dataset}: task_id {task_id!r} has no test asserts in test_list")
     if frame["task_id"].duplicated().any():
         raise DataError(f"{table.dataset}: task_id {frame['task_id'][frame['task_id'].duplicated()].iloc[0]!r} repeats")
     return table

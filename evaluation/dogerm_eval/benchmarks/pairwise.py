@@ -15,9 +15,10 @@ import numpy as np
 import pandas as pd
 
 from dogerm_eval.benchmarks import rewardbench
-from dogerm_eval.data import LoadedTable, load_local, require_columns, select_subsets
+from dogerm_eval.data import LoadedTable, load_local, select_subsets
 from dogerm_eval.errors import BenchmarkError
 from dogerm_eval.results import Evaluation, metric_columns
+from dogerm_eval.schema import check_rows
 
 NAME = "pairwise"
 CARD_DATASET = "pairwise"
@@ -32,9 +33,10 @@ SCHEMA = ("RewardBench's: id, subset (any names), prompt, chosen, rejected (stri
 def load(data: str | None, subsets: Sequence[str] | None) -> LoadedTable:
     """The local file ``data`` (required), schema checked, ``subsets`` kept."""
     if data is None:
-        raise BenchmarkError("pairwise scores your own pairs: give --data PATH (.parquet/.jsonl, RewardBench's schema)")
+        raise BenchmarkError("pairwise scores your own pairs: give --data PATH (parquet, JSON array or JSON lines in "
+                             "RewardBench's schema)")
     table = load_local(data)
-    require_columns(table.frame, rewardbench.COLUMNS, table.dataset, id_column="id", schema=SCHEMA)
+    check_rows(table.frame, rewardbench.Row, table.dataset, id_column="id", description=SCHEMA)
     frame = select_subsets(table.frame, "subset", subsets, set(table.frame["subset"]), table.dataset)
     return LoadedTable(frame=frame, dataset=table.dataset, revision=table.revision)
 

@@ -25,15 +25,17 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import pandas as pd
+from pydantic import Field, create_model
 
 from dogerm_eval.bestofn import bon_table, usable_ns
-from dogerm_eval.data import LoadedTable, load_hub, load_local, require_columns
+from dogerm_eval.data import LoadedTable, load_hub, load_local
 from dogerm_eval.errors import BenchmarkError, DataError
 from dogerm_eval.results import Evaluation
+from dogerm_eval.schema import Id, Rows, Text, check_rows, native
 
 NAME = "ppe"
 HUB_IDS: dict[str, str] = {
@@ -45,10 +47,28 @@ HUB_IDS: dict[str, str] = {
 }
 CARD_DATASET = "lmarena-ai/PPE-Best-of-K"
 SPLIT = "train"
-COLUMNS = ("prompt", "scores", "sampled_conflict_pairs")
 RESPONSE = re.compile(r"^response_(\d+)$")
 KS = (1, 2, 4, 8, 16, 32)
 DOGERM_SECTIONS = {"Math": "math", "Code": "mbpp-plus"}
+SCHEMA = ("PPE best-of-K: prompt, response_1 ... response_N (strings), scores (one boolean per response), "
+          "sampled_conflict_pairs (pairs [i, j] of 0-based response indices); question_id, model_name optional")
+
+
+class Row(Rows):
+    """A row of a PPE set (parquet on the Hub); the `response_<n>` columns are added by :func:`row_schema`."""
+
+    same_type = ("question_id",)
+    prompt: Text
+    scores: Annotated[list[bool | Annotated[int, Field(ge=0, le=1)]], Field(min_length=1)]
+    sampled_conflict_pairs: list[Annotated[list[int], Field(min_length=2, max_length=2)]]
+    subset: Text
+    question_id: Id | None = None
+    model_name: Text | None = None
+
+
+def row_schema(responses: Sequence[str]) -> type[Row]:
+    """The row schema with one string column per response."""
+    return create_model("PPERow", __base__=Row, **{name: (Text, ...) for name in responses})
 
 
 def response_columns(columns: Sequence[str]) -> list[str]:
@@ -99,6 +119,14 @@ def load(data: str | None, subsets: Sequence[str] | None) -> LoadedTable:
         raise BenchmarkError(f"unknown PPE set(s) {unknown}; choose from {sorted(HUB_IDS)}")
     table = _local(data) if data else _hub(list(subsets) if subsets else list(HUB_IDS))
     frame = table.frame
+    responses = response_columns(frame.columns)
+    first = native(frame["scores"].iloc[0]) if "scores" in frame.columns and len(frame) else None
+    width = max(len(responses), len(first) if isinstance(first, list) else 0)  # one response per score
+    gaps = [f"response_{k}" for k in range(1, width + 1) if f"response_{k}" not in responses]
+    if not responses or gaps:
+        raise DataError(f"{table.dataset}: missing column(s) {gaps or ['response_1']}; expected schema: {SCHEMA}; "
+                        f"found columns {list(frame.columns)}")
+    check_rows(frame, row_schema(responses), table.dataset, id_column="question_id", description=SCHEMA)
     bad = sorted(set(frame["subset"].astype(str)) - set(HUB_IDS))
     if bad:
         raise DataError(f"{table.dataset}: rows with unknown subset {bad}; known: {sorted(HUB_IDS)}")
@@ -107,11 +135,6 @@ def load(data: str | None, subsets: Sequence[str] | None) -> LoadedTable:
         if frame.empty:
             raise DataError(f"{table.dataset}: no rows in subset(s) {list(subsets)}")
     frame = frame.reset_index(drop=True)
-    responses = response_columns(frame.columns)
-    if not responses:
-        raise DataError(f"{table.dataset}: no response_<n> columns; found {list(frame.columns)}")
-    require_columns(frame, [*COLUMNS, *responses], table.dataset,
-                    id_column="question_id" if "question_id" in frame.columns else None)
     _validate(frame, responses, table.dataset)
     return LoadedTable(frame=frame, dataset=table.dataset, revision=table.revision)
 

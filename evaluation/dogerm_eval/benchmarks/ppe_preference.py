@@ -25,18 +25,30 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dogerm_eval.data import LoadedTable, load_hub, load_local, require_columns, select_subsets
+from dogerm_eval.data import LoadedTable, load_hub, load_local, select_subsets
 from dogerm_eval.errors import DataError
 from dogerm_eval.results import Evaluation, metric_columns
+from dogerm_eval.schema import Id, Rows, Text, check_rows
 
 NAME = "ppe-preference"
 HUB_ID = "lmarena-ai/PPE-Human-Preference-V1"
 CARD_DATASET = HUB_ID
 SPLIT = "test"
-COLUMNS = ("question_id", "prompt", "response_1", "response_2", "winner")
 SCHEMA = ("PPE human preference: question_id, prompt, response_1, response_2 (strings), winner (model_a, model_b, "
           "tie or tie (bothbad))")
 WINNERS = {"model_a": 1, "model_b": 2}
+
+
+class Row(Rows):
+    """A row of the `test` split (parquet on the Hub); the category flags are read when present."""
+
+    same_type = ("question_id",)
+    question_id: Id
+    prompt: Text
+    response_1: Text
+    response_2: Text
+    winner: Text
+    language: Text | None = None
 
 
 def _verdict(winner: str) -> int:
@@ -47,7 +59,7 @@ def _verdict(winner: str) -> int:
 def load(data: str | None, subsets: Sequence[str] | None) -> LoadedTable:
     """Load (Hub `test` split, or the local file `data`), check the schema; `subsets` are `language` values."""
     table = load_local(data) if data else load_hub(HUB_ID, SPLIT)
-    require_columns(table.frame, COLUMNS, table.dataset, id_column="question_id", schema=SCHEMA)
+    check_rows(table.frame, Row, table.dataset, id_column="question_id", description=SCHEMA)
     frame = table.frame
     bad = ~frame["winner"].astype(str).map(lambda w: w in WINNERS or w.startswith("tie"))
     if bad.any():

@@ -15,14 +15,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dogerm_eval.data import (
-    LoadedTable,
-    load_hub,
-    load_local,
-    require_columns,
-    select_subsets,
-)
+from dogerm_eval.data import LoadedTable, load_hub, load_local, select_subsets
 from dogerm_eval.results import Evaluation, metric_columns
+from dogerm_eval.schema import Id, Rows, Text, check_rows
 
 NAME = "rewardbench"
 HUB_ID = "allenai/reward-bench"
@@ -30,9 +25,19 @@ CARD_DATASET = HUB_ID
 SPLIT = "filtered"
 #: `--compat rewardbench` truncation: rewardbench's scripts/run_rm.py (v1) cuts on the left.
 REWARDBENCH_TRUNCATION = "left"
-COLUMNS = ("id", "subset", "prompt", "chosen", "rejected")
 SCHEMA = ("RewardBench v1: id, subset (one of its 23 subsets), prompt, chosen, rejected (strings); "
           "chosen_model, rejected_model optional")
+
+
+class Row(Rows):
+    """A row of the `filtered` split (allenai/reward-bench: parquet; `chosen_model`/`rejected_model` not read)."""
+
+    same_type = ("id",)
+    id: Id
+    subset: Text
+    prompt: Text
+    chosen: Text
+    rejected: Text
 
 SECTIONS: dict[str, tuple[str, ...]] = {
     "Chat": ("alpacaeval-easy", "alpacaeval-length", "alpacaeval-hard", "mt-bench-easy", "mt-bench-med"),
@@ -60,7 +65,7 @@ NEAR_TIE = 1e-3
 def load(data: str | None, subsets: Sequence[str] | None) -> LoadedTable:
     """Load (Hub `filtered` split, or the local file `data`), validate the schema, keep `subsets`."""
     table = load_local(data) if data else load_hub(HUB_ID, SPLIT)
-    require_columns(table.frame, COLUMNS, table.dataset, id_column="id", schema=SCHEMA)
+    check_rows(table.frame, Row, table.dataset, id_column="id", description=SCHEMA)
     frame = select_subsets(table.frame, "subset", subsets, EXAMPLE_COUNTS, table.dataset)
     return LoadedTable(frame=frame, dataset=table.dataset, revision=table.revision)
 

@@ -25,15 +25,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dogerm_eval.data import (
-    LoadedTable,
-    load_hub,
-    load_local,
-    require_columns,
-    select_subsets,
-)
+from dogerm_eval.data import LoadedTable, load_hub, load_local, select_subsets
 from dogerm_eval.errors import DataError
 from dogerm_eval.results import Evaluation, metric_columns
+from dogerm_eval.schema import Id, Rows, Text, TextList, check_rows
 
 NAME = "rewardbench2"
 HUB_ID = "allenai/reward-bench-2"
@@ -41,7 +36,6 @@ CARD_DATASET = HUB_ID
 SPLIT = "test"
 #: `--compat rewardbench` truncation: rewardbench's scripts/run_v2.py keeps the tokenizer's saved side.
 REWARDBENCH_TRUNCATION = "tokenizer"
-COLUMNS = ("id", "subset", "prompt", "chosen", "rejected")
 SCHEMA = ("RewardBench 2: id (Ties: ref:<k> / tied:<k>), subset (Factuality, Precise IF, Math, Safety, Focus, "
           "Ties), prompt (string), chosen, rejected (non-empty lists of strings)")
 SUBSETS = ("Factuality", "Precise IF", "Math", "Safety", "Focus", "Ties")
@@ -50,12 +44,18 @@ TIES_ID = re.compile(r"^(ref|tied):(.+)$")
 TANH_TERM = "rewardbench-0.1.4: mean over prompts with dcm > 0"
 
 
+class Row(Rows):
+    """A row of the `test` split (allenai/reward-bench-2, parquet; num_correct, models, ... not read)."""
+
+    same_type = ("id",)
+    id: Id
+    subset: Text
+    prompt: Text
+    chosen: TextList
+    rejected: TextList
+
+
 def _validate(frame: pd.DataFrame, dataset: str) -> None:
-    for row, (chosen, rejected) in enumerate(zip(frame["chosen"], frame["rejected"])):
-        for column, value in (("chosen", chosen), ("rejected", rejected)):
-            if isinstance(value, str) or not hasattr(value, "__len__") or len(value) == 0:
-                row_id = frame["id"].iloc[[row]].tolist()[0]
-                raise DataError(f"{dataset}: row {row} (id {row_id!r}): {column} must be a non-empty list of responses")
     ties_ids = frame.loc[frame["subset"] == TIES, "id"].astype(str)
     bad = ties_ids[~ties_ids.str.match(TIES_ID)]
     if not bad.empty:
@@ -66,7 +66,7 @@ def _validate(frame: pd.DataFrame, dataset: str) -> None:
 def load(data: str | None, subsets: Sequence[str] | None) -> LoadedTable:
     """Load (Hub `test` split, or the local file `data`), validate the schema, keep `subsets`."""
     table = load_local(data) if data else load_hub(HUB_ID, SPLIT)
-    require_columns(table.frame, COLUMNS, table.dataset, id_column="id", schema=SCHEMA)
+    check_rows(table.frame, Row, table.dataset, id_column="id", description=SCHEMA)
     frame = select_subsets(table.frame, "subset", subsets, SUBSETS, table.dataset)
     _validate(frame, table.dataset)
     return LoadedTable(frame=frame, dataset=table.dataset, revision=table.revision)

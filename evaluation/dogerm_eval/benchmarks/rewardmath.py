@@ -18,41 +18,37 @@ A NaN score (the scorer never produces one for finite weights) ranks below every
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
-from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
-from dogerm_eval.data import LoadedTable, load_hub, load_local, require_columns, select_subsets
+from dogerm_eval.data import LoadedTable, load_hub, load_local, select_subsets
 from dogerm_eval.errors import DataError
 from dogerm_eval.results import Evaluation, metric_columns
-from dogerm_mergekit.files import sha256_file
+from dogerm_eval.schema import Id, Rows, Text, TextList, check_rows
 
 NAME = "rewardmath"
 HUB_ID = "RewardMATH/RewardMATH"
 CARD_DATASET = HUB_ID
 SPLITS = ("test", "train")  # the first the Hub dataset has is read
 SPLIT = SPLITS[0]
-COLUMNS = ("problem", "eval_solution", "solution_type", "problem_id")
 CHOSEN, REJECTED = "chosen", "rejected"
+SCHEMA = ("RewardMATH: one row per solution: problem (string), eval_solution (list of step strings), solution_type "
+          "('chosen' or 'rejected'), problem_id; subject, id optional")
 
 
-def _read(data: str) -> LoadedTable:
-    """A local file: `.parquet` / `.jsonl`, or a `.json` that is a JSON array (the official repository's format)."""
-    path = Path(data)
-    if path.suffix.lower() == ".json" and path.is_file():
-        with path.open(encoding="utf-8") as handle:
-            head = handle.read(4096).lstrip()
-        if head.startswith("["):
-            try:
-                frame = pd.DataFrame(json.loads(path.read_text(encoding="utf-8")))
-            except ValueError as exc:
-                raise DataError(f"cannot read {path}: {exc}") from exc
-            return LoadedTable(frame=frame, dataset=str(path.resolve()), revision=f"sha256:{sha256_file(path)}")
-    return load_local(path)
+class Row(Rows):
+    """A row of `RewardMATH_direct.json` (a JSON array); answer, solution_reference, level are not read."""
+
+    same_type = ("problem_id", "id")
+    problem: Text
+    eval_solution: TextList
+    solution_type: Literal["chosen", "rejected"]
+    problem_id: Id
+    subject: Text | None = None
+    id: Id | None = None
 
 
 def _load_hub() -> LoadedTable:
@@ -66,14 +62,6 @@ def _load_hub() -> LoadedTable:
 
 
 def _validate(frame: pd.DataFrame, dataset: str) -> None:
-    bad_type = ~frame["solution_type"].isin([CHOSEN, REJECTED])
-    if bad_type.any():
-        row = int(bad_type.to_numpy().argmax())
-        raise DataError(f"{dataset}: row {row} has solution_type {frame['solution_type'].iloc[row]!r}, expected "
-                        f"{CHOSEN!r} or {REJECTED!r}")
-    for row, steps in enumerate(frame["eval_solution"]):
-        if isinstance(steps, str) or not hasattr(steps, "__len__") or len(steps) == 0:
-            raise DataError(f"{dataset}: row {row}: eval_solution must be a non-empty list of solution steps")
     kinds = frame.groupby("problem_id", sort=False)["solution_type"]
     for problem, types in kinds:
         n_chosen = int((types == CHOSEN).sum())
@@ -84,8 +72,8 @@ def _validate(frame: pd.DataFrame, dataset: str) -> None:
 
 def load(data: str | None, subsets: Sequence[str] | None) -> LoadedTable:
     """Load (the Hub dataset, or the local file `data`), check the schema, keep `subsets` (MATH subjects)."""
-    table = _read(data) if data else _load_hub()
-    require_columns(table.frame, COLUMNS, table.dataset, id_column="id" if "id" in table.frame.columns else None)
+    table = load_local(data) if data else _load_hub()
+    check_rows(table.frame, Row, table.dataset, id_column="id", description=SCHEMA)
     frame = table.frame
     if "subject" not in frame.columns:
         frame = frame.assign(subject="all")

@@ -20,22 +20,25 @@ README points to; read here as vendored in xiusic/Rubric-RM `evaluation/RM-Bench
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
 
-from dogerm_eval.data import LoadedTable, load_hub, load_local, require_columns, select_subsets
-from dogerm_eval.errors import DataError
+from dogerm_eval.data import LoadedTable, load_hub, load_local, select_subsets
 from dogerm_eval.results import Evaluation, metric_columns
+from dogerm_eval.schema import Id, Rows, Text, check_rows
 
 NAME = "rmbench"
 HUB_ID = "THU-KEG/RM-Bench"
 CARD_DATASET = HUB_ID
 SPLIT = "train"
-COLUMNS = ("id", "prompt", "chosen", "rejected", "domain")
 STYLES = ("concise", "detailed-plain", "detailed-markdown")
 SIZE = len(STYLES)
+SCHEMA = ("RM-Bench: id, prompt (string), chosen, rejected (3 strings each: concise, detailed plain, detailed "
+          "markdown), domain (chat, math, code, safety-refuse, safety-response)")
+Styled = Annotated[list[str], Field(min_length=SIZE, max_length=SIZE)]
 SUBDOMAINS = ("chat", "math", "code", "safety-refuse", "safety-response")
 DOMAINS = ("chat", "math", "code", "safety")  # official split_dataset_by_domain: domain.startswith(name)
 LEVELS = ("hard", "normal", "easy")
@@ -46,13 +49,15 @@ def domain_of(subdomain: str) -> str:
     return next(name for name in DOMAINS if subdomain.startswith(name))
 
 
-def _validate(frame: pd.DataFrame, dataset: str) -> None:
-    for row, (chosen, rejected) in enumerate(zip(frame["chosen"], frame["rejected"])):
-        for column, value in (("chosen", chosen), ("rejected", rejected)):
-            if isinstance(value, str) or not hasattr(value, "__len__") or len(value) != SIZE:
-                row_id = frame["id"].iloc[[row]].tolist()[0]
-                raise DataError(f"{dataset}: row {row} (id {row_id!r}): {column} must be a list of {SIZE} responses "
-                                f"({', '.join(STYLES)})")
+class Row(Rows):
+    """A row of `total_dataset.json` (a JSON array; the Hub's `train` split is the same file)."""
+
+    same_type = ("id",)
+    id: Id
+    prompt: Text
+    chosen: Styled
+    rejected: Styled
+    domain: Text
 
 
 def load(data: str | None, subsets: Sequence[str] | None) -> LoadedTable:
@@ -62,10 +67,9 @@ def load(data: str | None, subsets: Sequence[str] | None) -> LoadedTable:
     kept once.
     """
     table = load_local(data) if data else load_hub(HUB_ID, SPLIT)
-    require_columns(table.frame, COLUMNS, table.dataset, id_column="id")
+    check_rows(table.frame, Row, table.dataset, id_column="id", description=SCHEMA)
     frame = table.frame.drop_duplicates(subset="id", keep="first") if not data else table.frame
     frame = select_subsets(frame, "domain", subsets, SUBDOMAINS, table.dataset)
-    _validate(frame, table.dataset)
     return LoadedTable(frame=frame, dataset=table.dataset, revision=table.revision)
 
 
