@@ -78,7 +78,9 @@ def _write_or_none(rows: list[dict], path: Path, fmt: str) -> Path | None:
 
 
 def _one_line_error(excinfo: pytest.ExceptionInfo[DataError], path: Path) -> str:
-    message = excinfo.value.format_message()
+    from dogerm_mergekit.console import as_command_error
+
+    message = as_command_error(excinfo.value, "test").format_message()  # the line the command prints
     assert "\n" not in message and (str(path.resolve()) in message or str(path) in message), message
     return message
 
