@@ -206,3 +206,29 @@ def test_a_checkpoint_changed_after_its_sweep_is_caught(sweep, tmp_path):
     weights.write_bytes(bytes(flipped))
     one_line_error(run_cli(BIN / "dogerm-push", folder, f"{HUB_USER}/tiny", env={"HF_ENDPOINT": "http://127.0.0.1:9"}),
                    str(weights), "digest differs")
+
+
+def test_mixed_dtypes_through_a_mergekit_kernel(tmp_path):
+    """dogerm_task_arithmetic over a bf16 RM, an fp32 domain LM and an fp16 base: the RM's dtype out, each tensor
+    the task-vector formula (fp64 here) to within one unit of bf16, the RM's head unchanged."""
+    from mergekit.config import MergeConfiguration
+    from mergekit.options import MergeOptions
+
+    from dogerm_mergekit.merge import run_dogerm_merge
+
+    rm, _ = tiny.build_pair(tmp_path / "a", dtype=torch.bfloat16)
+    _, lm = tiny.build_pair(tmp_path / "b", dtype=torch.float32, seed=1)
+    _, base = tiny.build_pair(tmp_path / "c", dtype=torch.float16, seed=2)
+    config = {"merge_method": "dogerm_task_arithmetic", "base_model": str(base),
+              "models": [{"model": str(rm), "parameters": {"weight": 1.0}},
+                         {"model": str(lm), "parameters": {"weight": 0.5}}]}
+    run_dogerm_merge(MergeConfiguration.model_validate(config), tmp_path / "out", MergeOptions(quiet=True))
+    merged, a, b, c = tensors(tmp_path / "out"), tensors(rm), tensors(lm), tensors(base)
+    for name, value in merged.items():
+        assert value.dtype == torch.bfloat16, name
+        if name == "score.weight":
+            assert torch.equal(value, a[name])
+            continue
+        exact = c[name].double() + (a[name].double() - c[name].double()) + 0.5 * (b[name].double() - c[name].double())
+        bound = torch.finfo(torch.bfloat16).eps * exact.abs() + 1e-6
+        assert ((value.double() - exact).abs() <= bound).all(), name
