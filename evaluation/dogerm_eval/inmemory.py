@@ -48,9 +48,9 @@ class InMemorySweep:
         for lam in values:
             name = checkpoint_name(lam)
             self._lambdas[name] = lam
-            commit = "merge:" + hashlib.sha256(f"{inputs}\n{name}".encode()).hexdigest()
+            key = "merge:" + hashlib.sha256(f"{inputs}\n{name}".encode()).hexdigest()
             member = ResolvedModel(path=self.reward.path, ref=f"{reward_model}+{domain_model}@{name}",
-                                   repo_id=f"in-memory/{pair}", revision=name, commit=commit)
+                                   repo_id=f"in-memory/{pair}", revision=name, content_key=key)
             self.members.append((lam, member))
 
     def scorer_factory(self, make: Callable[[ResolvedModel], RewardScorer]) -> Callable[[ResolvedModel], RewardScorer]:
@@ -61,11 +61,7 @@ class InMemorySweep:
             if not built:
                 built.append(make(self.reward))
             scorer = built[0]
-            try:
-                scorer.network.load_state_dict(self.merger.state_dict(self._lambdas[member.revision]), strict=True)
-            except RuntimeError as exc:
-                raise ModelError(f"the merged weights do not fit the reward model's network: {exc}") from exc
-            scorer.model = member
+            scorer.load_weights(member, self.merger.state_dict(self._lambdas[member.revision]))
             return scorer
 
         return factory

@@ -36,6 +36,14 @@ class ResolvedModel:
     repo_id: str | None = None
     revision: str | None = None
     commit: str | None = None
+    content_key: str | None = None
+    """The content key of weights that are neither a folder nor a Hub commit (an in-memory merge): what results are
+    cached under instead of hashing ``path``."""
+
+    @property
+    def version(self) -> str | None:
+        """What results record as the model's revision: the Hub commit, an in-memory merge's key, or the revision."""
+        return self.commit or self.content_key or self.revision
 
     @property
     def slug(self) -> str:

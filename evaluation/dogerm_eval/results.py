@@ -98,6 +98,8 @@ def model_fingerprint(model: ResolvedModel, memo: Path | None = None) -> str:
     `memo` (a JSON file) each file's digest is remembered under its path, size and modification time and later runs
     re-read only files that changed.
     """
+    if model.content_key:
+        return model.content_key
     if model.commit:
         return model.commit
     recorded = _sweep_digests(Path(model.path))
@@ -176,7 +178,7 @@ def write_result(
         per_example.to_parquet(tmp, index=False)
     result = {
         "model": model.repo_id or model.ref,
-        "revision": model.commit or model.revision,
+        "revision": model.version,
         **payload,
         "per_example": parquet.name,
     }

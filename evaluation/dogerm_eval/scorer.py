@@ -20,7 +20,7 @@ the scores do not depend on it.
 from __future__ import annotations
 
 import importlib.metadata
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -230,11 +230,22 @@ class RewardScorer:
         if self.compat != "rewardbench":
             self._current_memo().update(zip(texts, np.asarray(scores, dtype=np.float64).tolist()))
 
+    def load_weights(self, model: ResolvedModel, state_dict: Mapping[str, torch.Tensor]) -> None:
+        """Score ``model`` from now on: ``state_dict`` (its weights, e.g. an in-memory merge) loaded into this
+        network, whose scores are remembered under ``model.content_key``, apart from every other model's."""
+        if not model.content_key:
+            raise ValueError("weights loaded into a scorer need the model's content_key: the key of their scores")
+        try:
+            self.network.load_state_dict(dict(state_dict), strict=True)
+        except RuntimeError as exc:
+            raise ModelError(f"the weights of {model.ref} do not fit the network of {self.model.ref}: {exc}") from exc
+        self.model = model
+
     def _current_memo(self) -> dict[str, float]:
-        """The memo of the current model and truncation side (an in-memory sweep swaps ``model`` and weights)."""
-        key = (self.model, self.tokenizer.truncation_side)
+        """The memo of the current model (its content key where it has one) and truncation side."""
+        key = (self.model.content_key or self.model, self.tokenizer.truncation_side)
         if key not in self._memo:  # a new member: the previous members' scores are not needed any more
-            self._memo = {k: v for k, v in self._memo.items() if k[0] == self.model}
+            self._memo = {k: v for k, v in self._memo.items() if k[0] == key[0]}
         return self._memo.setdefault(key, {})
 
     def _encode(self, texts: Sequence[str]) -> list[list[int]]:

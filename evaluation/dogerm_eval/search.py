@@ -277,10 +277,10 @@ class SplitEvaluator:
         if self._loaded is None:
             self.load()
         merger, scorer = self._loaded
-        scorer.network.load_state_dict(merger.state_dict(lam), strict=True)
-        # the scorer remembers scores per model: each lambda is a model of its own
-        scorer.model = replace(self.reward, ref=f"{self.reward.ref}+{self._domain_model}@{checkpoint_name(lam)}",
-                               revision=checkpoint_name(lam), commit=f"merge:{self.key}:{lam!r}")
+        # each lambda is a model of its own, whose scores the scorer keeps apart
+        member = replace(self.reward, ref=f"{self.reward.ref}+{self._domain_model}@{checkpoint_name(lam)}",
+                         revision=checkpoint_name(lam), content_key=f"merge:{self.key}:{lam!r}")
+        scorer.load_weights(member, merger.state_dict(lam))
         rows = self.frame[self.masks[split]].reset_index(drop=True)
         scores = np.concatenate([np.asarray(scorer.score(p), dtype=np.float64) for p in self.task.benchmark.passes(rows)])
         LOG.info("lambda=%g: scored %d %s rows", lam, len(rows), split)
@@ -300,41 +300,78 @@ class SplitEvaluator:
         return self._metrics(rows, scores), bootstrap_intervals(resampled, len(rows), bootstrap, seed=self.seed)
 
 
+class PointStore:
+    """``OUT/points.json``: the dev points and test metrics evaluated so far, under the evaluator's fingerprint of
+    inputs, data, split and settings, so a rerun evaluates nothing twice."""
+
+    def __init__(self, path: Path, key: str):
+        self.path, self.key = path, key
+        self._saved = json.loads(path.read_text()) if path.is_file() else {}
+
+    def dev_points(self) -> dict[float, Point]:
+        return {float(lam): Point(**p) for lam, p in self._saved.get(self.key, {}).get("dev", {}).items()}
+
+    def test_metrics(self, lam: float) -> dict[str, float] | None:
+        return self._saved.get(self.key, {}).get("test", {}).get(str(lam))
+
+    def save(self, points: Sequence[Point], test: Mapping[float, Mapping[str, float]]) -> None:
+        from dogerm_mergekit.files import atomic_write
+
+        previous = self._saved.get(self.key, {})
+        self._saved[self.key] = {"dev": {**previous.get("dev", {}), **{str(p.lam): asdict(p) for p in points}},
+                                 "test": {**previous.get("test", {}), **{str(lam): dict(m) for lam, m in test.items()}}}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(self.path, json.dumps(self._saved, indent=2))
+
+
+def test_chosen(evaluator: SplitEvaluator, store: PointStore, lam: float) -> dict[str, float]:
+    """The chosen point's metrics on the test split (evaluated once: a rerun reads them from the store)."""
+    return store.test_metrics(lam) or evaluator.evaluate(lam, "test")[0]
+
+
+def publish(evaluator: SplitEvaluator, lam: float, write: Path, push_to_hub: str | None, trust_remote_code: bool) -> None:
+    """Write the merge at ``lam`` as ``dogerm-sweep`` does into ``write`` (and push it as ``dogerm-push`` does)."""
+    import yaml
+    from mergekit.options import MergeOptions
+
+    from dogerm_mergekit.contract import checkpoint_name
+    from dogerm_mergekit.sweep import run_sweep
+
+    config = yaml.safe_dump({"merge_method": "dogerm", "base_model": str(evaluator.reward.path),
+                             "models": [{"model": evaluator.domain_path, "parameters": {"lambda": lam}}]})
+    run_sweep(config, write, (lam,), MergeOptions(quiet=True, trust_remote_code=trust_remote_code))
+    LOG.info("wrote %s", write / checkpoint_name(lam))
+    if push_to_hub:
+        from dogerm_mergekit.hub import push_sweep
+
+        push_sweep(write, push_to_hub)
+
+
 def run_search(
     reward_model: str, domain_model: str, benchmark: str, data: str | None, subsets: Sequence[str] | None,
     objective: str, constraint: str | None, max_evals: int, dev_fraction: float, seed: int, output_dir: Path,
     scoring: Mapping[str, Any], write: Path | None = None, push_to_hub: str | None = None, bootstrap: int = 200,
 ) -> dict[str, Any]:
-    """Search lambda for ``reward_model`` + ``domain_model`` on ``benchmark``'s dev split; evaluate it on test.
+    """Search lambda for ``reward_model`` + ``domain_model`` on ``benchmark``'s dev split, evaluate the choice on
+    test, report it (``search.json``, the plot) and, if asked, publish it: four steps, each its own function.
 
-    Everything that can be refused is checked before a model is loaded. Evaluated points are kept in
-    ``OUT/points.json`` under a fingerprint of inputs, data, split and settings, so a rerun reuses them.
+    Everything that can be refused is checked before a model is loaded; evaluated points are kept in a
+    :class:`PointStore`, so a rerun reuses them.
     """
-    from dogerm_mergekit.contract import checkpoint_name
-
     rule = Constraint.parse(constraint) if constraint else None
     if push_to_hub and write is None:
         raise BenchmarkError("--push-to-hub publishes the --write checkpoint: give --write DIR too")
     evaluator = SplitEvaluator(reward_model, domain_model, benchmark, data, subsets, dev_fraction, seed, scoring)
     evaluator.load()
-    key, task, dev, test = evaluator.key, evaluator.task, evaluator.masks["dev"], evaluator.masks["test"]
-
-    store = output_dir / "points.json"
-    saved = json.loads(store.read_text()) if store.is_file() else {}
-    known = {float(lam): Point(**p) for lam, p in saved.get(key, {}).get("dev", {}).items()}
+    store = PointStore(output_dir / "points.json", evaluator.key)
+    known = store.dev_points()
     points, chosen, note = search(lambda lam: evaluator.evaluate(lam, "dev", bootstrap), objective, rule, max_evals,
                                   known)
     if note:
         LOG.warning("%s", note)
-    cached_test = saved.get(key, {}).get("test", {}).get(str(chosen.lam))
-    test_metrics = cached_test or evaluator.evaluate(chosen.lam, "test")[0]
-    previous = saved.get(key, {})
-    saved[key] = {"dev": {**previous.get("dev", {}), **{str(p.lam): asdict(p) for p in points}},
-                  "test": {**previous.get("test", {}), str(chosen.lam): test_metrics}}
-    output_dir.mkdir(parents=True, exist_ok=True)
-    from dogerm_mergekit.files import atomic_write
-
-    atomic_write(store, json.dumps(saved, indent=2))
+    test_metrics = test_chosen(evaluator, store, chosen.lam)
+    store.save(points, {chosen.lam: test_metrics})
+    task, dev, test = evaluator.task, evaluator.masks["dev"], evaluator.masks["test"]
     settings = {"reward_model": reward_model, "domain_model": domain_model, "benchmark": benchmark,
                 "dataset": task.table.dataset, "dataset_revision": task.table.revision, "subsets": subsets,
                 "objective": objective, "constraint": constraint, "constraint_metric": rule.metric if rule else None,
@@ -344,21 +381,7 @@ def run_search(
     result = record_of(points, chosen, note, test_metrics, settings)
     write_search(output_dir, result)
     if write is not None:
-        import yaml
-
-        from dogerm_mergekit.sweep import run_sweep
-
-        config = yaml.safe_dump({"merge_method": "dogerm", "base_model": str(evaluator.reward.path),
-                                 "models": [{"model": evaluator.domain_path, "parameters": {"lambda": chosen.lam}}]})
-        from mergekit.options import MergeOptions
-
-        run_sweep(config, write, (chosen.lam,), MergeOptions(quiet=True,
-                                                             trust_remote_code=bool(scoring.get("trust_remote_code"))))
-        LOG.info("wrote %s", write / checkpoint_name(chosen.lam))
-        if push_to_hub:
-            from dogerm_mergekit.hub import push_sweep
-
-            push_sweep(write, push_to_hub)
+        publish(evaluator, chosen.lam, write, push_to_hub, bool(scoring.get("trust_remote_code")))
     return result
 
 

@@ -60,9 +60,8 @@ def write(output_dir: Path, model: Any, record: Mapping[str, Any]) -> list[Path]
     output_dir = Path(output_dir)
     path = result_path(output_dir, model, NAME)
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, json_text({"model": model.repo_id or model.ref, "revision": model.commit or model.revision,
-                                  **record}))
-    row = {"model": model.repo_id or model.ref, "revision": model.commit or model.revision,
+    atomic_write(path, json_text({"model": model.repo_id or model.ref, "revision": model.version, **record}))
+    row = {"model": model.repo_id or model.ref, "revision": model.version,
            **{name: b["value"] for name, b in record["benchmarks"].items()}, "average": record["average"]}
     csv = output_dir / SUITE_CSV
     (output_dir / ".locks").mkdir(parents=True, exist_ok=True)
