@@ -34,9 +34,10 @@ import numpy as np
 import pandas as pd
 
 from dogerm_eval.data import LoadedTable
-from dogerm_eval.errors import DataError
+from dogerm_eval.errors import BenchmarkError, DataError
 from dogerm_eval.generate import CandidateRecord, read_candidates, record_fingerprint
 from dogerm_eval.results import Evaluation
+from dogerm_eval.sandbox import SandboxLimits, execute_many
 from dogerm_eval.task import Task
 
 DEFAULT_NS: tuple[int, ...] = (1, 2, 4, 8, 16)
@@ -198,3 +199,18 @@ def metrics(result: Mapping[str, Any]) -> dict[str, float]:
         for curve, value in row.items()
         if value is not None
     }
+
+
+def run_programs(programs: Sequence[Sequence[str]], limits: SandboxLimits, workers: int = 1) -> list[list[str]]:
+    """Each problem's candidate programs run in the sandbox (MBPP, HumanEval): their statuses, per problem; a failure
+    of the sandbox itself stops here, before any scoring, as accuracies would be wrong."""
+    from tqdm import tqdm
+
+    flat = [text for group in programs for text in group]
+    with tqdm(total=len(flat), desc="running candidates", unit="program") as bar:
+        executed = execute_many(flat, limits, workers=workers, progress=bar.update)
+    broken = [r for r in executed if r.status == "error"]
+    if broken:
+        raise BenchmarkError(f"the sandbox failed on {len(broken)} of {len(executed)} programs: {broken[0].output}")
+    results = iter(executed)
+    return [[next(results).status for _ in group] for group in programs]

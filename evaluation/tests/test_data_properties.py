@@ -151,7 +151,7 @@ def test_a_missing_column_is_named(name: str, fmt: str, data: st.DataObject,
     with pytest.raises(DataError) as excinfo:
         prepare_task(name, str(path), None)
     message = _one_line_error(excinfo, path)
-    assert f"missing column(s) [{column!r}]" in message or f"no response_<n>" in message, message
+    assert f"missing column(s) [{column!r}]" in message or "no response_<n>" in message, message
 
 
 def _parses(text: str, fmt: str) -> bool:

@@ -10,8 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from dogerm_eval.benchmarks import mbpp, run_model
+from dogerm_eval import bestofn
 from dogerm_eval.bestofn import metrics
-from dogerm_eval.bon_commands import bon_mbpp
 from dogerm_eval.errors import BenchmarkError, DataError
 from dogerm_eval.results import read_per_example
 from dogerm_eval.sandbox import ExecResult, SandboxLimits
@@ -110,8 +110,10 @@ def test_rows_without_tests_are_rejected(tmp_path: Path) -> None:
 def test_bon_mbpp_command_reports_defences(tiny_rm_dir: Path, tmp_path: Path) -> None:
     data, cands = _write_inputs(tmp_path)
     out = tmp_path / "cli-out"
-    done = CliRunner().invoke(
-        bon_mbpp, [str(tiny_rm_dir), "--candidates", str(cands), "--data", str(data), "--output-dir", str(out),
+    from dogerm_eval.cli import main
+
+    done = CliRunner().invoke(  # through the group, which sets up the log lines as the console script does
+        main, ["bon-mbpp", str(tiny_rm_dir), "--candidates", str(cands), "--data", str(data), "--output-dir", str(out),
                    "--dtype", "float32", "--timeout", "1.5", "--memory-mb", "512", "--workers", "2"],
     )
     assert done.exit_code == 0, done.output
@@ -126,6 +128,6 @@ def test_a_broken_sandbox_stops_the_run(tmp_path: Path, monkeypatch: pytest.Monk
     def broken(programs: list[str], *args: object, **kwargs: object) -> list[ExecResult]:
         return [ExecResult(False, "error", None, "sandbox error: no space left", 0.0) for _ in programs]
 
-    monkeypatch.setattr(mbpp, "execute_many", broken)
+    monkeypatch.setattr(bestofn, "execute_many", broken)
     with pytest.raises(BenchmarkError, match="sandbox failed on 8 of 8 programs: sandbox error: no space left"):
         mbpp.task(str(data), cands, limits=LIMITS)

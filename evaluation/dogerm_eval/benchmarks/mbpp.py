@@ -18,14 +18,13 @@ import dataclasses
 from pathlib import Path
 
 import pandas as pd
-from tqdm import tqdm
 
 from dogerm_eval.task import Task
-from dogerm_eval.bestofn import prepare
+from dogerm_eval.bestofn import prepare, run_programs
 from dogerm_eval.data import LoadedTable, load_hub, load_local
-from dogerm_eval.errors import BenchmarkError, DataError
+from dogerm_eval.errors import DataError
 from dogerm_eval.generate import CandidateRecord
-from dogerm_eval.sandbox import SandboxLimits, active_defences, execute_many
+from dogerm_eval.sandbox import SandboxLimits, active_defences
 from dogerm_eval.schema import Rows, Text, TextList, check_rows
 
 NAME = "bon-mbpp"
@@ -105,14 +104,8 @@ def task(
     def build(rows: list[int], records: list[CandidateRecord]) -> pd.DataFrame:
         frame = table.frame.iloc[rows]
         codes = [[extract_code(text) for text in r.candidates] for r in records]
-        programs = [program(code, row) for cs, (_, row) in zip(codes, frame.iterrows()) for code in cs]
-        with tqdm(total=len(programs), desc="running candidates", unit="program") as bar:
-            executed = execute_many(programs, limits, workers=workers, progress=bar.update)
-        broken = [r for r in executed if r.status == "error"]
-        if broken:  # the sandbox itself failed: accuracies would be wrong, so stop before scoring
-            raise BenchmarkError(f"the sandbox failed on {len(broken)} of {len(executed)} programs: {broken[0].output}")
-        results = iter(executed)
-        statuses = [[next(results).status for _ in cs] for cs in codes]
+        statuses = run_programs([[program(code, row) for code in cs] for cs, (_, row) in zip(codes, frame.iterrows())],
+                                limits, workers)
         return pd.DataFrame({
             "problem_id": [r.problem_id for r in records],
             "prompt": [prompt(row) for _, row in frame.iterrows()],
