@@ -136,11 +136,16 @@ def suite_command(model: str, data: tuple[str, ...], **options: Any) -> None:
 @main.command()
 @click.argument("sweep", required=False)
 @click.option("--in-memory", is_flag=True,
-              help="Merge --rm and --domain for each of --lambdas in memory instead of reading checkpoints.")
+              help="Merge --rm and --domain for each of --lambdas (or --grid) in memory instead of reading checkpoints.")
 @click.option("--rm", "reward_model", help="With --in-memory: the reward model (folder or org/name[@revision]).")
-@click.option("--domain", "domain_model", help="With --in-memory: the domain LM (folder or org/name[@revision]).")
-@click.option("--lambdas", "lambda_spec", default="0:1:0.05", show_default=True,
-              help="With --in-memory: start:stop:step (stop included) or a comma list.")
+@click.option("--domain", "domain_models", multiple=True,
+              help="With --in-memory: a domain LM (folder or org/name[@revision]); repeat it for several.")
+@click.option("--lambdas", "lambda_spec", default=None,
+              help="With --in-memory and one --domain: start:stop:step (stop included) or a comma list "
+                   "[default: 0:1:0.05].")
+@click.option("--grid", "grids", multiple=True, metavar="lambda[MODEL]=SPEC",
+              help="With --in-memory and several --domain: per-domain lambdas as dogerm-sweep --grid takes them "
+                   "(repeat it; the product, sums outside [0, 1] left out; MODEL: the last path component).")
 @click.option("--benchmark", "benchmarks", default="rewardbench", show_default=True,
               help="Comma-separated benchmarks. Run here: " + ", ".join(NAMES) + "; suite = the seven of `dogerm-eval "
                    "suite` and their average; any other name (e.g. "
@@ -152,15 +157,16 @@ def suite_command(model: str, data: tuple[str, ...], **options: Any) -> None:
                    "for every member (MBPP with bon-mbpp's default sandbox limits).")
 @common_options
 def sweep(sweep: str | None, benchmarks: str, data: tuple[str, ...], candidate_files: tuple[str, ...],
-          in_memory: bool, reward_model: str | None, domain_model: str | None, lambda_spec: str,
-          **options: Any) -> None:
+          in_memory: bool, reward_model: str | None, domain_models: tuple[str, ...], lambda_spec: str | None,
+          grids: tuple[str, ...], **options: Any) -> None:
     """Evaluate every member of a lambda sweep with identical settings; write OUT/sweep.csv, metrics.json and plots.
 
     SWEEP is a dogerm-sweep output (lambda-0.00/, lambda-0.05/, ... full RM checkpoints; its sweep.json says which
     are finished) or a Hub repo with lambda-* branches. Writes OUT/sweep.csv (lambda, then one column per metric,
     e.g. rewardbench/math), the same table as OUT/metrics.json (for dogerm-push --results), OUT/sweep-<benchmark>.png
     (metrics vs lambda, lambda = 0 dashed) and prints the table.
-    With --in-memory, no SWEEP: the members are merged on the fly from --rm and --domain for each of --lambdas.
+    With --in-memory, no SWEEP: the members are merged on the fly from --rm and --domain for each of --lambdas, or
+    from several --domain models for each vector of --grid lambda[MODEL]=SPEC (one column per domain model).
     """
     from dogerm_eval.benchmarks import prepare_task
     from dogerm_eval.models import resolve_model
@@ -168,9 +174,11 @@ def sweep(sweep: str | None, benchmarks: str, data: tuple[str, ...], candidate_f
     from dogerm_eval.report import format_table, sweep_frame, write_report
     from dogerm_eval.sweep import discover_sweep, evaluate_sweep, resolve_members
 
-    if in_memory == bool(sweep) or (in_memory and not (reward_model and domain_model)):
-        raise click.UsageError("give SWEEP, or --in-memory with --rm, --domain (and --lambdas)")
-    if not in_memory and (reward_model or domain_model):
+    if in_memory == bool(sweep) or (in_memory and not (reward_model and domain_models)):
+        raise click.UsageError("give SWEEP, or --in-memory with --rm, --domain (and --lambdas or --grid)")
+    if grids and lambda_spec is not None:
+        raise click.UsageError("give --lambdas (one --domain) or --grid (per-domain lambdas), not both")
+    if not in_memory and (reward_model or domain_models or grids):
         raise OptionError("--rm and --domain are only used with --in-memory; give either SWEEP or --in-memory "
                           "--rm RM --domain LM")
     if in_memory and options["push_results"]:
@@ -194,7 +202,7 @@ def sweep(sweep: str | None, benchmarks: str, data: tuple[str, ...], candidate_f
         if in_memory:
             from dogerm_eval.inmemory import InMemorySweep
 
-            merged = InMemorySweep(reward_model, domain_model, lambda_spec, options["trust_remote_code"])
+            merged = InMemorySweep(reward_model, domain_models, lambda_spec, options["trust_remote_code"], grids)
             resolved, make_scorer, local = merged.members, merged.scorer_factory(make_scorer), True
         else:
             members = discover_sweep(sweep)

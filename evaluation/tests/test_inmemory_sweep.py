@@ -50,3 +50,34 @@ def test_in_memory_needs_both_models(tmp_path, pair):
     rm, _ = pair
     result = CliRunner().invoke(main, ["sweep", "--in-memory", "--rm", str(rm)])
     assert result.exit_code != 0 and "--domain" in result.output
+
+
+def test_in_memory_grid_of_two_domains_equals_a_written_grid(tmp_path):
+    """Several --domain with --grid: each vector's scores equal those of the checkpoint dogerm-sweep --grid writes."""
+    rm, lm1 = tiny.build_pair(tmp_path / "one", lm_tokens=tiny.vocabulary(1000, extra=("[PAD]",)))
+    _, lm2 = tiny.build_pair(tmp_path / "two", lm_tokens=tiny.vocabulary(1000, extra=("[PAD]",)), seed=4)
+    lm2 = lm2.rename(lm2.parent / "code")
+    data = tmp_path / "rb.parquet"
+    rewardbench_rows({"math-prm": 6, "hep-python": 4}, prefix="w5 w9 ").to_parquet(data)
+    raw = config_dict(rm, lm1)
+    raw["models"].append({"model": str(lm2), "parameters": {"lambda": 0.0}})
+    vectors = [(0.0, 0.0), (0.5, 0.0), (0.0, 0.5), (0.5, 0.5)]
+    run_sweep(yaml.safe_dump(raw), tmp_path / "sweep", vectors, MergeOptions(quiet=True))
+    common = ["--benchmark", "rewardbench", "--data", str(data), "--subsets", "math-prm,hep-python", "--dtype", "float32"]
+    memory = CliRunner().invoke(main, ["sweep", "--in-memory", "--rm", str(rm), "--domain", str(lm1), "--domain",
+                                       str(lm2), "--grid", "lambda[lm]=0,0.5", "--grid", "lambda[code]=0:0.5:0.5",
+                                       "--output-dir", str(tmp_path / "b"), *common])
+    assert memory.exit_code == 0, memory.output
+    for first, second in vectors:
+        name = f"lambda-{first:.2f}_{second:.2f}"
+        written = CliRunner().invoke(main, ["rewardbench", str(tmp_path / "sweep" / name), "--output-dir",
+                                            str(tmp_path / "a"), *common[2:]])
+        assert written.exit_code == 0, written.output
+        on_disk, in_memory = _rows(tmp_path / "a", name), _rows(tmp_path / "b", f"in-memory--rm+lm+code@{name}")
+        assert (on_disk["score_chosen"] == in_memory["score_chosen"]).all(), name
+    table = pd.read_csv(tmp_path / "b" / "sweep.csv")
+    assert [c for c in table.columns if c.startswith("lambda")] == [f"lambda[{lm1}]", f"lambda[{lm2}]"]
+    assert len(table) == 4
+    both = CliRunner().invoke(main, ["sweep", "--in-memory", "--rm", str(rm), "--domain", str(lm1), "--domain",
+                                     str(lm2), "--lambdas", "0,1", "--output-dir", str(tmp_path / "c"), *common])
+    assert both.exit_code != 0 and "--grid" in both.output
