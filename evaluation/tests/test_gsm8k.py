@@ -150,8 +150,10 @@ def test_bon_gsm8k_command(tiny_rm_dir: Path, tmp_path: Path) -> None:
     assert set(result["bon"]) == {"1", "2", "4"}
     assert f"{result['bon']['4']['expected']:9.4f}" in done.output
     missing = str(tmp_path / "no.jsonl")
-    bad = CliRunner().invoke(bon_gsm8k, [str(tiny_rm_dir), "--candidates", str(cands), "--data", missing])
-    assert bad.exit_code != 0 and "not found" in bad.output
+    from dogerm_eval.cli import main
+
+    bad = CliRunner().invoke(main, ["bon-gsm8k", str(tiny_rm_dir), "--candidates", str(cands), "--data", missing])
+    assert bad.exit_code == 1 and "Error: data file not found" in bad.output  # one line, through the command group
 
 
 def test_default_data_is_the_hub_test_split_of_config_main(tmp_path: Path, hub_client, hub_env) -> None:
