@@ -121,9 +121,12 @@ def test_every_input_combination_merges_as_the_formula(family, layout, dtypes, o
 
 
 def _corrupt(root: Path, rm: Path, lm: Path, corruption: str) -> None:
-    file = (rm if corruption == "inf_in_rm" else lm) / "model.safetensors"
+    file = (rm if corruption in ("inf_in_rm", "nan_in_head") else lm) / "model.safetensors"
     data = load_file(file)
-    if corruption in ("nan_in_lm", "inf_in_rm"):
+    if corruption == "nan_in_head":
+        data["score.weight"] = data["score.weight"].clone()
+        data["score.weight"].view(-1)[1] = float("nan")
+    elif corruption in ("nan_in_lm", "inf_in_rm"):
         name = "model.layers.1.self_attn.v_proj.weight"
         data[name] = data[name].clone()
         data[name].view(-1)[5] = float("nan") if corruption == "nan_in_lm" else float("inf")
@@ -136,7 +139,7 @@ def _corrupt(root: Path, rm: Path, lm: Path, corruption: str) -> None:
 
 
 @settings(max_examples=24, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
-@given(corruption=st.sampled_from(["nan_in_lm", "inf_in_rm", "truncated", "renamed_tensor"]),
+@given(corruption=st.sampled_from(["nan_in_lm", "inf_in_rm", "nan_in_head", "truncated", "renamed_tensor"]),
        dtype=DTYPES, family=st.sampled_from(sorted(tiny.FAMILIES)))
 def test_corrupt_inputs_fail_in_one_line_before_anything_is_written(corruption, dtype, family):
     with tempfile.TemporaryDirectory() as folder:

@@ -114,17 +114,19 @@ def _rewrite_merge(task: Task, plan: DogeRMPlan, shared: dict[str, Difference], 
     The lambdas of each tensor (after mergekit's filters) are checked here, before anything runs. ``out_dtype`` is
     the save's: the kernel rounds to it once, whatever the inputs' dtypes.
     """
-    if plan.kernel is not None:  # mergekit's kernel as planned; the reward model's head unchanged
-        if isinstance(task, ExecuteMergeMethodTask) and task.output_weight.name in plan.reward_only:
-            return KeepTensor(tensors=task.gather_tensors, model=plan.reward_model, out_dtype=out_dtype)
+    if not isinstance(task, ExecuteMergeMethodTask):
         return task
-    if not isinstance(task, ExecuteMergeMethodTask) or task.output_weight.name not in plan.merged:
-        return task  # RM-only tensors (the value head): mergekit's own pass-through
     name = task.output_weight.name
+    allow_nonfinite = bool(task.parameters.get("allow_nonfinite", False))
+    if name in plan.reward_only:  # the reward model's head, kept as it is
+        return KeepTensor(tensors=task.gather_tensors, model=plan.reward_model, name=name, out_dtype=out_dtype,
+                          allow_nonfinite=allow_nonfinite)
+    if plan.kernel is not None or name not in plan.merged:  # mergekit's kernel as planned
+        return task
     pair = shared.setdefault(name, Difference(
         tensors=task.gather_tensors, reward_model=plan.reward_model, domain_models=plan.domain_models,
         name=name, vocabulary_axis=task.output_weight.vocabulary_axis,
-        allow_nonfinite=bool(task.parameters.get("allow_nonfinite", False)),
+        allow_nonfinite=allow_nonfinite,
     ))
     lams = tuple(float(task.input_parameters[d]["lambda"]) for d in plan.domain_models)
     check_lambdas(lams, bool(task.parameters.get("allow_extrapolation", False)), f" for {name}")

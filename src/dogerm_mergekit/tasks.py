@@ -112,11 +112,14 @@ class Interpolate(Task[torch.Tensor]):
 
 
 class KeepTensor(Task[torch.Tensor]):
-    """One model's tensor unchanged (the reward model's head in a task-vector merge), in the output dtype."""
+    """One model's tensor unchanged (the reward model's head), in the output dtype; NaN or infinity in it refused
+    unless ``allow_nonfinite``."""
 
     tensors: Task
     model: ModelReference
+    name: str
     out_dtype: str | None = None
+    allow_nonfinite: bool = False
 
     def arguments(self) -> dict[str, Task]:
         return {"tensors": self.tensors}
@@ -126,6 +129,13 @@ class KeepTensor(Task[torch.Tensor]):
 
     def execute(self, tensors: dict[ModelReference, torch.Tensor], **_kwargs: Any) -> torch.Tensor:
         tensor = tensors[self.model]
+        if not self.allow_nonfinite and tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            index = int((~torch.isfinite(tensor)).reshape(-1).nonzero()[0])
+            raise CheckpointError(
+                f"the reward model {self.model} holds {float(tensor.reshape(-1)[index])} in {self.name} (flat index "
+                f"{index}), which the merge would keep: use an intact copy of the checkpoint, or set "
+                "`allow_nonfinite: true` under `parameters` to keep it as it is (nothing was written)"
+            )
         return tensor.to(dtype_from_name(self.out_dtype)) if self.out_dtype else tensor
 
 
