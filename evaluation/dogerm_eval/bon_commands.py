@@ -13,14 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from dogerm_eval.errors import BenchmarkError, EvalError
+from dogerm_eval.errors import BenchmarkError
 from dogerm_eval.formatting import FALLBACK_TEMPLATES
 from dogerm_eval.options import (
     SCORING_DTYPES,
     TRUST_REMOTE_CODE,
     common_options,
     evaluate_model,
-    fail,
     relaunch_if_needed,
 )
 from dogerm_eval.sandbox import SandboxLimits, active_defences
@@ -65,8 +64,10 @@ def generate(policy: str, benchmark: str, samples: int, out: Path, data: str | N
     from dogerm_eval.generate import GenerationSettings, generate_candidates
 
     module = {"gsm8k": gsm8k, "mbpp": mbpp, "humaneval": humaneval}[benchmark]
+    from pydantic import ValidationError
+
+    problems = module.problems(module.load(data).frame)[:limit]
     try:
-        problems = module.problems(module.load(data).frame)[:limit]
         settings = GenerationSettings(
             policy=policy, benchmark=benchmark, samples=samples, seed=seed, stop=list(module.STOP),
             temperature=module.SAMPLING["temperature"] if temperature is None else temperature,
@@ -75,12 +76,12 @@ def generate(policy: str, benchmark: str, samples: int, out: Path, data: str | N
             system_prompt=module.SYSTEM_PROMPT if system_prompt is None else (system_prompt or None),
             response_prefix=module.RESPONSE_PREFIX,
         )
-        done = generate_candidates(problems, settings, out, dtype=dtype, fallback_template=fallback_template,
-                                   backend=backend, trust_remote_code=trust_remote_code)
-    except EvalError as exc:
-        fail(exc)
-    except ValueError as exc:  # pydantic validation of the sampling settings
-        raise click.BadParameter(str(exc)) from exc
+    except ValidationError as exc:  # the sampling settings, named by option
+        first = exc.errors()[0]
+        option = "--" + str(first["loc"][0]).replace("_", "-") if first["loc"] else "a sampling setting"
+        raise click.BadParameter(f"{first['msg']} (got {first.get('input')!r})", param_hint=option) from None
+    done = generate_candidates(problems, settings, out, dtype=dtype, fallback_template=fallback_template,
+                               backend=backend, trust_remote_code=trust_remote_code)
     click.echo(f"{out}: generated {done} problems")
 
 
@@ -99,10 +100,7 @@ def _run(name: str, model: str, options: dict[str, Any], make_task: Any) -> None
     if options["subsets"]:
         raise click.BadParameter("Best-of-N benchmarks have no subsets", param_hint="--subsets")
     relaunch_if_needed(options["num_processes"])
-    try:
-        results = evaluate_model(model, lambda: [make_task()], options)
-    except EvalError as exc:
-        fail(exc)
+    results = evaluate_model(model, lambda: [make_task()], options)
     _report(results[name])
 
 
@@ -135,8 +133,8 @@ def sandbox_options(function: Any) -> Any:
 def _run_code(module: Any, model: str, data: str | None, candidates: Path, workers: int, timeout: float,
               memory_mb: int, options: dict[str, Any]) -> None:
     if options["num_processes"] > 1:
-        fail(BenchmarkError(f"{module.NAME} runs in one process (the sandbox runs are not sharded); "
-                            "use --num-processes 1"))
+        raise BenchmarkError(f"{module.NAME} runs in one process (the sandbox runs are not sharded); "
+                             "use --num-processes 1")
     limits = SandboxLimits(wall_s=timeout, cpu_s=max(1, int(timeout)), memory_bytes=memory_mb * 1024**2)
     LOG.info("sandbox defences active on this machine:")
     for defence in active_defences(limits):

@@ -11,13 +11,12 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from dogerm_eval import bon_commands, judge, search
-from dogerm_eval.errors import BenchmarkError, EvalError, OptionError
+from dogerm_eval.errors import BenchmarkError, OptionError
 from dogerm_eval.options import (
     check_options,
     common_options,
     configure_logging,
     evaluate_model,
-    fail,
     relaunch_if_needed,
     scorer_factory,
     scoring_settings,
@@ -52,11 +51,21 @@ class DogeRMEvalGroup(click.Group):
     """Every error of a command is one line, exit 1: ours as they are, any other (from a library, a bug) as
     ``Error: dogerm-eval <command> failed: <type>: <message>`` (``DOGERM_DEBUG=1`` shows its traceback)."""
 
-    def invoke(self, ctx: click.Context) -> Any:
-        from dogerm_mergekit.console import one_line
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple[str | None, click.Command | None, list[str]]:
+        name, command, rest = super().resolve_command(ctx, args)
+        ctx.meta["dogerm_eval.command"] = name
+        return name, command, rest
 
-        with one_line(f"dogerm-eval {ctx.invoked_subcommand or ''}".strip()):
+    def invoke(self, ctx: click.Context) -> Any:
+        from dogerm_mergekit.console import as_command_error
+
+        try:
             return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as exc:
+            doing = f"dogerm-eval {ctx.meta.get('dogerm_eval.command') or ''}".strip()
+            raise as_command_error(exc, doing) from exc
 
 
 @click.group(cls=DogeRMEvalGroup,
@@ -85,11 +94,8 @@ def _benchmark_command(name: str, summary: str) -> click.Command:
         from dogerm_eval.report import format_table, sweep_frame
 
         relaunch_if_needed(options["num_processes"])
-        try:
-            results = evaluate_model(model, lambda: [prepare_task(name, data, split_list(options["subsets"]))],
-                                     options)
-        except EvalError as exc:
-            fail(exc)
+        results = evaluate_model(model, lambda: [prepare_task(name, data, split_list(options["subsets"]))],
+                                 options)
         result = results[name]
         click.echo(format_table(sweep_frame([(0.0, results)]).drop(columns="lambda")))
         click.echo(f"{name} score: {result['score']:.4f}{note(result)}")
@@ -121,15 +127,12 @@ def suite_command(model: str, data: tuple[str, ...], **options: Any) -> None:
     if options["subsets"]:
         raise click.BadParameter("the suite scores every subset of its benchmarks", param_hint="--subsets")
     relaunch_if_needed(options["num_processes"])
-    try:
-        paths = _data_paths(data, SUITE)
-        resolved = resolve_model(model, options["trust_remote_code"])
-        results = evaluate_model(resolved, lambda: [prepare_task(n, paths[n], None) for n in SUITE], options)
-        record = suite.summary(results)
-        for path in suite.write(options["output_dir"], resolved, record):
-            LOG.info("wrote %s", path)
-    except EvalError as exc:
-        fail(exc)
+    paths = _data_paths(data, SUITE)
+    resolved = resolve_model(model, options["trust_remote_code"])
+    results = evaluate_model(resolved, lambda: [prepare_task(n, paths[n], None) for n in SUITE], options)
+    record = suite.summary(results)
+    for path in suite.write(options["output_dir"], resolved, record):
+        LOG.info("wrote %s", path)
     click.echo(suite.table(record))
 
 
@@ -188,47 +191,46 @@ def sweep(sweep: str | None, benchmarks: str, data: tuple[str, ...], candidate_f
     relaunch_if_needed(options["num_processes"])
     names = split_list(benchmarks) or []
     with_suite = "suite" in names
+    if with_suite and options["subsets"]:
+        raise click.BadParameter("the suite scores every subset of its benchmarks", param_hint="--subsets")
     if with_suite:
         names = [n for n in names if n != "suite"] + [n for n in SUITE if n not in names]
-    try:
-        check_options(options)
-        fmt, record = scoring_settings(options)
-        candidates = dict(item.partition("=")[::2] for item in candidate_files)
-        runnable = [n for n in names if n in NAMES or n in candidates]
-        paths = _data_paths(data, runnable)
-        tasks = [bon_commands.sweep_task(n, paths[n], candidates[n]) if n in candidates
-                 else prepare_task(n, paths[n], split_list(options["subsets"])) for n in runnable]
-        make_scorer = scorer_factory(fmt, options)
-        if in_memory:
-            from dogerm_eval.inmemory import InMemorySweep
+    check_options(options)
+    fmt, record = scoring_settings(options)
+    candidates = dict(item.partition("=")[::2] for item in candidate_files)
+    runnable = [n for n in names if n in NAMES or n in candidates]
+    paths = _data_paths(data, runnable)
+    tasks = [bon_commands.sweep_task(n, paths[n], candidates[n]) if n in candidates
+             else prepare_task(n, paths[n], split_list(options["subsets"])) for n in runnable]
+    make_scorer = scorer_factory(fmt, options)
+    if in_memory:
+        from dogerm_eval.inmemory import InMemorySweep
 
-            merged = InMemorySweep(reward_model, domain_models, lambda_spec, options["trust_remote_code"], grids)
-            resolved, make_scorer, local = merged.members, merged.scorer_factory(make_scorer), True
-        else:
-            members = discover_sweep(sweep)
-            local = Path(sweep).expanduser().is_dir()
-            trust = options["trust_remote_code"]
-            resolved = [(lam, resolve_model(ref, trust)) for lam, ref in members] if local \
-                else resolve_members(members, trust)
-        if local:
-            for _, model in resolved:
-                _read_existing(model, [n for n in names if n not in runnable], options["output_dir"])
-        evaluated = evaluate_sweep(resolved, tasks, record, make_scorer, options["output_dir"],
-                                   options["checkpoint_every"])
-        rows = []
-        for lam, model, results in evaluated:
-            results.update(_read_existing(model, [n for n in names if n not in runnable], options["output_dir"]))
-            chosen = {n: results[n] for n in names}
-            if with_suite:
-                from dogerm_eval import suite
+        merged = InMemorySweep(reward_model, domain_models, lambda_spec, options["trust_remote_code"], grids)
+        resolved, make_scorer, local = merged.members, merged.scorer_factory(make_scorer), True
+    else:
+        members = discover_sweep(sweep)
+        local = Path(sweep).expanduser().is_dir()
+        trust = options["trust_remote_code"]
+        resolved = [(lam, resolve_model(ref, trust)) for lam, ref in members] if local \
+            else resolve_members(members, trust)
+    if local:
+        for _, model in resolved:
+            _read_existing(model, [n for n in names if n not in runnable], options["output_dir"])
+    evaluated = evaluate_sweep(resolved, tasks, record, make_scorer, options["output_dir"],
+                               options["checkpoint_every"])
+    rows = []
+    for lam, model, results in evaluated:
+        results.update(_read_existing(model, [n for n in names if n not in runnable], options["output_dir"]))
+        chosen = {n: results[n] for n in names}
+        if with_suite:
+            from dogerm_eval import suite
 
-                chosen[suite.NAME] = suite.summary(results)
-                suite.write(options["output_dir"], model, chosen[suite.NAME])
-            rows.append((lam, chosen))
-            if options["push_results"]:
-                push_results(model, results)
-    except EvalError as exc:
-        fail(exc)
+            chosen[suite.NAME] = suite.summary(results)
+            suite.write(options["output_dir"], model, chosen[suite.NAME])
+        rows.append((lam, chosen))
+        if options["push_results"]:
+            push_results(model, results)
     frame = sweep_frame(rows)
     for path in write_report(frame, options["output_dir"]):
         LOG.info("wrote %s", path)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,7 +75,7 @@ def read_frame(path: Path) -> pd.DataFrame:
     if raw.startswith(GZIP_MAGIC):
         try:
             raw = gzip.decompress(raw)
-        except (OSError, EOFError) as exc:
+        except (OSError, EOFError, zlib.error) as exc:  # bad deflate data raises zlib.error
             raise DataError(f"cannot read {path} as a gzip file (truncated or corrupt?): {exc}") from exc
     if raw.startswith(PARQUET_MAGIC):
         try:

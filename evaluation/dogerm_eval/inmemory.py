@@ -39,9 +39,9 @@ class InMemorySweep:
         self.reward = resolve_model(reward_model, trust_remote_code)
         paths = [str(locate_model(domain).path) for domain in domains]
         try:
-            if grids:
-                config = {"merge_method": "dogerm", "base_model": str(self.reward.path),
-                          "models": [{"model": path, "parameters": {"lambda": 0.0}} for path in paths]}
+            if grids:  # MODEL as the user named it (a Hub id's name, a folder's), not the resolved snapshot path
+                config = {"merge_method": "dogerm", "base_model": reward_model,
+                          "models": [{"model": domain, "parameters": {"lambda": 0.0}} for domain in domains]}
                 vectors = grid_points(yaml.safe_dump(config), [parse_grid(spec) for spec in grids])
             elif len(domains) == 1:
                 vectors = [(lam,) for lam in parse_lambdas(lambdas or "0:1:0.05")]

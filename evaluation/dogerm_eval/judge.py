@@ -27,9 +27,9 @@ from typing import Any, Literal
 
 import click
 
-from dogerm_eval.errors import DataError, EvalError, ModelError
+from dogerm_eval.errors import DataError, ModelError
 from dogerm_eval.formatting import FALLBACK_TEMPLATES
-from dogerm_eval.options import DEFAULT_OUTPUT, SCORING_DTYPES, check_output_dir, fail, split_list
+from dogerm_eval.options import DEFAULT_OUTPUT, SCORING_DTYPES, check_output_dir, split_list
 
 LOG = logging.getLogger(__name__)
 JUDGED = ("rewardbench", "pairwise")
@@ -209,11 +209,8 @@ def command(judge: str, benchmark: str, data: str | None, subsets: str | None, o
     sections (ties and unparsable verdicts count as wrong) and the verdict counts."""
     from dogerm_eval.report import format_table, sweep_frame
 
-    try:
-        result = run_judge(judge, benchmark, data, split_list(subsets), output_dir, seed, max_new_tokens, dtype,
-                           backend, fallback_template)
-    except EvalError as exc:
-        fail(exc)
+    result = run_judge(judge, benchmark, data, split_list(subsets), output_dir, seed, max_new_tokens, dtype,
+                       backend, fallback_template)
     click.echo(format_table(sweep_frame([(0.0, {result["benchmark"]: result})]).drop(columns="lambda")))
     v = result["verdicts"]
     named_a = "-" if v["named_a"] is None else f"{v['named_a']:.2f}"

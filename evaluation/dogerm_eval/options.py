@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from dogerm_eval.errors import BenchmarkError, EvalError, OptionError
+from dogerm_eval.errors import BenchmarkError, OptionError
 from dogerm_eval.formatting import FALLBACK_TEMPLATES, FormatSettings
 from dogerm_eval.nonfinite import ALLOW, POLICY_KEY
 from dogerm_mergekit.dtypes import RUN_DTYPES
@@ -162,10 +162,6 @@ def relaunch_if_needed(num_processes: int) -> None:
     raise SystemExit(subprocess.call(command, env={**os.environ, LAUNCHED_ENV: "1"}))
 
 
-def fail(exc: EvalError) -> None:
-    """Report ``exc`` as the command's error (the command group prints it as one line, exit 1)."""
-    raise exc
-
 
 def check_output_dir(path: Path) -> None:
     """OptionError unless ``path`` is, or can be created as, a folder: no part of it may be an existing file."""
@@ -206,10 +202,11 @@ def evaluate_model(
 
     check_options(options)
     fmt, record = scoring_settings(options)
+    tasks = make_tasks()  # the data are read and checked before a model is downloaded or loaded
     resolved = resolve_model(model, options["trust_remote_code"]) if isinstance(model, str) else model
     if options["push_results"]:
         check_pushable(resolved)
-    results = run_model(make_tasks(), resolved, record, scorer_factory(fmt, options), options["output_dir"],
+    results = run_model(tasks, resolved, record, scorer_factory(fmt, options), options["output_dir"],
                         options["checkpoint_every"])
     if options["push_results"]:
         push_results(resolved, results)

@@ -34,7 +34,7 @@ def hub_step(what: str, endpoint: str) -> Iterator[None]:
                 if response is not None and response.status_code in (401, 403) else "check the repo id and token")
         detail = str(error).splitlines()[0]
         raise HubError(f"{what} failed at {endpoint}: {status} ({detail}); {hint}, {rerun}") from error
-    except (hub_http.TransportError, OfflineModeIsEnabled, OSError) as error:
+    except (hub_http.TransportError, OfflineModeIsEnabled) as error:
         raise HubError(f"{what} failed: {endpoint} could not be reached ({error.__class__.__name__}: "
                        f"{str(error).splitlines()[0] if str(error) else 'no answer'}); check the network, HF_ENDPOINT "
                        f"and HF_HUB_OFFLINE, {rerun}") from error
@@ -108,7 +108,7 @@ def push_sweep(
                 api.upload_folder(repo_id=repo_id, revision=name, **upload)
         written.append(target)
     main_repo = repo_id if not repo_per_lambda else f"{repo_id}-sweep"
-    card = sweep_card(manifest, repo_id, repo_per_lambda, metrics)
+    card, manifest_bytes = sweep_card(manifest, repo_id, repo_per_lambda, metrics), (out_dir / MANIFEST).read_bytes()
     with hub_step(f"writing the sweep card of {main_repo}", api.endpoint):
         if repo_per_lambda:
             api.create_repo(main_repo, private=private, exist_ok=True)
@@ -116,7 +116,7 @@ def push_sweep(
             repo_id=main_repo,
             operations=[
                 CommitOperationAdd("README.md", card.encode()),
-                CommitOperationAdd(MANIFEST, (out_dir / MANIFEST).read_bytes()),
+                CommitOperationAdd(MANIFEST, manifest_bytes),
             ],
             commit_message="DogeRM sweep card",
         )
