@@ -64,10 +64,12 @@ def neutralise(scores: np.ndarray) -> np.ndarray:
 
 
 def _row_counts(per_example: pd.DataFrame) -> pd.Series:
-    """NaN scores per per-example row (columns score_1/score_2 for Auto-J, else score_chosen/score_rejected, else
-    scores; a cell is a number or a list of numbers)."""
-    columns = [c for c in ("score_1", "score_2") if c in per_example.columns] or \
-        [c for c in ("score_chosen", "score_rejected", "scores") if c in per_example.columns]
+    """NaN scores per per-example row: the first of these groups of score columns a benchmark writes (score_1/2 of
+    Auto-J, which also writes score_chosen/rejected; score_a/b of JudgeBench; score_chosen/rejected; scores), a cell
+    a number or a list of numbers."""
+    groups = (("score_1", "score_2"), ("score_a", "score_b"), ("score_chosen", "score_rejected", "scores"))
+    columns = next(([c for c in g if c in per_example.columns] for g in groups
+                    if any(c in per_example.columns for c in g)), [])
     total = per_example.index.to_series() * 0
     for column in columns:
         total += per_example[column].map(lambda cell: int(np.isnan(np.asarray(cell, dtype=np.float64)).sum()))

@@ -96,6 +96,15 @@ def gsm8k_rows() -> list[dict[str, Any]]:
     return [{"question": f"What is {a} + {a}?", "answer": f"{a} + {a} = {2 * a}\n#### {2 * a}"} for a in (1, 2)]
 
 
+def judgebench_rows() -> list[dict]:
+    """ScalerLab/JudgeBench data/dataset=judgebench,response_model=gpt-4o-2024-05-13.jsonl lines (all their keys)."""
+    sources = ("mmlu-pro-math", "livebench-reasoning", "livebench-math", "livecodebench")
+    return [{"pair_id": f"id-{i}", "original_id": i, "source": source, "question": f"question {i}?",
+             "response_model": "gpt-4o-2024-05-13", "response_A": f"answer A {i}", "response_B": f"answer B {i}",
+             "label": "A>B" if i % 2 else "B>A"} for i, source in enumerate(sources)]
+
+
 ROWS = {"rmbench": rmbench_rows, "rewardmath": rewardmath_rows, "rewardbench": rewardbench_v1_rows,
-        "pairwise": rewardbench_v1_rows, "rewardbench2": rewardbench2_rows, "autoj": autoj_rows, "ppe": ppe_rows}
+        "pairwise": rewardbench_v1_rows, "rewardbench2": rewardbench2_rows, "autoj": autoj_rows, "ppe": ppe_rows,
+        "judgebench": judgebench_rows}
 """Benchmark name -> rows in its published shape."""

@@ -18,7 +18,7 @@ from dogerm_eval.benchmarks import gsm8k, prepare_task, run_model
 from dogerm_eval.errors import ScoreError
 from dogerm_eval.models import ResolvedModel
 from dogerm_eval.report import format_table, sweep_frame
-from dogerm_eval.results import result_path
+from dogerm_eval.results import read_per_example, result_path
 from dogerm_eval.task import Task
 from evaluation.tests.published import ROWS, gsm8k_rows, write
 
@@ -56,7 +56,8 @@ def task_for(name: str, tmp_path: Path) -> Task:
     return prepare_task(name, str(path), None)
 
 
-BENCHMARKS = ("pairwise", "rewardbench", "rewardbench2", "autoj", "rmbench", "rewardmath", "ppe", gsm8k.NAME)
+BENCHMARKS = ("pairwise", "rewardbench", "rewardbench2", "autoj", "rmbench", "rewardmath", "ppe", "judgebench",
+              gsm8k.NAME)
 
 
 @pytest.mark.parametrize("name", BENCHMARKS)
@@ -77,7 +78,7 @@ def test_refused_then_allowed_and_marked(name: str, tmp_path: Path) -> None:
     assert (counts["total"], counts["scores"], counts["allowed"]) == (expected, len(raw), True)
     assert (counts["nan"], counts["posinf"], counts["neginf"]) == tuple(
         int(test(raw).sum()) for test in (np.isnan, np.isposinf, np.isneginf))
-    if "by_subset" in counts:
+    if "subset" in read_per_example(result_path(out, MODEL, task.benchmark.NAME)).columns:  # rows with a subset
         assert sum(counts["by_subset"].values()) == expected
     # the formula saw every non-finite score as NaN: the same result as from NaN-only scores
     neutral = task.benchmark.evaluate(task.table.frame, np.where(np.isfinite(raw), raw, np.nan))
