@@ -347,6 +347,25 @@ def publish(evaluator: SplitEvaluator, lam: float, write: Path, push_to_hub: str
         push_sweep(write, push_to_hub)
 
 
+def _check_publishing(write: Path | None, push_to_hub: str | None) -> None:
+    """Refuse a --write folder that cannot take the chosen checkpoint, or a --push-to-hub that is no repo id."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    from dogerm_mergekit.errors import DogeRMError
+    from dogerm_mergekit.validation import check_output
+
+    try:
+        if write is not None:
+            check_output(write, "sweep")
+        if push_to_hub:
+            validate_repo_id(push_to_hub)
+    except HFValidationError as exc:
+        raise BenchmarkError(f"--push-to-hub {push_to_hub!r} is not a Hub repo id ({exc}); use ORG/NAME") from None
+    except DogeRMError as exc:
+        raise BenchmarkError(f"--write: {exc.message}") from None
+
+
 def run_search(
     reward_model: str, domain_model: str, benchmark: str, data: str | None, subsets: Sequence[str] | None,
     objective: str, constraint: str | None, max_evals: int, dev_fraction: float, seed: int, output_dir: Path,
@@ -361,6 +380,7 @@ def run_search(
     rule = Constraint.parse(constraint) if constraint else None
     if push_to_hub and write is None:
         raise BenchmarkError("--push-to-hub publishes the --write checkpoint: give --write DIR too")
+    _check_publishing(write, push_to_hub)  # before any scoring, not after the search
     evaluator = SplitEvaluator(reward_model, domain_model, benchmark, data, subsets, dev_fraction, seed, scoring)
     evaluator.load()
     store = PointStore(output_dir / "points.json", evaluator.key)

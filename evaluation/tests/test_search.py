@@ -2,6 +2,7 @@
 
 import json
 import random
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -158,3 +159,19 @@ def test_each_lambda_is_scored_with_its_own_merge(tmp_path):
         np.testing.assert_allclose(in_memory, expected, rtol=0, atol=2e-6)  # the fp32 batch tolerance
         seen.append(in_memory)
     assert np.abs(seen[0] - seen[1]).max() > 1e-4  # the two merges do score differently
+
+
+def test_publishing_options_are_refused_before_any_model_loads(tmp_path: Path) -> None:
+    from dogerm_eval.errors import BenchmarkError
+    from dogerm_eval.options import default_options
+    from dogerm_eval.search import run_search
+
+    (tmp_path / "taken").write_text("a file, not a folder")
+    common = dict(reward_model=str(tmp_path / "no-rm"), domain_model=str(tmp_path / "no-lm"), benchmark="pairwise",
+                  data=None, subsets=None, objective="pairwise/x", constraint=None, max_evals=3, dev_fraction=0.5,
+                  seed=0, output_dir=tmp_path / "out", scoring=default_options())
+    with pytest.raises(BenchmarkError, match="--write: the output .*taken is a file"):
+        run_search(**common, write=tmp_path / "taken")
+    with pytest.raises(BenchmarkError, match="--push-to-hub 'not a repo!' is not a Hub repo id"):
+        run_search(**common, write=tmp_path / "fresh", push_to_hub="not a repo!")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "fresh").exists()
