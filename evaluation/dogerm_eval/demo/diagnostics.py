@@ -11,6 +11,10 @@ For each lambda the merged reward model (the weights ``dogerm-sweep`` writes, fr
 - ``probe``: held-out accuracy of a linear probe (logistic regression, 2-fold over pairs) that tells correct
   from wrong arithmetic answers from the last-token hidden state the ``score`` head reads: whether correctness is
   linearly readable there at all, whatever the head does with it.
+
+Along the weight path itself: ``weight_vs_output_path`` sets the merged RM's pair accuracy beside that of
+interpolating the endpoints' margins (an output ensemble), ``lm_path_verdicts`` the LM ``base + alpha * (domain -
+base)``'s verdicts: where a fine-tune's skill appears along its own delta.
 """
 
 from __future__ import annotations
