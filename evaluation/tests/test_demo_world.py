@@ -246,3 +246,45 @@ def test_diagnostics_per_lambda(world: World) -> None:
     summary = diagnostics.lm_diagnostics(domain, tokenizer, rows)
     assert set(summary) == {"verdict_arithmetic", "verdict_general", "logprob_arithmetic", "probe_arithmetic"}
     assert all(0.0 <= v <= 1.0 for v in summary.values())
+
+
+def test_weight_vs_output_path_and_lm_path_verdicts(world: World) -> None:
+    from dogerm_eval.demo import diagnostics
+    from dogerm_mergekit.inmemory import InMemoryMerger
+
+    rm = AutoModelForSequenceClassification.from_pretrained(world.rm).eval()
+    base = AutoModelForCausalLM.from_pretrained(world.base).eval()
+    domain = AutoModelForCausalLM.from_pretrained(world.domain).eval()
+    tokenizer = AutoTokenizer.from_pretrained(world.rm)
+    rows = _rows(world.rewardbench_data)
+    merger = InMemoryMerger(str(world.rm), str(world.domain))
+    table = diagnostics.weight_vs_output_path(rm, tokenizer, rows, [0.0, 0.5, 1.0], merger.state_dict)
+    assert [r["lambda"] for r in table] == [0.0, 0.5, 1.0]
+    # Independent reference: each endpoint scored text by text, margins interpolated in float64.
+    merged = AutoModelForSequenceClassification.from_pretrained(world.rm).eval()
+    for subset in ("general", "arithmetic"):
+        sub = [r for r in rows if r["subset"] == subset]
+        texts = [world_module.chat(tokenizer, r["prompt"], r[side]) for side in ("chosen", "rejected") for r in sub]
+        margins = {}
+        for lam in (0.0, 0.5, 1.0):
+            merged.load_state_dict(merger.state_dict(lam))
+            with torch.no_grad():
+                scores = [merged(**tokenizer(t, return_tensors="pt")).logits.double().item() for t in texts]
+            margins[lam] = [c - w for c, w in zip(scores[: len(sub)], scores[len(sub) :])]
+        ensemble = [0.5 * a + 0.5 * b for a, b in zip(margins[0.0], margins[1.0])]
+        checks = [(table[1], "outputs", ensemble)] + [(r, "weights", margins[r["lambda"]]) for r in table]
+        for row, key, values in checks:
+            expected = sum(m > 0 for m in values) / len(sub)
+            near_ties = sum(abs(m) < 1e-4 for m in values) / len(sub)  # batched vs one-by-one float noise
+            assert abs(row[f"{key}/{subset}"] - expected) <= near_ties + 1e-6, (key, row["lambda"], subset)
+        # At the endpoints the ensemble is the model itself.
+        assert table[0][f"outputs/{subset}"] == table[0][f"weights/{subset}"]
+        assert table[2][f"outputs/{subset}"] == table[2][f"weights/{subset}"]
+
+    path = diagnostics.lm_path_verdicts(base, domain, tokenizer, rows, [0.0, 1.0])
+    assert [p["alpha"] for p in path] == [0.0, 1.0]
+    for subset in ("general", "arithmetic"):
+        sub = [r for r in rows if r["subset"] == subset]
+        # alpha = 0 is the base; alpha = 1 the domain LM with its [PAD] row dropped (true/false logits unchanged).
+        assert path[0][subset] == world_module.verdict_accuracy(base, tokenizer, sub)
+        assert abs(path[1][subset] - world_module.verdict_accuracy(domain, tokenizer, sub)) <= 1 / len(sub)

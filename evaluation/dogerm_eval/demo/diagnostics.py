@@ -11,6 +11,10 @@ For each lambda the merged reward model (the weights ``dogerm-sweep`` writes, fr
 - ``probe``: held-out accuracy of a linear probe (logistic regression, 2-fold over pairs) that tells correct
   from wrong arithmetic answers from the last-token hidden state the ``score`` head reads: whether correctness is
   linearly readable there at all, whatever the head does with it.
+
+Along the weight path itself: ``weight_vs_output_path`` sets the merged RM's pair accuracy beside that of
+interpolating the endpoints' margins (an output ensemble), ``lm_path_verdicts`` the LM ``base + alpha * (domain -
+base)``'s verdicts: where a fine-tune's skill appears along its own delta.
 """
 
 from __future__ import annotations
@@ -144,4 +148,60 @@ def lm_diagnostics(lm: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, row
     arithmetic = [r for r in rows if r["subset"] == "arithmetic"]
     out["logprob_arithmetic"] = float((lm_margins(lm, tokenizer, arithmetic) > 0).float().mean())
     out["probe_arithmetic"] = probe_accuracy(last_hidden(lm, tokenizer, _texts(tokenizer, arithmetic)), len(arithmetic))
+    return out
+
+
+@torch.no_grad()
+def weight_vs_output_path(
+    rm: LlamaForSequenceClassification,
+    tokenizer: PreTrainedTokenizerFast,
+    rows: Sequence[Row],
+    lambdas: Sequence[float],
+    merged_state: Callable[[float], dict[str, torch.Tensor]],
+) -> list[dict[str, float]]:
+    """Per lambda and subset: pair accuracy of the merged RM (``weights/<subset>``) next to that of interpolating
+    the two endpoints' margins pair by pair, ``(1 - lambda) * m(0) + lambda * m(1)`` (``outputs/<subset>``).
+
+    ``outputs`` is what an ensemble of the RM and the domain backbone (under the RM's head) would score; where the
+    merge lags it, a fine-tune's skill needs more of its own weight delta than lambda gives it (the miniature's
+    late arithmetic gain, docs/demo-research.md section 8). ``merged_state`` as in :func:`diagnose`.
+    """
+    by_subset = {s: [r for r in rows if r["subset"] == s] for s in sorted({r["subset"] for r in rows})}
+    merged = LlamaForSequenceClassification(rm.config).eval()
+    margins: dict[float, dict[str, torch.Tensor]] = {}
+    for lam in sorted({0.0, 1.0, *map(float, lambdas)}):
+        merged.load_state_dict(merged_state(lam))
+        margins[lam] = {}
+        for subset, subset_rows in by_subset.items():
+            scores = rm_scores(merged, tokenizer, _texts(tokenizer, subset_rows)).double()
+            margins[lam][subset] = scores[: len(subset_rows)] - scores[len(subset_rows) :]
+    out = []
+    for lam in map(float, lambdas):
+        result = {"lambda": lam}
+        for subset in by_subset:
+            ensemble = (1 - lam) * margins[0.0][subset] + lam * margins[1.0][subset]
+            result[f"weights/{subset}"] = float((margins[lam][subset] > 0).double().mean())
+            result[f"outputs/{subset}"] = float((ensemble > 0).double().mean())
+        out.append(result)
+    return out
+
+
+@torch.no_grad()
+def lm_path_verdicts(
+    base: LlamaForCausalLM,
+    domain: LlamaForCausalLM,
+    tokenizer: PreTrainedTokenizerFast,
+    rows: Sequence[Row],
+    alphas: Sequence[float],
+) -> list[dict[str, float]]:
+    """Verdict accuracy per subset of the LM ``base + alpha * (domain - base)``: where along its own weight delta
+    the domain LM's skill appears (and, without replay, its general verdicts go). The domain's extra vocabulary rows
+    (``[PAD]``) are dropped; ``tokenizer`` is the base's."""
+    base_state, domain_state = base.state_dict(), domain.state_dict()
+    lm = LlamaForCausalLM(base.config).eval()
+    by_subset = {s: [r for r in rows if r["subset"] == s] for s in sorted({r["subset"] for r in rows})}
+    out = []
+    for alpha in map(float, alphas):
+        lm.load_state_dict({k: v + alpha * (domain_state[k][: v.shape[0]] - v) for k, v in base_state.items()})
+        out.append({"alpha": alpha, **{s: verdict_accuracy(lm, tokenizer, r) for s, r in by_subset.items()}})
     return out
