@@ -166,3 +166,30 @@ def test_cli(tmp_path, pair):
     assert "wrote 2 checkpoints" in result.output
     bad = CliRunner().invoke(sweep_command, [str(config), str(tmp_path / "out"), "--lambdas", "0:1:-1"])
     assert bad.exit_code != 0 and "--lambdas" in bad.output
+
+
+def test_a_rerun_records_the_times_of_a_copied_sweep(tmp_path):
+    """A copy (new modification times, same bytes) is verified by digest once, then by size and time again."""
+    import shutil
+
+    from dogerm_mergekit import contract
+
+    rm, lm = tiny.build_pair(tmp_path / "in")
+    source = yaml.safe_dump(config_dict(rm, lm))
+    run_sweep(source, tmp_path / "sweep", (0.0, 0.5), MergeOptions(quiet=True))
+    shutil.copytree(tmp_path / "sweep", tmp_path / "copy")  # copytree keeps times: touch them as cp -r does
+    for file in (tmp_path / "copy").rglob("*.safetensors"):
+        os.utime(file, ns=(file.stat().st_atime_ns, file.stat().st_mtime_ns + 10**9))
+    hashed = []
+    real = contract.fast_digest_file
+    contract.fast_digest_file = lambda path: hashed.append(path) or real(path)
+    try:
+        contract.finished_points(tmp_path / "copy")
+        assert len(hashed) == 2  # both checkpoints' weights hashed: their times changed
+        result = run_sweep(source, tmp_path / "copy", (0.0, 0.5), MergeOptions(quiet=True))
+        assert result.written == () and len(result.skipped) == 2
+        hashed.clear()
+        contract.finished_points(tmp_path / "copy")
+        assert hashed == []  # the rerun recorded the copy's times
+    finally:
+        contract.fast_digest_file = real

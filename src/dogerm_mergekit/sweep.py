@@ -377,9 +377,11 @@ def _sweep(out_dir: Path, fresh: SweepManifest, entries: dict[str, tuple[MergeCo
             folder = inside(out_dir, name, str(out_dir / MANIFEST))
             if name not in manifest.checkpoints or not folder.is_dir():
                 continue
-            change = checkpoint_change(folder, manifest.checkpoints[name])
-            if change is None:
+            record = manifest.checkpoints[name]
+            change = checkpoint_change(folder, record)
+            if change is None:  # the same bytes (hashed again where times changed: a copy): record today's times
                 done.add(name)
+                manifest.checkpoints[name] = record.model_copy(update={"stats": file_stats(folder, list(record.files))})
                 continue
             LOG.warning("%s: merging %s again", change, name)
             del manifest.checkpoints[name]

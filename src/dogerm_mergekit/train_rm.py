@@ -143,13 +143,13 @@ def train_reward_model(base: str, data: str, output_dir: Path, *, split: str = "
     if not 0 <= eval_fraction < 1:
         raise click.BadParameter("must be in [0, 1)", param_hint="--eval-fraction")
     config = reward_config(output_dir, list(extra_args), max_steps, eval_fraction > 0)
+    prefs = load_preferences(data, split)  # the data read and checked before the base is downloaded
     folder, base_record = resolve_base(base)
     base_config = check_base(folder, base)
     tokenizer = AutoTokenizer.from_pretrained(folder)
     template_name, template = chat_template(tokenizer, chat_template_choice)
     LOG.info("chat template: %s; system prompt: %s", template_name, "none" if not system_prompt else system_prompt)
     system = NAMED_SYSTEM_PROMPTS.get(system_prompt, system_prompt) if system_prompt else None
-    prefs = load_preferences(data, split)
     check_template(tokenizer, template, prefs.rows[0], system, template_name)
     tokenizer.chat_template = template  # saved with the model: the merge and the evaluation use it
     tokenizer.padding_side = "right"
