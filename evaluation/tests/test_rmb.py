@@ -153,6 +153,11 @@ def test_inputs_schema_errors_and_sections(tmp_path: Path) -> None:
     bad.write_text(json.dumps([{**pair, "conversation_input": turns(0, 2)}]))
     with pytest.raises(DataError, match="ending with a user turn"):
         rmb.load(str(bad), None)
+    numeric = turns(0, 1)
+    numeric[-1] = {**numeric[-1], "content": 5}  # a number is refused, not turned into "5"
+    bad.write_text(json.dumps([{**pair, "conversation_input": numeric}]))
+    with pytest.raises(DataError, match=r"conversation_input\[0\] needs a string `content`; found int"):
+        rmb.load(str(bad), None)
     bad.write_text("[{")
     with pytest.raises(DataError, match="cannot read"):
         rmb.load(str(bad), None)

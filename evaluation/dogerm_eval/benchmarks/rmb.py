@@ -86,7 +86,11 @@ def _history(turns: Any, where: str) -> tuple[tuple[str, str], ...]:
     roles = [t.get("role") if isinstance(t, Mapping) else None for t in (turns if hasattr(turns, "__len__") else [])]
     if not roles or roles[-1] != "user" or any(r not in ("user", "assistant") for r in roles):
         raise DataError(f"{where}: conversation_input must be a list of user/assistant turns ending with a user turn")
-    return tuple((str(t["role"]), str(t["content"])) for t in turns)
+    bad = next((i for i, t in enumerate(turns) if not isinstance(t.get("content"), str)), None)
+    if bad is not None:  # checked as they are, never coerced (as every benchmark's Rows schema does)
+        raise DataError(f"{where}: conversation_input[{bad}] needs a string `content`; found "
+                        f"{type(turns[bad].get('content')).__name__}")
+    return tuple((t["role"], t["content"]) for t in turns)
 
 
 def _row(record: Mapping[str, Any], index: int, dataset: str) -> dict[str, Any]:
