@@ -25,7 +25,6 @@ pairwise and Best-of-N), as the paper's table lays them out.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dogerm_eval.data import LoadedTable, load_local
+from dogerm_eval.data import LoadedTable, load_local, read_frame
 from dogerm_eval.errors import BenchmarkError, DataError
 from dogerm_eval.results import Evaluation, metric_columns
 from dogerm_mergekit.files import sha256_file
@@ -48,32 +47,18 @@ SCHEMA = ("RMB: conversation_input, category_path, and pair_uid + chosen + rejec
           "loser_list (Best-of-N), as in the repository's RMB_dataset/ JSON files")
 
 
-def _records(path: Path) -> list[dict[str, Any]]:
-    """The records of one JSON array file (the authors' format)."""
-    try:
-        records = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, OSError) as exc:
-        raise DataError(f"cannot read {path} as a JSON array of RMB records: {exc}") from exc
-    if not isinstance(records, list):
-        raise DataError(f"{path}: expected a JSON array of RMB records, found a {type(records).__name__}")
-    return records
-
-
 def _read(data: str) -> LoadedTable:
-    """A folder of the authors' JSON arrays (revision: sha256 over the files' paths and digests), one such file,
-    or a JSON lines / parquet file with the same records."""
+    """A folder of the authors' JSON arrays (revision: sha256 over the files' paths and digests), or one file of
+    the same records (a JSON array, JSON lines or parquet, told by its content)."""
     path = Path(data)
     if path.is_dir():
         files = sorted(path.rglob("*.json"))
         if not files:
             raise DataError(f"{path}: no .json files; give the RMB_dataset folder of Zhou-Zoey/RMB-Reward-Model-Benchmark")
         digest = hashlib.sha256("".join(f"{f.relative_to(path)}\0{sha256_file(f)}\n" for f in files).encode())
-        frame = pd.DataFrame([record for f in files for record in _records(f)])
+        frame = pd.concat([read_frame(f) for f in files], ignore_index=True)
         return LoadedTable(frame=frame, dataset=str(path.resolve()), revision=f"sha256-tree:{digest.hexdigest()}")
-    if path.suffix.lower() == ".json" and path.is_file() and path.read_text(encoding="utf-8").lstrip()[:1] == "[":
-        return LoadedTable(frame=pd.DataFrame(_records(path)), dataset=str(path.resolve()),
-                           revision=f"sha256:{sha256_file(path)}")
-    return load_local(path)
+    return load_local(path)  # one file: a JSON array as the authors ship it, JSON lines or parquet
 
 
 def _answer(value: Any, where: str) -> str:
