@@ -97,7 +97,7 @@ def _benchmark_command(name: str, summary: str) -> click.Command:
         results = evaluate_model(model, lambda: [prepare_task(name, data, split_list(options["subsets"]))],
                                  options)
         result = results[name]
-        click.echo(format_table(sweep_frame([(0.0, results)]).drop(columns="lambda")))
+        click.echo(format_table(sweep_frame([({}, results)])))
         click.echo(f"{name} score: {result['score']:.4f}{note(result)}")
 
     return command
@@ -220,7 +220,7 @@ def sweep(sweep: str | None, benchmarks: str, data: tuple[str, ...], candidate_f
     evaluated = evaluate_sweep(resolved, tasks, record, make_scorer, options["output_dir"],
                                options["checkpoint_every"])
     rows = []
-    for lam, model, results in evaluated:
+    for point, model, results in evaluated:
         results.update(_read_existing(model, [n for n in names if n not in runnable], options["output_dir"]))
         chosen = {n: results[n] for n in names}
         if with_suite:
@@ -228,7 +228,7 @@ def sweep(sweep: str | None, benchmarks: str, data: tuple[str, ...], candidate_f
 
             chosen[suite.NAME] = suite.summary(results)
             suite.write(options["output_dir"], model, chosen[suite.NAME])
-        rows.append((lam, chosen))
+        rows.append((point, chosen))
         if options["push_results"]:
             push_results(model, results)
     frame = sweep_frame(rows)

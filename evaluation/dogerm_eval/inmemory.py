@@ -17,6 +17,7 @@ from pathlib import Path
 from dogerm_eval.errors import BenchmarkError, ModelError
 from dogerm_eval.models import ResolvedModel, locate_model, resolve_model
 from dogerm_eval.scorer import RewardScorer
+from dogerm_mergekit.contract import Point, lambda_point
 
 
 class InMemorySweep:
@@ -59,14 +60,14 @@ class InMemorySweep:
         inputs = json.dumps([input_fingerprint(m) for m in (plan.reward_model, *plan.domain_models)], sort_keys=True)
         pair = "+".join(Path(m).name for m in (reward_model, *domains))
         self._vectors: dict[str, tuple[float, ...]] = {}
-        self.members: list[tuple[float | dict[str, float], ResolvedModel]] = []
+        self.members: list[tuple[Point, ResolvedModel]] = []
         for vector in vectors:
             name = grid_checkpoint_name(vector)
             self._vectors[name] = vector
             key = "merge:" + hashlib.sha256(f"{inputs}\n{name}".encode()).hexdigest()
             member = ResolvedModel(path=self.reward.path, ref=f"{'+'.join((reward_model, *domains))}@{name}",
                                    repo_id=f"in-memory/{pair}", revision=name, content_key=key)
-            point = vector[0] if len(vector) == 1 else {f"lambda[{d}]": v for d, v in zip(domains, vector)}
+            point = lambda_point(vector[0]) if len(vector) == 1 else {f"lambda[{d}]": v for d, v in zip(domains, vector)}
             self.members.append((point, member))
 
     def scorer_factory(self, make: Callable[[ResolvedModel], RewardScorer]) -> Callable[[ResolvedModel], RewardScorer]:

@@ -211,7 +211,7 @@ def command(judge: str, benchmark: str, data: str | None, subsets: str | None, o
 
     result = run_judge(judge, benchmark, data, split_list(subsets), output_dir, seed, max_new_tokens, dtype,
                        backend, fallback_template)
-    click.echo(format_table(sweep_frame([(0.0, {result["benchmark"]: result})]).drop(columns="lambda")))
+    click.echo(format_table(sweep_frame([({}, {result["benchmark"]: result})])))
     v = result["verdicts"]
     named_a = "-" if v["named_a"] is None else f"{v['named_a']:.2f}"
     click.echo(f"{result['benchmark']} score: {result['score']:.4f}; verdicts: {v['correct']} correct, {v['wrong']} "

@@ -28,14 +28,14 @@ def parameter_columns(frame: pd.DataFrame) -> list[str]:
     return [c for c in frame.columns if is_parameter(c)]
 
 
-def sweep_frame(rows: Sequence[tuple[float | Mapping[str, float], Mapping[str, Mapping[str, Any]]]]) -> pd.DataFrame:
-    """One row per member: `lambda` (or a grid point's parameters), then the `<benchmark>/<metric>` numbers stored in
-    each result's `metrics`; a benchmark some member scored with non-finite scores (allowed) gets the column
-    `<benchmark>/nonfinite-scores` with each member's count."""
+def sweep_frame(rows: Sequence[tuple[Mapping[str, float], Mapping[str, Mapping[str, Any]]]]) -> pd.DataFrame:
+    """One row per member: its point's parameters (`lambda`, or a grid's; none for a single model), then the
+    `<benchmark>/<metric>` numbers stored in each result's `metrics`; a benchmark some member scored with non-finite
+    scores (allowed) gets the column `<benchmark>/nonfinite-scores` with each member's count."""
     records = []
     marked: set[str] = set()
-    for key, results in rows:
-        record: dict[str, float] = dict(key) if isinstance(key, Mapping) else {"lambda": float(key)}
+    for point, results in rows:
+        record: dict[str, float] = dict(point)
         for benchmark, result in results.items():
             if "metrics" not in result:
                 raise BenchmarkError(f"the {benchmark} result has no `metrics` (written by an older dogerm-eval?)")
@@ -48,7 +48,8 @@ def sweep_frame(rows: Sequence[tuple[float | Mapping[str, float], Mapping[str, M
     frame = pd.DataFrame.from_records(records)
     frame = frame.drop(columns=[c for c in frame.columns if c.endswith(f"/{nonfinite.COLUMN}")
                                 and c.split("/", 1)[0] not in marked])
-    return frame.sort_values(parameter_columns(frame), kind="stable").reset_index(drop=True)
+    parameters = parameter_columns(frame)
+    return frame.sort_values(parameters, kind="stable").reset_index(drop=True) if parameters else frame
 
 
 def _x_axis(frame: pd.DataFrame) -> tuple[str, list[str]]:

@@ -15,13 +15,22 @@ from dogerm_eval.benchmarks import Scorer, Task, run_model
 from dogerm_eval.errors import ModelError
 from dogerm_eval.models import ResolvedModel, parse_hub_ref, resolve_model
 from dogerm_eval.results import DEFAULT_CHUNK_SIZE
-from dogerm_mergekit.contract import MANIFEST, finished_points, lambda_of, load_manifest, point_label, unfinished_lambdas
+from dogerm_mergekit.contract import (
+    MANIFEST,
+    Point,
+    finished_points,
+    lambda_of,
+    lambda_point,
+    load_manifest,
+    point_label,
+    unfinished_lambdas,
+)
 from dogerm_mergekit.errors import DogeRMError
 
 LOG = logging.getLogger(__name__)
 
 
-def _local_members(folder: Path) -> list[tuple[float, str]]:
+def _local_members(folder: Path) -> list[tuple[Point, str]]:
     """The finished checkpoints of a sweep folder (``dogerm_mergekit.contract``), each checked before any is scored
     (names inside the folder, files as recorded, safetensors complete); unfinished ones are reported."""
     from dogerm_mergekit.checkpoint import check_model_folder
@@ -39,7 +48,7 @@ def _local_members(folder: Path) -> list[tuple[float, str]]:
     return members
 
 
-def _hub_members(ref: str) -> list[tuple[float, str]]:
+def _hub_members(ref: str) -> list[tuple[Point, str]]:
     repo_id, revision = parse_hub_ref(ref)
     if revision is not None:
         raise ModelError(f"{ref!r}: a sweep is a whole repo (its lambda-* branches), not one revision")
@@ -49,14 +58,13 @@ def _hub_members(ref: str) -> list[tuple[float, str]]:
         raise ModelError(f"sweep {ref!r} is neither a local folder nor an accessible Hub repo") from exc
     except HfHubHTTPError as exc:
         raise ModelError(f"could not list the branches of {repo_id!r}: {exc}") from exc
-    return sorted(
-        (lam, f"{repo_id}@{branch.name}") for branch in branches if (lam := lambda_of(branch.name)) is not None
-    )
+    found = sorted((lam, branch.name) for branch in branches if (lam := lambda_of(branch.name)) is not None)
+    return [(lambda_point(lam), f"{repo_id}@{name}") for lam, name in found]
 
 
-def discover_sweep(ref: str) -> list[tuple[float, str]]:
-    """(lambda, model ref) of every member, sorted by lambda: a sweep folder's finished checkpoints, or a Hub repo's
-    `lambda-<x>` branches.
+def discover_sweep(ref: str) -> list[tuple[Point, str]]:
+    """(point, model ref) of every member, sorted by its values (``{"lambda": x}`` for a lambda sweep): a sweep
+    folder's finished checkpoints, or a Hub repo's `lambda-<x>` branches.
 
     A folder's finished checkpoints are those its `sweep.json` records (every `lambda-<x>` sub-folder with a
     config.json when there is no manifest); lambdas the manifest asks for that are not finished are reported and
@@ -69,29 +77,29 @@ def discover_sweep(ref: str) -> list[tuple[float, str]]:
     return members
 
 
-def resolve_members(members: Sequence[tuple[float, str]], trust_remote_code: bool = False
-                    ) -> Iterator[tuple[float, ResolvedModel]]:
+def resolve_members(members: Sequence[tuple[Point, str]], trust_remote_code: bool = False
+                    ) -> Iterator[tuple[Point, ResolvedModel]]:
     """Resolve members one at a time (a Hub branch is downloaded only when its turn comes)."""
-    for lam, ref in members:
-        yield lam, resolve_model(ref, trust_remote_code)
+    for point, ref in members:
+        yield point, resolve_model(ref, trust_remote_code)
 
 
 def evaluate_sweep(
-    members: Iterable[tuple[float, ResolvedModel]],
+    members: Iterable[tuple[Point, ResolvedModel]],
     tasks: Sequence[Task],
     settings: Mapping[str, Any],
     make_scorer: Callable[[ResolvedModel], Scorer],
     output_dir: Path,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
-) -> list[tuple[float, ResolvedModel, dict[str, dict[str, Any]]]]:
-    """Evaluate every (lambda, model) with the same tasks and settings; return (lambda, model, results) per member.
+) -> list[tuple[Point, ResolvedModel, dict[str, dict[str, Any]]]]:
+    """Evaluate every (point, model) with the same tasks and settings; return (point, model, results) per member.
 
     This is the seam for other ways of producing members (e.g. merging in memory): anything yielding
-    (lambda, ResolvedModel) pairs plus a `make_scorer` that can score them.
+    (point, ResolvedModel) pairs plus a `make_scorer` that can score them.
     """
     evaluated = []
-    for lam, model in members:
-        LOG.info("%s: %s", point_label(lam) if isinstance(lam, dict) else f"lambda={lam:g}", model.ref)
-        evaluated.append((lam, model, run_model(tasks, model, settings, make_scorer, output_dir, chunk_size)))
+    for point, model in members:
+        LOG.info("%s: %s", point_label(point), model.ref)
+        evaluated.append((point, model, run_model(tasks, model, settings, make_scorer, output_dir, chunk_size)))
         gc.collect()  # release the previous member's weights before the next one loads
     return evaluated

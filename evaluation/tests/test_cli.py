@@ -235,8 +235,7 @@ def test_sweep_members_from_hub_branches(hub_client, hub_env) -> None:
     hub_client.create_repo(repo)
     for branch in ("lambda-0.50", "lambda-0.00", "lambda-1.00", "other"):
         hub_client.create_branch(repo, branch=branch)
-    assert discover_sweep(repo) == [(0.0, f"{repo}@lambda-0.00"), (0.5, f"{repo}@lambda-0.50"),
-                                    (1.0, f"{repo}@lambda-1.00")]
+    assert discover_sweep(repo) == [({"lambda": lam}, f"{repo}@lambda-{lam:.2f}") for lam in (0.0, 0.5, 1.0)]
 
 
 def test_push_keeps_other_card_entries(tiny_rm_dir: Path, tmp_path: Path, hub_client, hub_env) -> None:

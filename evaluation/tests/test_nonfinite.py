@@ -83,7 +83,7 @@ def test_refused_then_allowed_and_marked(name: str, tmp_path: Path) -> None:
     # the formula saw every non-finite score as NaN: the same result as from NaN-only scores
     neutral = task.benchmark.evaluate(task.table.frame, np.where(np.isfinite(raw), raw, np.nan))
     assert result["score"] == pytest.approx(neutral.score, nan_ok=True)
-    frame = sweep_frame([(0.0, {task.benchmark.NAME: result})])
+    frame = sweep_frame([({"lambda": 0.0}, {task.benchmark.NAME: result})])
     assert frame[f"{task.benchmark.NAME}/{nonfinite.COLUMN}"].tolist() == [expected]
     assert f"{task.benchmark.NAME}/{nonfinite.COLUMN}" in format_table(frame)
     assert f"{expected} of {len(raw)} scores are not finite" in nonfinite.note(result)
@@ -103,4 +103,4 @@ def test_finite_scores_leave_no_mark(tmp_path: Path) -> None:
     assert result[nonfinite.POLICY_KEY] == {"nan": 0, "posinf": 0, "neginf": 0, "total": 0, "scores": 12,
                                             "allowed": False}
     assert nonfinite.note(result) == ""
-    assert f"pairwise/{nonfinite.COLUMN}" not in sweep_frame([(0.0, {"pairwise": result})]).columns
+    assert f"pairwise/{nonfinite.COLUMN}" not in sweep_frame([({"lambda": 0.0}, {"pairwise": result})]).columns

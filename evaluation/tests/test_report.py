@@ -52,12 +52,12 @@ def test_discover_local_sweep(tmp_path: Path, caplog: pytest.LogCaptureFixture) 
     root = make_sweep(tmp_path / "sweep", [0.5, 0.0, 0.05, 0.125])
     (root / "lambda-x").mkdir()
     (root / "lambda-0.90").mkdir()  # no config.json: not a checkpoint
-    assert discover_sweep(str(root)) == [(0.0, str(root / "lambda-0.00")), (0.05, str(root / "lambda-0.05")),
-                                         (0.125, str(root / "lambda-0.125")), (0.5, str(root / "lambda-0.50"))]
+    assert discover_sweep(str(root)) == [({"lambda": lam}, str(root / name)) for lam, name in (
+        (0.0, "lambda-0.00"), (0.05, "lambda-0.05"), (0.125, "lambda-0.125"), (0.5, "lambda-0.50"))]
     # with a manifest, its finished checkpoints are the members; the unfinished lambdas are reported
     write_manifest(root, [0.0, 0.05, 0.125, 0.5, 1.0], finished=[0.0, 0.05, 0.5])
     with caplog.at_level(logging.INFO, logger="dogerm_eval"):
-        assert [lam for lam, _ in discover_sweep(str(root))] == [0.0, 0.05, 0.5]
+        assert [point for point, _ in discover_sweep(str(root))] == [{"lambda": 0.0}, {"lambda": 0.05}, {"lambda": 0.5}]
     assert "[0.125, 1.0]" in caplog.messages[0] and "skipped" in caplog.messages[0]
     (root / "sweep.json").write_text(json.dumps({"lambdas": [0.0]}))
     with pytest.raises(ModelError, match="not a dogerm-sweep manifest"):
@@ -106,8 +106,8 @@ def test_sweep_csv_and_png_match_results(tmp_path: Path) -> None:
 
 def test_other_benchmarks_contribute_metrics(tmp_path: Path) -> None:
     """Any result carrying `metrics` (e.g. Best-of-N's) joins the report, with its own plot."""
-    rows = [(0.0, {"bon-gsm8k": {"metrics": {"bon-gsm8k/expected@16": 0.49}}}),
-            (0.5, {"bon-gsm8k": {"metrics": {"bon-gsm8k/expected@16": 0.54}}})]
+    rows = [({"lambda": 0.0}, {"bon-gsm8k": {"metrics": {"bon-gsm8k/expected@16": 0.49}}}),
+            ({"lambda": 0.5}, {"bon-gsm8k": {"metrics": {"bon-gsm8k/expected@16": 0.54}}})]
     frame = sweep_frame(rows)
     assert frame.to_dict("list") == {"lambda": [0.0, 0.5], "bon-gsm8k/expected@16": [0.49, 0.54]}
     assert [p.name for p in write_report(frame, tmp_path)] == ["sweep.csv", "metrics.json", "sweep-bon-gsm8k.png"]
@@ -115,7 +115,8 @@ def test_other_benchmarks_contribute_metrics(tmp_path: Path) -> None:
 
 def test_missing_metric_is_null_and_no_global_backend(tmp_path: Path) -> None:
     """A metric one member lacks is NaN in the CSV and null in metrics.json; pyplot is never loaded."""
-    rows = [(0.0, {"x": {"metrics": {"x/a": 0.5}}}), (0.5, {"x": {"metrics": {"x/a": 0.6, "x/b": 0.7}}})]
+    rows = [({"lambda": 0.0}, {"x": {"metrics": {"x/a": 0.5}}}),
+            ({"lambda": 0.5}, {"x": {"metrics": {"x/a": 0.6, "x/b": 0.7}}})]
     write_report(sweep_frame(rows), tmp_path)
     assert MetricsTable.load(tmp_path / "metrics.json").rows == [{"lambda": 0.0, "x/a": 0.5, "x/b": None},
                                                                  {"lambda": 0.5, "x/a": 0.6, "x/b": 0.7}]

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,14 @@ from dogerm_mergekit.files import atomic_write, fast_digest_file
 
 MANIFEST = "sweep.json"
 METRICS = "metrics.json"
+Point = dict[str, float]
+"""A merge point, the one shape every sweep, grid, reader and report uses: each swept parameter, ``lambda`` (one
+domain model), ``lambda[MODEL]`` (per domain model), or a kernel's ``density``, ``weight[MODEL]``, ... -> value."""
+
+
+def lambda_point(lam: float) -> Point:
+    """The point of a one-domain lambda: ``{"lambda": lam}``."""
+    return {"lambda": float(lam)}
 _NAME = re.compile(r"^lambda-(.+)$")
 
 
@@ -149,7 +157,7 @@ class CheckpointRecord(BaseModel):
     stats: dict[str, tuple[int, int]] = {}
     """File name -> (size in bytes, modification time in ns) when the checkpoint was recorded."""
 
-    def point(self) -> dict[str, float]:
+    def point(self) -> Point:
         """Every swept value: ``{"lambda": 0.3}``, ``{"lambda[MODEL]": ...}`` per domain model, or the kernel point."""
         if self.parameters:
             return dict(self.parameters)
@@ -265,13 +273,13 @@ def _recorded(sweep_dir: Path, manifest: SweepManifest, key: Any) -> list[tuple[
     return found
 
 
-def finished_points(sweep_dir: Path) -> list[tuple[float | dict[str, float], Path]]:
-    """Like :func:`finished_checkpoints`, for any sweep: (lambda, folder) for a one-domain lambda sweep, else
-    (point, folder) with every swept value (:meth:`CheckpointRecord.point`), sorted by the point's values."""
+def finished_points(sweep_dir: Path) -> list[tuple[Point, Path]]:
+    """Like :func:`finished_checkpoints`, for any sweep: (point, folder) with every swept value
+    (:meth:`CheckpointRecord.point`; ``{"lambda": x}`` for a one-domain sweep), sorted by the point's values."""
     sweep_dir = Path(sweep_dir)
     manifest = load_manifest(sweep_dir)
     if manifest is None or not (manifest.points or manifest.grid):
-        return [(lam, path) for lam, path, _ in finished_checkpoints(sweep_dir)]
+        return [(lambda_point(lam), path) for lam, path, _ in finished_checkpoints(sweep_dir)]
     found = [(point, folder) for point, folder, _ in _recorded(sweep_dir, manifest, CheckpointRecord.point)]
     return sorted(found, key=lambda item: tuple(item[0].values()))
 
@@ -281,7 +289,7 @@ def is_parameter(key: str) -> bool:
     return "/" not in key.partition("[")[0]
 
 
-def point_label(point: dict[str, float | None]) -> str:
+def point_label(point: Mapping[str, float | None]) -> str:
     """``density=0.5, weight[m]=1`` (a parameter's ``[MODEL]`` shortened to its last path component)."""
     parts = []
     for key, value in point.items():

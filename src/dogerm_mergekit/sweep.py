@@ -20,7 +20,7 @@ import json
 import logging
 import math
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ from dogerm_mergekit.architecture import plan_merge
 from dogerm_mergekit.contract import (
     MANIFEST,
     CheckpointRecord,
+    Point,
     SweepManifest,
     checkpoint_change,
     file_stats,
@@ -270,19 +271,35 @@ def _run_kernel_sweep(raw: dict[str, Any], out_dir: Path, points: Sequence[dict[
                   plan, options, overwrite, "grid points", one_at_a_time=random)
 
 
+def _lambda_vector(point: Point | float | Sequence[float], keys: Sequence[str]) -> tuple[float, ...]:
+    """A dogerm point as its lambda vector in ``models:`` order: ``{"lambda": x}`` or ``{"lambda[MODEL]": x, ...}``
+    (MODEL as the manifest records it), or, for callers' convenience, a lambda or a lambda vector."""
+    if isinstance(point, Mapping):
+        if set(point) == {"lambda"}:
+            return (float(point["lambda"]),)
+        missing = [key for key in keys if f"lambda[{key}]" not in point]
+        if missing or len(point) != len(keys):
+            raise DogeRMConfigError(f"the point {dict(point)} does not give lambda[MODEL] for exactly the domain "
+                                    f"models {keys}")
+        return tuple(float(point[f"lambda[{key}]"]) for key in keys)
+    return (float(point),) if isinstance(point, (int, float)) else tuple(map(float, point))
+
+
 def run_sweep(
     config_source: str,
     out_dir: Path,
-    lambdas: Sequence[float | Sequence[float]],
+    points: Sequence[Point | float | Sequence[float]],
     options: MergeOptions,
     overwrite: bool = False,
 ) -> SweepResult:
-    """Write ``out_dir/lambda-X.XX`` for every lambda not already complete, reading each input tensor once.
+    """Write one checkpoint per point not already complete, reading each input tensor once.
 
-    ``lambdas``: numbers for a one-domain merge, or lambda vectors (one per domain model, ``models:`` order,
-    e.g. from :func:`grid_points`) written to ``out_dir/lambda-X.XX_Y.YY``; for a ``dogerm_<kernel>``
-    configuration, parameter points from :func:`kernel_grid_points`, written to ``out_dir/density-0.50_weight.2-0.70``
-    (one pass over the inputs; one pass per point for the random kernels, each seeded as a single merge).
+    ``points`` (:data:`~dogerm_mergekit.contract.Point`): ``{"lambda": x}`` for a one-domain merge (written to
+    ``out_dir/lambda-X.XX``), ``{"lambda[MODEL]": x, ...}`` for several domain models (``lambda-X.XX_Y.YY``, lambdas
+    in ``models:`` order; a bare lambda or lambda vector is taken too, e.g. from :func:`grid_points`); for a
+    ``dogerm_<kernel>`` configuration, parameter points from :func:`kernel_grid_points`
+    (``out_dir/density-0.50_weight.2-0.70``). One pass over the inputs; one pass per point for the random kernels,
+    each seeded as a single merge.
     """
     from dogerm_mergekit import register
 
@@ -290,23 +307,25 @@ def run_sweep(
     check_options(options)
     raw = yaml.safe_load(config_source)
     if isinstance(raw, dict) and is_kernel_method(str(raw.get("merge_method"))):
-        return _run_kernel_sweep(raw, out_dir, lambdas, options, overwrite)  # type: ignore[arg-type]
+        if not all(isinstance(point, Mapping) for point in points):
+            raise DogeRMConfigError("a dogerm_<kernel> sweep takes parameter points (kernel_grid_points), not lambdas")
+        return _run_kernel_sweep(raw, out_dir, [dict(p) for p in points], options, overwrite)
     if not isinstance(raw, dict) or raw.get("merge_method") != DOGERM:
         raise DogeRMConfigError("the sweep configuration must be a dogerm mergekit config (merge_method: dogerm or "
                                 "dogerm_<kernel>)")
     _, domains = split_models(MergeConfiguration.model_validate(raw))
     keys = [str(d) for d in domains]
-    points = [(float(p),) if isinstance(p, (int, float)) else tuple(map(float, p)) for p in lambdas]
-    wrong = [p for p in points if len(p) != len(domains)]
+    vectors = [_lambda_vector(point, keys) for point in points]
+    wrong = [p for p in vectors if len(p) != len(domains)]
     if wrong:
         raise DogeRMConfigError(f"{len(domains)} domain models but a lambda vector of {len(wrong[0])}: {wrong[0]}")
     check_output(Path(out_dir), "sweep")
     allow = bool((raw.get("parameters") or {}).get("allow_extrapolation", False))
-    for point in points:
+    for point in vectors:
         check_lambdas(point, allow)
-    sources = {p: source_for_lambdas(config_source, raw, dict(zip(keys, p))) for p in points}
+    sources = {p: source_for_lambdas(config_source, raw, dict(zip(keys, p))) for p in vectors}
     configs = {p: MergeConfiguration.model_validate(yaml.safe_load(text)) for p, text in sources.items()}
-    plan = plan_merge(configs[points[0]], options)
+    plan = plan_merge(configs[vectors[0]], options)
     several = len(domains) > 1
 
     out_dir = Path(out_dir).absolute()
@@ -320,9 +339,9 @@ def run_sweep(
         inputs={role: input_fingerprint(m) for role, m in roles},
         config_sha256=hashlib.sha256((neutral + settings).encode()).hexdigest(),
         config=neutral,
-        lambdas=sorted({math.fsum(p) for p in points}) if several else [p[0] for p in points],
+        lambdas=sorted({math.fsum(p) for p in vectors}) if several else [p[0] for p in vectors],
         domain_models=keys if several else [],
-        grid=[list(p) for p in points] if several else [],
+        grid=[list(p) for p in vectors] if several else [],
     )
 
     def record_for(point: tuple[float, ...], files: dict[str, str]) -> CheckpointRecord:
@@ -330,7 +349,7 @@ def run_sweep(
             return CheckpointRecord(lam=point[0], files=files)
         return CheckpointRecord(lam=math.fsum(point), files=files, lambdas=dict(zip(keys, point)))
 
-    entries = {grid_checkpoint_name(p): (configs[p], sources[p], p) for p in points}
+    entries = {grid_checkpoint_name(p): (configs[p], sources[p], p) for p in vectors}
     return _sweep(out_dir, fresh, entries, record_for, plan, options, overwrite, "lambdas")
 
 
