@@ -45,3 +45,15 @@ def test_a_configuration_with_per_tensor_lambdas_is_planned_in_memory(tmp_path):
     other, _ = tiny.build_pair(tmp_path / "other", seed=3)
     with pytest.raises(DogeRMConfigError, match="other models"):
         merger.state_dict(MergeConfiguration.model_validate(config_dict(other, lm, 0.3)))
+
+
+def test_a_point_names_the_lambdas(tmp_path):
+    """The merge point shape of sweeps and reports ({"lambda": x}, {"lambda[MODEL]": x}) gives the same weights."""
+    rm, lm = tiny.build_pair(tmp_path / "in")
+    merger = InMemoryMerger(str(rm), str(lm))
+    by_point, by_number = merger.state_dict({"lambda": 0.4}), merger.state_dict(0.4)
+    assert all(torch.equal(by_point[k], by_number[k]) for k in by_number)
+    by_model = merger.state_dict({f"lambda[{merger.plan.domain_model}]": 0.4})
+    assert all(torch.equal(by_model[k], by_number[k]) for k in by_number)
+    with pytest.raises(DogeRMConfigError, match="does not give lambda"):
+        merger.state_dict({"lambda[other]": 0.4})

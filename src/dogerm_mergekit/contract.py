@@ -37,6 +37,22 @@ domain model), ``lambda[MODEL]`` (per domain model), or a kernel's ``density``, 
 def lambda_point(lam: float) -> Point:
     """The point of a one-domain lambda: ``{"lambda": lam}``."""
     return {"lambda": float(lam)}
+
+
+def lambda_vector(point: Point | float | Sequence[float], keys: Sequence[str]) -> tuple[float, ...]:
+    """A dogerm point as its lambda vector in ``models:`` order: ``{"lambda": x}`` or ``{"lambda[MODEL]": x, ...}``
+    (MODEL as the manifest records it), or, for callers' convenience, a lambda or a lambda vector."""
+    if isinstance(point, Mapping):
+        if set(point) == {"lambda"}:
+            return (float(point["lambda"]),)
+        missing = [key for key in keys if f"lambda[{key}]" not in point]
+        if missing or len(point) != len(keys):
+            raise DogeRMConfigError(f"the point {dict(point)} does not give lambda[MODEL] for exactly the domain "
+                                    f"models {keys}")
+        return tuple(float(point[f"lambda[{key}]"]) for key in keys)
+    return (float(point),) if isinstance(point, (int, float)) else tuple(map(float, point))
+
+
 _NAME = re.compile(r"^lambda-(.+)$")
 
 

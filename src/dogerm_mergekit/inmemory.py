@@ -21,6 +21,7 @@ from mergekit.io.tasks import ReturnTensor
 from mergekit.options import MergeOptions
 
 from dogerm_mergekit.architecture import plan_merge
+from dogerm_mergekit.contract import Point, lambda_vector
 from dogerm_mergekit.driver import executor_for, plan_in_memory, prepare_loaders
 from dogerm_mergekit.errors import DogeRMConfigError
 from dogerm_mergekit.method import check_lambdas, combine_all
@@ -51,13 +52,14 @@ class InMemoryMerger:
         self._values = {name: values[task] for name, task in needed.items()}
         self._out_dtypes = {r.weight_info.name: dtype_from_name(r.dtype) for r in planned}
 
-    def state_dict(self, lam: float | Sequence[float] | MergeConfiguration,
+    def state_dict(self, lam: Point | float | Sequence[float] | MergeConfiguration,
                    allow_extrapolation: bool = False) -> dict[str, torch.Tensor]:
-        """The merged model's tensors, as ``mergekit-yaml`` writes them, for ``lam``: one lambda per domain model
-        (in order), or a dogerm configuration of the same models whose lambdas may vary by tensor."""
+        """The merged model's tensors, as ``mergekit-yaml`` writes them, for ``lam``: a point (``{"lambda": x}``,
+        ``{"lambda[MODEL]": x, ...}``), one lambda per domain model (in order), or a dogerm configuration of the same
+        models whose lambdas may vary by tensor."""
         if isinstance(lam, MergeConfiguration):
             return self._configured(lam)
-        lams = (float(lam),) if isinstance(lam, (int, float)) else tuple(map(float, lam))
+        lams = lambda_vector(lam, [str(d) for d in self.plan.domain_models])
         if len(lams) != len(self.plan.domain_models):
             raise DogeRMConfigError(f"give one lambda per domain model ({len(self.plan.domain_models)}); got {len(lams)}")
         check_lambdas(lams, allow_extrapolation)

@@ -42,6 +42,7 @@ from dogerm_mergekit.contract import (
     grid_checkpoint_name,
     grid_point_name,
     inside,
+    lambda_vector,
     load_manifest,
     save_manifest,
 )
@@ -271,20 +272,6 @@ def _run_kernel_sweep(raw: dict[str, Any], out_dir: Path, points: Sequence[dict[
                   plan, options, overwrite, "grid points", one_at_a_time=random)
 
 
-def _lambda_vector(point: Point | float | Sequence[float], keys: Sequence[str]) -> tuple[float, ...]:
-    """A dogerm point as its lambda vector in ``models:`` order: ``{"lambda": x}`` or ``{"lambda[MODEL]": x, ...}``
-    (MODEL as the manifest records it), or, for callers' convenience, a lambda or a lambda vector."""
-    if isinstance(point, Mapping):
-        if set(point) == {"lambda"}:
-            return (float(point["lambda"]),)
-        missing = [key for key in keys if f"lambda[{key}]" not in point]
-        if missing or len(point) != len(keys):
-            raise DogeRMConfigError(f"the point {dict(point)} does not give lambda[MODEL] for exactly the domain "
-                                    f"models {keys}")
-        return tuple(float(point[f"lambda[{key}]"]) for key in keys)
-    return (float(point),) if isinstance(point, (int, float)) else tuple(map(float, point))
-
-
 def run_sweep(
     config_source: str,
     out_dir: Path,
@@ -315,7 +302,7 @@ def run_sweep(
                                 "dogerm_<kernel>)")
     _, domains = split_models(MergeConfiguration.model_validate(raw))
     keys = [str(d) for d in domains]
-    vectors = [_lambda_vector(point, keys) for point in points]
+    vectors = [lambda_vector(point, keys) for point in points]
     wrong = [p for p in vectors if len(p) != len(domains)]
     if wrong:
         raise DogeRMConfigError(f"{len(domains)} domain models but a lambda vector of {len(wrong[0])}: {wrong[0]}")
