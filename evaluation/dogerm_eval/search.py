@@ -90,7 +90,7 @@ def split_rows(ids: Sequence[Any], dev_fraction: float, seed: int) -> tuple[np.n
 
 
 @dataclass
-class Point:
+class Evaluated:
     """One evaluated lambda: its dev metrics and their bootstrap 95% intervals."""
 
     lam: float
@@ -108,10 +108,10 @@ def search(
     objective: str,
     constraint: Constraint | None,
     max_evals: int,
-    known: Mapping[float, Point] | None = None,
+    known: Mapping[float, Evaluated] | None = None,
     xatol: float = 0.05,
     tie: float = 1e-9,
-) -> tuple[list[Point], Point, str | None]:
+) -> tuple[list[Evaluated], Evaluated, str | None]:
     """Evaluate lambda = 0, 1, then Brent's proposals, within ``max_evals`` evaluations; return (points, chosen, note).
 
     ``evaluate(lam)`` returns (metrics, intervals); ``known`` points (an earlier run's) are reused instead of
@@ -122,11 +122,11 @@ def search(
 
     if max_evals < 1:
         raise BenchmarkError("--max-evals must be at least 1 (lambda = 0 is always evaluated)")
-    points: dict[float, Point] = {}
+    points: dict[float, Evaluated] = {}
     cache = dict(known or {})
     spent = 0
 
-    def point(lam: float) -> Point:
+    def point(lam: float) -> Evaluated:
         nonlocal spent
         lam = round(float(lam), 4)
         if lam in points:
@@ -136,7 +136,7 @@ def search(
         spent += 1  # cached points count too: a rerun retraces the same steps without evaluating
         if lam not in cache:
             metrics, intervals = evaluate(lam)
-            cache[lam] = Point(lam, metrics, intervals)
+            cache[lam] = Evaluated(lam, metrics, intervals)
         points[lam] = cache[lam]
         if objective not in points[lam].metrics:
             raise BenchmarkError(f"--objective {objective!r} is not a metric of this benchmark; "
@@ -210,7 +210,7 @@ def write_search(output_dir: Path, record: Mapping[str, Any]) -> Path:
     return path
 
 
-def record_of(points: Sequence[Point], chosen: Point, note: str | None, test: Mapping[str, float],
+def record_of(points: Sequence[Evaluated], chosen: Evaluated, note: str | None, test: Mapping[str, float],
               settings: Mapping[str, Any]) -> dict[str, Any]:
     """What ``search.json`` holds."""
     return {"settings": dict(settings), "points": [asdict(p) for p in points], "chosen": asdict(chosen),
@@ -308,13 +308,13 @@ class PointStore:
         self.path, self.key = path, key
         self._saved = json.loads(path.read_text()) if path.is_file() else {}
 
-    def dev_points(self) -> dict[float, Point]:
-        return {float(lam): Point(**p) for lam, p in self._saved.get(self.key, {}).get("dev", {}).items()}
+    def dev_points(self) -> dict[float, Evaluated]:
+        return {float(lam): Evaluated(**p) for lam, p in self._saved.get(self.key, {}).get("dev", {}).items()}
 
     def test_metrics(self, lam: float) -> dict[str, float] | None:
         return self._saved.get(self.key, {}).get("test", {}).get(str(lam))
 
-    def save(self, points: Sequence[Point], test: Mapping[float, Mapping[str, float]]) -> None:
+    def save(self, points: Sequence[Evaluated], test: Mapping[float, Mapping[str, float]]) -> None:
         from dogerm_mergekit.files import atomic_write
 
         previous = self._saved.get(self.key, {})

@@ -32,7 +32,7 @@ def hub_step(what: str, endpoint: str) -> Iterator[None]:
         status = f"HTTP {response.status_code}" if response is not None else "an HTTP error"
         hint = ("check that HF_TOKEN (or `hf auth login`) has write access to it"
                 if response is not None and response.status_code in (401, 403) else "check the repo id and token")
-        detail = str(error).splitlines()[0]
+        detail = (str(error).splitlines() or [error.__class__.__name__])[0]
         raise HubError(f"{what} failed at {endpoint}: {status} ({detail}); {hint}, {rerun}") from error
     except (hub_http.TransportError, OfflineModeIsEnabled) as error:
         raise HubError(f"{what} failed: {endpoint} could not be reached ({error.__class__.__name__}: "
