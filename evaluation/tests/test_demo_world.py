@@ -149,17 +149,33 @@ def test_rewardbench_schema_and_content(world: World) -> None:
         # Independent check: evaluate the question with Python and compare with each final answer.
         truth = _evaluate(r["prompt"])
         assert _final(r["chosen"]) == truth != _final(r["rejected"])
-    general = [r for r in rows if r["subset"] == "general"]
+    general = [r for r in rows if r["subset"] == "general" and r["rejected_model"] == "distractor"]
     known = {(f.question, f.answer()) for f in corpus.all_facts()}
     assert all((r["prompt"], r["chosen"]) in known and (r["prompt"], r["rejected"]) not in known for r in general)
+    # The rest of `general`: RM_ONLY_HELDOUT pairs per RM-only fact, questions no pretraining fact asks.
+    rm_only = [r for r in rows if r["subset"] == "general" and r["rejected_model"] != "distractor"]
+    assert {r["rejected_model"] for r in rm_only} == {world_module.RM_ONLY}
+    assert len(rm_only) == 33 * world_module.RM_ONLY_HELDOUT
+    asked = {f.question for f in corpus.all_facts()}
+    assert not any(r["prompt"] in asked for r in rm_only)
+    for question in {r["prompt"] for r in rm_only}:  # one correct answer per fact, distinct wrong ones
+        mine = [r for r in rm_only if r["prompt"] == question]
+        assert len({r["chosen"] for r in mine}) == 1 and len({r["rejected"] for r in mine}) == len(mine)
 
 
 def test_general_eval_facts_are_held_out_of_rm_training(world: World) -> None:
     data = world_module.make_datasets(0, world_module.SPECS["test"], world_module.make_tokenizer())
     rm_questions = {q for q, _, _ in data.rm_pairs}
     eval_rows = _rows(world.rewardbench_data)
-    assert not rm_questions & {r["prompt"] for r in eval_rows}
+    facts = [r for r in eval_rows if r["rejected_model"] != world_module.RM_ONLY]
+    assert not rm_questions & {r["prompt"] for r in facts}
     assert not any("+" in q or "-" in q for q in rm_questions)
+    # RM-only facts: the RM trains on their questions but never on an evaluated pair; no other text states them.
+    rm_only = [r for r in eval_rows if r["rejected_model"] == world_module.RM_ONLY]
+    assert {r["prompt"] for r in rm_only} <= rm_questions
+    assert not {(r["prompt"], r["chosen"], r["rejected"]) for r in rm_only} & set(data.rm_pairs)
+    other_text = "\n".join(data.pretrain) + "\n".join(text for _, text in data.sft)
+    assert not any(r["chosen"] in other_text or f"[INST] {r['prompt']} [/INST]" in other_text for r in rm_only)
     held = {r["prompt"] for r in eval_rows if r["subset"] == "arithmetic"} | {p.question for p in data.gsm8k}
     sft_text = "\n".join(text for _, text in data.sft)
     assert not any(f"[INST] {q} [/INST]" in sft_text for q in held)
@@ -230,12 +246,12 @@ def test_diagnostics_per_lambda(world: World) -> None:
     table = diagnostics.diagnose(rm, domain, tokenizer, rows, [0.0, 0.5, 1.0], merger.state_dict)
     assert [r["lambda"] for r in table] == [0.0, 0.5, 1.0]
     for r in table:
-        assert set(r) == {"lambda", "general", "arithmetic", "margin_corr", "probe"}
-        assert all(0.0 <= r[k] <= 1.0 for k in ("general", "arithmetic", "probe"))
+        assert set(r) == {"lambda", "general", "arithmetic", "rm-only", "margin_corr", "probe"}
+        assert all(0.0 <= r[k] <= 1.0 for k in ("general", "arithmetic", "rm-only", "probe"))
         assert -1.0 <= r["margin_corr"] <= 1.0
     # lambda = 0 is the RM itself: same pair accuracy as scoring the rows directly.
-    for subset in ("general", "arithmetic"):
-        sub = [r for r in rows if r["subset"] == subset]
+    for subset in ("general", "arithmetic", "rm-only"):
+        sub = [r for r in rows if subset in (r["subset"], r["rejected_model"])]
         texts = [world_module.chat(tokenizer, r["prompt"], r[side]) for side in ("chosen", "rejected") for r in sub]
         with torch.no_grad():
             scores = [rm(**tokenizer(t, return_tensors="pt")).logits.item() for t in texts]
@@ -288,3 +304,19 @@ def test_weight_vs_output_path_and_lm_path_verdicts(world: World) -> None:
         # alpha = 0 is the base; alpha = 1 the domain LM with its [PAD] row dropped (true/false logits unchanged).
         assert path[0][subset] == world_module.verdict_accuracy(base, tokenizer, sub)
         assert abs(path[1][subset] - world_module.verdict_accuracy(domain, tokenizer, sub)) <= 1 / len(sub)
+
+
+def test_graded_arithmetic_in_pretraining_only() -> None:
+    spec = world_module.SPECS["demo"]
+    data = world_module.make_datasets(0, spec, world_module.make_tokenizer())
+    graded = [t for t in data.pretrain if t.endswith((f" {corpus.GOOD}", f" {corpus.BAD}")) and "[INST] what is" in t
+              and ("+" in t or " - " in t)]
+    general = [t for t in data.pretrain if "+" not in t and " - " not in t]
+    assert len(graded) == round(spec.graded_ratio * len(general))
+    for text in graded[:300]:  # the mark is "good" exactly when the final answer is right
+        assert text.endswith(f" {corpus.GOOD}") == (_final(text) == _evaluate(re.search(r"\[INST\] (.*?) \[/INST\]", text).group(1)))
+    held = {r["prompt"] for r in data.rewardbench if r["subset"] == "arithmetic"} | {p.question for p in data.gsm8k}
+    assert not any(re.search(r"\[INST\] (.*?) \[/INST\]", t).group(1) in held for t in graded)
+    marks = (f". {corpus.GOOD}", f". {corpus.BAD}")
+    assert not any(t.endswith(marks) for _, t in data.sft)
+    assert not any(c.endswith(marks) or r.endswith(marks) for _, c, r in data.rm_pairs)

@@ -115,8 +115,10 @@ def explain(world: World, lambdas: list[float], output_dir: Path) -> str:
                          InMemoryMerger(str(world.rm), str(world.domain)).state_dict)
         saved = {"key": key, "rows": table}
         atomic_write(path, json.dumps(saved, indent=2))
-    lines = ["why it helps (arithmetic pairs): lambda | corr(RM margin, domain LM log-prob margin) | linear probe"]
-    lines += [f"  {r['lambda']:g} | {r['margin_corr']:+.2f} | {r['probe'] * 100:.1f}" for r in saved["rows"]]
+    lines = ["why it helps (arithmetic pairs) and why lambda = 1 loses (pairs on facts only the RM was taught):",
+             "  lambda | corr(RM margin, domain LM log-prob margin) | linear probe | RM-only pairs"]
+    lines += [f"  {r['lambda']:g} | {r['margin_corr']:+.2f} | {r['probe'] * 100:.1f} | "
+              + (f"{r['rm-only'] * 100:.1f}" if "rm-only" in r else "-") for r in saved["rows"]]
     return "\n".join(lines)
 
 

@@ -117,6 +117,8 @@ RELATIONS: tuple[Relation, ...] = (
 ANSWER = "the answer is {a} ."
 TRUE, FALSE = "true", "false"
 """Verdict words that follow judged answers in the pretraining corpus and the domain SFT (never in RM or eval data)."""
+GOOD, BAD = "good", "bad"
+"""Marks on graded arithmetic in pretraining ("... the answer is 9 . good"); never in SFT, RM or eval data."""
 EXTRA_WORDS = "let ' s think step by step"
 """Words of the Best-of-N prefix "Let's think step by step." (kept in the vocabulary so it is never unknown)."""
 OPERATIONS = ("+", "-")
@@ -144,6 +146,16 @@ class Fact:
 def all_facts() -> list[Fact]:
     """Every general fact, in a fixed order."""
     return [Fact(r, s, o) for r in RELATIONS for s, o in r.facts]
+
+
+def rm_only_facts(rng: random.Random) -> list[Fact]:
+    """Facts no pretraining or SFT text states: each animal of ``home`` that ``sound`` lacks asked the ``sound``
+    question and vice versa, its object drawn at random (knowledge only the RM's preference data teaches)."""
+    by_name = {r.name: r for r in RELATIONS}
+    home, sound = by_name["home"], by_name["sound"]
+    home_subjects, sound_subjects = [s for s, _ in home.facts], [s for s, _ in sound.facts]
+    facts = [Fact(sound, s, rng.choice(sound.objects)) for s in home_subjects if s not in sound_subjects]
+    return facts + [Fact(home, s, rng.choice(home.objects)) for s in sound_subjects if s not in home_subjects]
 
 
 def wrong_objects(fact: Fact) -> list[str]:

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from transformers import LlamaForCausalLM, LlamaForSequenceClassification, PreTrainedTokenizerFast
 
-from dogerm_eval.demo.world import _batch, chat, verdict_accuracy
+from dogerm_eval.demo.world import RM_ONLY, _batch, chat, verdict_accuracy
 
 Row = dict[str, Any]
 
@@ -113,13 +113,17 @@ def diagnose(
     lambdas: Iterable[float],
     merged_state: Callable[[float], dict[str, torch.Tensor]],
 ) -> list[dict[str, float]]:
-    """Per lambda: pair accuracy per subset of ``rows``, ``margin_corr`` and ``probe`` on the arithmetic rows.
+    """Per lambda: pair accuracy per subset of ``rows`` (and on the RM-only pairs, key ``rm-only``: what only the
+    RM was taught, which fades as lambda grows), ``margin_corr`` and ``probe`` on the arithmetic rows.
 
     ``rm`` and ``lm`` are the world's RM and domain LM (left unchanged); ``tokenizer`` is the RM's;
     ``merged_state(lam)`` gives the merged weights (``InMemoryMerger(rm, lm).state_dict``).
     """
     subsets = sorted({r["subset"] for r in rows})
     by_subset = {s: [r for r in rows if r["subset"] == s] for s in subsets}
+    rm_only = [r for r in rows if r.get("rejected_model") == RM_ONLY]
+    if rm_only:
+        by_subset[RM_ONLY] = rm_only
     arithmetic = by_subset["arithmetic"]
     lm_margin = lm_margins(lm, tokenizer, arithmetic)
     merged = LlamaForSequenceClassification(rm.config).eval()

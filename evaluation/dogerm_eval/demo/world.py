@@ -46,7 +46,7 @@ from transformers import (
 from dogerm_eval.demo import corpus
 from dogerm_mergekit.files import sha256_file
 
-WORLD_VERSION = 2
+WORLD_VERSION = 3
 """Bump whenever the corpus, the recipe or the file layout changes: it is part of the cache key."""
 
 Size = Literal["demo", "test"]
@@ -55,6 +55,10 @@ SPECIAL_TOKENS = ("<unk>", "<s>", "</s>", "[INST]", "[/INST]", "<<SYS>>", "<</SY
 DOMAIN_PAD_TOKEN = "[PAD]"
 GENERAL_DISTRACTORS = 3
 """Wrong answers per held-out fact in the ``general`` eval subset."""
+RM_ONLY = "rm-only"
+"""``rejected_model`` of the ``general`` eval pairs on facts only the RM is taught (what fades as lambda grows)."""
+RM_ONLY_HELDOUT = 2
+"""Wrong answers per RM-only fact kept out of RM training for those pairs; the RM trains on the others."""
 
 # Llama-2 chat format (re-implemented from its published description): "<s>[INST] <<SYS>> system <</SYS>>
 # user [/INST] assistant </s>"; the tokenizer adds no BOS itself, so templated text has exactly one.
@@ -87,6 +91,7 @@ class WorldSpec:
     pretrain_lr: float
     arithmetic_p_correct: float  # chance that a pretraining arithmetic step result is right
     arithmetic_ratio: float  # pretraining arithmetic texts per general text
+    graded_ratio: float  # pretraining graded arithmetic texts ("... . good" / "... . bad") per general text
     verdicts: int  # judged answers per general fact in pretraining ("... . true" / "... . false")
     tie_embeddings: bool
     sft_steps: int
@@ -97,6 +102,7 @@ class WorldSpec:
     rm_lr: float
     rm_head_steps: int  # head-only warm-up before full fine-tuning (linear probe, then fine-tune)
     rm_head_lr: float
+    rm_only_repeats: int  # how often the RM-only fact pairs are repeated in the RM's training pairs
     heldout_fact_fraction: float  # general facts kept out of RM training (the `general` eval subset)
     policy_steps: int  # SFT steps of the Best-of-N policy (base + correct worked answers only; weaker than the domain)
     arithmetic_eval_pairs: int
@@ -118,16 +124,18 @@ SPECS: dict[str, WorldSpec] = {
         pretrain_lr=3e-3,
         arithmetic_p_correct=0.2,
         arithmetic_ratio=0.25,
+        graded_ratio=0.25,
         verdicts=2,
         tie_embeddings=True,
         sft_steps=1500,
         sft_lr=3e-3,
         sft_judged_fraction=0.4,
         sft_replay_fraction=0.3,
-        rm_steps=100,
-        rm_lr=3e-5,
+        rm_steps=400,
+        rm_lr=3e-4,
         rm_head_steps=150,
         rm_head_lr=1e-2,
+        rm_only_repeats=2,
         heldout_fact_fraction=0.3,
         policy_steps=200,
         arithmetic_eval_pairs=200,
@@ -144,6 +152,7 @@ SPECS: dict[str, WorldSpec] = {
         pretrain_lr=3e-3,
         arithmetic_p_correct=0.2,
         arithmetic_ratio=0.25,
+        graded_ratio=0.25,
         verdicts=2,
         tie_embeddings=True,
         sft_steps=4,
@@ -151,9 +160,10 @@ SPECS: dict[str, WorldSpec] = {
         sft_judged_fraction=0.4,
         sft_replay_fraction=0.3,
         rm_steps=4,
-        rm_lr=3e-5,
+        rm_lr=3e-4,
         rm_head_steps=2,
         rm_head_lr=1e-2,
+        rm_only_repeats=2,
         heldout_fact_fraction=0.3,
         policy_steps=2,
         arithmetic_eval_pairs=8,
@@ -364,8 +374,32 @@ def make_datasets(seed: int, spec: WorldSpec, tokenizer: PreTrainedTokenizerFast
     for p in eval_problems[: spec.arithmetic_eval_pairs]:
         wrong, kind = corpus.wrong_results(p, eval_rng)
         rows.append(_pair_row(p.question, p.worked(p.results()), p.worked(wrong), kind, "arithmetic"))
+
+    # What only the RM learns: facts no other text states, trained against all wrong objects but RM_ONLY_HELDOUT,
+    # which are evaluated in `general`. Own RNGs, so nothing drawn above changes.
+    only_rng, rm_only_pairs = random.Random(f"rmonly-data-{seed}"), []
+    for fact in corpus.rm_only_facts(random.Random(f"rmonly-{seed}")):
+        wrong = corpus.wrong_objects(fact)
+        only_rng.shuffle(wrong)
+        rows += [_pair_row(fact.question, fact.answer(), fact.answer(w), RM_ONLY, "general")
+                 for w in wrong[:RM_ONLY_HELDOUT]]
+        rm_only_pairs += [(fact.question, fact.answer(), fact.answer(w)) for w in wrong[RM_ONLY_HELDOUT:]]
+    rm_pairs = rm_pairs + rm_only_pairs * spec.rm_only_repeats
+    random.Random(seed).shuffle(rm_pairs)
     for i, row in enumerate(rows):
         row["id"] = i
+
+    # Graded arithmetic in pretraining, marked with words the SFT never uses (its own RNG, as above).
+    graded_rng, graded = random.Random(f"latent-{seed}"), []
+    while len(graded) < round(spec.graded_ratio * len(general_texts)):
+        p = corpus.random_problem(graded_rng)
+        if p.question in held_questions:
+            continue
+        good = graded_rng.random() < 0.5
+        results = p.results() if good else corpus.wrong_results(p, graded_rng)[0]
+        graded.append(judged(p.question, p.worked(results), corpus.GOOD if good else corpus.BAD))
+    pretrain = pretrain + graded
+    graded_rng.shuffle(pretrain)
     return Datasets(pretrain, sft, rm_pairs, rows, eval_problems[spec.arithmetic_eval_pairs :])
 
 
@@ -608,7 +642,8 @@ def _build_into(out: Path, seed: int, size: str, spec: WorldSpec) -> None:
 
         # Build-time check of the mechanism's preconditions (the demo prints them): the base judges held-out
         # facts, the domain LM judges held-out arithmetic.
-        by_subset = {s: [r for r in data.rewardbench if r["subset"] == s] for s in ("general", "arithmetic")}
+        by_subset = {s: [r for r in data.rewardbench if r["subset"] == s and r["rejected_model"] != RM_ONLY]
+                     for s in ("general", "arithmetic")}
         verdicts = {
             f"{name}_{subset}": verdict_accuracy(model, tokenizer, rows)
             for name, model in (("base", base), ("domain", domain))
