@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -30,7 +31,8 @@ def world(cache_root: Path) -> World:
 
 
 def _hashes(w: World) -> dict[str, str]:
-    return {name: sha256_file(getattr(w, name) / "model.safetensors") for name in ("base", "domain", "rm")}
+    folders = [w.base, *w.domains.values(), w.rm]
+    return {folder.name: sha256_file(folder / "model.safetensors") for folder in folders}
 
 
 def _rows(path: Path) -> list[dict]:
@@ -42,9 +44,18 @@ def test_world_layout_and_metadata(world: World, cache_root: Path) -> None:
     assert world.root.name == world_key(0, "test")
     assert (world.seed, world.size) == (0, "test")
     assert world.metadata["sha256"] == _hashes(world)
+    assert set(_hashes(world)) == {"base", "domain", "domain-strings", "rm"}
+    # One domain LM per domain subset, named as the eval subsets; `domain` stays the arithmetic one.
+    assert world.domains == {"arithmetic": world.root / "domain", "strings": world.root / "domain-strings"}
+    assert world.domain == world.domains["arithmetic"]
     verdicts = world.metadata["verdict_accuracy"]
-    assert set(verdicts) == {"base_general", "base_arithmetic", "domain_general", "domain_arithmetic"}
+    assert set(verdicts) == {f"{m}_{s}" for m in ("base", "domain", "domain-strings")
+                             for s in ("general", "arithmetic", "strings")}
     assert all(0.0 <= v <= 1.0 for v in verdicts.values())
+    seconds = world.metadata["build_seconds"]
+    assert set(seconds["stages"]) == {"data", "pretrain", "parallel", "checks"}
+    assert set(seconds["jobs"]) == {"rm", "arithmetic", "strings", "policy"}
+    assert sum(seconds["stages"].values()) <= seconds["wall"] + 1e-6
     # Nothing but the finished world is left in the cache folder (the temp build folder was renamed).
     assert sorted(p.name for p in cache_root.iterdir()) == [world.root.name]
 
@@ -56,6 +67,16 @@ def test_same_seed_same_weights_other_seed_differs(world: World, tmp_path: Path)
     assert again.candidates.read_bytes() == world.candidates.read_bytes()
     other = build_world(tmp_path / "b", seed=1, size="test")
     assert all(_hashes(other)[k] != v for k, v in _hashes(world).items())
+
+
+def test_side_by_side_training_gives_the_sequential_weights(world: World, tmp_path: Path) -> None:
+    """The fixture world trains its RM, domain LMs and policy one after the other in this process (workers = 1);
+    two spawned worker processes must give byte-identical models and candidates (every job seeds itself)."""
+    spec = dataclasses.replace(world_module.SPECS["test"], workers=2)
+    parallel = build_world(tmp_path, seed=0, size="test", spec=spec)
+    assert _hashes(parallel) == _hashes(world)
+    assert parallel.candidates.read_bytes() == world.candidates.read_bytes()
+    assert parallel.metadata["verdict_accuracy"] == world.metadata["verdict_accuracy"]
 
 
 def test_cache_hit_does_not_rebuild(world: World, cache_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -140,7 +161,16 @@ def test_rewardbench_schema_and_content(world: World) -> None:
     assert all(list(r) == REWARDBENCH_COLUMNS for r in rows)
     assert [r["id"] for r in rows] == list(range(len(rows)))
     subsets = {r["subset"] for r in rows}
-    assert subsets == {"general", "arithmetic"}
+    assert subsets == {"general", "arithmetic", "strings"}
+    strings = [r for r in rows if r["subset"] == "strings"]
+    assert len(strings) == world.metadata["spec"]["strings_eval_pairs"] == len({r["prompt"] for r in strings})
+    for r in strings:  # independent check: the chosen answer is the list reversed, the rejected one is not
+        items = re.fullmatch(r"what is the last first of (.*) \?", r["prompt"]).group(1).split()
+        assert 3 <= len(items) == len(set(items)) <= 5
+        assert _final_words(r["chosen"]) == items[::-1] != _final_words(r["rejected"])
+        assert r["rejected_model"] in {"swap", "wrong-word", "copy"}
+        if r["rejected_model"] == "copy":
+            assert _final_words(r["rejected"]) == items
     arithmetic = [r for r in rows if r["subset"] == "arithmetic"]
     assert len(arithmetic) == world.metadata["spec"]["arithmetic_eval_pairs"]
     for r in arithmetic:
@@ -174,17 +204,20 @@ def test_general_eval_facts_are_held_out_of_rm_training(world: World) -> None:
     rm_only = [r for r in eval_rows if r["rejected_model"] == world_module.RM_ONLY]
     assert {r["prompt"] for r in rm_only} <= rm_questions
     assert not {(r["prompt"], r["chosen"], r["rejected"]) for r in rm_only} & set(data.rm_pairs)
-    other_text = "\n".join(data.pretrain) + "\n".join(text for _, text in data.sft)
+    sft_text = "\n".join(text for examples in data.sft.values() for _, text in examples)
+    other_text = "\n".join(data.pretrain) + sft_text
     assert not any(r["chosen"] in other_text or f"[INST] {r['prompt']} [/INST]" in other_text for r in rm_only)
-    held = {r["prompt"] for r in eval_rows if r["subset"] == "arithmetic"} | {p.question for p in data.gsm8k}
-    sft_text = "\n".join(text for _, text in data.sft)
+    held = {r["prompt"] for r in eval_rows if r["subset"] in ("arithmetic", "strings")} | {p.question for p in data.gsm8k}
     assert not any(f"[INST] {q} [/INST]" in sft_text for q in held)
+    # The RM never sees a domain pair.
+    assert not any("last first" in q for q, _, _ in data.rm_pairs)
 
 
 def test_sft_mixture() -> None:
     spec = world_module.SPECS["demo"]
     tokenizer = world_module.make_tokenizer()
-    sft = world_module.make_datasets(0, spec, tokenizer).sft
+    data = world_module.make_datasets(0, spec, tokenizer)
+    sft = data.sft["arithmetic"]
     assert all(text.startswith(context) for context, text in sft)
     replay = [t for c, t in sft if c == ""]
     judged = [t for c, t in sft if c and t.endswith((" true", " false"))]
@@ -199,6 +232,17 @@ def test_sft_mixture() -> None:
         question = re.search(r"\[INST\] (.*?) \[/INST\]", text).group(1)
         final = _final(text)
         assert text.endswith(" true") == (final == _evaluate(question))
+    # The strings domain: the same mixture of the same recipe, on reversing word lists.
+    strings = data.sft["strings"]
+    assert len(strings) == spec.strings_sft_steps * spec.batch_size // 4 + 1
+    replay = [t for c, t in strings if c == ""]
+    judged = [t for c, t in strings if c and t.endswith((" true", " false"))]
+    assert abs(len(replay) / len(strings) - spec.sft_replay_fraction) < 0.02
+    assert abs(len(judged) / len(strings) - spec.sft_judged_fraction) < 0.02
+    assert not any("last first" in t for t in replay)
+    for text in judged[:200]:
+        items = re.search(r"\[INST\] what is the last first of (.*?) \? \[/INST\]", text).group(1).split()
+        assert text.endswith(" true") == (_final_words(text) == items[::-1])
 
 
 def test_gsm8k_and_candidates_schema(world: World) -> None:
@@ -218,6 +262,10 @@ def test_gsm8k_and_candidates_schema(world: World) -> None:
         assert c["generation"]["model"].startswith("policy")  # not the domain LM the RM is merged with
         assert c["generation"]["stop"] == ["</s>", corpus.TRUE, corpus.FALSE]
         assert not any(x.endswith((" true", " false")) for x in c["candidates"])
+
+
+def _final_words(response: str) -> list[str]:
+    return re.findall(r"the answer is ([a-z ]+?) \.", response)[-1].split()
 
 
 def _final(response: str) -> int:
@@ -246,11 +294,11 @@ def test_diagnostics_per_lambda(world: World) -> None:
     table = diagnostics.diagnose(rm, domain, tokenizer, rows, [0.0, 0.5, 1.0], merger.state_dict)
     assert [r["lambda"] for r in table] == [0.0, 0.5, 1.0]
     for r in table:
-        assert set(r) == {"lambda", "general", "arithmetic", "rm-only", "margin_corr", "probe"}
-        assert all(0.0 <= r[k] <= 1.0 for k in ("general", "arithmetic", "rm-only", "probe"))
+        assert set(r) == {"lambda", "general", "arithmetic", "strings", "rm-only", "margin_corr", "probe"}
+        assert all(0.0 <= r[k] <= 1.0 for k in ("general", "arithmetic", "strings", "rm-only", "probe"))
         assert -1.0 <= r["margin_corr"] <= 1.0
     # lambda = 0 is the RM itself: same pair accuracy as scoring the rows directly.
-    for subset in ("general", "arithmetic", "rm-only"):
+    for subset in ("general", "arithmetic", "strings", "rm-only"):
         sub = [r for r in rows if subset in (r["subset"], r["rejected_model"])]
         texts = [world_module.chat(tokenizer, r["prompt"], r[side]) for side in ("chosen", "rejected") for r in sub]
         with torch.no_grad():
@@ -260,7 +308,8 @@ def test_diagnostics_per_lambda(world: World) -> None:
         near_ties = sum(abs(c - w) < 1e-4 for c, w in pairs) / len(sub)  # batched vs one-by-one float noise
         assert abs(table[0][subset] - expected) <= near_ties + 1e-6
     summary = diagnostics.lm_diagnostics(domain, tokenizer, rows)
-    assert set(summary) == {"verdict_arithmetic", "verdict_general", "logprob_arithmetic", "probe_arithmetic"}
+    assert set(summary) == {"verdict_arithmetic", "verdict_general", "verdict_strings", "logprob_arithmetic",
+                           "probe_arithmetic"}
     assert all(0.0 <= v <= 1.0 for v in summary.values())
 
 
@@ -318,5 +367,5 @@ def test_graded_arithmetic_in_pretraining_only() -> None:
     held = {r["prompt"] for r in data.rewardbench if r["subset"] == "arithmetic"} | {p.question for p in data.gsm8k}
     assert not any(re.search(r"\[INST\] (.*?) \[/INST\]", t).group(1) in held for t in graded)
     marks = (f". {corpus.GOOD}", f". {corpus.BAD}")
-    assert not any(t.endswith(marks) for _, t in data.sft)
+    assert not any(t.endswith(marks) for examples in data.sft.values() for _, t in examples)
     assert not any(c.endswith(marks) or r.endswith(marks) for _, c, r in data.rm_pairs)

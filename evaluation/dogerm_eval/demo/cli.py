@@ -1,9 +1,11 @@
 """``dogerm-demo``: the whole DogeRM job on a miniature world, on a CPU, in minutes.
 
-Builds (or reuses from the cache) tiny trained Llama models (a base LM, a domain LM fine-tuned on arithmetic, a
-general reward model) and evaluation data, then runs the real pipeline: ``dogerm-sweep`` over lambda, then
-``dogerm-eval`` on a mini benchmark in RewardBench's schema (subsets ``general`` and ``arithmetic``) and on
-Best-of-N over candidates sampled from the domain LM; prints the table and writes ``sweep.csv`` and plots.
+Builds (or reuses from the cache) tiny trained Llama models (a base LM, two domain LMs fine-tuned on arithmetic and
+on reversing word lists, a general reward model) and evaluation data, then runs the real pipeline: ``dogerm-sweep``
+over lambda with the arithmetic LM, ``dogerm-eval`` on a mini benchmark in RewardBench's schema (subsets
+``general``, ``arithmetic``, ``strings``) and on Best-of-N over candidates of a weaker policy; then both domain LMs
+merged at once over a grid of per-domain lambdas, in memory (``demo.grid``). Prints the tables and writes
+``sweep.csv``, ``grid.csv`` and plots.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from dogerm_eval.demo.grid import GENERAL_LOSS
 from dogerm_eval.options import configure_logging, default_options, scorer_factory, scoring_settings
 from dogerm_mergekit.contract import parse_lambdas
 
@@ -45,39 +48,42 @@ def _link(link: Path, target: Path) -> None:
         link.symlink_to(target, target_is_directory=True)
 
 
-GENERAL_LOSS = 0.02
-"""The largest drop of general accuracy (from lambda = 0) a lambda may cost to count as the demo's best lambda."""
-
-
-def run_demo(output_dir: Path, seed: int, size: str, lambdas: str, cache_dir: Path | None) -> pd.DataFrame:
-    """Build/reuse the world, sweep, evaluate, report; return the sweep table (also written as ``sweep.csv``)."""
+def run_demo(output_dir: Path, seed: int, size: str, lambdas: str, cache_dir: Path | None,
+             grid_step: float = 0.2) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Build/reuse the world, sweep, evaluate, run the grid, report; return the sweep and grid tables (also written
+    as ``sweep.csv`` and ``grid.csv``)."""
     from mergekit.options import MergeOptions
 
+    from tqdm.auto import tqdm
+
     from dogerm_eval.benchmarks import gsm8k, prepare_task
+    from dogerm_eval.demo import grid
     from dogerm_eval.demo.world import build_world
     from dogerm_eval.models import resolve_model
     from dogerm_eval.report import format_table, sweep_frame, write_report
+    from dogerm_mergekit.files import atomic_file
     from dogerm_eval.sweep import discover_sweep, evaluate_sweep
     from dogerm_mergekit.sweep import run_sweep
 
     values = parse_lambdas(lambdas)
     output_dir.mkdir(parents=True, exist_ok=True)
-    LOG.info("[1/3] the miniature world (seed %d, size %s)", seed, size)
+    LOG.info("[1/4] the miniature world (seed %d, size %s)", seed, size)
     world = build_world(cache_dir, seed=seed, size=size)
     _link(output_dir / "world", world.root)
     config = demo_config(world)
     (output_dir / "dogerm.yml").write_text(config)
 
-    LOG.info("[2/3] dogerm-sweep over lambda = %s", ", ".join(f"{x:g}" for x in values))
+    LOG.info("[2/4] dogerm-sweep over lambda = %s (RM + arithmetic LM)", ", ".join(f"{x:g}" for x in values))
     sweep = run_sweep(config, output_dir / "sweep", values, MergeOptions(), overwrite=True)
     LOG.info("      wrote %d checkpoints, %d already there", len(sweep.written), len(sweep.skipped))
 
-    LOG.info("[3/3] dogerm-eval: pairwise (general, arithmetic) and Best-of-N on the arithmetic problems")
+    LOG.info("[3/4] dogerm-eval: pairwise (general, arithmetic, strings) and Best-of-N on the arithmetic problems")
     scoring = default_options(dtype="float32", device="cpu")  # dogerm-eval's defaults, fp32 on the CPU
     fmt, record = scoring_settings(scoring)
     tasks = [prepare_task("pairwise", str(world.rewardbench_data), None),
              gsm8k.task(str(world.gsm8k_data), world.candidates)]
     members = [(lam, resolve_model(ref)) for lam, ref in discover_sweep(str(output_dir / "sweep"))]
+    members = tqdm(members, desc=f"evaluate {len(members)} checkpoints", leave=False)
     evaluated = evaluate_sweep(members, tasks, record, scorer_factory(fmt, scoring), output_dir / "eval")
     frame = sweep_frame([(lam, results) for lam, _, results in evaluated])
     paths = write_report(frame, output_dir)
@@ -87,9 +93,18 @@ def run_demo(output_dir: Path, seed: int, size: str, lambdas: str, cache_dir: Pa
     click.echo(format_table(frame[shown]))
     click.echo(verdict(frame).line(seed))
     click.echo(explain(world, [lam for lam in (0.0, 0.5, 1.0) if lam in values], output_dir))
+
+    LOG.info("[4/4] the grid: %s in memory, each 0:1:%g, sums <= 1",
+             " and ".join(f"lambda[{d}]" for d in world.domains), grid_step)
+    table = grid.evaluate_grid(world, grid_step, output_dir, record, scorer_factory(fmt, scoring), tasks[:1])
+    with atomic_file(output_dir / grid.GRID_CSV) as tmp:
+        table.to_csv(tmp, index=False)
+    paths += [output_dir / grid.GRID_CSV, *grid.write_heatmaps(table, output_dir)]
+    click.echo(format_table(table))
+    click.echo(grid.best_pair(table).line())
     for path in paths:
         LOG.info("wrote %s", path)
-    return frame
+    return frame, table
 
 
 def explain(world: World, lambdas: list[float], output_dir: Path) -> str:
@@ -173,11 +188,14 @@ def spread(verdicts: dict[int, Verdict]) -> str:
 @click.option("--size", type=click.Choice(["demo", "test"]), default="demo", show_default=True,
               help="'test' builds a far smaller world in seconds (for CI).")
 @click.option("--lambdas", default="0:1:0.1", show_default=True, help="start:stop:step or a comma list.")
+@click.option("--grid-step", type=click.FloatRange(min=0.01, max=1.0), default=0.2, show_default=True,
+              help="Step of each domain's lambda in the two-domain grid (0:1:STEP each, sums <= 1).")
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where worlds are cached (default: $DOGERM_CACHE or ~/.cache/dogerm).")
-def main(output_dir: Path, seeds: str, size: str, lambdas: str, cache_dir: Path | None) -> None:
-    """Run DogeRM end to end on a miniature world: build, sweep lambda, evaluate, report."""
+def main(output_dir: Path, seeds: str, size: str, lambdas: str, grid_step: float, cache_dir: Path | None) -> None:
+    """Run DogeRM end to end on a miniature world: build, sweep lambda, evaluate, merge both domains over a grid."""
     configure_logging()
+    quiet()
     try:
         values = [int(seed) for seed in seeds.split(",")]
     except ValueError:
@@ -187,8 +205,22 @@ def main(output_dir: Path, seeds: str, size: str, lambdas: str, cache_dir: Path 
     with one_line("dogerm-demo"):
         parse_lambdas(lambdas)  # refuse a bad list before a world is built
         if len(values) == 1:
-            run_demo(output_dir, values[0], size, lambdas, cache_dir)
+            run_demo(output_dir, values[0], size, lambdas, cache_dir, grid_step)
             return
-        verdicts = {seed: verdict(run_demo(output_dir / f"seed-{seed}", seed, size, lambdas, cache_dir))
-                    for seed in values}
-    click.echo("\n" + spread(verdicts))
+        results = {seed: run_demo(output_dir / f"seed-{seed}", seed, size, lambdas, cache_dir, grid_step)
+                   for seed in values}
+    from dogerm_eval.demo.grid import best_pair
+
+    click.echo("\n" + spread({seed: verdict(frame) for seed, (frame, _) in results.items()}))
+    for seed, (_, table) in results.items():
+        click.echo(f"seed {seed}: {best_pair(table).line()}")
+
+
+def quiet() -> None:
+    """The demo's own stage lines only: the libraries' per-checkpoint logs and model-loading bars are silenced."""
+    from transformers.utils import logging as hf_logging
+
+    for name in ("dogerm_eval", "dogerm_mergekit"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    LOG.setLevel(logging.INFO)  # its records still reach the handler configure_logging gave "dogerm_eval"
+    hf_logging.disable_progress_bar()

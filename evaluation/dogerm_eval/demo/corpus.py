@@ -1,4 +1,4 @@
-"""Synthetic text for the miniature DogeRM world: general facts and worked arithmetic.
+"""Synthetic text for the miniature DogeRM world: general facts, worked arithmetic and reversed word lists.
 
 Every text is lower-case words, numbers and punctuation separated by single spaces, so a word-level
 tokenizer round-trips it exactly. Numbers are single tokens in ``0..MAX_NUMBER``.
@@ -258,6 +258,54 @@ def noisy_results(problem: Problem, rng: random.Random, p_correct: float) -> lis
         acc = apply(op, acc, n) if rng.random() < p_correct else rng.randrange(MAX_NUMBER + 1)
         out.append(acc)
     return out
+
+
+STRING_ITEMS = ("red", "blue", "green", "yellow", "white", "black", "orange", "brown", "pink", "purple")
+"""Words the second domain's lists are made of (already in the vocabulary, so the tokenizer and base are unchanged)."""
+STRING_LENGTHS = (3, 4, 5)
+STRING_QUESTION = "what is the last first of {items} ?"
+STRING_STATEMENT = "the last first of {items} is {out} ."
+
+
+@dataclass(frozen=True)
+class StringTask:
+    """The second domain's skill: a list of distinct words, to be given back last word first."""
+
+    items: tuple[str, ...]
+
+    @property
+    def question(self) -> str:
+        """The question text, e.g. ``what is the last first of red blue green ?``."""
+        return STRING_QUESTION.format(items=" ".join(self.items))
+
+    def results(self) -> list[str]:
+        """The correct answer: the items reversed."""
+        return list(reversed(self.items))
+
+    def worked(self, out: list[str]) -> str:
+        """An answer giving ``out`` (correct or not), phrased like a fact's answer."""
+        joined = " ".join(out)
+        return STRING_STATEMENT.format(items=" ".join(self.items), out=joined) + " " + ANSWER.format(a=joined)
+
+
+def random_string_task(rng: random.Random) -> StringTask:
+    """A list of 3 to 5 distinct words from ``STRING_ITEMS``."""
+    return StringTask(tuple(rng.sample(STRING_ITEMS, rng.choice(STRING_LENGTHS))))
+
+
+def wrong_reversal(task: StringTask, rng: random.Random) -> tuple[list[str], str]:
+    """A wrong answer and its kind: two neighbours swapped (``swap``), one word replaced by a word not in the list
+    (``wrong-word``), or the list given back unreversed (``copy``)."""
+    out = task.results()
+    kind = rng.choice(("swap", "wrong-word", "copy"))
+    if kind == "swap":
+        k = rng.randrange(len(out) - 1)
+        out[k], out[k + 1] = out[k + 1], out[k]
+    elif kind == "wrong-word":
+        out[rng.randrange(len(out))] = rng.choice([w for w in STRING_ITEMS if w not in task.items])
+    else:
+        out = list(task.items)
+    return out, kind
 
 
 def vocabulary() -> list[str]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import multiprocessing
 import os
 import random
 import re
@@ -26,6 +27,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 import dataclasses
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -46,7 +48,7 @@ from transformers import (
 from dogerm_eval.demo import corpus
 from dogerm_mergekit.files import sha256_file
 
-WORLD_VERSION = 3
+WORLD_VERSION = 4
 """Bump whenever the corpus, the recipe or the file layout changes: it is part of the cache key."""
 
 Size = Literal["demo", "test"]
@@ -55,6 +57,10 @@ SPECIAL_TOKENS = ("<unk>", "<s>", "</s>", "[INST]", "[/INST]", "<<SYS>>", "<</SY
 DOMAIN_PAD_TOKEN = "[PAD]"
 GENERAL_DISTRACTORS = 3
 """Wrong answers per held-out fact in the ``general`` eval subset."""
+DOMAINS = {"arithmetic": "domain", "strings": "domain-strings"}
+"""Each domain: its eval subset -> the folder of its domain LM (``World.domains``)."""
+DOMAIN_SEEDS = {"arithmetic": 0, "strings": 20}
+"""Offset of each domain SFT's seed from the world's (the RM uses +2, the policy +10)."""
 RM_ONLY = "rm-only"
 """``rejected_model`` of the ``general`` eval pairs on facts only the RM is taught (what fades as lambda grows)."""
 RM_ONLY_HELDOUT = 2
@@ -98,6 +104,7 @@ class WorldSpec:
     sft_lr: float
     sft_judged_fraction: float  # SFT examples that are judged worked answers (loss on the verdict only)
     sft_replay_fraction: float  # SFT examples that replay general pretraining texts
+    strings_sft_steps: int  # SFT steps of the second domain (reversing word lists), same recipe otherwise
     rm_steps: int
     rm_lr: float
     rm_head_steps: int  # head-only warm-up before full fine-tuning (linear probe, then fine-tune)
@@ -106,11 +113,13 @@ class WorldSpec:
     heldout_fact_fraction: float  # general facts kept out of RM training (the `general` eval subset)
     policy_steps: int  # SFT steps of the Best-of-N policy (base + correct worked answers only; weaker than the domain)
     arithmetic_eval_pairs: int
+    strings_eval_pairs: int
     gsm8k_problems: int
     candidates_per_problem: int
     max_new_tokens: int = 40
     temperature: float = 1.0
     threads: int = 1  # 2 threads stall at OpenMP barriers as soon as anything else runs (2-3 s per step)
+    workers: int = 2  # processes training the RM, the domain LMs and the policy side by side (after the base)
 
 
 SPECS: dict[str, WorldSpec] = {
@@ -131,6 +140,7 @@ SPECS: dict[str, WorldSpec] = {
         sft_lr=3e-3,
         sft_judged_fraction=0.4,
         sft_replay_fraction=0.3,
+        strings_sft_steps=1500,
         rm_steps=400,
         rm_lr=3e-4,
         rm_head_steps=150,
@@ -139,6 +149,7 @@ SPECS: dict[str, WorldSpec] = {
         heldout_fact_fraction=0.3,
         policy_steps=200,
         arithmetic_eval_pairs=200,
+        strings_eval_pairs=200,
         gsm8k_problems=100,
         candidates_per_problem=8,
     ),
@@ -159,6 +170,7 @@ SPECS: dict[str, WorldSpec] = {
         sft_lr=3e-3,
         sft_judged_fraction=0.4,
         sft_replay_fraction=0.3,
+        strings_sft_steps=4,
         rm_steps=4,
         rm_lr=3e-4,
         rm_head_steps=2,
@@ -167,10 +179,12 @@ SPECS: dict[str, WorldSpec] = {
         heldout_fact_fraction=0.3,
         policy_steps=2,
         arithmetic_eval_pairs=8,
+        strings_eval_pairs=8,
         gsm8k_problems=4,
         candidates_per_problem=8,
         max_new_tokens=12,
         threads=1,
+        workers=1,  # spawning workers costs more than these trainings (the tests check 2 gives the same weights)
     ),
 }
 
@@ -181,13 +195,14 @@ class World:
 
     root: Path
     base: Path
-    domain: Path
+    domain: Path  # the arithmetic domain LM (``domains["arithmetic"]``)
     rm: Path
     rewardbench_data: Path
     gsm8k_data: Path
     candidates: Path
     seed: int
     size: str
+    domains: dict[str, Path] = field(default_factory=dict)  # eval subset -> its domain LM's folder
     metadata: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -207,6 +222,7 @@ class World:
             candidates=root / "candidates.jsonl",
             seed=metadata["seed"],
             size=metadata["size"],
+            domains={subset: root / folder for subset, folder in DOMAINS.items()},
             metadata=metadata,
         )
 
@@ -285,6 +301,11 @@ def chat(tokenizer: PreTrainedTokenizerFast, prompt: str, response: str | None =
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=response is None)
 
 
+def judged_text(tokenizer: PreTrainedTokenizerFast, question: str, answer: str, verdict: str) -> str:
+    """A judged answer: the chat text without its closing ``</s>``, then the verdict word."""
+    return chat(tokenizer, question, answer).removesuffix(" </s>") + " " + verdict
+
+
 # -------------------------------------------------------------------------------------------------- data
 
 
@@ -293,7 +314,7 @@ class Datasets:
     """All texts of one world, split so nothing evaluated is trained on."""
 
     pretrain: list[str]
-    sft: list[tuple[str, str]]  # (context, text): next-token loss on the tokens of ``text`` after ``context``
+    sft: dict[str, list[tuple[str, str]]]  # per domain (context, text): next-token loss on ``text`` after ``context``
     rm_pairs: list[tuple[str, str, str]]
     rewardbench: list[dict[str, Any]]
     gsm8k: list[corpus.Problem]
@@ -327,7 +348,7 @@ def make_datasets(seed: int, spec: WorldSpec, tokenizer: PreTrainedTokenizerFast
                 return p
 
     def judged(question: str, answer: str, verdict: str) -> str:
-        return chat(tokenizer, question, answer).removesuffix(" </s>") + " " + verdict
+        return judged_text(tokenizer, question, answer, verdict)
 
     pretrain = []
     for fact in facts:  # every fact, held-out ones included: the base knows them all
@@ -345,20 +366,10 @@ def make_datasets(seed: int, spec: WorldSpec, tokenizer: PreTrainedTokenizerFast
         pretrain.append(chat(tokenizer, p.question, p.worked(corpus.noisy_results(p, rng, spec.arithmetic_p_correct))))
     rng.shuffle(pretrain)
 
-    sft = []
-    for _ in range(spec.sft_steps * spec.batch_size // 4 + 1):
-        u = rng.random()
-        if u < spec.sft_replay_fraction:
-            sft.append(("", rng.choice(general_texts)))
-            continue
-        p = fresh_problem()
-        if u < spec.sft_replay_fraction + spec.sft_judged_fraction:
-            correct = rng.random() < 0.5
-            results = p.results() if correct else corpus.wrong_results(p, rng)[0]
-            context = judged(p.question, p.worked(results), "").rstrip()
-            sft.append((context, f"{context} {corpus.TRUE if correct else corpus.FALSE}"))
-        else:
-            sft.append((chat(tokenizer, p.question), chat(tokenizer, p.question, p.worked(p.results()))))
+    sft = _sft_mixture(
+        spec.sft_steps * spec.batch_size // 4 + 1, spec, rng, general_texts, fresh_problem, tokenizer,
+        lambda p: p.worked(p.results()), lambda p, r: p.worked(corpus.wrong_results(p, r)[0]),
+    )
 
     rm_pairs = []
     for fact in train_facts:
@@ -386,6 +397,29 @@ def make_datasets(seed: int, spec: WorldSpec, tokenizer: PreTrainedTokenizerFast
         rm_only_pairs += [(fact.question, fact.answer(), fact.answer(w)) for w in wrong[RM_ONLY_HELDOUT:]]
     rm_pairs = rm_pairs + rm_only_pairs * spec.rm_only_repeats
     random.Random(seed).shuffle(rm_pairs)
+
+    # The second domain, reversing word lists: held-out pairs in `strings`, SFT mixed as the arithmetic one's.
+    # Own RNGs again; its words are already in the vocabulary, so the tokenizer and the base do not change.
+    tasks: dict[str, corpus.StringTask] = {}
+    string_eval_rng = random.Random(f"eval-strings-{seed}")
+    while len(tasks) < spec.strings_eval_pairs:
+        t = corpus.random_string_task(string_eval_rng)
+        tasks.setdefault(t.question, t)
+    for t in tasks.values():
+        wrong, kind = corpus.wrong_reversal(t, string_eval_rng)
+        rows.append(_pair_row(t.question, t.worked(t.results()), t.worked(wrong), kind, "strings"))
+    string_rng = random.Random(f"strings-{seed}")
+
+    def fresh_task() -> corpus.StringTask:
+        while True:
+            t = corpus.random_string_task(string_rng)
+            if t.question not in tasks:
+                return t
+
+    sft_strings = _sft_mixture(
+        spec.strings_sft_steps * spec.batch_size // 4 + 1, spec, string_rng, general_texts, fresh_task, tokenizer,
+        lambda t: t.worked(t.results()), lambda t, r: t.worked(corpus.wrong_reversal(t, r)[0]),
+    )
     for i, row in enumerate(rows):
         row["id"] = i
 
@@ -400,7 +434,36 @@ def make_datasets(seed: int, spec: WorldSpec, tokenizer: PreTrainedTokenizerFast
         graded.append(judged(p.question, p.worked(results), corpus.GOOD if good else corpus.BAD))
     pretrain = pretrain + graded
     graded_rng.shuffle(pretrain)
-    return Datasets(pretrain, sft, rm_pairs, rows, eval_problems[spec.arithmetic_eval_pairs :])
+    return Datasets(pretrain, {"arithmetic": sft, "strings": sft_strings}, rm_pairs, rows,
+                    eval_problems[spec.arithmetic_eval_pairs :])
+
+
+def _sft_mixture(
+    n: int,
+    spec: WorldSpec,
+    rng: random.Random,
+    general_texts: list[str],
+    fresh: Callable[[], Any],
+    tokenizer: PreTrainedTokenizerFast,
+    correct: Callable[[Any], str],
+    wrong: Callable[[Any, random.Random], str],
+) -> list[tuple[str, str]]:
+    """``n`` (context, text) SFT examples of one domain: replayed general texts, judged answers (half wrong; loss
+    on the verdict only) and correct answers, in the spec's proportions. ``fresh()`` draws a task no eval row has."""
+    out = []
+    for _ in range(n):
+        u = rng.random()
+        if u < spec.sft_replay_fraction:
+            out.append(("", rng.choice(general_texts)))
+            continue
+        task = fresh()
+        if u < spec.sft_replay_fraction + spec.sft_judged_fraction:
+            right = rng.random() < 0.5
+            context = judged_text(tokenizer, task.question, correct(task) if right else wrong(task, rng), "").rstrip()
+            out.append((context, f"{context} {corpus.TRUE if right else corpus.FALSE}"))
+        else:
+            out.append((chat(tokenizer, task.question), chat(tokenizer, task.question, correct(task))))
+    return out
 
 
 def _pair_row(prompt: str, chosen: str, rejected: str, rejected_model: str, subset: str) -> dict[str, Any]:
@@ -456,7 +519,8 @@ def _train(
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.0)
     schedule = get_linear_schedule_with_warmup(optimizer, max(1, steps // 20), steps)
     losses = []
-    for _ in tqdm(range(steps), desc=desc, leave=False):
+    # Bars only in the builder's own process (workers training side by side would garble them).
+    for _ in tqdm(range(steps), desc=desc, leave=False, disable=multiprocessing.parent_process() is not None):
         idx = torch.randint(n_items, (batch_size,), generator=generator).tolist()
         loss = loss_of(idx)
         optimizer.zero_grad(set_to_none=True)
@@ -579,7 +643,7 @@ def sample_candidates(
     stop = [tokenizer.eos_token_id, *tokenizer.convert_tokens_to_ids([corpus.TRUE, corpus.FALSE])]
     verdict = re.compile(rf" ?\b({corpus.TRUE}|{corpus.FALSE})$")
     out = []
-    for prompt in tqdm(prompts, desc="sample candidates", leave=False):
+    for prompt in tqdm(prompts, desc="sample candidates", leave=False, disable=multiprocessing.parent_process() is not None):
         input_ids = tokenizer(chat(tokenizer, prompt), return_tensors="pt")["input_ids"]
         generated = model.generate(
             input_ids,
@@ -621,43 +685,97 @@ def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
 
 
+def _run_job(job: str, out: Path, seed: int, spec: WorldSpec, payload: Any) -> tuple[str, Any, float]:
+    """One of a build's independent trainings (after the base; run in its own process): the RM, a domain LM (``job``
+    = its subset) or the Best-of-N policy and its candidates. Every job seeds its own generators, so it gives the
+    same weights in a worker process as in the builder's. Returns (job, candidates or None, seconds)."""
+    start = time.perf_counter()
+    result = None
+    with _torch_settings(spec.threads):
+        tokenizer = make_tokenizer()
+        if job == "rm":
+            rm = train_rm(out / "base", payload, tokenizer, spec, seed)
+            rm.save_pretrained(out / "rm")
+            tokenizer.save_pretrained(out / "rm")
+        elif job == "policy":
+            # The Best-of-N policy is not the domain LM (a verifier merged from it would share its confident
+            # errors) but a weaker math model, as DogeRM's policy Llama-2-chat was next to MetaMath: the base after
+            # a short SFT on the domain's correct worked answers.
+            solutions, questions = payload
+            policy_spec = dataclasses.replace(spec, sft_steps=spec.policy_steps)
+            policy, policy_tok = finetune_domain(out / "base", solutions, tokenizer, policy_spec, seed + 10)
+            result = sample_candidates(policy, policy_tok, questions, spec, seed)
+        else:
+            steps = {"arithmetic": spec.sft_steps, "strings": spec.strings_sft_steps}[job]
+            domain_spec = dataclasses.replace(spec, sft_steps=steps)
+            domain, domain_tok = finetune_domain(out / "base", payload, tokenizer, domain_spec, seed + DOMAIN_SEEDS[job])
+            domain.save_pretrained(out / DOMAINS[job])
+            domain_tok.save_pretrained(out / DOMAINS[job])
+    return job, result, time.perf_counter() - start
+
+
+def _run_jobs(jobs: list[tuple[str, Any]], out: Path, seed: int, spec: WorldSpec) -> dict[str, tuple[Any, float]]:
+    """Run ``jobs`` (name, payload) in ``spec.workers`` spawned processes (in this one if 1), one bar for all."""
+    bar = tqdm(total=len(jobs), desc=f"train RM, domains, policy ({spec.workers} processes)", leave=False)
+    done: dict[str, tuple[Any, float]] = {}
+    if spec.workers <= 1:
+        for name, payload in jobs:
+            _, result, seconds = _run_job(name, out, seed, spec, payload)
+            done[name] = (result, seconds)
+            bar.update()
+    else:
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(spec.workers, mp_context=context) as pool:
+            futures = [pool.submit(_run_job, name, out, seed, spec, payload) for name, payload in jobs]
+            for future in as_completed(futures):
+                name, result, seconds = future.result()
+                done[name] = (result, seconds)
+                bar.set_postfix_str(f"{name} {seconds:.0f} s")
+                bar.update()
+    bar.close()
+    return done
+
+
 def _build_into(out: Path, seed: int, size: str, spec: WorldSpec) -> None:
     """Build every model and data file of the world into the (empty) folder ``out``."""
     start_wall, start_cpu = time.perf_counter(), time.process_time()
+    stages: dict[str, float] = {}
+
+    def lap(stage: str) -> None:
+        stages[stage] = time.perf_counter() - start_wall - sum(stages.values())
+
     with _torch_settings(spec.threads):
         tokenizer = make_tokenizer()
         data = make_datasets(seed, spec, tokenizer)
+        lap("data")
 
         base = pretrain_base(data.pretrain, tokenizer, spec, seed)
         base.save_pretrained(out / "base")
         tokenizer.save_pretrained(out / "base")
+        lap("pretrain")
 
-        domain, domain_tok = finetune_domain(out / "base", data.sft, tokenizer, spec, seed)
-        domain.save_pretrained(out / "domain")
-        domain_tok.save_pretrained(out / "domain")
-
-        rm = train_rm(out / "base", data.rm_pairs, tokenizer, spec, seed)
-        rm.save_pretrained(out / "rm")
-        tokenizer.save_pretrained(out / "rm")
+        # After the base, the RM, the domain LMs and the policy do not depend on each other: side by side.
+        questions = [p.question for p in data.gsm8k]
+        solutions = [(c, t) for c, t in data.sft["arithmetic"] if c.endswith("[/INST]")]
+        # Longest first (the RM's pairs cost two sequences a step), so the two workers finish close together.
+        jobs = [("rm", data.rm_pairs), *((subset, data.sft[subset]) for subset in DOMAINS)]
+        jobs.append(("policy", (solutions, questions)))
+        done = _run_jobs(jobs, out, seed, spec)
+        candidates = done["policy"][0]
+        lap("parallel")
 
         # Build-time check of the mechanism's preconditions (the demo prints them): the base judges held-out
-        # facts, the domain LM judges held-out arithmetic.
+        # facts, each domain LM its own skill.
         by_subset = {s: [r for r in data.rewardbench if r["subset"] == s and r["rejected_model"] != RM_ONLY]
-                     for s in ("general", "arithmetic")}
+                     for s in ("general", *DOMAINS)}
+        models = {"base": base} | {folder: LlamaForCausalLM.from_pretrained(out / folder) for folder in DOMAINS.values()}
         verdicts = {
-            f"{name}_{subset}": verdict_accuracy(model, tokenizer, rows)
-            for name, model in (("base", base), ("domain", domain))
+            f"{name}_{subset}": verdict_accuracy(model.eval(), tokenizer, rows)
+            for name, model in models.items()
             for subset, rows in by_subset.items()
         }
-
-        # The Best-of-N policy is not the domain LM (a verifier merged from it would share its confident errors)
-        # but a weaker math model, as DogeRM's policy Llama-2-chat was next to MetaMath: the base after a short SFT
-        # on the domain's correct worked answers (the examples whose context is the bare chat prompt).
-        solutions = [(c, t) for c, t in data.sft if c.endswith("[/INST]")]
-        policy_spec = dataclasses.replace(spec, sft_steps=spec.policy_steps)
-        policy, policy_tok = finetune_domain(out / "base", solutions, tokenizer, policy_spec, seed + 10)
-        questions = [p.question for p in data.gsm8k]
-        candidates = sample_candidates(policy, policy_tok, questions, spec, seed)
+        lap("checks")
+        domain_tok_size = len(PreTrainedTokenizerFast.from_pretrained(out / DOMAINS["arithmetic"]))
 
     generation = {
         "model": f"policy: base + {spec.policy_steps} SFT steps on correct worked answers",
@@ -685,17 +803,18 @@ def _build_into(out: Path, seed: int, size: str, spec: WorldSpec) -> None:
         "size": size,
         "spec": asdict(spec),
         "vocab_size": len(tokenizer),
-        "domain_vocab_size": len(domain_tok),
+        "domain_vocab_size": domain_tok_size,
         "counts": {
             "pretrain_texts": len(data.pretrain),
-            "sft_examples": len(data.sft),
+            "sft_examples": {subset: len(examples) for subset, examples in data.sft.items()},
             "rm_pairs": len(data.rm_pairs),
             "rewardbench_rows": len(data.rewardbench),
             "gsm8k_problems": len(data.gsm8k),
         },
         "verdict_accuracy": verdicts,
-        "sha256": {name: sha256_file(out / name / "model.safetensors") for name in ("base", "domain", "rm")},
-        "build_seconds": {"wall": time.perf_counter() - start_wall, "cpu": time.process_time() - start_cpu},
+        "sha256": {name: sha256_file(out / name / "model.safetensors") for name in ("base", *DOMAINS.values(), "rm")},
+        "build_seconds": {"wall": time.perf_counter() - start_wall, "cpu": time.process_time() - start_cpu,
+                          "stages": stages, "jobs": {name: seconds for name, (_, seconds) in done.items()}},
         "torch": torch.__version__,
     }
     (out / "world.json").write_text(json.dumps(metadata, indent=2) + "\n")
