@@ -74,6 +74,17 @@ def test_shipped_tiny_config_merges_the_demo_models(tmp_path):
                             cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert (tmp_path / "out" / "model.safetensors").exists()
+    # Both domain LMs at once: the two-domain config, merged once and swept over a per-domain grid with dogerm-sweep.
+    config = config.replace("tiny-demo.yml", "tiny-demo-2domains.yml")
+    result = subprocess.run([os.path.join(os.path.dirname(sys.executable), "mergekit-yaml"), config, "out2"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    sweep = [os.path.join(os.path.dirname(sys.executable), "dogerm-sweep"), config, "grid",
+             "--grid", "lambda[domain]=0,1", "--grid", "lambda[domain-strings]=0,1"]
+    result = subprocess.run(sweep, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert sorted(p.name for p in (tmp_path / "grid").iterdir() if p.is_dir()) == [
+        "lambda-0.00_0.00", "lambda-0.00_1.00", "lambda-1.00_0.00"]  # (1, 1) sums above 1: left out
 
 
 def test_several_seeds_print_each_verdict_and_the_spread(tmp_path):

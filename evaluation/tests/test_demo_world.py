@@ -207,7 +207,8 @@ def test_general_eval_facts_are_held_out_of_rm_training(world: World) -> None:
     sft_text = "\n".join(text for examples in data.sft.values() for _, text in examples)
     other_text = "\n".join(data.pretrain) + sft_text
     assert not any(r["chosen"] in other_text or f"[INST] {r['prompt']} [/INST]" in other_text for r in rm_only)
-    held = {r["prompt"] for r in eval_rows if r["subset"] in ("arithmetic", "strings")} | {p.question for p in data.gsm8k}
+    held = {r["prompt"] for r in eval_rows if r["subset"] in ("arithmetic", "strings")}
+    held |= {p.question for p in data.gsm8k}
     assert not any(f"[INST] {q} [/INST]" in sft_text for q in held)
     # The RM never sees a domain pair.
     assert not any("last first" in q for q, _, _ in data.rm_pairs)

@@ -76,7 +76,8 @@ def best_pair(frame: pd.DataFrame) -> BestPair:
     best = allowed.iloc[max(range(len(key)), key=key.__getitem__)]
     metrics = ["general", *domains]
     return BestPair({d: float(best[f"lambda[{d}]"]) for d in domains},
-                    {m: float(zero[f"pairwise/{m}"]) for m in metrics}, {m: float(best[f"pairwise/{m}"]) for m in metrics})
+                    {m: float(zero[f"pairwise/{m}"]) for m in metrics},
+                    {m: float(best[f"pairwise/{m}"]) for m in metrics})
 
 
 def write_heatmaps(frame: pd.DataFrame, output_dir: Path) -> list[Path]:

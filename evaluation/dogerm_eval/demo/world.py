@@ -1,18 +1,22 @@
-"""Build and cache the miniature DogeRM world: base LM, domain (arithmetic) LM, general RM and eval data.
+"""Build and cache the miniature DogeRM world: base LM, two domain LMs (arithmetic, strings), general RM, eval data.
 
-All three models are tiny Llama-architecture transformers models fine-tuned from the SAME pretrained base,
-so ``RM + lambda * (LM - RM)`` is meaningful, as in DogeRM (arXiv 2407.01470):
+All models are tiny Llama-architecture transformers models fine-tuned from the SAME pretrained base, so
+``RM + lambda * (LM - RM)`` is meaningful, as in DogeRM (arXiv 2407.01470):
 
 - base: ``LlamaForCausalLM`` pretrained on every general fact (stated, asked and answered, and as judged
-  answers "... . true" / "... . false") and, at a quarter of that volume, on worked arithmetic whose step results
-  are mostly random (so the base, and the RM built on it, barely know arithmetic);
-- domain: base + SFT (next-token loss) on a mixture: correct worked arithmetic in the chat format, judged worked
-  arithmetic ("... the answer is 9 . false", loss on the verdict only) and replayed general pretraining texts;
-  its tokenizer adds ``[PAD]`` at id = base vocabulary size, as MetaMath-7B's does;
+  answers "... . true" / "... . false") and, at a quarter of that volume each, on worked arithmetic whose step
+  results are mostly random and on graded arithmetic ("... . good" / "... . bad"); it never sees a word list task;
+- domain LMs (``World.domains``: subset -> folder): base + SFT (next-token loss) on a mixture of correct answers
+  in the chat format, judged answers ("... the answer is 9 . false", loss on the verdict only) and replayed general
+  pretraining texts; ``arithmetic`` (folder ``domain``) on worked arithmetic, ``strings`` (``domain-strings``) on
+  giving a list of words back last word first. Their tokenizers add ``[PAD]`` at id = base vocabulary size, as
+  MetaMath-7B's does;
 - rm: base + ``score`` head (``LlamaForSequenceClassification``, 1 label) trained with the Bradley-Terry loss
-  on general fact pairs only (correct vs wrong fact; 30% of facts held out for evaluation): a head-only
-  warm-up, then full fine-tuning of backbone and head at a small learning rate. It never sees arithmetic;
+  on general fact pairs only (30% of facts held out for evaluation) and on pairs about facts no other text states
+  (RM-only knowledge, which a merge dilutes): a head-only warm-up, then full fine-tuning. It never sees a domain;
 - Best-of-N candidates come from a weaker policy (base + a short SFT on correct worked answers), not the domain.
+
+After the base, the RM, the domain LMs and the policy are trained side by side in ``WorldSpec.workers`` processes.
 """
 
 from __future__ import annotations
@@ -643,7 +647,8 @@ def sample_candidates(
     stop = [tokenizer.eos_token_id, *tokenizer.convert_tokens_to_ids([corpus.TRUE, corpus.FALSE])]
     verdict = re.compile(rf" ?\b({corpus.TRUE}|{corpus.FALSE})$")
     out = []
-    for prompt in tqdm(prompts, desc="sample candidates", leave=False, disable=multiprocessing.parent_process() is not None):
+    in_worker = multiprocessing.parent_process() is not None
+    for prompt in tqdm(prompts, desc="sample candidates", leave=False, disable=in_worker):
         input_ids = tokenizer(chat(tokenizer, prompt), return_tensors="pt")["input_ids"]
         generated = model.generate(
             input_ids,
@@ -708,7 +713,9 @@ def _run_job(job: str, out: Path, seed: int, spec: WorldSpec, payload: Any) -> t
         else:
             steps = {"arithmetic": spec.sft_steps, "strings": spec.strings_sft_steps}[job]
             domain_spec = dataclasses.replace(spec, sft_steps=steps)
-            domain, domain_tok = finetune_domain(out / "base", payload, tokenizer, domain_spec, seed + DOMAIN_SEEDS[job])
+            domain, domain_tok = finetune_domain(
+                out / "base", payload, tokenizer, domain_spec, seed + DOMAIN_SEEDS[job]
+            )
             domain.save_pretrained(out / DOMAINS[job])
             domain_tok.save_pretrained(out / DOMAINS[job])
     return job, result, time.perf_counter() - start
@@ -757,9 +764,10 @@ def _build_into(out: Path, seed: int, size: str, spec: WorldSpec) -> None:
         # After the base, the RM, the domain LMs and the policy do not depend on each other: side by side.
         questions = [p.question for p in data.gsm8k]
         solutions = [(c, t) for c, t in data.sft["arithmetic"] if c.endswith("[/INST]")]
-        # Longest first (the RM's pairs cost two sequences a step), so the two workers finish close together.
-        jobs = [("rm", data.rm_pairs), *((subset, data.sft[subset]) for subset in DOMAINS)]
-        jobs.append(("policy", (solutions, questions)))
+        # The two domain SFTs first (the longest: 1500 steps), then the RM and the policy: on the demo world the two
+        # workers then finish within ~30 s of each other (seed 0, measured: SFTs 131 / 150 s, RM 68 s, policy 16 s).
+        jobs = [(subset, data.sft[subset]) for subset in DOMAINS]
+        jobs += [("rm", data.rm_pairs), ("policy", (solutions, questions))]
         done = _run_jobs(jobs, out, seed, spec)
         candidates = done["policy"][0]
         lap("parallel")
@@ -768,7 +776,7 @@ def _build_into(out: Path, seed: int, size: str, spec: WorldSpec) -> None:
         # facts, each domain LM its own skill.
         by_subset = {s: [r for r in data.rewardbench if r["subset"] == s and r["rejected_model"] != RM_ONLY]
                      for s in ("general", *DOMAINS)}
-        models = {"base": base} | {folder: LlamaForCausalLM.from_pretrained(out / folder) for folder in DOMAINS.values()}
+        models = {"base": base} | {f: LlamaForCausalLM.from_pretrained(out / f) for f in DOMAINS.values()}
         verdicts = {
             f"{name}_{subset}": verdict_accuracy(model.eval(), tokenizer, rows)
             for name, model in models.items()
