@@ -10,9 +10,21 @@ import pytest
 from click.testing import CliRunner
 from mergekit.options import MergeOptions
 
+from dogerm_eval.criteria import Constraint, Objective, choose
 from dogerm_eval.errors import BenchmarkError
-from dogerm_eval.search import Constraint, command, run_search, search, split_rows
+from dogerm_eval.line_search import line_search
+from dogerm_eval.search import command, run_search
+from dogerm_eval.space import dogerm_source, parse_space
+from dogerm_eval.split_eval import split_rows
 from dogerm_mergekit import testing as tiny
+
+
+def search(evaluate, objective, rule, max_evals, known=None):
+    """Brent's line search and the choice, as ``dogerm-eval search`` runs them for one lambda."""
+    goal = Objective.parse(objective)
+    points, reference = line_search(lambda point: evaluate(point["lambda"]), goal, rule, max_evals, known)
+    chosen, note = choose(points, reference, goal, rule, lambda params: params.get("lambda", 0.0))
+    return points, chosen, note
 
 
 def _curve(objective, general=lambda lam: 0.9):
@@ -29,7 +41,7 @@ def test_a_bump_is_found_within_the_budget():
     evaluate, calls = _curve(lambda lam: 0.5 + 0.3 * np.exp(-((lam - 0.62) ** 2) / 0.05))
     points, chosen, note = search(evaluate, "x/objective", None, max_evals=5)
     assert len(calls) <= 5 and calls[0] == 0.0 and note is None
-    assert abs(chosen.lam - 0.62) < 0.12
+    assert abs(chosen.params["lambda"] - 0.62) < 0.12
     grid = max(np.linspace(0, 1, 11), key=lambda lam: 0.5 + 0.3 * np.exp(-((lam - 0.62) ** 2) / 0.05))
     assert chosen.metrics["x/objective"] >= 0.5 + 0.3 * np.exp(-((grid - 0.62) ** 2) / 0.05) - 0.01
 
@@ -37,35 +49,35 @@ def test_a_bump_is_found_within_the_budget():
 def test_a_flat_curve_keeps_the_reward_model():
     evaluate, calls = _curve(lambda lam: 0.7)
     _, chosen, _ = search(evaluate, "x/objective", None, max_evals=5)
-    assert chosen.lam == 0.0 and len(calls) <= 5
+    assert chosen.params["lambda"] == 0.0 and len(calls) <= 5
 
 
 def test_an_optimum_at_lambda_zero_is_returned():
     evaluate, _ = _curve(lambda lam: 0.8 - 0.3 * lam)
     _, chosen, _ = search(evaluate, "x/objective", None, max_evals=5)
-    assert chosen.lam == 0.0
+    assert chosen.params["lambda"] == 0.0
 
 
 def test_the_constraint_excludes_lambdas_that_cost_general_accuracy():
     evaluate, _ = _curve(lambda lam: lam, general=lambda lam: 0.9 - 0.1 * lam)  # general falls 2 points at 0.2
     rule = Constraint.parse("x/general >= value_at_lambda0 - 0.02")
     points, chosen, _ = search(evaluate, "x/objective", rule, max_evals=5)
-    assert chosen.lam <= 0.2 + 1e-9 and chosen.meets_constraint
+    assert chosen.params["lambda"] <= 0.2 + 1e-9 and chosen.meets_constraint
     assert any(not p.meets_constraint for p in points)  # something beyond 0.2 was tried and refused
 
 
 def test_a_constraint_no_lambda_meets_returns_lambda_zero_with_a_note():
     evaluate, _ = _curve(lambda lam: lam)
     _, chosen, note = search(evaluate, "x/objective", Constraint.parse("x/general >= 0.99"), max_evals=4)
-    assert chosen.lam == 0.0 and "no evaluated lambda meets x/general >= 0.9900" in note
+    assert chosen.params["lambda"] == 0.0 and "no evaluated point meets x/general >= 0.9900" in note
 
 
 def test_a_rerun_with_known_points_evaluates_nothing():
     evaluate, first = _curve(lambda lam: 0.5 + 0.3 * np.exp(-((lam - 0.62) ** 2) / 0.05))
     points, chosen, _ = search(evaluate, "x/objective", None, max_evals=5)
     evaluate_again, again = _curve(lambda lam: 0.5 + 0.3 * np.exp(-((lam - 0.62) ** 2) / 0.05))
-    points2, chosen2, _ = search(evaluate_again, "x/objective", None, max_evals=5, known={p.lam: p for p in points})
-    assert again == [] and chosen2.lam == chosen.lam
+    points2, chosen2, _ = search(evaluate_again, "x/objective", None, max_evals=5, known={p.params["lambda"]: p for p in points})
+    assert again == [] and chosen2.params["lambda"] == chosen.params["lambda"]
 
 
 def test_constraint_syntax():
@@ -106,11 +118,11 @@ def test_end_to_end_on_tiny_models_writes_search_json_reuses_points_and_the_chec
     first = CliRunner().invoke(command(), args)
     assert first.exit_code == 0, first.output
     record = json.loads((tmp_path / "out" / "search.json").read_text())
-    assert record["points"][0]["lam"] == 0.0 and 1 <= len(record["points"]) <= 4
+    assert record["points"][0]["params"] == {"lambda": 0.0} and 1 <= len(record["points"]) <= 4
     assert record["settings"]["dev_rows"] + record["settings"]["test_rows"] == 40
     assert set(record["test"]) >= {"pairwise/arithmetic", "pairwise/general"}
     assert (tmp_path / "out" / "search.png").stat().st_size > 1000
-    lam = record["chosen"]["lam"]
+    lam = record["chosen"]["params"]["lambda"]
     from dogerm_mergekit.contract import checkpoint_name
     from dogerm_mergekit.sweep import run_sweep
     import yaml
@@ -127,10 +139,10 @@ def test_end_to_end_on_tiny_models_writes_search_json_reuses_points_and_the_chec
 def test_push_needs_write_and_bad_fractions_are_refused_before_loading(tmp_path):
     data = _pairs(tmp_path / "pairs.jsonl")
     with pytest.raises(BenchmarkError, match="--write"):
-        run_search("missing-rm", "missing-lm", "pairwise", str(data), None, "pairwise/score", None, 5, 0.5, 0,
+        run_search("missing-rm", ["missing-lm"], "pairwise", str(data), None, "pairwise/score", None, 5, 0.5, 0,
                    tmp_path / "out", {}, push_to_hub="org/name")
     with pytest.raises(BenchmarkError, match="dev-fraction"):
-        run_search("missing-rm", "missing-lm", "pairwise", str(data), None, "pairwise/score", None, 5, 1.5, 0,
+        run_search("missing-rm", ["missing-lm"], "pairwise", str(data), None, "pairwise/score", None, 5, 1.5, 0,
                    tmp_path / "out", {})
 
 
@@ -141,19 +153,20 @@ def test_each_lambda_is_scored_with_its_own_merge(tmp_path):
     from dogerm_eval.benchmarks import pairwise
     from dogerm_eval.options import default_options, scorer_factory, scoring_settings
     from dogerm_eval.models import resolve_model
-    from dogerm_eval.search import SplitEvaluator
+    from dogerm_eval.split_eval import SplitEvaluator
     from dogerm_mergekit.sweep import run_sweep
 
     rm, lm = tiny.build_pair(tmp_path / "in")
     data = _pairs(tmp_path / "pairs.jsonl")
     scoring = default_options(dtype="float32", device="cpu")
-    evaluator = SplitEvaluator(str(rm), str(lm), "pairwise", str(data), None, 0.5, 0, scoring)
+    space = parse_space(dogerm_source(str(rm), [str(lm)]), "test", ())
+    evaluator = SplitEvaluator(space, "pairwise", str(data), None, 0.5, 0, scoring)
     run_sweep(yaml.safe_dump({"merge_method": "dogerm", "base_model": str(rm), "models": [
         {"model": str(lm), "parameters": {"lambda": 1.0}}]}), tmp_path / "sweep", (0.0, 1.0), MergeOptions(quiet=True))
     fmt, _ = scoring_settings(scoring)
     seen = []
     for lam, name in ((0.0, "lambda-0.00"), (1.0, "lambda-1.00"), (0.0, "lambda-0.00")):
-        rows, in_memory = evaluator.scores(lam, "dev")
+        rows, in_memory = evaluator.scores({"lambda": lam}, "dev")
         fresh = scorer_factory(fmt, scoring)(resolve_model(str(tmp_path / "sweep" / name)))
         expected = np.concatenate([fresh.score(p) for p in pairwise.passes(rows)])
         np.testing.assert_allclose(in_memory, expected, rtol=0, atol=2e-6)  # the fp32 batch tolerance
@@ -167,7 +180,7 @@ def test_publishing_options_are_refused_before_any_model_loads(tmp_path: Path) -
     from dogerm_eval.search import run_search
 
     (tmp_path / "taken").write_text("a file, not a folder")
-    common = dict(reward_model=str(tmp_path / "no-rm"), domain_model=str(tmp_path / "no-lm"), benchmark="pairwise",
+    common = dict(reward_model=str(tmp_path / "no-rm"), domain_models=[str(tmp_path / "no-lm")], benchmark="pairwise",
                   data=None, subsets=None, objective="pairwise/x", constraint=None, max_evals=3, dev_fraction=0.5,
                   seed=0, output_dir=tmp_path / "out", scoring=default_options())
     with pytest.raises(BenchmarkError, match="--write: the output .*taken is a file"):
