@@ -197,6 +197,10 @@ def parse_space(source: str, where: str, specs: Sequence[str]) -> SearchSpace:
                                          f"lambda[MODEL] (they are {', '.join(names)})")
                 target, key = f"lambda[{names[0]}]", "lambda"
             elif model is None:
+                own = [str(e["model"]) for e in raw["models"] if name in (e.get("parameters") or {})]
+                if own:
+                    raise BenchmarkError(f"--param {spec!r}: {own[0]} sets its own {name}, which overrides the "
+                                         f"top-level one: search {name}[MODEL] instead, or remove it from the model")
                 target = key = name
             else:
                 target = f"{name}[{match_model(model, domains, f'--param {spec}')}]"

@@ -188,3 +188,92 @@ def test_publishing_options_are_refused_before_any_model_loads(tmp_path: Path) -
     with pytest.raises(BenchmarkError, match="--push-to-hub 'not a repo!' is not a Hub repo id"):
         run_search(**common, write=tmp_path / "fresh", push_to_hub="not a repo!")
     assert not (tmp_path / "out").exists() and not (tmp_path / "fresh").exists()
+
+
+@pytest.mark.parametrize("benchmark", ["pairwise", "rewardbench"])
+def test_the_vectorised_bootstrap_equals_resampling_row_by_row(benchmark):
+    """Same resamples, same intervals: numpy counts of each row per resample vs the benchmark's own formula on each
+    resampled frame (RewardBench's weighted sections included; NaN and ties count as wrong)."""
+    from dogerm_eval.benchmarks import get_benchmark
+    from dogerm_eval.benchmarks.rewardbench import EXAMPLE_COUNTS
+    from dogerm_eval.split_eval import bootstrap_intervals, bootstrap_pairs
+
+    module = get_benchmark(benchmark)
+    rng = np.random.default_rng(3)
+    names = sorted(EXAMPLE_COUNTS)[:7] if benchmark == "rewardbench" else ["general", "arithmetic", "strings"]
+    n = 300
+    frame = pd.DataFrame({"id": range(n), "subset": rng.choice(names, n, p=[0.5] + [0.5 / (len(names) - 1)] * (len(names) - 1))})
+    chosen, rejected = rng.normal(size=n), rng.normal(size=n)
+    rejected[:5] = chosen[:5]  # ties
+    chosen[5:8] = np.nan
+    scores = np.concatenate([chosen, rejected])
+
+    def by_rows(index):
+        return module.metrics(module.evaluate(frame.iloc[index].reset_index(drop=True),
+                                              np.concatenate([chosen[index], rejected[index]])).summary())
+
+    expected = bootstrap_intervals(by_rows, n, samples=150, seed=7)
+    found = bootstrap_pairs(chosen > rejected, frame["subset"].tolist(),
+                            lambda acc, pooled: module.metrics(module.summary_of(acc, pooled)), samples=150, seed=7)
+    assert found.keys() == expected.keys() and len(found) >= 3
+    for name in expected:
+        np.testing.assert_allclose(found[name], expected[name], rtol=0, atol=1e-12, err_msg=name)
+    assert scores.size == 2 * n
+
+
+def test_several_domains_are_searched_jointly_and_resumed(tmp_path):
+    """Two domain models, a combined objective, the study resumed by a rerun, the chosen configuration written."""
+    import yaml
+
+    rm, lm = tiny.build_pair(tmp_path / "in")
+    _, other = tiny.build_pair(tmp_path / "other", seed=1)
+    data = _pairs(tmp_path / "pairs.jsonl")
+    args = ["--rm", str(rm), "--domain", str(lm), "--domain", str(other), "--benchmark", "pairwise", "--data",
+            str(data), "--objective", "mean(pairwise/arithmetic, pairwise/general)", "--max-evals", "5",
+            "--bootstrap", "20", "--output-dir", str(tmp_path / "out"), "--write", str(tmp_path / "best")]
+    first = CliRunner().invoke(command(), args)
+    assert first.exit_code == 0, first.output
+    record = json.loads((tmp_path / "out" / "search.json").read_text())
+    keys = {f"lambda[{lm}]", f"lambda[{other}]"}
+    assert record["settings"]["sampler"] == "tpe" and record["settings"]["evaluated"] == 5
+    assert len(record["points"]) == 5 and all(set(p["params"]) == keys for p in record["points"])
+    assert all(sum(p["params"].values()) <= 1 for p in record["points"])
+    objective = "mean(pairwise/arithmetic, pairwise/general)"
+    assert all(p["metrics"][objective] == pytest.approx(
+        (p["metrics"]["pairwise/arithmetic"] + p["metrics"]["pairwise/general"]) / 2) for p in record["points"])
+    assert objective in record["points"][1]["intervals"] and objective in record["test"]
+    chosen = yaml.safe_load((tmp_path / "out" / "chosen.yml").read_text())
+    assert [m["parameters"]["lambda"] for m in chosen["models"]] == [
+        record["chosen"]["params"][f"lambda[{lm}]"], record["chosen"]["params"][f"lambda[{other}]"]]
+    assert (tmp_path / "out" / "study.journal").is_file() and (tmp_path / "out" / "search.png").stat().st_size > 1000
+    from dogerm_mergekit.contract import finished_points
+
+    [(written, _)] = finished_points(tmp_path / "best")  # the chosen merge, as dogerm-sweep writes it
+    assert written == record["chosen"]["params"]
+    again = CliRunner().invoke(command(), args)
+    assert again.exit_code == 0 and "(0 evaluations)" in again.output, again.output
+    assert json.loads((tmp_path / "out" / "search.json").read_text())["chosen"] == record["chosen"]
+
+
+def test_two_worker_processes_share_an_rdb_study(tmp_path):
+    """--n-workers 2 with an SQLite URL: the real evaluator pickled into a spawned process; every point evaluated
+    once (that both workers take trials is shown in test_study, where a barrier makes them meet)."""
+    from dogerm_eval.options import default_options
+
+    rm, lm = tiny.build_pair(tmp_path / "in")
+    _, other = tiny.build_pair(tmp_path / "other", seed=1)
+    data = _pairs(tmp_path / "pairs.jsonl")
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    result = run_search(str(rm), [str(lm), str(other)], "pairwise", str(data), None, "pairwise/score", None, 7, 0.5,
+                        0, tmp_path / "out", default_options(dtype="float32", device="cpu"), bootstrap=0, storage=url,
+                        n_workers=2, sampler="random")
+    assert result["settings"]["evaluated"] == 7 and len(result["points"]) == 7
+    trials = open_study_for(result, url)
+    points = [json.dumps(t.user_attrs["point"], sort_keys=True) for t in trials if "metrics" in t.user_attrs]
+    assert len(points) == len(set(points)) == 6
+
+
+def open_study_for(result, url):
+    import optuna
+
+    return optuna.load_study(study_name=result["settings"]["study"], storage=url).get_trials()
