@@ -19,9 +19,12 @@ read once before the clocks start).
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
+
+os.environ.setdefault("TQDM_DISABLE", "1")  # no progress bar per scored point
 
 from dogerm_eval.criteria import Constraint, Evaluated, Objective, choose
 from dogerm_eval.demo.world import build_world

@@ -65,15 +65,15 @@ def plot_search(path: Path, record: Mapping[str, Any], space: SearchSpace, grid:
     keys = [p.key for p in space.parameters]
     values = [objective.value(p["metrics"]) for p in points]
     if space.knotted:
-        for p in points:
-            for target in dict.fromkeys(q.target for q in space.parameters):
-                knots = [q for q in space.parameters if q.target == target]
-                if not all(q.key in p["params"] for q in knots):
-                    continue
-                xs = [q.knot / (q.knots - 1) for q in knots]
-                bold = p["params"] == chosen["params"]
-                axes.plot(xs, [p["params"][q.key] for q in knots], marker="o", linewidth=2.5 if bold else 0.8,
-                          alpha=1.0 if bold else 0.4, label=f"chosen: {target}" if bold else None)
+        for colour, target in enumerate(dict.fromkeys(q.target for q in space.parameters)):
+            knots = [q for q in space.parameters if q.target == target]
+            xs = [q.knot / (q.knots - 1) if q.knot is not None else 0.5 for q in knots]
+            for p in points:  # one colour per parameter; the chosen schedule bold
+                if all(q.key in p["params"] for q in knots):
+                    bold = p["params"] == chosen["params"]
+                    axes.plot(xs, [p["params"][q.key] for q in knots], marker="o", color=f"C{colour}",
+                              linewidth=2.5 if bold else 0.6, alpha=1.0 if bold else 0.25,
+                              label=f"{target} (chosen)" if bold else None, zorder=3 if bold else 2)
         axes.set_xlabel("depth (first layer 0, last layer 1)")
         axes.set_ylabel("parameter value")
     elif len(keys) == 1:

@@ -137,3 +137,31 @@ def test_a_study_is_refused_before_anything_runs(tmp_path: Path) -> None:
         run_study(replace(_spec(tmp_path), storage=str(tmp_path)), None, None)
     with pytest.raises(BenchmarkError, match="no evaluated point yet"):
         collect(_spec(tmp_path / "empty"))
+
+
+def test_the_plot_draws_each_shape_of_space_and_a_grid_under_two_parameters(tmp_path: Path) -> None:
+    """Two parameters over a grid table's heatmap (columns matched by the models' last path components), depth
+    schedules as lambda against depth; a grid table without the parameters' columns is refused in one line."""
+    from dataclasses import asdict
+
+    import pandas as pd
+
+    from dogerm_eval.search_plot import check_grid, plot_search
+
+    spaces = {"plane": two_domain_space(), "depth": two_domain_space(("lambda[a]@3=0:1", "lambda[b]@3=0:1"))}
+    grid = tmp_path / "grid.csv"
+    pd.DataFrame([{"lambda[a]": i / 4, "lambda[b]": j / 4, **bump({"lambda[org/a]": i / 4, "lambda[org/b]": j / 4})}
+                  for i in range(5) for j in range(5 - i)]).to_csv(grid, index=False)
+    for name, space in spaces.items():
+        spec = StudySpec(str(tmp_path / f"{name}.journal"), name, "random", 0, 6, GOAL, None, space)
+        points, reference, _, chosen, note = _run(spec, LoggedBump(tmp_path / f"{name}.log"))
+        record = {"settings": {"objective": GOAL.name, "method": "dogerm", "constraint_metric": None},
+                  "points": [asdict(p) for p in (reference, *points)], "chosen": asdict(chosen)}
+        if name == "plane":
+            check_grid(grid, space, GOAL)
+        plot_search(tmp_path / f"{name}.png", record, space, grid if name == "plane" else None)
+        assert (tmp_path / f"{name}.png").stat().st_size > 10_000
+    pd.DataFrame([{"x": 0, "t/a": 1}]).to_csv(tmp_path / "bad.csv", index=False)
+    with pytest.raises(BenchmarkError, match="no single column for lambda\\[org/a\\]") as caught:
+        check_grid(tmp_path / "bad.csv", spaces["plane"], GOAL)
+    assert "\n" not in str(caught.value)
