@@ -123,9 +123,9 @@ def _check_publishing(space: SearchSpace, write: Path | None, push_to_hub: str |
 
     if push_to_hub and write is None:
         raise BenchmarkError("--push-to-hub publishes the --write checkpoint: give --write DIR too")
-    if write is not None and not space.lambdas_only:
-        raise BenchmarkError(f"--write takes points of dogerm lambdas; this search's choice is written as "
-                             f"OUT/{CHOSEN_YML}: merge it with mergekit-yaml OUT/{CHOSEN_YML} DIR")
+    if write is not None and not space.writable:
+        raise BenchmarkError(f"--write takes plain lambdas or kernel parameters, not depth schedules; the choice is "
+                             f"written as OUT/{CHOSEN_YML}: merge it with mergekit-yaml OUT/{CHOSEN_YML} DIR")
     try:
         if write is not None:
             check_output(write, "sweep")
@@ -234,8 +234,10 @@ def run_search(
               "chosen_config": chosen_config, "note": note, "test": dict(test_metrics)}
     write_search(output_dir, result, space)
     plot_search(output_dir / "search.png", result, space, grid_results)
-    if write is not None:
+    if write is not None and chosen.params:
         publish(space, chosen.params, write, push_to_hub, bool(scoring.get("trust_remote_code")))
+    elif write is not None:
+        LOG.warning("the reward model alone was chosen: nothing written to %s", write)
     return result
 
 

@@ -68,6 +68,11 @@ class SearchSpace:
         return self.is_dogerm and all(p.name == "lambda" and p.knot is None for p in self.parameters)
 
     @property
+    def writable(self) -> bool:
+        """Whether ``dogerm-sweep`` can write its points: plain dogerm lambdas, or kernel parameters without knots."""
+        return self.lambdas_only or not self.is_dogerm and not self.knotted
+
+    @property
     def knotted(self) -> bool:
         return any(p.knot is not None for p in self.parameters)
 
@@ -116,8 +121,11 @@ class SearchSpace:
         return config_for_point(self.template, values)
 
     def sweep_point(self, point: Mapping[str, float]) -> dict[str, float]:
-        """A point of plain lambdas as ``dogerm-sweep`` takes it: ``{"lambda": x}`` for one domain model, else
-        ``lambda[MODEL]`` for every domain model (those no parameter frees at their configuration's value)."""
+        """A point as ``dogerm-sweep`` takes it: a kernel's parameters as they are; ``{"lambda": x}`` for one domain
+        model, else ``lambda[MODEL]`` for every domain model (those no parameter frees at their configuration's
+        value)."""
+        if not self.is_dogerm:
+            return dict(point)
         if len(self.domains) == 1:
             return {"lambda": float(point["lambda"])}
         values = {p.target: float(point[p.key]) for p in self.parameters}

@@ -277,3 +277,43 @@ def open_study_for(result, url):
     import optuna
 
     return optuna.load_study(study_name=result["settings"]["study"], storage=url).get_trials()
+
+
+def test_a_kernel_configuration_is_searched_and_its_choice_written(tmp_path):
+    """--config dogerm_ties with a model's weight and the top-level density free; --write writes the chosen point
+    as dogerm-sweep's kernel grid does; a depth schedule's --write is refused before any model loads."""
+    import yaml
+
+    from dogerm_mergekit.contract import finished_points
+
+    rm, lm = tiny.build_pair(tmp_path / "in")
+    _, base = tiny.build_pair(tmp_path / "base", seed=2)
+    config = tmp_path / "ties.yml"
+    config.write_text(yaml.safe_dump({"merge_method": "dogerm_ties", "base_model": str(base), "models": [
+        {"model": str(rm), "parameters": {"weight": 1.0}}, {"model": str(lm), "parameters": {"weight": 0.5}}],
+        "parameters": {"density": 0.5}}))
+    data = _pairs(tmp_path / "pairs.jsonl")
+    args = ["--config", str(config), "--param", "weight[lm]=0:1", "--param", "density=0.2:1", "--benchmark",
+            "pairwise", "--data", str(data), "--objective", "pairwise/score", "--max-evals", "3", "--sampler", "random",
+            "--bootstrap", "0", "--output-dir", str(tmp_path / "out"), "--write", str(tmp_path / "best")]
+    done = CliRunner().invoke(command(), args)
+    assert done.exit_code == 0, done.output
+    record = json.loads((tmp_path / "out" / "search.json").read_text())
+    assert record["settings"]["method"] == "dogerm_ties" and len(record["points"]) == 3
+    assert record["points"][0]["params"] == {}  # the reward model alone
+    assert all(set(p["params"]) == {f"weight[{lm}]", "density"} for p in record["points"][1:])
+    chosen = record["points"][1]["params"] if not record["chosen"]["params"] else record["chosen"]["params"]
+    if record["chosen"]["params"]:
+        assert [p for p, _ in finished_points(tmp_path / "best")] == [chosen]
+    from dogerm_eval.search import publish
+    from dogerm_eval.space import parse_space
+
+    publish(parse_space(config.read_text(), "ties.yml", ("weight[lm]=0:1", "density=0.2:1")), chosen,
+            tmp_path / "direct", None, False)  # whatever was chosen, a kernel point is written as dogerm-sweep does
+    [(written, folder)] = finished_points(tmp_path / "direct")
+    assert written == chosen and (folder / "mergekit_config.yml").is_file()
+    refused = CliRunner().invoke(command(), ["--rm", str(rm), "--domain", str(lm), "--param", "lambda@2=0:1",
+                                             *args[6:12], "--output-dir", str(tmp_path / "o2"), "--write",
+                                             str(tmp_path / "b2")])
+    assert refused.exit_code != 0 and "--write takes plain lambdas or kernel parameters" in str(refused.exception)
+    assert not (tmp_path / "o2").exists()
