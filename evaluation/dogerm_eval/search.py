@@ -180,7 +180,7 @@ def run_search(
     """
     from dogerm_eval import study as studies
     from dogerm_eval.search_plot import check_grid, plot_search
-    from dogerm_eval.split_eval import _fingerprint
+    from dogerm_eval.split_eval import fingerprint
 
     goal, rule = Objective.parse(objective), Constraint.parse(constraint) if constraint else None
     space = _space(reward_model, domain_models, config, params)
@@ -202,7 +202,7 @@ def run_search(
     if spec is None:
         points, reference, store, evaluated = _line_search(evaluator, make, goal, rule, max_evals, output_dir)
     else:
-        name = _fingerprint(evaluator.key, space.template, [asdict(p) for p in space.parameters], goal.name,
+        name = fingerprint(evaluator.key, space.template, [asdict(p) for p in space.parameters], goal.name,
                             constraint, sampler, seed)
         spec = studies.StudySpec(spec.storage, f"dogerm-search-{name[:16]}", sampler, seed, max_evals, goal, rule,
                                  space)

@@ -75,7 +75,7 @@ def bootstrap_pairs(correct: np.ndarray, subsets: Sequence[str], summarise: Call
     return _percentiles(draws)
 
 
-def _fingerprint(*parts: Any) -> str:
+def fingerprint(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -121,13 +121,13 @@ class SplitEvaluator:
         names = [template["base_model"], *(e["model"] for e in template["models"])] if template.get("base_model") \
             else [e["model"] for e in template["models"]]
         self.paths = {str(n): str(locate_model(str(n)).path) for n in dict.fromkeys(map(str, names))}
-        plan = plan_merge(MergeConfiguration.model_validate(self.resolved(self.space.config(self.space.zero() or {
-            p.key: p.low for p in self.space.parameters}))), options)
+        lowest = self.space.point({p.key: p.low for p in self.space.parameters})
+        plan = plan_merge(MergeConfiguration.model_validate(self.resolved(self.space.config(lowest))), options)
         rm_name = next(name for name, path in self.paths.items() if path == str(plan.reward_model.model.path))
         self.reward = resolve_model(rm_name, trust)
         merge = self._dogerm_merges(plan, options) if self.space.is_dogerm else self._kernel_merges(plan, options)
         self._loaded = (merge, scorer_factory(self.fmt, self._scoring)(self.reward))
-        self.key = _fingerprint([input_fingerprint(m) for m in (plan.reward_model, *plan.domain_models)],
+        self.key = fingerprint([input_fingerprint(m) for m in (plan.reward_model, *plan.domain_models)],
                                 *self._fingerprint_parts)
 
     def resolved(self, config: dict[str, Any]) -> dict[str, Any]:
