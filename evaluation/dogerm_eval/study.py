@@ -35,7 +35,7 @@ from dogerm_eval.errors import BenchmarkError
 from dogerm_eval.space import SearchSpace
 
 LOG = logging.getLogger(__name__)
-SAMPLERS = ("tpe", "cmaes", "random")
+SAMPLERS = ("tpe", "gp", "cmaes", "random")
 Evaluate = Callable[[dict[str, float] | None], tuple[dict[str, float], dict[str, tuple[float, float]]]]
 """``evaluate(point)``: (dev metrics, intervals) of the merge at ``point``; ``None``: the reward model alone."""
 _UNOWNED_GRACE_S = 60.0
@@ -76,11 +76,13 @@ def _sampler(spec: StudySpec, worker: int) -> Any:
     import optuna
 
     seed = spec.seed + worker  # workers draw different random proposals
+    startup = max(2, min(10, (spec.max_evals - 1) // 3))
+    if spec.sampler == "gp":  # the metrics of a merge on the dev rows are a deterministic function of the point
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup, deterministic_objective=True)
     if spec.sampler == "cmaes":
         return optuna.samplers.CmaEsSampler(seed=seed, n_startup_trials=1, warn_independent_sampling=False)
     if spec.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
-    startup = max(2, min(10, (spec.max_evals - 1) // 3))
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup, multivariate=True, constant_liar=True)
 
 
