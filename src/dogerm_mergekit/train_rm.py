@@ -25,6 +25,7 @@ import click
 
 from dogerm_mergekit.chat_templates import LLAMA2_CHAT_TEMPLATE, NAMED_SYSTEM_PROMPTS
 from dogerm_mergekit.errors import DogeRMConfigError, OutputError
+from dogerm_mergekit.tables import looks_like_path, parse_hub_ref
 
 LOG = logging.getLogger(__name__)
 #: The authors' settings (MiuLab/DogeRM README, "Train base RM"), as RewardConfig command-line arguments.
@@ -72,11 +73,13 @@ def resolve_base(base: str) -> tuple[Path, str]:
     path = Path(base).expanduser()
     if path.is_dir():
         return path, str(path.resolve())
+    if looks_like_path(base):
+        raise DogeRMConfigError(f"BASE {base}: no such folder")
     from huggingface_hub import snapshot_download
 
-    repo_id, _, revision = base.partition("@")
+    repo_id, revision = parse_hub_ref(base, DogeRMConfigError)
     try:
-        local = Path(snapshot_download(repo_id, revision=revision or None))
+        local = Path(snapshot_download(repo_id, revision=revision))
     except Exception as exc:
         raise DogeRMConfigError(f"BASE {base}: neither a local folder nor a reachable Hub model ({exc})") from None
     return local, f"{repo_id}@{local.name}"
