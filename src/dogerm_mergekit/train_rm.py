@@ -223,8 +223,9 @@ PASS_THROUGH = {"ignore_unknown_options": True, "allow_extra_args": True}
                epilog="Any other option is TRL's RewardConfig (e.g. --learning_rate 2e-5 --bf16 true "
                       "--per_device_train_batch_size 8), overriding the recipe.")
 @click.argument("base")
-@click.option("--data", required=True, help="Preference data: .json/.jsonl/.parquet file, dataset folder, or Hub "
-              "dataset org/name[@revision] in the UltraFeedback-binarized schema.")
+@click.option("--data", required=True, help="Preference data: a parquet, JSON-array or JSON-lines file (maybe gzipped; "
+              "told by content), a dataset folder, or a Hub dataset org/name[@revision], in the "
+              "UltraFeedback-binarized schema.")
 @click.option("--output-dir", required=True, type=click.Path(path_type=Path), help="Folder for the reward model.")
 @click.option("--split", default="train", show_default=True, help="Split of a Hub dataset or dataset folder.")
 @click.option("--max-steps", type=click.IntRange(min=1), help="Stop after N optimizer steps (default: one epoch).")
