@@ -6,8 +6,9 @@ id, split seed 0), objective ``mean(pairwise/arithmetic, pairwise/strings)``, co
 value_at_lambda0 - 0.02``, each point scored without bootstrap intervals (both sides alike), then
 - the grid: lambda[arithmetic] x lambda[strings] over 0, 0.1, ..., 1 with sums <= 1 (66 merges) scored on dev and
   on test; its best point chosen on dev as ``search`` chooses (the constraint on dev), reported on test;
-- the joint search: ``dogerm-eval search``'s study (TPE, seed S) with at most ``--max-evals`` dev evaluations, the
-  chosen point evaluated once on test;
+- the joint search: ``dogerm-eval search``'s study (its default for one worker: the constrained Gaussian process,
+  seed S, starting from each domain model alone at 0.5) with at most ``--max-evals`` dev evaluations, the chosen
+  point evaluated once on test;
 - depth schedules: each domain's lambda as ``--knots`` knots across the layers (mergekit's gradient syntax), the
   same study with at most ``--depth-evals`` evaluations, against the grid's best plain point (both on test).
 Prints one row per seed: test objective of each, differences in points, wall times (evaluations only: models are
@@ -41,7 +42,7 @@ def _study(evaluator: SplitEvaluator, goal: Objective, rule: Constraint, max_eva
            name: str) -> tuple[Evaluated, float, float]:
     """(chosen point, its test objective, seconds) of a study over ``evaluator``'s space."""
     start = time.perf_counter()
-    spec = StudySpec(str(folder / f"{name}.journal"), name, "tpe", seed, max_evals, goal, rule, evaluator.space)
+    spec = StudySpec(str(folder / f"{name}.journal"), name, "gp", seed, max_evals, goal, rule, evaluator.space)
     evaluate = lambda point: evaluator.evaluate(point, "dev", 0, goal.with_value)  # noqa: E731
     points, reference, _ = run_study(spec, evaluate, lambda: evaluate, 1)
     chosen, _ = choose([reference, *points], reference, goal, rule, evaluator.space.magnitude)

@@ -91,6 +91,13 @@ class Constraint:
             return self.value
         return reference[self.metric] + (self.offset or 0.0)
 
+    def excess(self, metrics: Mapping[str, float], reference: Mapping[str, float]) -> float:
+        """How far ``metrics`` are on the wrong side of the bound (<= 0 when met), as optuna's constrained
+        samplers read a constraint."""
+        self.violation(metrics, reference)  # a metric the benchmark lacks is refused by name
+        bound, value = self.bound(reference), metrics[self.metric]
+        return bound - value if self.op == ">=" else value - bound
+
     def violation(self, metrics: Mapping[str, float], reference: Mapping[str, float]) -> float:
         """How far ``metrics`` miss the constraint (0 when met)."""
         if self.metric not in metrics:

@@ -32,7 +32,7 @@ from dogerm_eval.split_eval import SplitEvaluator
 LOG = logging.getLogger(__name__)
 SEARCH_JSON = "search.json"
 CHOSEN_YML = "chosen.yml"
-SAMPLER_CHOICES = ("auto", "brent", "tpe", "cmaes", "random")
+SAMPLER_CHOICES = ("auto", "brent", "gp", "tpe", "cmaes", "random")
 
 
 class PointStore:
@@ -102,14 +102,18 @@ def _space(reward_model: str | None, domain_models: Sequence[str], config: Path 
 
 
 def _sampler(sampler: str, space: SearchSpace, storage: str | None, n_workers: int) -> str:
-    """``auto``: Brent for one plain lambda without a shared study, optuna's TPE otherwise."""
+    """``auto``: Brent for one plain lambda without a shared study; else optuna's Gaussian process for one worker
+    (the most from a budget of tens of evaluations), TPE with its constant liar for several (so concurrent
+    proposals spread out)."""
     one_lambda = space.lambdas_only and len(space.parameters) == 1
     if sampler == "auto":
-        return "brent" if one_lambda and storage is None and n_workers == 1 else "tpe"
+        if one_lambda and storage is None and n_workers == 1:
+            return "brent"
+        return "gp" if n_workers == 1 else "tpe"
     if sampler == "brent" and not one_lambda:
-        raise BenchmarkError("--sampler brent searches one lambda; use tpe or cmaes for several parameters")
+        raise BenchmarkError("--sampler brent searches one lambda; use gp, tpe or cmaes for several parameters")
     if sampler == "brent" and (storage is not None or n_workers != 1):
-        raise BenchmarkError("--storage and --n-workers run an optuna study: use --sampler tpe (or cmaes, random)")
+        raise BenchmarkError("--storage and --n-workers run an optuna study: use --sampler gp, tpe, cmaes or random")
     return sampler
 
 
@@ -280,8 +284,8 @@ def command():
     @click.option("--max-evals", type=int, default=5, show_default=True,
                   help="Dev evaluations, the reward model alone included.")
     @click.option("--sampler", type=click.Choice(SAMPLER_CHOICES), default="auto", show_default=True,
-                  help="brent (one lambda), or an optuna sampler: tpe, cmaes, random. auto: brent for one lambda "
-                       "without --storage/--n-workers, tpe otherwise.")
+                  help="brent (one lambda), or an optuna sampler: gp, tpe, cmaes, random. auto: brent for one "
+                       "lambda without --storage/--n-workers, else gp (one worker) or tpe (several).")
     @click.option("--storage", help="The study's optuna storage: a journal file or an RDB URL (sqlite:///s.db); "
                                     "default OUT/study.journal. A rerun resumes it; workers anywhere can share it.")
     @click.option("--n-workers", type=click.IntRange(min=1), default=1, show_default=True,

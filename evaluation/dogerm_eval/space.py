@@ -132,6 +132,19 @@ class SearchSpace:
         return {f"lambda[{d}]": values.get(f"lambda[{d}]", float((_entry(self.template, d).get("parameters") or {})
                                                                   .get("lambda", 0.0))) for d in self.domains}
 
+    def starts(self) -> list[dict[str, float]]:
+        """Where a study starts, before its sampler proposes anything: each dogerm domain model alone, its lambda
+        (every knot of it) at the middle of its range, the others at their lowest (a DogeRM curve's peak lies
+        inside (0, 1), and a domain model that does not help belongs at 0: the faces of the simplex, which
+        random starts never reach). Kernel spaces: none."""
+        if not self.is_dogerm or len(self.domains) < 2:
+            return []
+        starts = []
+        for target in dict.fromkeys(p.target for p in self.parameters):
+            starts.append(self.point({p.key: (p.low + p.high) / 2 if p.target == target else p.low
+                                      for p in self.parameters}))
+        return starts
+
     def magnitude(self, point: Mapping[str, float]) -> float:
         """How far ``point`` moves from the reward model: the sum of its dogerm lambdas (0 for kernel spaces)."""
         return sum(point.get(p.key, 0.0) for p in self.parameters if p.name == "lambda") if self.is_dogerm else 0.0

@@ -6,13 +6,16 @@ constraint, sampler and seed, so a rerun with the same settings resumes it and a
 
 - The reward model alone (lambda = 0) is evaluated first, once per study (a study user attribute): the
   constraint's reference, and the answer when nothing meets it. It counts as one of ``max_evals``.
-- Each trial proposes a point (:meth:`SearchSpace.point`), claims it, evaluates it and stores its dev metrics and
-  intervals as user attributes; its value is the penalised objective (:func:`~dogerm_eval.criteria.penalised`).
+- The study starts from the space's own points (:meth:`SearchSpace.starts`: each domain model alone), then its
+  sampler proposes. Each trial proposes a point (:meth:`SearchSpace.point`), claims it, evaluates it and stores its
+  dev metrics and intervals as user attributes; its value is the objective negated, and the constraint's excess is
+  stored beside it for the samplers that model the feasible region (gp, tpe: optuna's constrained GP and c-TPE)
+  or added as a penalty for those that do not (cmaes, random; :func:`~dogerm_eval.criteria.penalised`).
   A point equal to a finished trial's is answered from it; one being evaluated by another worker is waited for.
   With a journal file the claim is taken under an exclusive lock on it, so no point is evaluated twice; with an
   RDB URL (workers on several machines) a check-then-claim race remains possible.
 - The budget is counted in trial numbers, which the storage hands out atomically: a trial runs only while fewer
-  than ``max_evals - 1`` live trials precede it, so N workers never overshoot it.
+  than ``max_evals - 1`` live trials that evaluate precede it, so N workers never overshoot it.
 - A trial left running by a process that died (kill -9) is failed when a worker on the same machine starts, and
   its point is queued again; the rest of the study is kept: a rerun evaluates only what was missing.
 """
@@ -77,13 +80,21 @@ def _sampler(spec: StudySpec, worker: int) -> Any:
 
     seed = spec.seed + worker  # workers draw different random proposals
     startup = max(2, min(10, (spec.max_evals - 1) // 3))
+    constraints = _excess if spec.constraint else None  # tpe and gp model where the constraint holds (c-TPE, c-GP)
     if spec.sampler == "gp":  # the metrics of a merge on the dev rows are a deterministic function of the point
-        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup, deterministic_objective=True)
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup, deterministic_objective=True,
+                                         constraints_func=constraints)
     if spec.sampler == "cmaes":
         return optuna.samplers.CmaEsSampler(seed=seed, n_startup_trials=1, warn_independent_sampling=False)
     if spec.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
-    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup, multivariate=True, constant_liar=True)
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup, multivariate=True, constant_liar=True,
+                                      constraints_func=constraints)
+
+
+def _excess(trial: Any) -> list[float]:
+    """The constraint as optuna's constrained samplers read it (<= 0: met), from the trial's stored value."""
+    return [float(trial.user_attrs.get("excess", 0.0))]
 
 
 def open_study(spec: StudySpec, worker: int = 0) -> Any:
@@ -99,11 +110,15 @@ def open_study(spec: StudySpec, worker: int = 0) -> Any:
         spec.journal.parent.mkdir(parents=True, exist_ok=True)
         storage = JournalStorage(JournalFileBackend(str(spec.journal)))
     try:
-        return optuna.create_study(study_name=spec.name, storage=storage, sampler=_sampler(spec, worker),
-                                   direction="minimize", load_if_exists=True)
+        study = optuna.create_study(study_name=spec.name, storage=storage, sampler=_sampler(spec, worker),
+                                    direction="minimize", load_if_exists=True)
     except (ImportError, ValueError) as exc:
         raise BenchmarkError(f"--storage {spec.storage}: cannot open it ({exc}); give a journal file path or an "
                              "RDB URL such as sqlite:///study.db") from None
+    if not study.get_trials(deepcopy=False):
+        for point in spec.space.starts():  # the space's own starting points, queued once (a second worker skips)
+            study.enqueue_trial(point, skip_if_exists=True)
+    return study
 
 
 @contextlib.contextmanager
@@ -174,11 +189,15 @@ def _evaluated(saved: dict[str, Any]) -> Evaluated:
 
 
 def _over_budget(study: Any, trial: Any, max_evals: int) -> bool:
+    """Whether ``max_evals`` evaluations (the reward model alone included) are spent or promised to trials ahead of
+    this one. A trial answered from a twin evaluates nothing and does not count, but at most ``2 * max_evals`` such
+    answers are given, so a sampler that keeps proposing evaluated points ends too."""
     from optuna.trial import TrialState
 
     live = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
-    ahead = sum(1 for t in study.get_trials(deepcopy=False) if t.number < trial.number and t.state in live)
-    return 1 + ahead >= max_evals  # 1: the reward model alone
+    ahead = [t for t in study.get_trials(deepcopy=False) if t.number < trial.number and t.state in live]
+    copies = sum(1 for t in ahead if "copy_of" in t.user_attrs)
+    return 1 + len(ahead) - copies >= max_evals or copies >= 2 * max_evals
 
 
 def _twin(study: Any, key: str, number: int) -> Any:
@@ -188,6 +207,16 @@ def _twin(study: Any, key: str, number: int) -> Any:
     states = (TrialState.COMPLETE, TrialState.RUNNING)
     return next((t for t in study.get_trials(deepcopy=False, states=states)
                  if t.number != number and t.user_attrs.get("key") == key), None)
+
+
+def _value(trial: Any, spec: StudySpec, metrics: dict[str, float], reference: Evaluated) -> float:
+    """What the sampler minimises: the objective negated, the constraint stored beside it for the samplers that
+    model it (tpe, gp), and added as a penalty for those that do not (cmaes, random)."""
+    if spec.constraint is not None:
+        trial.set_user_attr("excess", spec.constraint.excess(metrics, reference.metrics))
+    if spec.sampler in ("tpe", "gp"):
+        return -spec.objective.value(metrics)
+    return penalised(spec.objective, spec.constraint, metrics, reference.metrics)
 
 
 def _objective(study: Any, spec: StudySpec, evaluate: Evaluate, reference: Evaluated) -> Callable[[Any], float]:
@@ -206,7 +235,7 @@ def _objective(study: Any, spec: StudySpec, evaluate: Evaluate, reference: Evalu
             trial.set_user_attr("metrics", reference.metrics)
             trial.set_user_attr("intervals", {k: list(v) for k, v in reference.intervals.items()})
             trial.set_user_attr("copy_of", "reference")
-            return penalised(spec.objective, spec.constraint, reference.metrics, reference.metrics)
+            return _value(trial, spec, reference.metrics, reference)
         while True:
             with _claim_lock(spec):
                 twin = _twin(study, key, trial.number)
@@ -218,14 +247,14 @@ def _objective(study: Any, spec: StudySpec, evaluate: Evaluate, reference: Evalu
                 for name in ("metrics", "intervals"):
                     trial.set_user_attr(name, twin.user_attrs[name])
                 trial.set_user_attr("copy_of", twin.number)
-                return float(twin.value)
+                return _value(trial, spec, twin.user_attrs["metrics"], reference)
             time.sleep(0.2)  # another worker evaluates this point: wait for it (or for its death)
             fail_stale(study)
         metrics, intervals = evaluate(point)
         metrics = spec.objective.with_value(metrics)
         trial.set_user_attr("metrics", metrics)
         trial.set_user_attr("intervals", {k: list(v) for k, v in intervals.items()})
-        return penalised(spec.objective, spec.constraint, metrics, reference.metrics)
+        return _value(trial, spec, metrics, reference)
 
     return objective
 

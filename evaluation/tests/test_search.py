@@ -235,7 +235,7 @@ def test_several_domains_are_searched_jointly_and_resumed(tmp_path):
     assert first.exit_code == 0, first.output
     record = json.loads((tmp_path / "out" / "search.json").read_text())
     keys = {f"lambda[{lm}]", f"lambda[{other}]"}
-    assert record["settings"]["sampler"] == "tpe" and record["settings"]["evaluated"] == 5
+    assert record["settings"]["sampler"] == "gp" and record["settings"]["evaluated"] == 5
     assert len(record["points"]) == 5 and all(set(p["params"]) == keys for p in record["points"])
     assert all(sum(p["params"].values()) <= 1 for p in record["points"])
     objective = "mean(pairwise/arithmetic, pairwise/general)"

@@ -33,11 +33,12 @@ def _run(spec: StudySpec, make: LoggedBump, workers: int = 1):
     return points, reference, new, chosen, note
 
 
-@pytest.mark.parametrize("sampler", ["tpe", "cmaes"])
+@pytest.mark.parametrize("sampler", ["gp", "tpe", "cmaes"])
 def test_a_known_optimum_in_two_dimensions_is_found(tmp_path: Path, sampler: str) -> None:
     points, reference, new, chosen, note = _run(_spec(tmp_path, sampler, max_evals=30), LoggedBump(tmp_path / "log"))
     starts = logged(tmp_path / "log", "start")
     assert starts[0] is None and len(starts) == new == 30 == len(points) + 1  # the reward model first, then 29
+    assert starts[1:3] == [{"lambda[org/a]": 0.5, "lambda[org/b]": 0.0}, {"lambda[org/a]": 0.0, "lambda[org/b]": 0.5}]
     assert len({json.dumps(p, sort_keys=True) for p in starts[1:]}) == 29
     assert all(sum(p.values()) <= 1 + 1e-12 for p in starts[1:])  # dogerm lambdas summing past 1 are never tried
     best = GOAL.value(bump(OPTIMUM))
@@ -53,13 +54,21 @@ def test_a_constraint_nothing_meets_returns_the_reward_model_with_a_note(tmp_pat
     assert note == "no evaluated point meets t/general >= 0.9500; the reward model alone is returned"
 
 
-def test_the_constraint_steers_the_choice(tmp_path: Path) -> None:
-    """general = 0.9 - 0.1 (a + b)^2 >= 0.88 allows a + b <= 0.447: the optimum (0.3, 0.5) is out of reach."""
-    spec = _spec(tmp_path, max_evals=25, constraint="t/general >= value_at_lambda0 - 0.02")
+@pytest.mark.parametrize("sampler", ["gp", "tpe", "random"])
+def test_the_constraint_steers_the_choice(tmp_path: Path, sampler: str) -> None:
+    """general = 0.9 - 0.1 (a + b)^2 >= 0.88 allows a + b <= 0.447: the optimum (0.3, 0.5) is out of reach. gp and
+    tpe model the constraint from each trial's stored excess; random sees it as a penalty."""
+    spec = _spec(tmp_path, sampler, max_evals=25, constraint="t/general >= value_at_lambda0 - 0.02")
     points, _, _, chosen, _ = _run(spec, LoggedBump(tmp_path / "log"))
     assert chosen.meets_constraint and sum(chosen.params.values()) <= 0.4473
     assert any(not p.meets_constraint for p in points)
     assert GOAL.value(chosen.metrics) > GOAL.value(bump(None)) + 0.1
+    trials = [t for t in open_study(spec).get_trials() if "metrics" in t.user_attrs]
+    for trial in trials:  # the excess the samplers read: bound - general, <= 0 exactly where the constraint holds
+        general = trial.user_attrs["metrics"]["t/general"]
+        assert trial.user_attrs["excess"] == pytest.approx(0.88 - general)
+        assert trial.value == pytest.approx(-GOAL.value(trial.user_attrs["metrics"]) + (
+            0 if sampler != "random" or general >= 0.88 else 1 + 0.88 - general))
 
 
 def test_a_rerun_resumes_and_evaluates_nothing_again(tmp_path: Path) -> None:
@@ -116,13 +125,13 @@ def test_two_workers_share_one_storage_and_never_evaluate_a_point_twice(tmp_path
     study.enqueue_trial(twice)  # the same point queued twice: the second is answered from the first
     points, _, new, _, _ = _run(spec, LoggedBump(log, delay=0.1, workers=2), workers=2)
     starts = [json.dumps(p, sort_keys=True) for p in logged(log, "start")]
-    # the budget exactly (the reward model and 11 trials, one of them answered from its twin), no point twice
-    assert len(starts) == len(set(starts)) == 11 == new, log.read_text()
-    assert len(points) == 10 and json.dumps(twice, sort_keys=True) in starts
+    # the budget exactly (the reward model and 11 evaluated trials; the twin's answer costs none), no point twice
+    assert len(starts) == len(set(starts)) == 12 == new, log.read_text()
+    assert len(points) == 11 and json.dumps(twice, sort_keys=True) in starts
     assert len({r["pid"] for r in map(json.loads, log.read_text().splitlines()) if r.get("start")}) == 2
     trials = open_study(spec).get_trials()
     assert sum(1 for t in trials if t.user_attrs.get("copy_of") is not None) == 1
-    assert sum(1 for t in trials if t.state.name == "COMPLETE") == 11
+    assert sum(1 for t in trials if t.state.name == "COMPLETE") == 12
 
 
 def test_a_study_is_refused_before_anything_runs(tmp_path: Path) -> None:
