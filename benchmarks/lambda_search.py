@@ -22,7 +22,10 @@ from pathlib import Path
 
 from dogerm_eval.demo.world import build_world
 from dogerm_eval.options import default_options
-from dogerm_eval.search import Constraint, SplitEvaluator, search
+from dogerm_eval.criteria import Constraint, Objective, choose
+from dogerm_eval.line_search import line_search
+from dogerm_eval.space import dogerm_source, parse_space
+from dogerm_eval.split_eval import SplitEvaluator
 
 OBJECTIVE, CONSTRAINT = "pairwise/arithmetic", "pairwise/general >= value_at_lambda0 - 0.02"
 
@@ -34,31 +37,32 @@ def main() -> None:
     parser.add_argument("--dev-fraction", type=float, default=0.5)
     parser.add_argument("--cache-dir", type=Path, default=None)
     args = parser.parse_args()
-    rule = Constraint.parse(CONSTRAINT)
+    rule, goal = Constraint.parse(CONSTRAINT), Objective.parse(OBJECTIVE)
     scoring = default_options(dtype="float32", device="cpu")
     rows = []
     for seed in (int(s) for s in args.seeds.split(",")):
         world = build_world(args.cache_dir, seed=seed)
-        evaluator = SplitEvaluator(str(world.rm), str(world.domain), "pairwise", str(world.rewardbench_data), None,
-                                   args.dev_fraction, 0, scoring)
+        space = parse_space(dogerm_source(str(world.rm), [str(world.domain)]), "demo", ())
+        evaluator = SplitEvaluator(space, "pairwise", str(world.rewardbench_data), None, args.dev_fraction, 0, scoring)
         evaluator.load()
         times = {}
         for bootstrap in (0, 200):  # the search alone, then with dogerm-eval search's default intervals
             start = time.perf_counter()
-            _, chosen, _ = search(lambda lam: evaluator.evaluate(lam, "dev", bootstrap), OBJECTIVE, rule,
-                                  args.max_evals)
-            found = evaluator.evaluate(chosen.lam, "test", 0)[0][OBJECTIVE]
+            points, reference = line_search(lambda point: evaluator.evaluate(point, "dev", bootstrap), goal, rule,
+                                            args.max_evals)
+            chosen, _ = choose(points, reference, goal, rule, lambda params: params["lambda"])
+            found = evaluator.evaluate(chosen.params, "test", 0)[0][OBJECTIVE]
             times[bootstrap] = time.perf_counter() - start
         start = time.perf_counter()
         grid = {}
         for step in range(11):
-            evaluator.evaluate(step / 10, "dev", bootstrap=0)  # the grid scores every row, no bootstrap
-            grid[step / 10] = evaluator.evaluate(step / 10, "test", bootstrap=0)[0]
+            evaluator.evaluate({"lambda": step / 10}, "dev", bootstrap=0)  # the grid scores every row, no bootstrap
+            grid[step / 10] = evaluator.evaluate({"lambda": step / 10}, "test", bootstrap=0)[0]
         grid_time = time.perf_counter() - start
         feasible = [lam for lam, m in grid.items() if rule.violation(m, grid[0.0]) == 0.0]
         best = max(feasible, key=lambda lam: (grid[lam][OBJECTIVE], -lam))
         reference = grid[best][OBJECTIVE]
-        rows.append((seed, chosen.lam, found, best, reference, times[0] / grid_time, times[200] / grid_time))
+        rows.append((seed, chosen.params["lambda"], found, best, reference, times[0] / grid_time, times[200] / grid_time))
     print("| seed | search lambda | test arithmetic | grid lambda | test arithmetic | difference | time ratio | "
           "with 200-resample intervals |")
     print("|---|---|---|---|---|---|---|---|")

@@ -126,6 +126,23 @@ def test_yaml_errors_and_unknown_keys_in_one_line(tmp_path):
     assert not (tmp_path / "out-other").exists() and not list(tmp_path.glob(".*.lock"))
 
 
+def test_mergekit_multi_errors_in_one_line(tmp_path):
+    """mergekit-multi on a file with dogerm documents: syntax, a document's schema error named by its name, and an
+    exception of the merge itself, each one line; the documents before a bad one are not merged either."""
+    rm, lm = tiny.build_pair(tmp_path / "in")
+    good = {"name": "first", **config_dict(rm, lm, 0.5)}
+    multi = tmp_path / "multi.yml"
+    multi.write_text(yaml.safe_dump(good) + f"---\nname: second\nmerge_method: dogerm\nbase_model: {rm}\nmodels: [x\n")
+    merges = ["--intermediate-dir", str(tmp_path / "merges")]
+    one_line_error(run_cli(BIN / "mergekit-multi", multi, *merges), "multi.yml: line 14", "not valid YAML")
+    multi.write_text(yaml.safe_dump_all([good, {"name": "second", "merge_method": "dogerm", "base_model": str(rm),
+                                                "models": 3}]))
+    one_line_error(run_cli(BIN / "mergekit-multi", multi, *merges), "multi.yml (second)", "`models`", "list")
+    multi.write_text(yaml.safe_dump_all([{**good, "models": [{"model": str(lm), "parameters": {"lambda": 1.5}}]}]))
+    one_line_error(run_cli(BIN / "mergekit-multi", multi, *merges), "lambda=1.5 is outside [0, 1]")
+    assert not (tmp_path / "merges" / "first").exists()
+
+
 @pytest.fixture
 def sweep(tmp_path):
     rm, lm = tiny.build_pair(tmp_path / "in")

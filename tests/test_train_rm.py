@@ -164,7 +164,8 @@ def test_refusals_come_before_training_in_one_line(inputs: dict[str, Path]) -> N
 
     corrupt = root / "corrupt.parquet"
     corrupt.write_bytes(b"PAR1 not really parquet")
-    assert "cannot read it as a dataset" in _refused(inputs, inputs["base"], corrupt)
+    assert f"cannot read {corrupt} as a parquet file (truncated or corrupt?)" in _refused(inputs, inputs["base"],
+                                                                                          corrupt)
 
     raising = root / "raising.jinja"
     raising.write_text("{{ raise_exception('system messages are not supported') }}")

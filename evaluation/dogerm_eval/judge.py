@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 import click
 
-from dogerm_eval.errors import DataError, ModelError
+from dogerm_eval.errors import DataError, ModelError, OptionError
 from dogerm_eval.formatting import FALLBACK_TEMPLATES
 from dogerm_eval.options import DEFAULT_OUTPUT, SCORING_DTYPES, check_output_dir, split_list
 
@@ -167,6 +167,35 @@ def run_judge(judge: str, benchmark: str, data: str | None, subsets: Sequence[st
         if not any(answers_file.parent.iterdir()):
             answers_file.parent.rmdir()
         return json.loads(result_path(output_dir, model, name).read_text(encoding="utf-8"))
+
+
+def read_baseline(path: Path, tasks: Sequence[Any]) -> tuple[str, dict[str, Any]]:
+    """A judge result (``OUT/<judge-slug>/judge-<benchmark>.json``) as a sweep's reference row: ``("judge <name>",
+    result)``. OptionError unless the sweep's ``tasks`` score its benchmark on the same rows (the data's revision:
+    sha256 or Hub commit, and the subsets), so that the numbers compare."""
+    from dogerm_mergekit.tables import looks_like_path
+
+    try:
+        result = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise OptionError(f"--baseline {path}: cannot read it as JSON ({exc})") from None
+    if not isinstance(result, dict) or not {"judged_benchmark", "judge", "metrics", "subsets"} <= set(result):
+        raise OptionError(f"--baseline {path} is not a `dogerm-eval judge` result (OUT/<judge>/judge-<benchmark>.json)")
+    benchmark = result["judged_benchmark"]
+    task = next((t for t in tasks if t.benchmark.NAME == benchmark), None)
+    if task is None:
+        raise OptionError(f"--baseline {path} judged {benchmark}, which this sweep does not score; add "
+                          f"--benchmark {benchmark} with the data the judge read")
+    if result.get("dataset_revision") != task.table.revision:
+        raise OptionError(f"--baseline {path} judged {result.get('dataset')} ({result.get('dataset_revision')}), the "
+                          f"sweep scores {benchmark} on {task.table.dataset} ({task.table.revision}); judge the same "
+                          "data, or give the sweep the judge's --data")
+    subsets = sorted(map(str, set(task.table.frame["subset"])))
+    if sorted(result["subsets"]) != subsets:
+        raise OptionError(f"--baseline {path} judged the subsets {sorted(result['subsets'])}, the sweep scores "
+                          f"{subsets}; give both the same --subsets")
+    judge = str(result["judge"])
+    return f"judge {Path(judge).name if looks_like_path(judge) else judge}", result
 
 
 def _pid(row_id: Any) -> int | str:

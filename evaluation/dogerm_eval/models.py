@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 from huggingface_hub import constants, snapshot_download
 from huggingface_hub.errors import (
     HfHubHTTPError,
-    HFValidationError,
     LocalEntryNotFoundError,
     OfflineModeIsEnabled,
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
-from huggingface_hub.utils import validate_repo_id
 
 from dogerm_eval.errors import ModelError
+from dogerm_mergekit import tables
 
 #: Files never needed to score with transformers (other frameworks, training state).
 IGNORED_FILES = ["*.h5", "*.msgpack", "*.onnx", "*.ot", "*.tflite", "*.gguf", "original/*", "optimizer.pt",
@@ -57,20 +55,9 @@ class ResolvedModel:
 
 
 def parse_hub_ref(ref: str) -> tuple[str, str | None]:
-    """Split ``org/name@revision`` into ``(repo_id, revision)``; revision is None when absent."""
-    repo_id, sep, revision = ref.partition("@")
-    if sep and not revision:
-        raise ModelError(f"{ref!r}: empty revision after '@'")
-    try:
-        validate_repo_id(repo_id)
-    except HFValidationError as exc:
-        raise ModelError(f"{ref!r} is neither an existing local folder nor a valid Hub id: {exc}") from exc
-    return repo_id, revision or None
-
-
-def _looks_like_path(ref: str) -> bool:
-    """A Hub id has at most one '/' and no leading '.', '/' or '~'."""
-    return ref.startswith((".", "/", "~")) or ref.partition("@")[0].count("/") > 1 or (os.sep != "/" and os.sep in ref)
+    """Split ``org/name@revision`` into ``(repo_id, revision)``; revision is None when absent (ModelError if it is
+    no Hub id)."""
+    return tables.parse_hub_ref(ref, ModelError)
 
 
 def _download(repo_id: str, revision: str | None) -> Path:
@@ -147,7 +134,7 @@ def locate_model(ref: str) -> ResolvedModel:
         resolved = ResolvedModel(path=local.resolve(), ref=ref)
     elif local.exists():
         raise ModelError(f"{ref!r} is a file; expected a model folder or a Hub id")
-    elif _looks_like_path(ref):
+    elif tables.looks_like_path(ref):
         raise ModelError(f"model path {ref!r} does not exist")
     else:
         repo_id, revision = parse_hub_ref(ref)

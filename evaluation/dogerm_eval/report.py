@@ -1,5 +1,9 @@
 """Sweep report: `OUT/sweep.csv` (lambda, or a grid's parameters, + one column per metric), the same table as
-`OUT/metrics.json`, one PNG per benchmark, and a printed table."""
+`OUT/metrics.json`, one PNG per benchmark, and a printed table.
+
+Baselines (a `dogerm-eval judge` result) are reference rows below the members: no parameters, their name in the
+column `baseline` (empty for members), the same metric columns; a dotted line in the plots; not in `metrics.json`
+(the checkpoints' own table, for their model card)."""
 
 from __future__ import annotations
 
@@ -17,6 +21,8 @@ from dogerm_mergekit.contract import METRICS, MetricsTable, is_parameter, point_
 from dogerm_mergekit.files import atomic_file
 
 SWEEP_CSV = "sweep.csv"
+BASELINE = "baseline"
+"""The column naming a reference row (e.g. ``judge org/domain-lm``); only present when the table has baselines."""
 
 
 def _number(value: Any) -> float:
@@ -25,13 +31,24 @@ def _number(value: Any) -> float:
 
 def parameter_columns(frame: pd.DataFrame) -> list[str]:
     """The swept parameters: `lambda`, or a grid's (`density`, `weight[MODEL]`, `lambda[MODEL]`)."""
-    return [c for c in frame.columns if is_parameter(c)]
+    return [c for c in frame.columns if is_parameter(c) and c != BASELINE]
 
 
-def sweep_frame(rows: Sequence[tuple[Mapping[str, float], Mapping[str, Mapping[str, Any]]]]) -> pd.DataFrame:
+def split_baselines(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(members, baselines) of a sweep table: the members' rows without the column `baseline`, and the baselines'
+    rows (none, but the column, when the table has no baselines)."""
+    if BASELINE not in frame.columns:
+        return frame, frame.iloc[:0].reindex(columns=[*frame.columns, BASELINE])
+    reference = frame[BASELINE].notna()
+    return frame[~reference].drop(columns=BASELINE), frame[reference]
+
+
+def sweep_frame(rows: Sequence[tuple[Mapping[str, float], Mapping[str, Mapping[str, Any]]]],
+                baselines: Sequence[tuple[str, Mapping[str, Any]]] = ()) -> pd.DataFrame:
     """One row per member: its point's parameters (`lambda`, or a grid's; none for a single model), then the
     `<benchmark>/<metric>` numbers stored in each result's `metrics`; a benchmark some member scored with non-finite
-    scores (allowed) gets the column `<benchmark>/nonfinite-scores` with each member's count."""
+    scores (allowed) gets the column `<benchmark>/nonfinite-scores` with each member's count. Each of `baselines`
+    (name, result) adds a row after the members: no parameters, its result's `metrics`, its name in `baseline`."""
     records = []
     marked: set[str] = set()
     for point, results in rows:
@@ -49,7 +66,13 @@ def sweep_frame(rows: Sequence[tuple[Mapping[str, float], Mapping[str, Mapping[s
     frame = frame.drop(columns=[c for c in frame.columns if c.endswith(f"/{nonfinite.COLUMN}")
                                 and c.split("/", 1)[0] not in marked])
     parameters = parameter_columns(frame)
-    return frame.sort_values(parameters, kind="stable").reset_index(drop=True) if parameters else frame
+    frame = frame.sort_values(parameters, kind="stable").reset_index(drop=True) if parameters else frame
+    if not baselines:
+        return frame
+    references = pd.DataFrame.from_records(
+        [{**{key: _number(value) for key, value in result["metrics"].items()}, BASELINE: name}
+         for name, result in baselines])
+    return pd.concat([frame, references], ignore_index=True)
 
 
 def _x_axis(frame: pd.DataFrame) -> tuple[str, list[str]]:
@@ -62,8 +85,17 @@ def _x_axis(frame: pd.DataFrame) -> tuple[str, list[str]]:
 
 
 def plot_benchmark(frame: pd.DataFrame, benchmark: str, path: Path) -> Path:
-    """Plot `benchmark`'s metrics against lambda (the lambda = 0 value, the unmerged RM, dashed), or against one
-    parameter of a grid with one curve per fixed value of the other parameters."""
+    """Plot `benchmark`'s metrics into `path` (see :func:`benchmark_figure`)."""
+    figure = benchmark_figure(frame, benchmark)
+    with atomic_file(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=120)
+    return path
+
+
+def benchmark_figure(frame: pd.DataFrame, benchmark: str) -> Figure:
+    """`benchmark`'s metrics against lambda (the lambda = 0 value, the unmerged RM, dashed), or against one
+    parameter of a grid with one curve per fixed value of the other parameters; each baseline's value dotted."""
+    frame, baselines = split_baselines(frame)
     columns = [c for c in frame.columns if c.startswith(f"{benchmark}/") and not c.endswith(f"/{nonfinite.COLUMN}")]
     x, fixed = _x_axis(frame)
     figure = Figure(figsize=(7, 4.5))  # no pyplot: no global backend, nothing to close
@@ -82,6 +114,10 @@ def plot_benchmark(frame: pd.DataFrame, benchmark: str, path: Path) -> Path:
         reference = frame.loc[frame[x] == 0.0, column] if x == "lambda" else frame.iloc[:0][column]
         if not reference.empty:
             axes.axhline(float(reference.iloc[0]), color=color, linestyle="--", linewidth=1, alpha=0.7)
+        for number, (name, value) in enumerate(zip(baselines[BASELINE], baselines[column])):
+            if not math.isnan(value):
+                axes.axhline(value, color=color, linestyle=(":", "-.")[number % 2], linewidth=1.5,
+                             label=f"{column.split('/', 1)[1]} ({name})")
     if x == "lambda":
         axes.set_xlabel("lambda (weight of the domain model)")
         axes.set_title(f"{benchmark} vs lambda (dashed: lambda = 0, the reward model)")
@@ -89,19 +125,21 @@ def plot_benchmark(frame: pd.DataFrame, benchmark: str, path: Path) -> Path:
         axes.set_xlabel(point_label({x: 0}).split("=")[0])
         others = ", ".join(point_label({c: 0}).split("=")[0] for c in fixed)
         axes.set_title(f"{benchmark} vs {axes.get_xlabel()}" + (f"\none curve per fixed {others}" if fixed else ""))
+    if len(baselines):
+        axes.set_title(f"{axes.get_title()}\ndotted: {', '.join(baselines[BASELINE])}")
     axes.set_ylabel("accuracy")
     axes.grid(alpha=0.3)
     axes.legend(fontsize="small", ncols=2)
     figure.tight_layout()
-    with atomic_file(path) as tmp:
-        figure.savefig(tmp, format="png", dpi=120)
-    return path
+    return figure
 
 
 def metrics_table(frame: pd.DataFrame) -> MetricsTable:
-    """The sweep table as ``dogerm_mergekit.contract.MetricsTable`` (NaN, a metric not measured, as None)."""
+    """The members' rows (baselines left out) as ``dogerm_mergekit.contract.MetricsTable`` (NaN, a metric not
+    measured, as None)."""
+    members, _ = split_baselines(frame)
     return MetricsTable(rows=[{k: None if math.isnan(v) else v for k, v in row.items()}
-                              for row in frame.to_dict("records")])
+                              for row in members.to_dict("records")])
 
 
 def write_report(frame: pd.DataFrame, output_dir: Path) -> list[Path]:
@@ -119,4 +157,7 @@ def format_table(frame: pd.DataFrame) -> str:
     """The sweep as a text table (lambda or grid points down, metrics across, 4 decimals; non-finite counts as
     integers)."""
     counts = {c: "Int64" for c in frame.columns if c.endswith(f"/{nonfinite.COLUMN}")}
-    return frame.astype(counts).to_string(index=False, float_format=lambda value: f"{value:.4f}")
+    shown = frame.astype(counts)
+    if BASELINE in shown.columns:
+        shown[BASELINE] = shown[BASELINE].fillna("")
+    return shown.to_string(index=False, float_format=lambda value: f"{value:.4f}")

@@ -14,11 +14,11 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, ClassVar
 
-import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from dogerm_eval.errors import DataError
+from dogerm_mergekit.tables import native
 
 Text = str
 TextList = Annotated[list[str], Field(min_length=1)]
@@ -38,17 +38,6 @@ class Rows(BaseModel):
     def columns(cls) -> dict[str, bool]:
         """Column name -> required, in declaration order."""
         return {field.alias or name: field.is_required() for name, field in cls.model_fields.items()}
-
-
-def native(value: Any) -> Any:
-    """A value read from parquet or JSON as plain Python: numpy arrays become lists, numpy scalars Python ones."""
-    if isinstance(value, np.ndarray):
-        return [native(item) for item in value.tolist()] if value.dtype == object else value.tolist()
-    if isinstance(value, list | tuple):
-        return [native(item) for item in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
 
 
 def _missing(value: Any) -> bool:

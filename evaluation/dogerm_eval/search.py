@@ -1,315 +1,51 @@
-"""``dogerm-eval search``: a good lambda in a few in-memory evaluations on a dev split, then one test evaluation.
+"""``dogerm-eval search``: good merge parameters in a few in-memory evaluations on a dev split, then one test
+evaluation.
 
-The protocol, so that lambda is not chosen on the data it is reported on:
+The protocol, so that nothing is chosen on the data it is reported on:
 
-1. The benchmark's rows are split once into dev and test by a hash of (seed, row id): deterministic, recorded,
-   disjoint (:func:`split_rows`).
-2. lambda = 0 (the reward model alone) is always evaluated first: the reference of the constraint and the
-   answer when nothing beats it; lambda = 1 next, since the bounded method below never evaluates a bound and
-   curves that rise to the end of [0, 1] are common (the miniature world's peak is at 1).
-3. scipy's bounded scalar minimisation (Brent's method: golden-section steps, parabolic ones where the curve
-   allows) proposes the next lambdas in [0, 1], on the objective negated and penalised where the constraint
-   fails, until ``max_evals`` evaluations are spent (then it is stopped). A DogeRM curve is one bump or flat
-   in practice; Brent needs no gradient, spends few evaluations on a bump and, with ``xatol`` 0.05, does not
-   chase differences finer than a 21-point grid resolves. A second peak it does not bracket can be missed.
-4. The chosen lambda is the best dev objective among the points that meet the constraint, the smallest lambda
-   among points whose objective ties within ``tie`` (a flat curve keeps the reward model); then it is evaluated
-   once on test. Dev points carry bootstrap 95% intervals (rows resampled).
+1. The benchmark's rows are split once into dev and test (:func:`~dogerm_eval.split_eval.split_rows`).
+2. The reward model alone (lambda = 0) is evaluated first: the constraint's reference and the answer when no
+   point meets the constraint.
+3. Points are proposed within ``--max-evals`` evaluations (the reward model alone included): one lambda by
+   Brent's method (:mod:`~dogerm_eval.line_search`, the default for one domain model), anything else (several
+   domain models' lambdas, depth schedules, a kernel's parameters) by an optuna sampler in a resumable study that
+   several workers can share (:mod:`~dogerm_eval.study`).
+4. The chosen point is the best dev objective among the points meeting the constraint, the one nearest the
+   reward model among ties (:func:`~dogerm_eval.criteria.choose`); it is evaluated once on test. Dev points carry
+   bootstrap 95% intervals (rows resampled).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import math
-import operator
-import re
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from dogerm_eval.criteria import Constraint, Evaluated, Objective, choose
 from dogerm_eval.errors import BenchmarkError
+from dogerm_eval.space import SearchSpace, dogerm_source, parse_space
+from dogerm_eval.split_eval import SplitEvaluator
 
 LOG = logging.getLogger(__name__)
 SEARCH_JSON = "search.json"
-_CONSTRAINT = re.compile(
-    r"^\s*(?P<metric>[\w./@-]+)\s*(?P<op>>=|<=)\s*(?:(?P<ref>value_at_lambda0)\s*(?:(?P<sign>[+-])\s*"
-    r"(?P<offset>[\d.eE+-]+))?|(?P<value>[-+]?[\d.eE+-]+))\s*$"
-)
-
-
-@dataclass(frozen=True)
-class Constraint:
-    """``METRIC >= value_at_lambda0 - 0.02`` (relative to the reward model alone) or ``METRIC >= 0.9``."""
-
-    metric: str
-    op: str
-    offset: float | None = None
-    value: float | None = None
-
-    @classmethod
-    def parse(cls, text: str) -> Constraint:
-        match = _CONSTRAINT.match(text)
-        if not match:
-            raise BenchmarkError(
-                f"--constraint {text!r}: write METRIC >= value_at_lambda0 - 0.02, or METRIC >= 0.9 (>= or <=)"
-            )
-        if match["ref"]:
-            offset = float(match["offset"] or 0) * (-1 if match["sign"] == "-" else 1)
-            return cls(match["metric"], match["op"], offset=offset)
-        return cls(match["metric"], match["op"], value=float(match["value"]))
-
-    def bound(self, reference: Mapping[str, float]) -> float:
-        if self.value is not None:
-            return self.value
-        return reference[self.metric] + (self.offset or 0.0)
-
-    def violation(self, metrics: Mapping[str, float], reference: Mapping[str, float]) -> float:
-        """How far ``metrics`` miss the constraint (0 when met)."""
-        if self.metric not in metrics:
-            raise BenchmarkError(f"--constraint names {self.metric!r}, which the benchmark does not report; "
-                                 f"choose one of {sorted(metrics)}")
-        bound, value = self.bound(reference), metrics[self.metric]
-        compare = operator.ge if self.op == ">=" else operator.le
-        return 0.0 if compare(value, bound) or math.isclose(value, bound, abs_tol=1e-12) else abs(value - bound)
-
-
-def split_rows(ids: Sequence[Any], dev_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Boolean masks (dev, test): a row is dev when sha256(seed, id) falls below ``dev_fraction``."""
-    if not 0 < dev_fraction < 1:
-        raise BenchmarkError(f"--dev-fraction {dev_fraction}: give a fraction strictly between 0 and 1")
-    unit = np.array([int.from_bytes(hashlib.sha256(f"{seed}\0{i}".encode()).digest()[:8], "big") / 2**64 for i in ids])
-    dev = unit < dev_fraction
-    if dev.all() or not dev.any():
-        raise BenchmarkError(f"--dev-fraction {dev_fraction} leaves no rows for dev or for test ({len(ids)} rows)")
-    return dev, ~dev
-
-
-@dataclass
-class Evaluated:
-    """One evaluated lambda: its dev metrics and their bootstrap 95% intervals."""
-
-    lam: float
-    metrics: dict[str, float]
-    intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
-    meets_constraint: bool = True
-
-
-class _BudgetSpent(Exception):
-    pass
-
-
-def search(
-    evaluate: Callable[[float], tuple[dict[str, float], dict[str, tuple[float, float]]]],
-    objective: str,
-    constraint: Constraint | None,
-    max_evals: int,
-    known: Mapping[float, Evaluated] | None = None,
-    xatol: float = 0.05,
-    tie: float = 1e-9,
-) -> tuple[list[Evaluated], Evaluated, str | None]:
-    """Evaluate lambda = 0, 1, then Brent's proposals, within ``max_evals`` evaluations; return (points, chosen, note).
-
-    ``evaluate(lam)`` returns (metrics, intervals); ``known`` points (an earlier run's) are reused instead of
-    evaluated (they still count as steps of the budget, so a rerun retraces the same search). ``note`` says why the reward model alone was chosen when no lambda meets the
-    constraint.
-    """
-    from scipy.optimize import minimize_scalar
-
-    if max_evals < 1:
-        raise BenchmarkError("--max-evals must be at least 1 (lambda = 0 is always evaluated)")
-    points: dict[float, Evaluated] = {}
-    cache = dict(known or {})
-    spent = 0
-
-    def point(lam: float) -> Evaluated:
-        nonlocal spent
-        lam = round(float(lam), 4)
-        if lam in points:
-            return points[lam]
-        if spent >= max_evals:
-            raise _BudgetSpent
-        spent += 1  # cached points count too: a rerun retraces the same steps without evaluating
-        if lam not in cache:
-            metrics, intervals = evaluate(lam)
-            cache[lam] = Evaluated(lam, metrics, intervals)
-        points[lam] = cache[lam]
-        if objective not in points[lam].metrics:
-            raise BenchmarkError(f"--objective {objective!r} is not a metric of this benchmark; "
-                                 f"choose one of {sorted(points[lam].metrics)}")
-        return points[lam]
-
-    reference = point(0.0).metrics
-
-    def loss(lam: float) -> float:
-        found = point(lam)
-        missed = constraint.violation(found.metrics, reference) if constraint else 0.0
-        found.meets_constraint = missed == 0.0
-        return -found.metrics[objective] + (1.0 + missed if missed else 0.0)
-
-    try:
-        loss(1.0)  # Brent's bounded method never evaluates a bound, and the best lambda is often 1 (or 0)
-        minimize_scalar(loss, bounds=(0.0, 1.0), method="bounded", options={"xatol": xatol, "maxiter": 100})
-    except _BudgetSpent:
-        pass
-    for found in points.values():
-        found.meets_constraint = not constraint or constraint.violation(found.metrics, reference) == 0.0
-    feasible = [p for p in points.values() if p.meets_constraint]
-    note = None
-    if not feasible:
-        note = f"no evaluated lambda meets {constraint.metric} {constraint.op} {constraint.bound(reference):.4f}; " \
-               "lambda = 0 (the reward model alone) is returned"
-        chosen = points[0.0]
-    else:
-        best = max(p.metrics[objective] for p in feasible)
-        chosen = min((p for p in feasible if p.metrics[objective] >= best - tie), key=lambda p: p.lam)
-    return sorted(points.values(), key=lambda p: p.lam), chosen, note
-
-
-def bootstrap_intervals(compute: Callable[[np.ndarray], dict[str, float]], rows: int, samples: int = 200,
-                        seed: int = 0) -> dict[str, tuple[float, float]]:
-    """Percentile 95% intervals of ``compute(row indices)`` over ``samples`` resamples of the rows."""
-    generator = np.random.default_rng(seed)
-    draws: dict[str, list[float]] = {}
-    for _ in range(samples):
-        for name, value in compute(generator.integers(0, rows, rows)).items():
-            draws.setdefault(name, []).append(value)
-    return {name: (float(np.nanpercentile(v, 2.5)), float(np.nanpercentile(v, 97.5))) for name, v in draws.items()
-            if not all(math.isnan(x) for x in v)}
-
-
-def write_search(output_dir: Path, record: Mapping[str, Any]) -> Path:
-    """``OUT/search.json`` and ``OUT/search.png`` (the evaluated dev points against lambda)."""
-    from matplotlib.figure import Figure
-
-    from dogerm_mergekit.files import atomic_write
-
-    output_dir.mkdir(parents=True, exist_ok=True)
-    path = output_dir / SEARCH_JSON
-    atomic_write(path, json.dumps(record, indent=2, default=float))
-    figure = Figure(figsize=(6, 4))
-    axes = figure.add_subplot()
-    points = record["points"]
-    objective = record["settings"]["objective"]
-    for name in sorted({objective, *([record["settings"]["constraint_metric"]] if record["settings"].get(
-            "constraint_metric") else [])}):
-        ys = [p["metrics"][name] for p in points]
-        bounds = [p["intervals"].get(name, (y, y)) for p, y in zip(points, ys)]
-        axes.errorbar([p["lam"] for p in points], ys, yerr=[[y - b[0] for y, b in zip(ys, bounds)],
-                                                            [b[1] - y for y, b in zip(ys, bounds)]],
-                      fmt="o", capsize=3, label=f"{name} (dev)")
-    axes.axvline(record["chosen"]["lam"], linestyle="--", color="gray", label=f"chosen lambda {record['chosen']['lam']:g}")
-    axes.set_xlabel("lambda")
-    axes.set_xlim(-0.05, 1.05)
-    axes.legend(fontsize=8)
-    figure.savefig(output_dir / "search.png", dpi=120, bbox_inches="tight")
-    return path
-
-
-def record_of(points: Sequence[Evaluated], chosen: Evaluated, note: str | None, test: Mapping[str, float],
-              settings: Mapping[str, Any]) -> dict[str, Any]:
-    """What ``search.json`` holds."""
-    return {"settings": dict(settings), "points": [asdict(p) for p in points], "chosen": asdict(chosen),
-            "note": note, "test": dict(test)}
-
-
-def _fingerprint(*parts: Any) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
-
-
-class SplitEvaluator:
-    """In-memory merges of one RM/domain pair scored on the dev or test rows of one benchmark.
-
-    Built before any model is loaded where it can refuse; ``key`` fingerprints inputs, data, split and settings.
-    """
-
-    def __init__(self, reward_model: str, domain_model: str, benchmark: str, data: str | None,
-                 subsets: Sequence[str] | None, dev_fraction: float, seed: int, scoring: Mapping[str, Any]):
-        from dogerm_eval.benchmarks import prepare_task
-        from dogerm_eval.options import scoring_settings
-
-        self.task = prepare_task(benchmark, data, subsets)
-        self.frame = self.task.table.frame.reset_index(drop=True)
-        if any(len(p) != len(self.frame) for p in self.task.benchmark.passes(self.frame)):
-            raise BenchmarkError(f"search scores one text per row and pass; {benchmark} has passes of other sizes: "
-                                 "use a pairwise benchmark (pairwise, rewardbench)")
-        self.masks = dict(zip(("dev", "test"), split_rows(self.frame["id"].tolist(), dev_fraction, seed)))
-        self.seed = seed
-        self.fmt, self.record = scoring_settings(dict(scoring))
-        self._scoring = dict(scoring)
-        self._reward_model, self._domain_model = reward_model, domain_model
-        self._fingerprint_parts = (benchmark, self.task.table.dataset, self.task.table.revision, subsets,
-                                   dev_fraction, seed, self.record)
-        self._loaded: tuple[Any, Any] | None = None
-
-    def load(self) -> None:
-        """Read and align both models once, and build the scoring network (the reward model's)."""
-        from dogerm_eval.models import locate_model, resolve_model
-        from dogerm_eval.options import scorer_factory
-        from dogerm_mergekit.inmemory import InMemoryMerger
-        from dogerm_mergekit.sweep import input_fingerprint
-
-        from mergekit.options import MergeOptions
-
-        trust = bool(self._scoring.get("trust_remote_code"))
-        self.reward = resolve_model(self._reward_model, trust)
-        merger = InMemoryMerger(str(self.reward.path), str(locate_model(self._domain_model).path),
-                                MergeOptions(quiet=True, trust_remote_code=trust))
-        self._loaded = (merger, scorer_factory(self.fmt, self._scoring)(self.reward))
-        self.domain_path = str(merger.plan.domain_model)
-        self.key = _fingerprint([input_fingerprint(m) for m in (merger.plan.reward_model, merger.plan.domain_model)],
-                                *self._fingerprint_parts)
-
-    def _metrics(self, rows: Any, scores: np.ndarray) -> dict[str, float]:
-        summary = self.task.benchmark.evaluate(rows, scores).summary()
-        return {k: float(v) for k, v in self.task.benchmark.metrics(summary).items() if v is not None}
-
-    def scores(self, lam: float, split: str) -> tuple[Any, np.ndarray]:
-        """The rows of ``split`` ("dev" or "test") and their scores (passes concatenated) by the merge at ``lam``."""
-        from dataclasses import replace
-
-        from dogerm_mergekit.contract import checkpoint_name
-
-        if self._loaded is None:
-            self.load()
-        merger, scorer = self._loaded
-        # each lambda is a model of its own, whose scores the scorer keeps apart
-        member = replace(self.reward, ref=f"{self.reward.ref}+{self._domain_model}@{checkpoint_name(lam)}",
-                         revision=checkpoint_name(lam), content_key=f"merge:{self.key}:{lam!r}")
-        scorer.load_weights(member, merger.state_dict(lam))
-        rows = self.frame[self.masks[split]].reset_index(drop=True)
-        scores = np.concatenate([np.asarray(scorer.score(p), dtype=np.float64) for p in self.task.benchmark.passes(rows)])
-        LOG.info("lambda=%g: scored %d %s rows", lam, len(rows), split)
-        return rows, scores
-
-    def evaluate(self, lam: float, split: str, bootstrap: int = 200
-                 ) -> tuple[dict[str, float], dict[str, tuple[float, float]]]:
-        """Metrics of the merge at ``lam`` on ``split`` and their intervals from ``bootstrap`` resamples (0: none)."""
-        rows, scores = self.scores(lam, split)
-        if not bootstrap:
-            return self._metrics(rows, scores), {}
-        by_pass = scores.reshape(-1, len(rows))
-
-        def resampled(index: np.ndarray) -> dict[str, float]:
-            return self._metrics(rows.iloc[index].reset_index(drop=True), by_pass[:, index].reshape(-1))
-
-        return self._metrics(rows, scores), bootstrap_intervals(resampled, len(rows), bootstrap, seed=self.seed)
+CHOSEN_YML = "chosen.yml"
+SAMPLER_CHOICES = ("auto", "brent", "gp", "tpe", "cmaes", "random")
 
 
 class PointStore:
-    """``OUT/points.json``: the dev points and test metrics evaluated so far, under the evaluator's fingerprint of
-    inputs, data, split and settings, so a rerun evaluates nothing twice."""
+    """``OUT/points.json`` (Brent's searches): the dev points and test metrics evaluated so far, under the
+    evaluator's fingerprint of inputs, data, split and settings, so a rerun evaluates nothing twice."""
 
     def __init__(self, path: Path, key: str):
         self.path, self.key = path, key
         self._saved = json.loads(path.read_text()) if path.is_file() else {}
 
     def dev_points(self) -> dict[float, Evaluated]:
-        return {float(lam): Evaluated(**p) for lam, p in self._saved.get(self.key, {}).get("dev", {}).items()}
+        return {float(lam): Evaluated(**p) for lam, p in self._saved.get(self.key, {}).get("dev", {}).items()
+                if "params" in p}
 
     def test_metrics(self, lam: float) -> dict[str, float] | None:
         return self._saved.get(self.key, {}).get("test", {}).get(str(lam))
@@ -318,36 +54,70 @@ class PointStore:
         from dogerm_mergekit.files import atomic_write
 
         previous = self._saved.get(self.key, {})
-        self._saved[self.key] = {"dev": {**previous.get("dev", {}), **{str(p.lam): asdict(p) for p in points}},
-                                 "test": {**previous.get("test", {}), **{str(lam): dict(m) for lam, m in test.items()}}}
+        self._saved[self.key] = {
+            "dev": {**previous.get("dev", {}), **{str(p.params["lambda"]): asdict(p) for p in points}},
+            "test": {**previous.get("test", {}), **{str(lam): dict(m) for lam, m in test.items()}}}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(self.path, json.dumps(self._saved, indent=2))
 
 
-def test_chosen(evaluator: SplitEvaluator, store: PointStore, lam: float) -> dict[str, float]:
-    """The chosen point's metrics on the test split (evaluated once: a rerun reads them from the store)."""
-    return store.test_metrics(lam) or evaluator.evaluate(lam, "test")[0]
+@dataclass(frozen=True)
+class DevEvaluator:
+    """A picklable ``make_evaluate`` for study workers: each builds and loads its own :class:`SplitEvaluator`."""
+
+    space: SearchSpace
+    benchmark: str
+    data: str | None
+    subsets: tuple[str, ...] | None
+    dev_fraction: float
+    seed: int
+    scoring: dict[str, Any]
+    bootstrap: int
+    objective: Objective
+
+    def build(self) -> SplitEvaluator:
+        return SplitEvaluator(self.space, self.benchmark, self.data, self.subsets, self.dev_fraction, self.seed,
+                              self.scoring)
+
+    def __call__(self, evaluator: SplitEvaluator | None = None):
+        if evaluator is None:
+            evaluator = self.build()
+            evaluator.load()
+        return lambda point: evaluator.evaluate(point, "dev", self.bootstrap, self.objective.with_value)
 
 
-def publish(evaluator: SplitEvaluator, lam: float, write: Path, push_to_hub: str | None, trust_remote_code: bool) -> None:
-    """Write the merge at ``lam`` as ``dogerm-sweep`` does into ``write`` (and push it as ``dogerm-push`` does)."""
-    import yaml
-    from mergekit.options import MergeOptions
-
-    from dogerm_mergekit.contract import checkpoint_name
-    from dogerm_mergekit.sweep import run_sweep
-
-    config = yaml.safe_dump({"merge_method": "dogerm", "base_model": str(evaluator.reward.path),
-                             "models": [{"model": evaluator.domain_path, "parameters": {"lambda": lam}}]})
-    run_sweep(config, write, (lam,), MergeOptions(quiet=True, trust_remote_code=trust_remote_code))
-    LOG.info("wrote %s", write / checkpoint_name(lam))
-    if push_to_hub:
-        from dogerm_mergekit.hub import push_sweep
-
-        push_sweep(write, push_to_hub)
+def _space(reward_model: str | None, domain_models: Sequence[str], config: Path | None,
+           params: Sequence[str]) -> SearchSpace:
+    if config is not None:
+        if reward_model or domain_models:
+            raise BenchmarkError("--config names the models: drop --rm and --domain (or drop --config)")
+        try:
+            source = Path(config).read_text()
+        except OSError as exc:
+            raise BenchmarkError(f"--config {config}: cannot read it ({exc.strerror or exc})") from None
+        return parse_space(source, str(config), params)
+    if not reward_model or not domain_models:
+        raise BenchmarkError("give --rm RM and one --domain per domain model (or a mergekit --config)")
+    return parse_space(dogerm_source(reward_model, domain_models), "--rm/--domain", params)
 
 
-def _check_publishing(write: Path | None, push_to_hub: str | None) -> None:
+def _sampler(sampler: str, space: SearchSpace, storage: str | None, n_workers: int) -> str:
+    """``auto``: Brent for one plain lambda without a shared study; else optuna's Gaussian process for one worker
+    (the most from a budget of tens of evaluations), TPE with its constant liar for several (so concurrent
+    proposals spread out)."""
+    one_lambda = space.lambdas_only and len(space.parameters) == 1
+    if sampler == "auto":
+        if one_lambda and storage is None and n_workers == 1:
+            return "brent"
+        return "gp" if n_workers == 1 else "tpe"
+    if sampler == "brent" and not one_lambda:
+        raise BenchmarkError("--sampler brent searches one lambda; use gp, tpe or cmaes for several parameters")
+    if sampler == "brent" and (storage is not None or n_workers != 1):
+        raise BenchmarkError("--storage and --n-workers run an optuna study: use --sampler gp, tpe, cmaes or random")
+    return sampler
+
+
+def _check_publishing(space: SearchSpace, write: Path | None, push_to_hub: str | None) -> None:
     """Refuse a --write folder that cannot take the chosen checkpoint, or a --push-to-hub that is no repo id."""
     from huggingface_hub.errors import HFValidationError
     from huggingface_hub.utils import validate_repo_id
@@ -355,6 +125,11 @@ def _check_publishing(write: Path | None, push_to_hub: str | None) -> None:
     from dogerm_mergekit.errors import DogeRMError
     from dogerm_mergekit.validation import check_output
 
+    if push_to_hub and write is None:
+        raise BenchmarkError("--push-to-hub publishes the --write checkpoint: give --write DIR too")
+    if write is not None and not space.writable:
+        raise BenchmarkError(f"--write takes plain lambdas or kernel parameters, not depth schedules; the choice is "
+                             f"written as OUT/{CHOSEN_YML}: merge it with mergekit-yaml OUT/{CHOSEN_YML} DIR")
     try:
         if write is not None:
             check_output(write, "sweep")
@@ -366,43 +141,122 @@ def _check_publishing(write: Path | None, push_to_hub: str | None) -> None:
         raise BenchmarkError(f"--write: {exc.message}") from None
 
 
-def run_search(
-    reward_model: str, domain_model: str, benchmark: str, data: str | None, subsets: Sequence[str] | None,
-    objective: str, constraint: str | None, max_evals: int, dev_fraction: float, seed: int, output_dir: Path,
-    scoring: Mapping[str, Any], write: Path | None = None, push_to_hub: str | None = None, bootstrap: int = 200,
-) -> dict[str, Any]:
-    """Search lambda for ``reward_model`` + ``domain_model`` on ``benchmark``'s dev split, evaluate the choice on
-    test, report it (``search.json``, the plot) and, if asked, publish it: four steps, each its own function.
+def publish(space: SearchSpace, point: Mapping[str, float], write: Path, push_to_hub: str | None,
+            trust_remote_code: bool) -> None:
+    """Write the merge at ``point`` as ``dogerm-sweep`` does into ``write`` (and push it as ``dogerm-push`` does),
+    from the configuration with the models as the user named them (so the card names them so too)."""
+    import yaml
+    from mergekit.options import MergeOptions
 
-    Everything that can be refused is checked before a model is loaded; evaluated points are kept in a
-    :class:`PointStore`, so a rerun reuses them.
-    """
-    rule = Constraint.parse(constraint) if constraint else None
-    if push_to_hub and write is None:
-        raise BenchmarkError("--push-to-hub publishes the --write checkpoint: give --write DIR too")
-    _check_publishing(write, push_to_hub)  # before any scoring, not after the search
-    evaluator = SplitEvaluator(reward_model, domain_model, benchmark, data, subsets, dev_fraction, seed, scoring)
-    evaluator.load()
+    from dogerm_mergekit.sweep import run_sweep
+
+    run_sweep(yaml.safe_dump(space.template, sort_keys=False), write, [space.sweep_point(point)],
+              MergeOptions(quiet=True, trust_remote_code=trust_remote_code))
+    LOG.info("wrote the chosen merge into %s", write)
+    if push_to_hub:
+        from dogerm_mergekit.hub import push_sweep
+
+        push_sweep(write, push_to_hub)
+
+
+def _line_search(evaluator: SplitEvaluator, make: DevEvaluator, objective: Objective, rule: Constraint | None,
+                 max_evals: int, output_dir: Path) -> tuple[list[Evaluated], Evaluated, PointStore, int]:
+    from dogerm_eval.line_search import line_search
+
     store = PointStore(output_dir / "points.json", evaluator.key)
     known = store.dev_points()
-    points, chosen, note = search(lambda lam: evaluator.evaluate(lam, "dev", bootstrap), objective, rule, max_evals,
-                                  known)
+    points, reference = line_search(make(evaluator), objective, rule, max_evals, known)
+    return points, reference, store, len([p for p in points if p.params["lambda"] not in known])
+
+
+def run_search(
+    reward_model: str | None, domain_models: Sequence[str], benchmark: str, data: str | None,
+    subsets: Sequence[str] | None, objective: str, constraint: str | None, max_evals: int, dev_fraction: float,
+    seed: int, output_dir: Path, scoring: Mapping[str, Any], write: Path | None = None, push_to_hub: str | None = None,
+    bootstrap: int = 200, config: Path | None = None, params: Sequence[str] = (), sampler: str = "auto",
+    storage: str | None = None, n_workers: int = 1, grid_results: Path | None = None,
+) -> dict[str, Any]:
+    """Search the space on ``benchmark``'s dev split, evaluate the choice on test, report it (``search.json``,
+    ``search.png``, ``chosen.yml``) and, if asked, publish it.
+
+    Everything that can be refused is checked before a model is loaded; evaluated points are kept (Brent:
+    ``OUT/points.json``; studies: their storage), so a rerun reuses them.
+    """
+    from dogerm_eval import study as studies
+    from dogerm_eval.search_plot import check_grid, plot_search
+    from dogerm_eval.split_eval import fingerprint
+
+    goal, rule = Objective.parse(objective), Constraint.parse(constraint) if constraint else None
+    space = _space(reward_model, domain_models, config, params)
+    sampler = _sampler(sampler, space, storage, n_workers)
+    if max_evals < 1:
+        raise BenchmarkError("--max-evals must be at least 1 (the reward model alone is always evaluated)")
+    _check_publishing(space, write, push_to_hub)  # before any scoring, not after the search
+    if grid_results is not None:
+        check_grid(grid_results, space, goal)
+    make = DevEvaluator(space, benchmark, data, tuple(subsets) if subsets else None, dev_fraction, seed,
+                        dict(scoring), bootstrap, goal)
+    evaluator = make.build()
+    spec = None
+    if sampler != "brent":
+        spec = studies.StudySpec(storage or str(output_dir / "study.journal"), "", sampler, seed, max_evals, goal,
+                                 rule, space)
+        studies.check_spec(spec)
+    evaluator.load()
+    if spec is None:
+        points, reference, store, evaluated = _line_search(evaluator, make, goal, rule, max_evals, output_dir)
+    else:
+        name = fingerprint(evaluator.key, space.template, [asdict(p) for p in space.parameters], goal.name,
+                            constraint, sampler, seed)
+        spec = studies.StudySpec(spec.storage, f"dogerm-search-{name[:16]}", sampler, seed, max_evals, goal, rule,
+                                 space)
+        found, reference, evaluated = studies.run_study(spec, make(evaluator), make, n_workers)
+        points = [reference, *found]
+    chosen, note = choose(points, reference, goal, rule, space.magnitude)
     if note:
         LOG.warning("%s", note)
-    test_metrics = test_chosen(evaluator, store, chosen.lam)
-    store.save(points, {chosen.lam: test_metrics})
+    test_point = chosen.params or None  # empty: a kernel search's reference, the reward model alone
+    if spec is None:
+        test_metrics = store.test_metrics(chosen.params["lambda"]) or evaluator.evaluate(test_point, "test", 0)[0]
+        store.save(points, {chosen.params["lambda"]: test_metrics})
+    else:
+        test_metrics = studies.chosen_test_metrics(spec, chosen.params, lambda: evaluator.evaluate(test_point, "test", 0)[0])
+    test_metrics = goal.with_value(test_metrics)
     task, dev, test = evaluator.task, evaluator.masks["dev"], evaluator.masks["test"]
-    settings = {"reward_model": reward_model, "domain_model": domain_model, "benchmark": benchmark,
+    settings = {"reward_model": str(evaluator.reward.ref), "method": space.method,
+                "domain_models": list(space.domains), "config": str(config) if config else None,
+                "parameters": [asdict(p) for p in space.parameters], "benchmark": benchmark,
                 "dataset": task.table.dataset, "dataset_revision": task.table.revision, "subsets": subsets,
-                "objective": objective, "constraint": constraint, "constraint_metric": rule.metric if rule else None,
-                "max_evals": max_evals, "evaluated": len([p for p in points if p.lam not in known]),
-                "dev_fraction": dev_fraction, "seed": seed, "dev_rows": int(dev.sum()), "test_rows": int(test.sum()),
+                "objective": goal.name, "constraint": constraint, "constraint_metric": rule.metric if rule else None,
+                "sampler": sampler, "storage": spec.storage if spec else str(output_dir / "points.json"),
+                "study": spec.name if spec else None, "n_workers": n_workers, "max_evals": max_evals,
+                "evaluated": evaluated, "dev_fraction": dev_fraction, "seed": seed, "dev_rows": int(dev.sum()),
+                "test_rows": int(test.sum()),
                 "split": "dev when sha256(f'{seed}\\0{id}')[:8] / 2**64 < dev_fraction", "scoring": evaluator.record}
-    result = record_of(points, chosen, note, test_metrics, settings)
-    write_search(output_dir, result)
-    if write is not None:
-        publish(evaluator, chosen.lam, write, push_to_hub, bool(scoring.get("trust_remote_code")))
+    chosen_config = space.config(chosen.params) if chosen.params else None
+    result = {"settings": settings, "points": [asdict(p) for p in points], "chosen": asdict(chosen),
+              "chosen_config": chosen_config, "note": note, "test": dict(test_metrics)}
+    write_search(output_dir, result, space)
+    plot_search(output_dir / "search.png", result, space, grid_results)
+    if write is not None and chosen.params:
+        publish(space, chosen.params, write, push_to_hub, bool(scoring.get("trust_remote_code")))
+    elif write is not None:
+        LOG.warning("the reward model alone was chosen: nothing written to %s", write)
     return result
+
+
+def write_search(output_dir: Path, record: Mapping[str, Any], space: SearchSpace) -> Path:
+    """``OUT/search.json`` and ``OUT/chosen.yml`` (the chosen configuration, models as the user named them)."""
+    import yaml
+
+    from dogerm_mergekit.files import atomic_write
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    path = output_dir / SEARCH_JSON
+    atomic_write(path, json.dumps(record, indent=2, default=float))
+    if record["chosen_config"] is not None:
+        atomic_write(output_dir / CHOSEN_YML, yaml.safe_dump(record["chosen_config"], sort_keys=False))
+    return path
 
 
 def command():
@@ -413,18 +267,35 @@ def command():
     from dogerm_mergekit.dtypes import RUN_DTYPES
 
     @click.command("search")
-    @click.option("--rm", "reward_model", required=True, help="The reward model (folder or org/name[@revision]).")
-    @click.option("--domain", "domain_model", required=True, help="The domain LM (folder or org/name[@revision]).")
+    @click.option("--rm", "reward_model", help="The reward model (folder or org/name[@revision]).")
+    @click.option("--domain", "domain_models", multiple=True,
+                  help="A domain LM (folder or org/name[@revision]); repeat for several (one lambda each).")
+    @click.option("--config", type=click.Path(dir_okay=False, path_type=Path),
+                  help="A dogerm or dogerm_<kernel> mergekit configuration to search instead of --rm/--domain.")
+    @click.option("--param", "params", multiple=True,
+                  help="A free parameter NAME[MODEL]=LOW:HIGH (repeatable); NAME[MODEL]@K=LOW:HIGH: K knots across "
+                       "the layers (mergekit's gradient). Default: each domain model's lambda in [0, 1].")
     @click.option("--benchmark", required=True, help="A pairwise benchmark: pairwise, rewardbench, ...")
     @click.option("--data", help="The benchmark's data (required for pairwise; default: its Hub dataset).")
     @click.option("--subsets", help="Comma-separated subsets to keep.")
-    @click.option("--objective", required=True, help="The metric to maximise, e.g. pairwise/arithmetic.")
+    @click.option("--objective", required=True,
+                  help="The metric to maximise (pairwise/arithmetic) or mean(A, B) / min(A, B) of several.")
     @click.option("--constraint", help='e.g. "pairwise/general >= value_at_lambda0 - 0.02" or "X >= 0.9".')
-    @click.option("--max-evals", type=int, default=5, show_default=True, help="Dev evaluations, lambda = 0 included.")
+    @click.option("--max-evals", type=int, default=5, show_default=True,
+                  help="Dev evaluations, the reward model alone included.")
+    @click.option("--sampler", type=click.Choice(SAMPLER_CHOICES), default="auto", show_default=True,
+                  help="brent (one lambda), or an optuna sampler: gp, tpe, cmaes, random. auto: brent for one "
+                       "lambda without --storage/--n-workers, else gp (one worker) or tpe (several).")
+    @click.option("--storage", help="The study's optuna storage: a journal file or an RDB URL (sqlite:///s.db); "
+                                    "default OUT/study.journal. A rerun resumes it; workers anywhere can share it.")
+    @click.option("--n-workers", type=click.IntRange(min=1), default=1, show_default=True,
+                  help="Processes evaluating points at once (each loads the models; one per GPU).")
     @click.option("--dev-fraction", type=float, default=0.5, show_default=True, help="Share of rows in the dev split.")
-    @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the dev/test split.")
+    @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the dev/test split and sampler.")
     @click.option("--bootstrap", type=click.IntRange(min=0), default=200, show_default=True,
-                  help="Resamples for each dev point's 95% intervals (0: none; they cost more than scoring tiny models).")
+                  help="Resamples for each dev point's 95% intervals (0: none).")
+    @click.option("--grid-results", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+                  help="A sweep table (CSV) of the same two parameters: drawn under the evaluated points.")
     @click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path), required=True)
     @click.option("--write", type=click.Path(file_okay=False, path_type=Path),
                   help="Write the chosen checkpoint (as dogerm-sweep does) into this sweep folder.")
@@ -436,16 +307,16 @@ def command():
     @TRUST_REMOTE_CODE
     def search_command(subsets: str | None, system_prompt: str | None, dtype: str, device: str | None,
                        trust_remote_code: bool, **arguments: Any) -> None:
-        """Find a good lambda in at most --max-evals in-memory evaluations on a dev split; report it on test."""
+        """Find good merge parameters in at most --max-evals in-memory evaluations on a dev split; report on test."""
         from dogerm_eval.options import configure_logging, default_options
 
         configure_logging()
         scoring = default_options(system_prompt=system_prompt, dtype=dtype, device=device,
                                   trust_remote_code=trust_remote_code)
         result = run_search(subsets=split_list(subsets), scoring=scoring, **arguments)
-        chosen = result["chosen"]
-        objective = result["settings"]["objective"]
-        click.echo(f"chosen lambda {chosen['lam']:g}: dev {objective} {chosen['metrics'][objective]:.4f}, "
+        chosen, objective = result["chosen"], result["settings"]["objective"]
+        where = ", ".join(f"{k} {v:g}" for k, v in chosen["params"].items()) or "the reward model alone"
+        click.echo(f"chosen {where}: dev {objective} {chosen['metrics'][objective]:.4f}, "
                    f"test {objective} {result['test'].get(objective, float('nan')):.4f} "
                    f"({result['settings']['evaluated']} evaluations)")
         if result["note"]:

@@ -53,9 +53,7 @@ def write(output_dir: Path, model: Any, record: Mapping[str, Any]) -> list[Path]
     import pandas as pd
 
     from dogerm_eval.results import json_text, result_path
-    from filelock import FileLock
-
-    from dogerm_mergekit.files import atomic_file, atomic_write
+    from dogerm_mergekit.files import atomic_file, atomic_write, output_lock
 
     output_dir = Path(output_dir)
     path = result_path(output_dir, model, NAME)
@@ -64,8 +62,7 @@ def write(output_dir: Path, model: Any, record: Mapping[str, Any]) -> list[Path]
     row = {"model": model.repo_id or model.ref, "revision": model.version,
            **{name: b["value"] for name, b in record["benchmarks"].items()}, "average": record["average"]}
     csv = output_dir / SUITE_CSV
-    (output_dir / ".locks").mkdir(parents=True, exist_ok=True)
-    with FileLock(output_dir / ".locks" / f".{SUITE_CSV}.lock"):  # models scored side by side wait for each other
+    with output_lock(output_dir / ".locks" / SUITE_CSV, wait=True):  # models scored side by side wait for each other
         rows = pd.read_csv(csv, dtype={"model": str, "revision": str}) if csv.is_file() else pd.DataFrame()
         if not rows.empty:
             rows = rows[~((rows["model"] == row["model"]) & (rows["revision"].fillna("") == (row["revision"] or "")))]

@@ -10,27 +10,12 @@ on the Hub, GAIR-NLP/auto-j's test set is JSON lines.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from dogerm_eval.benchmarks.samples import autoj_row, rewardbench2_row, rewardbench_rows
+from tests.formats import FORMATS, write  # noqa: F401 (re-exported: the formats shared with the merge package tests)
 
-FORMATS = ("array", "lines", "parquet")
 RMBENCH_DOMAINS = ("chat", "math", "code", "safety-refuse", "safety-response")
-
-
-def write(rows: list[dict[str, Any]], path: Path, fmt: str) -> Path:
-    """Write ``rows`` as a JSON array (indent 4, as RM-Bench and RewardMATH publish), JSON lines or parquet."""
-    if fmt == "array":
-        path.write_text(json.dumps(rows, indent=4, ensure_ascii=False), encoding="utf-8")
-    elif fmt == "lines":
-        path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
-    else:
-        pd.DataFrame(rows).to_parquet(path)
-    return path
 
 
 def rmbench_rows(per_domain: int = 2) -> list[dict[str, Any]]:

@@ -16,7 +16,9 @@ from dogerm_eval.benchmarks import rewardbench
 from dogerm_eval.cli import main
 from dogerm_eval.generate import CandidateRecord
 from dogerm_eval.results import read_per_example
+from dogerm_mergekit.contract import MetricsTable
 from dogerm_mergekit.testing import build_tiny_lm, build_tiny_rm
+from evaluation.tests.manifests import write_manifest
 
 ROWS = [
     {"id": 10 + i, "subset": subset, "prompt": f"What is {i} + {i}?", "chosen": f"{2 * i}", "rejected": f"{2 * i + 1}",
@@ -104,21 +106,23 @@ def test_a_tiny_model_end_to_end(tiny_judge: Path, tmp_path: Path) -> None:
     assert again.exit_code == 0 and "reusing cached result" in again.output
 
 
+def _always_a(problems, settings, out, **_):
+    """In place of generate_candidates: a judge whose every answer names assistant A."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("a") as handle:
+        for pid, user in problems:
+            record = CandidateRecord(problem_id=pid, prompt=user, candidates=["Reasoning... Final verdict: [[A]]"],
+                                     generation=settings.model_dump())
+            handle.write(record.model_dump_json() + "\n")
+    return len(problems)
+
+
 def test_verdicts_from_the_generated_answers_are_scored(tiny_judge: Path, tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """A judge that always names A: correct exactly where the seeded placement put the chosen answer in A."""
     from dogerm_eval import generate
 
-    def always_a(problems, settings, out, **_):
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with out.open("a") as handle:
-            for pid, user in problems:
-                record = CandidateRecord(problem_id=pid, prompt=user, candidates=["Reasoning... Final verdict: [[A]]"],
-                                         generation=settings.model_dump())
-                handle.write(record.model_dump_json() + "\n")
-        return len(problems)
-
-    monkeypatch.setattr(generate, "generate_candidates", always_a)
+    monkeypatch.setattr(generate, "generate_candidates", _always_a)
     result = judge.run_judge(str(tiny_judge), "rewardbench", str(_data(tmp_path)), None, tmp_path / "out", seed=3)
     placed_a = {r["subset"]: [] for r in ROWS}
     for row in ROWS:
@@ -138,3 +142,59 @@ def test_refusals(tiny_judge: Path, tmp_path: Path) -> None:
     done = CliRunner().invoke(main, ["judge", str(tiny_judge), "--data", str(repeated), "--output-dir",
                                      str(tmp_path / "o")])
     assert done.exit_code == 1 and "id 1 repeats" in done.output
+
+
+def test_the_judge_is_a_reference_row_and_line_of_a_sweep(tiny_judge: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """`sweep --baseline judge-rewardbench.json`: the judge's metrics below the members in sweep.csv and the printed
+    table, a dotted line at its values in the plot, left out of metrics.json; refused before scoring when the judge
+    read other data or other subsets, judged another benchmark, or the file is no judge result."""
+    from dogerm_eval import generate
+    from dogerm_eval.report import benchmark_figure
+
+    monkeypatch.setattr(generate, "generate_candidates", _always_a)
+    data, out = _data(tmp_path), tmp_path / "out"
+    judged = judge.run_judge(str(tiny_judge), "rewardbench", str(data), None, out, seed=3)
+    baseline = out / "tiny-judge" / "judge-rewardbench.json"
+    sweep = tmp_path / "sweep"
+    for lam, seed in ((0.0, 0), (0.5, 1)):
+        build_tiny_rm(sweep / f"lambda-{lam:.2f}", seed=seed)
+    write_manifest(sweep, [0.0, 0.5])
+    args = ["sweep", str(sweep), "--benchmark", "rewardbench", "--data", str(data), "--output-dir", str(out),
+            "--dtype", "float32"]
+
+    done = CliRunner().invoke(main, [*args, "--baseline", str(baseline)])
+    assert done.exit_code == 0, done.output
+    csv = pd.read_csv(out / "sweep.csv")
+    assert csv.columns[-1] == "baseline" and csv["baseline"].tolist()[2] == "judge tiny-judge"
+    assert csv["lambda"].tolist()[:2] == [0.0, 0.5] and np.isnan(csv["lambda"][2]) and csv["baseline"][:2].isna().all()
+    for key, value in judged["metrics"].items():  # the judge's own numbers, under the members' column names
+        assert csv[key][2] == pytest.approx(value, abs=0, rel=1e-12), key
+    placed_a = {s: np.mean([judge.chosen_position(3, r["id"]) == "A" for r in ROWS if r["subset"] == s])
+                for s in ("math-prm", "hep-python")}  # the always-A judge is right where the chosen answer was in A
+    assert (csv["rewardbench/math"][2], csv["rewardbench/code"][2]) == (placed_a["math-prm"], placed_a["hep-python"])
+    member = json.loads((out / "lambda-0.50" / "rewardbench.json").read_text())
+    assert csv.loc[1, "rewardbench/score"] == member["score"]
+    assert MetricsTable.load(out / "metrics.json").rows == csv[:2].drop(columns="baseline").to_dict("records")
+    assert "judge tiny-judge" in done.output.splitlines()[-1]
+    lines = {line.get_label(): line.get_ydata() for line in benchmark_figure(csv, "rewardbench").axes[0].get_lines()}
+    assert list(lines["score (judge tiny-judge)"]) == [judged["score"]] * 2  # a horizontal line at the judge's score
+    assert list(lines["score"]) == csv["rewardbench/score"][:2].tolist()
+
+    other = tmp_path / "other.jsonl"
+    pd.DataFrame(ROWS).assign(chosen_model="c").to_json(other, orient="records", lines=True)
+    fresh = tmp_path / "fresh"
+    refusals = [
+        (["--data", str(other)], "judge the same data, or give the sweep the judge's --data"),
+        (["--subsets", "math-prm"], "judged the subsets ['alpacaeval-easy', 'hep-python', 'math-prm'], the sweep "
+                                    "scores ['math-prm']"),
+        (["--benchmark", "pairwise"], "judged rewardbench, which this sweep does not score"),
+    ]
+    for extra, message in refusals:
+        done = CliRunner().invoke(main, [*args[:-4], "--output-dir", str(fresh), "--dtype", "float32", *extra,
+                                         "--baseline", str(baseline)])
+        assert done.exit_code == 1 and message in done.output, done.output
+    done = CliRunner().invoke(main, [*args[:-4], "--output-dir", str(fresh), "--baseline",
+                                     str(out / "lambda-0.50" / "rewardbench.json")])
+    assert done.exit_code == 1 and "is not a `dogerm-eval judge` result" in done.output, done.output
+    assert not fresh.exists() or not any(fresh.rglob("*.json"))  # refused before any member was scored

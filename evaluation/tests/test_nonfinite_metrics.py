@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dogerm_eval.benchmarks import autoj, ppe, rewardbench, rewardbench2, rewardmath, rmbench
+from dogerm_eval.benchmarks import autoj, ppe, ppe_preference, rewardbench, rewardbench2, rewardmath, rmbench
 from dogerm_eval.bestofn import expected_best_of_n
 from dogerm_eval.nonfinite import neutralise
 from evaluation.tests.published import autoj_rows, ppe_rows, rewardmath_rows, rmbench_rows
@@ -126,3 +126,26 @@ def test_ppe_pairs_and_best_of_k(raw: np.ndarray) -> None:
         assert result.extra["bok"]["math"][str(k)]["expected"] == pytest.approx(np.mean(expected))
         assert expected_best_of_n(neutralise(per_row[0]).tolist(), frame["scores"][0], k) == pytest.approx(
             expected[0])
+
+
+@PROPERTY
+@given(raw=scores(12))
+def test_ppe_preference_accuracy_and_brier(raw: np.ndarray) -> None:
+    """NaN never wins in the accuracy nor in the Brier score's probability, so the Brier score stays a number."""
+    winners = ["model_a", "model_b", "tie"] * 2
+    frame = pd.DataFrame({"question_id": range(6), "winner": winners, "language": ["en"] * 6})
+    result = ppe_preference.evaluate(frame, neutralise(raw))
+    first, second = raw[:6], raw[6:]
+    decided = [i for i, w in enumerate(winners) if w != "tie"]
+    correct = [wins(first[i:i + 1], second[i:i + 1])[0] if winners[i] == "model_a"
+               else wins(second[i:i + 1], first[i:i + 1])[0] for i in decided]
+    assert result.score == pytest.approx(np.mean(correct))
+
+    def probability(a: float, b: float) -> float:
+        a, b = (x if math.isfinite(x) else math.nan for x in (a, b))
+        if math.isnan(a) or math.isnan(b):
+            return 0.5 if math.isnan(a) and math.isnan(b) else 0.0 if math.isnan(a) else 1.0
+        return 1 / (1 + math.exp(-(a - b)))
+
+    expected = np.mean([(probability(first[i], second[i]) - (winners[i] == "model_a")) ** 2 for i in decided])
+    assert math.isfinite(result.extra["brier"]) and result.extra["brier"] == pytest.approx(expected)

@@ -73,6 +73,14 @@ def test_summary_table_and_csv_rows(tmp_path: Path) -> None:
     assert csv["model"].tolist() == ["rm-b", "rm-a"] and list(csv.columns) == ["model", "revision", *SUITE, "average"]
     assert csv.set_index("model").loc["rm-a", "rmb"] == 0.1
 
+    from concurrent.futures import ThreadPoolExecutor
+
+    models = [ResolvedModel(path=tmp_path, ref=f"rm-{i}") for i in range(8)]  # side by side: each waits its turn
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda model: suite.write(tmp_path / "side", model, record), models))
+    assert sorted(pd.read_csv(tmp_path / "side" / "suite.csv")["model"]) == sorted(m.ref for m in models)
+    assert not list((tmp_path / "side" / ".locks").iterdir())  # no lock file left behind
+
 
 def test_suite_command_end_to_end(tiny_rm_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"

@@ -19,6 +19,7 @@ from typing import Any, Callable
 REGISTRY = "mergekit.merge_methods.registry"
 MERGE = "mergekit.merge"
 RUN_YAML = "mergekit.scripts.run_yaml"
+MULTI = "mergekit.scripts.multimerge"
 
 
 def register_method(registry: ModuleType) -> None:
@@ -47,10 +48,11 @@ def route_run_merge(merge_module: ModuleType) -> None:
     merge_module.run_merge = run_merge
 
 
-def guard_run_yaml(run_yaml: ModuleType) -> None:
-    """Give ``mergekit-yaml`` on a dogerm configuration one-line errors: YAML syntax (file, line), schema, unknown
-    keys (a warning), and any failure of the merge; other configurations run exactly as mergekit runs them."""
-    original = run_yaml.main.callback
+def _guard(script: ModuleType, command: str, check: str) -> None:
+    """Give ``command`` on a file asking for a dogerm method one-line errors: YAML syntax (file, line), schema,
+    unknown keys (a warning), and any failure of the merge; other files run exactly as mergekit runs them.
+    ``check`` names the :mod:`dogerm_mergekit.config_file` function that reads the file's text."""
+    original = script.main.callback
     if getattr(original, "_dogerm_guarded", False):
         return
 
@@ -60,22 +62,32 @@ def guard_run_yaml(run_yaml: ModuleType) -> None:
                 source = handle.read()
         except (KeyError, OSError, UnicodeDecodeError):
             return original(*args, **kwargs)  # mergekit's own handling
-        from dogerm_mergekit.config_file import is_dogerm_source, read_config
+        from dogerm_mergekit import config_file
         from dogerm_mergekit.console import one_line
 
-        if not is_dogerm_source(source):
+        if not config_file.is_dogerm_source(source):
             return original(*args, **kwargs)
-        with one_line("mergekit-yaml"):
-            read_config(source, kwargs["config_file"])
+        with one_line(command):
+            getattr(config_file, check)(source, kwargs["config_file"])
             return original(*args, **kwargs)
 
     callback._dogerm_guarded = True  # type: ignore[attr-defined]
     callback.__wrapped__ = original  # type: ignore[attr-defined]
-    run_yaml.main.callback = callback
+    script.main.callback = callback
+
+
+def guard_run_yaml(run_yaml: ModuleType) -> None:
+    """``mergekit-yaml`` on a dogerm configuration: one-line errors (:func:`_guard`)."""
+    _guard(run_yaml, "mergekit-yaml", "read_config")
+
+
+def guard_multimerge(multimerge: ModuleType) -> None:
+    """``mergekit-multi`` on a file with a dogerm document: one-line errors (:func:`_guard`), each document checked."""
+    _guard(multimerge, "mergekit-multi", "read_documents")
 
 
 _PATCHES: dict[str, Callable[[ModuleType], None]] = {REGISTRY: register_method, MERGE: route_run_merge,
-                                                      RUN_YAML: guard_run_yaml}
+                                                      RUN_YAML: guard_run_yaml, MULTI: guard_multimerge}
 
 
 def _apply(name: str, module: ModuleType) -> None:

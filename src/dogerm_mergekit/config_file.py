@@ -26,16 +26,20 @@ def is_dogerm_source(source: str) -> bool:
     return any(methods.is_dogerm(name) for name in METHOD_LINE.findall(source))
 
 
+def _syntax_error(error: yaml.YAMLError, where: str) -> DogeRMConfigError:
+    mark = getattr(error, "problem_mark", None)
+    at = f" line {mark.line + 1}, column {mark.column + 1}:" if mark is not None else ""
+    problem = " ".join(str(p) for p in (getattr(error, "context", None), getattr(error, "problem", None)) if p)
+    return DogeRMConfigError(f"{where}:{at} not valid YAML ({problem or error.__class__.__name__}); fix the file "
+                             "(nothing was read or written)")
+
+
 def parse_yaml(source: str, where: str) -> dict[str, Any]:
     """The configuration mapping of ``source``; a syntax error or a non-mapping is one line naming ``where``."""
     try:
         raw = yaml.safe_load(source)
     except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        at = f" line {mark.line + 1}, column {mark.column + 1}:" if mark is not None else ""
-        problem = " ".join(str(p) for p in (getattr(error, "context", None), getattr(error, "problem", None)) if p)
-        raise DogeRMConfigError(f"{where}:{at} not valid YAML ({problem or error.__class__.__name__}); fix the file "
-                                "(nothing was read or written)") from None
+        raise _syntax_error(error, where) from None
     if not isinstance(raw, dict):
         raise DogeRMConfigError(f"{where} holds a {type(raw).__name__}, not a mergekit configuration (a mapping with "
                                 "merge_method:, base_model:, models:)")
@@ -88,3 +92,16 @@ def read_config(source: str, where: str) -> tuple[dict[str, Any], Any]:
         LOG.warning("%s: `%s` is not a key mergekit or merge_method %s reads, so it is ignored%s", where, key,
                     raw.get("merge_method"), f" (did you mean `{close}`?)" if close else "")
     return raw, config
+
+
+def read_documents(source: str, where: str) -> None:
+    """Check each dogerm document of a ``mergekit-multi`` file (several configurations, each with a ``name``) as
+    :func:`read_config` checks one: syntax, schema and unknown keys, each named by document."""
+    try:
+        documents = list(yaml.safe_load_all(source))
+    except yaml.YAMLError as error:
+        raise _syntax_error(error, where) from None
+    for index, document in enumerate(documents):
+        if isinstance(document, dict) and methods.is_dogerm(document.get("merge_method")):
+            name = document.get("name", f"document {index + 1}")
+            read_config(yaml.safe_dump({k: v for k, v in document.items() if k != "name"}), f"{where} ({name})")

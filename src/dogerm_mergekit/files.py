@@ -121,8 +121,9 @@ def atomic_directory(final: Path) -> Iterator[Path]:
 
 
 @contextmanager
-def output_lock(output: Path) -> Iterator[None]:
-    """Hold ``.NAME.lock`` beside ``output`` for the block; a second run on the same output is refused at once.
+def output_lock(output: Path, wait: bool = False) -> Iterator[None]:
+    """Hold ``.NAME.lock`` beside ``output`` for the block; a second run on the same output is refused at once
+    (``wait``: waits for it instead, e.g. to append its row to a shared table).
 
     The lock file is removed when the block ends, failed or not, so no run leaves it behind. (filelock keeps its
     files, since removing one is only safe while it is held and every taker checks that the file it locked is still
@@ -131,7 +132,7 @@ def output_lock(output: Path) -> Iterator[None]:
     output = Path(output).absolute()
     output.parent.mkdir(parents=True, exist_ok=True)
     path = output.parent / f".{output.name}.lock"
-    handle = _take(path)
+    handle = _take(path, wait=wait)
     if handle is None:
         raise OutputError(
             f"{output} is being written by another run (lock {path}); wait for it to finish or choose another output"
@@ -143,14 +144,17 @@ def output_lock(output: Path) -> Iterator[None]:
         os.close(handle)
 
 
-def _take(path: Path, tries: int = 3) -> int | None:
-    """A descriptor holding an exclusive ``flock`` on ``path``, or None while another process holds it."""
+def _take(path: Path, tries: int = 3, wait: bool = False) -> int | None:
+    """A descriptor holding an exclusive ``flock`` on ``path``, or None while another process holds it (``wait``:
+    blocks until it is free, however often the file is replaced meanwhile)."""
     import fcntl
 
-    for _ in range(tries):
+    attempt = 0
+    while wait or attempt < tries:
+        attempt += 1
         handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
             os.close(handle)
             return None

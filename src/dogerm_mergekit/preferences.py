@@ -14,18 +14,22 @@ and dogerm-eval scores with ``--double-bos keep``); a pair whose two token seque
 from __future__ import annotations
 
 import logging
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dogerm_mergekit.errors import DogeRMConfigError
+from dogerm_mergekit.tables import looks_like_path, native, parse_hub_ref, read_frame
 
 if TYPE_CHECKING:
     import datasets
     from transformers import PreTrainedTokenizerBase
 
 LOG = logging.getLogger(__name__)
-FORMATS = {".json": "json", ".jsonl": "json", ".parquet": "parquet"}
+USED = ("prompt", "chosen", "rejected")
+"""The columns read; the others (ratings, models, ids) are dropped, whatever their types."""
 ROLES = {"system", "user", "assistant"}
 SCHEMA = ("the UltraFeedback-binarized schema: chosen and rejected = message lists [{role, content}, ...] ending "
           "with the assistant turn (prompt optional)")
@@ -41,21 +45,25 @@ class PreferenceData:
 
 
 def load_preferences(ref: str, split: str = "train") -> PreferenceData:
-    """A local .json (array or lines) / .jsonl / .parquet file, a local dataset folder, or a Hub dataset
-    ``org/name[@revision]`` (its commit recorded); the schema is checked row by row."""
+    """A local file (parquet, a JSON array or JSON lines, maybe gzip-compressed: told apart by its content, whatever
+    its name), a local dataset folder, or a Hub dataset ``org/name[@revision]`` (its commit recorded); the schema is
+    checked row by row."""
     import datasets
 
     from dogerm_mergekit.files import sha256_file
 
     path = Path(ref).expanduser()
+    if not path.exists() and looks_like_path(ref):
+        raise DogeRMConfigError(f"--data {ref}: no such file or folder")
     try:
-        if path.is_file():
-            kind = FORMATS.get(path.suffix.lower())
-            if kind is None:
-                raise DogeRMConfigError(f"--data {ref}: unsupported file type; give .json, .jsonl or .parquet")
-            rows = datasets.load_dataset(kind, data_files=str(path), split="train")
-            source, revision = str(path.resolve()), f"sha256:{sha256_file(path)}"
-        elif path.is_dir():
+        if path.is_file():  # the reader's one-line errors name the file and the line or row
+            frame = read_frame(path, DogeRMConfigError)
+            used = [column for column in USED if column in frame.columns]
+            rows = [{column: _value(row[column]) for column in used} for row in frame.to_dict("records")]
+            check_schema(list(frame.columns), rows, ref)
+            return PreferenceData(datasets.Dataset.from_list(rows), str(path.resolve()),
+                                  f"sha256:{sha256_file(path)}")
+        if path.is_dir():
             rows, source, revision = datasets.load_dataset(str(path), split=split), str(path.resolve()), "local"
         else:
             rows, source, revision = _load_hub(ref, split)
@@ -64,16 +72,22 @@ def load_preferences(ref: str, split: str = "train") -> PreferenceData:
     except Exception as exc:  # datasets raises many types (DatasetGenerationError, ArrowInvalid, ValueError)
         raise DogeRMConfigError(f"--data {ref}: cannot read it as a dataset ({type(exc).__name__}: "
                                 f"{str(exc).splitlines()[0] if str(exc) else ''}); give {SCHEMA}") from None
-    check_schema(rows, ref)
+    check_schema(rows.column_names, rows, ref)
     return PreferenceData(rows, source, revision)
+
+
+def _value(value: Any) -> Any:
+    """A file's value as plain Python; a missing one (a row without the key, null, NaN) is None."""
+    value = native(value)
+    return None if isinstance(value, float) and math.isnan(value) else value
 
 
 def _load_hub(ref: str, split: str) -> tuple[datasets.Dataset, str, str]:
     import datasets
     from huggingface_hub import snapshot_download
 
-    repo_id, _, revision = ref.partition("@")
-    local = Path(snapshot_download(repo_id, repo_type="dataset", revision=revision or None))
+    repo_id, revision = parse_hub_ref(ref, DogeRMConfigError)
+    local = Path(snapshot_download(repo_id, repo_type="dataset", revision=revision))
     return datasets.load_dataset(str(local), split=split), repo_id, local.name  # the cache folder is the commit
 
 
@@ -82,15 +96,15 @@ def _is_messages(value: Any) -> bool:
         isinstance(m, dict) and m.get("role") in ROLES and isinstance(m.get("content"), str) for m in value))
 
 
-def check_schema(rows: datasets.Dataset, ref: str) -> None:
+def check_schema(columns: list[str], rows: Sequence[dict[str, Any]], ref: str) -> None:
     """DogeRMConfigError naming the missing column, or the first row and column that is not a usable conversation."""
-    missing = [c for c in ("chosen", "rejected") if c not in rows.column_names]
+    missing = [c for c in ("chosen", "rejected") if c not in columns]
     if missing:
-        raise DogeRMConfigError(f"--data {ref}: no column {' or '.join(missing)} (columns: {rows.column_names}); "
+        raise DogeRMConfigError(f"--data {ref}: no column {' or '.join(missing)} (columns: {columns}); "
                                 f"expected {SCHEMA}")
     if len(rows) == 0:
         raise DogeRMConfigError(f"--data {ref} has no rows")
-    has_prompt = "prompt" in rows.column_names
+    has_prompt = "prompt" in columns
     for index, row in enumerate(rows):
         for column in ("chosen", "rejected"):
             value = row[column]

@@ -111,12 +111,13 @@ def _short(model: ModelReference) -> str:
     return str(model.model.path).rstrip("/").rsplit("/", 1)[-1]
 
 
-def _match_model(model: str, candidates: Sequence[ModelReference], what: str) -> ModelReference:
-    """The one model ``model`` names: its reference as `models:` writes it, its path, or its last path component."""
+def match_model(model: str, candidates: Sequence[ModelReference], what: str) -> ModelReference:
+    """The one model ``model`` names: its reference as `models:` writes it, its path, or its last path component
+    (``what``, e.g. ``--grid lambda[X]``, starts the error)."""
     match = [d for d in candidates if model in (str(d), str(d.model.path), _short(d))]
     if len(match) != 1:
         names = ", ".join(_short(d) for d in candidates)
-        raise DogeRMConfigError(f"--grid {what}: {'no' if not match else 'more than one'} model matches (they are: "
+        raise DogeRMConfigError(f"{what}: {'no' if not match else 'more than one'} model matches (they are: "
                                 f"{names})")
     return match[0]
 
@@ -143,7 +144,7 @@ def grid_points(config_source: str, grids: Sequence[tuple[str, str | None, Seque
                                         "name one per grid as lambda[MODEL]=...")
             match = list(domains)
         else:
-            match = [_match_model(model, domains, f"lambda[{model}]")]
+            match = [match_model(model, domains, f"--grid lambda[{model}]")]
         if match[0] in values:
             raise DogeRMConfigError(f"--grid: two grids for {match[0]}")
         values[match[0]] = grid
@@ -208,7 +209,7 @@ def kernel_grid_points(config_source: str,
                 raise DogeRMConfigError(f"--grid {name}=...: {own[0]} sets its own {name}, which overrides the "
                                         f"top-level one: sweep {name}[MODEL] instead, or remove it from the model")
         else:
-            key = f"{name}[{_match_model(model, models, f'{name}[{model}]')}]"
+            key = f"{name}[{match_model(model, models, f'--grid {name}[{model}]')}]"
         if key in axes:
             raise DogeRMConfigError(f"--grid: two grids for {key}")
         axes[key] = values

@@ -25,6 +25,7 @@ import click
 
 from dogerm_mergekit.chat_templates import LLAMA2_CHAT_TEMPLATE, NAMED_SYSTEM_PROMPTS
 from dogerm_mergekit.errors import DogeRMConfigError, OutputError
+from dogerm_mergekit.tables import looks_like_path, parse_hub_ref
 
 LOG = logging.getLogger(__name__)
 #: The authors' settings (MiuLab/DogeRM README, "Train base RM"), as RewardConfig command-line arguments.
@@ -72,11 +73,13 @@ def resolve_base(base: str) -> tuple[Path, str]:
     path = Path(base).expanduser()
     if path.is_dir():
         return path, str(path.resolve())
+    if looks_like_path(base):
+        raise DogeRMConfigError(f"BASE {base}: no such folder")
     from huggingface_hub import snapshot_download
 
-    repo_id, _, revision = base.partition("@")
+    repo_id, revision = parse_hub_ref(base, DogeRMConfigError)
     try:
-        local = Path(snapshot_download(repo_id, revision=revision or None))
+        local = Path(snapshot_download(repo_id, revision=revision))
     except Exception as exc:
         raise DogeRMConfigError(f"BASE {base}: neither a local folder nor a reachable Hub model ({exc})") from None
     return local, f"{repo_id}@{local.name}"
@@ -220,8 +223,9 @@ PASS_THROUGH = {"ignore_unknown_options": True, "allow_extra_args": True}
                epilog="Any other option is TRL's RewardConfig (e.g. --learning_rate 2e-5 --bf16 true "
                       "--per_device_train_batch_size 8), overriding the recipe.")
 @click.argument("base")
-@click.option("--data", required=True, help="Preference data: .json/.jsonl/.parquet file, dataset folder, or Hub "
-              "dataset org/name[@revision] in the UltraFeedback-binarized schema.")
+@click.option("--data", required=True, help="Preference data: a parquet, JSON-array or JSON-lines file (maybe gzipped; "
+              "told by content), a dataset folder, or a Hub dataset org/name[@revision], in the "
+              "UltraFeedback-binarized schema.")
 @click.option("--output-dir", required=True, type=click.Path(path_type=Path), help="Folder for the reward model.")
 @click.option("--split", default="train", show_default=True, help="Split of a Hub dataset or dataset folder.")
 @click.option("--max-steps", type=click.IntRange(min=1), help="Stop after N optimizer steps (default: one epoch).")

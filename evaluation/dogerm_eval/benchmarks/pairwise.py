@@ -46,6 +46,12 @@ def evaluate(frame: pd.DataFrame, scores: np.ndarray) -> Evaluation:
     return rewardbench.pair_accuracy(frame, scores)
 
 
+def summary_of(subset_accuracy: Mapping[str, float], pooled: float) -> dict[str, Any]:
+    """What ``metrics`` reads, from the subsets' accuracies and the accuracy over all pairs (search's bootstrap
+    summarises each resample so)."""
+    return {"subsets": dict(subset_accuracy), "sections": {}, "score": float(pooled)}
+
+
 def metrics(result: Mapping[str, Any]) -> dict[str, float]:
     """``pairwise/<subset>`` accuracies and ``pairwise/score``."""
     return metric_columns(NAME, result["subsets"], result["score"], keep_names=True)

@@ -12,7 +12,8 @@ here, so the details below follow the paper and are not checked against its code
 - per `language` (subsets) and, for every boolean column of the set (its category flags), the accuracy over the
   rows where it is true (sections);
 - `brier`: the Brier score of the Bradley-Terry probability sigmoid(score_1 - score_2) that response_1 is preferred,
-  over the same rows (lower is better; meaningful for reward models trained with a Bradley-Terry loss).
+  over the same rows (lower is better; meaningful for reward models trained with a Bradley-Terry loss); a NaN
+  score never wins there either (probability 0 or 1 against a real score, 0.5 between two NaNs).
 Left out: the paper's model-ranking metrics (Spearman/Kendall of the Arena ranking, separability, confidence
 agreement), which need many policy models' pairs aggregated into Elo ratings rather than a per-pair score.
 """
@@ -79,14 +80,22 @@ def passes(frame: pd.DataFrame) -> list[list[tuple[str, str]]]:
     return [[(str(p), str(r)) for p, r in zip(frame["prompt"], frame[column])] for column in ("response_1", "response_2")]
 
 
+def preference_probability(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """The Bradley-Terry probability sigmoid(first - second) that response_1 is preferred; a NaN score never wins
+    (the non-finite policy): 0 when only the first is NaN, 1 when only the second is, 0.5 when both are."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        probability = 1.0 / (1.0 + np.exp(-(first - second)))
+    lost, won = np.isnan(first) & ~np.isnan(second), np.isnan(second) & ~np.isnan(first)
+    return np.select([lost, won, np.isnan(first) & np.isnan(second)], [0.0, 1.0, 0.5], probability)
+
+
 def evaluate(frame: pd.DataFrame, scores: np.ndarray) -> Evaluation:
     """Accuracy and Brier score over the rows with a preference; per language and per category flag."""
     first, second = scores[: len(frame)], scores[len(frame):]
     verdict = np.array([_verdict(str(w)) for w in frame["winner"]])
     decided = verdict > 0
     correct = np.where(verdict == 1, first > second, second > first)
-    probability = 1.0 / (1.0 + np.exp(-(first - second)))
-    brier = (probability - (verdict == 1)) ** 2
+    brier = (preference_probability(first, second) - (verdict == 1)) ** 2
     language = frame["language"].astype(str).to_numpy()
     subsets = {name: float(correct[decided & (language == name)].mean()) for name in sorted(set(language))
                if (decided & (language == name)).any()}

@@ -104,10 +104,17 @@ def evaluate(frame: pd.DataFrame, scores: np.ndarray) -> Evaluation:
     `scores` are the passes' scores concatenated (chosen, then rejected).
     """
     pairs = pair_accuracy(frame, scores)
-    sections = section_scores(pairs.subsets)
+    summary = summary_of(pairs.subsets, pairs.score)
     pairs.extra["complete"] = set(pairs.subsets) == set(EXAMPLE_COUNTS)
-    return Evaluation(subsets=pairs.subsets, sections=sections, score=overall(sections),
+    return Evaluation(subsets=pairs.subsets, sections=summary["sections"], score=summary["score"],
                       per_example=pairs.per_example, extra=pairs.extra)
+
+
+def summary_of(subset_accuracy: Mapping[str, float], pooled: float) -> dict[str, Any]:
+    """What ``metrics`` reads, from the subsets' accuracies (``pooled``, the accuracy over all pairs, is unused:
+    RewardBench's score is its sections' mean); also how search's bootstrap summarises each resample."""
+    sections = section_scores(subset_accuracy)
+    return {"subsets": dict(subset_accuracy), "sections": sections, "score": overall(sections)}
 
 
 def pair_accuracy(frame: pd.DataFrame, scores: np.ndarray) -> Evaluation:
