@@ -12,6 +12,9 @@ import torch
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
 from dogerm_eval.demo import corpus
+from dogerm_eval.demo import data as demo_data
+from dogerm_eval.demo import spec as demo_spec
+from dogerm_eval.demo import training as demo_training
 from dogerm_eval.demo import world as world_module
 from dogerm_eval.demo.world import World, WorldBuildError, build_world
 from dogerm_eval.demo.world import world_key
@@ -72,7 +75,7 @@ def test_same_seed_same_weights_other_seed_differs(world: World, tmp_path: Path)
 def test_side_by_side_training_gives_the_sequential_weights(world: World, tmp_path: Path) -> None:
     """The fixture world trains its RM, domain LMs and policy one after the other in this process (workers = 1);
     two spawned worker processes must give byte-identical models and candidates (every job seeds itself)."""
-    spec = dataclasses.replace(world_module.SPECS["test"], workers=2)
+    spec = dataclasses.replace(demo_spec.SPECS["test"], workers=2)
     parallel = build_world(tmp_path, seed=0, size="test", spec=spec)
     assert _hashes(parallel) == _hashes(world)
     assert parallel.candidates.read_bytes() == world.candidates.read_bytes()
@@ -121,7 +124,7 @@ def test_models_load_with_auto_classes(world: World) -> None:
         if k != "model.embed_tokens.weight":
             assert rm_sd[k].shape == lm_sd[k].shape, k
     # A scored batch: finite, one score per row.
-    ids = rm_tok([world_module.chat(rm_tok, "what colour is a banana ?", "a banana is yellow .")], return_tensors="pt")
+    ids = rm_tok([demo_data.chat(rm_tok, "what colour is a banana ?", "a banana is yellow .")], return_tensors="pt")
     with torch.no_grad():
         assert torch.isfinite(rm(**ids).logits).all()
 
@@ -184,8 +187,8 @@ def test_rewardbench_schema_and_content(world: World) -> None:
     assert all((r["prompt"], r["chosen"]) in known and (r["prompt"], r["rejected"]) not in known for r in general)
     # The rest of `general`: RM_ONLY_HELDOUT pairs per RM-only fact, questions no pretraining fact asks.
     rm_only = [r for r in rows if r["subset"] == "general" and r["rejected_model"] != "distractor"]
-    assert {r["rejected_model"] for r in rm_only} == {world_module.RM_ONLY}
-    assert len(rm_only) == 33 * world_module.RM_ONLY_HELDOUT
+    assert {r["rejected_model"] for r in rm_only} == {demo_data.RM_ONLY}
+    assert len(rm_only) == 33 * demo_data.RM_ONLY_HELDOUT
     asked = {f.question for f in corpus.all_facts()}
     assert not any(r["prompt"] in asked for r in rm_only)
     for question in {r["prompt"] for r in rm_only}:  # one correct answer per fact, distinct wrong ones
@@ -194,14 +197,14 @@ def test_rewardbench_schema_and_content(world: World) -> None:
 
 
 def test_general_eval_facts_are_held_out_of_rm_training(world: World) -> None:
-    data = world_module.make_datasets(0, world_module.SPECS["test"], world_module.make_tokenizer())
+    data = demo_data.make_datasets(0, demo_spec.SPECS["test"], demo_data.make_tokenizer())
     rm_questions = {q for q, _, _ in data.rm_pairs}
     eval_rows = _rows(world.rewardbench_data)
-    facts = [r for r in eval_rows if r["rejected_model"] != world_module.RM_ONLY]
+    facts = [r for r in eval_rows if r["rejected_model"] != demo_data.RM_ONLY]
     assert not rm_questions & {r["prompt"] for r in facts}
     assert not any("+" in q or "-" in q for q in rm_questions)
     # RM-only facts: the RM trains on their questions but never on an evaluated pair; no other text states them.
-    rm_only = [r for r in eval_rows if r["rejected_model"] == world_module.RM_ONLY]
+    rm_only = [r for r in eval_rows if r["rejected_model"] == demo_data.RM_ONLY]
     assert {r["prompt"] for r in rm_only} <= rm_questions
     assert not {(r["prompt"], r["chosen"], r["rejected"]) for r in rm_only} & set(data.rm_pairs)
     sft_text = "\n".join(text for examples in data.sft.values() for _, text in examples)
@@ -215,9 +218,9 @@ def test_general_eval_facts_are_held_out_of_rm_training(world: World) -> None:
 
 
 def test_sft_mixture() -> None:
-    spec = world_module.SPECS["demo"]
-    tokenizer = world_module.make_tokenizer()
-    data = world_module.make_datasets(0, spec, tokenizer)
+    spec = demo_spec.SPECS["demo"]
+    tokenizer = demo_data.make_tokenizer()
+    data = demo_data.make_datasets(0, spec, tokenizer)
     sft = data.sft["arithmetic"]
     assert all(text.startswith(context) for context, text in sft)
     replay = [t for c, t in sft if c == ""]
@@ -301,7 +304,7 @@ def test_diagnostics_per_lambda(world: World) -> None:
     # lambda = 0 is the RM itself: same pair accuracy as scoring the rows directly.
     for subset in ("general", "arithmetic", "strings", "rm-only"):
         sub = [r for r in rows if subset in (r["subset"], r["rejected_model"])]
-        texts = [world_module.chat(tokenizer, r["prompt"], r[side]) for side in ("chosen", "rejected") for r in sub]
+        texts = [demo_data.chat(tokenizer, r["prompt"], r[side]) for side in ("chosen", "rejected") for r in sub]
         with torch.no_grad():
             scores = [rm(**tokenizer(t, return_tensors="pt")).logits.item() for t in texts]
         pairs = list(zip(scores[: len(sub)], scores[len(sub) :]))
@@ -330,7 +333,7 @@ def test_weight_vs_output_path_and_lm_path_verdicts(world: World) -> None:
     merged = AutoModelForSequenceClassification.from_pretrained(world.rm).eval()
     for subset in ("general", "arithmetic"):
         sub = [r for r in rows if r["subset"] == subset]
-        texts = [world_module.chat(tokenizer, r["prompt"], r[side]) for side in ("chosen", "rejected") for r in sub]
+        texts = [demo_data.chat(tokenizer, r["prompt"], r[side]) for side in ("chosen", "rejected") for r in sub]
         margins = {}
         for lam in (0.0, 0.5, 1.0):
             merged.load_state_dict(merger.state_dict(lam))
@@ -352,13 +355,13 @@ def test_weight_vs_output_path_and_lm_path_verdicts(world: World) -> None:
     for subset in ("general", "arithmetic"):
         sub = [r for r in rows if r["subset"] == subset]
         # alpha = 0 is the base; alpha = 1 the domain LM with its [PAD] row dropped (true/false logits unchanged).
-        assert path[0][subset] == world_module.verdict_accuracy(base, tokenizer, sub)
-        assert abs(path[1][subset] - world_module.verdict_accuracy(domain, tokenizer, sub)) <= 1 / len(sub)
+        assert path[0][subset] == demo_training.verdict_accuracy(base, tokenizer, sub)
+        assert abs(path[1][subset] - demo_training.verdict_accuracy(domain, tokenizer, sub)) <= 1 / len(sub)
 
 
 def test_graded_arithmetic_in_pretraining_only() -> None:
-    spec = world_module.SPECS["demo"]
-    data = world_module.make_datasets(0, spec, world_module.make_tokenizer())
+    spec = demo_spec.SPECS["demo"]
+    data = demo_data.make_datasets(0, spec, demo_data.make_tokenizer())
     graded = [t for t in data.pretrain if t.endswith((f" {corpus.GOOD}", f" {corpus.BAD}")) and "[INST] what is" in t
               and ("+" in t or " - " in t)]
     general = [t for t in data.pretrain if "+" not in t and " - " not in t]

@@ -25,7 +25,8 @@ from typing import Any
 import torch
 from transformers import LlamaForCausalLM, LlamaForSequenceClassification, PreTrainedTokenizerFast
 
-from dogerm_eval.demo.world import RM_ONLY, _batch, chat, verdict_accuracy
+from dogerm_eval.demo.data import RM_ONLY, chat
+from dogerm_eval.demo.training import pad_batch, verdict_accuracy
 
 Row = dict[str, Any]
 
@@ -40,14 +41,14 @@ def rm_scores(
     rm: LlamaForSequenceClassification, tokenizer: PreTrainedTokenizerFast, texts: Sequence[str]
 ) -> torch.Tensor:
     """The reward of each text (one batch; the worlds' texts are short)."""
-    ids, mask = _batch([tokenizer(t)["input_ids"] for t in texts], tokenizer.pad_token_id)
+    ids, mask = pad_batch([tokenizer(t)["input_ids"] for t in texts], tokenizer.pad_token_id)
     return rm(input_ids=ids, attention_mask=mask).logits.squeeze(-1).float()
 
 
 @torch.no_grad()
 def last_hidden(model: torch.nn.Module, tokenizer: PreTrainedTokenizerFast, texts: Sequence[str]) -> torch.Tensor:
     """Final-norm hidden state at the last non-pad token (where the RM's ``score`` head reads)."""
-    ids, mask = _batch([tokenizer(t)["input_ids"] for t in texts], tokenizer.pad_token_id)
+    ids, mask = pad_batch([tokenizer(t)["input_ids"] for t in texts], tokenizer.pad_token_id)
     hidden = model.model(input_ids=ids, attention_mask=mask).last_hidden_state
     last = (ids != tokenizer.pad_token_id).long().cumsum(1).argmax(1)
     return hidden[torch.arange(len(texts)), last].float()
@@ -61,7 +62,7 @@ def lm_margins(lm: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, rows: S
         for r in rows:
             starts.append(len(tokenizer(chat(tokenizer, r["prompt"]))["input_ids"]))
             seqs.append(tokenizer(chat(tokenizer, r["prompt"], r[side]))["input_ids"])
-    ids, mask = _batch(seqs, tokenizer.pad_token_id)
+    ids, mask = pad_batch(seqs, tokenizer.pad_token_id)
     logp = torch.log_softmax(lm(input_ids=ids, attention_mask=mask).logits[:, :-1].float(), -1)
     token_logp = logp.gather(-1, ids[:, 1:, None]).squeeze(-1)
     keep = mask[:, 1:].clone()
