@@ -37,7 +37,12 @@ def _grid_surface(grid: Path, keys: list[str], objective: Objective) -> tuple[li
         if len(matches) != 1:
             raise BenchmarkError(f"--grid-results {grid}: no single column for {key} (it has {list(frame.columns)})")
         columns.append(matches[0])
-    rows = frame.dropna(subset=columns)
+    rows = frame.dropna(subset=[*columns, *objective.metrics])
+    try:  # a table written elsewhere: its cells must be numbers
+        rows = rows.astype({name: float for name in (*columns, *objective.metrics)})
+    except (TypeError, ValueError) as exc:
+        raise BenchmarkError(f"--grid-results {grid}: a parameter or objective column holds a non-number ({exc})") \
+            from None
     return rows[columns[0]].tolist(), rows[columns[1]].tolist(), [objective.value(r) for r in rows.to_dict("records")]
 
 

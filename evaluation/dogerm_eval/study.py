@@ -104,12 +104,10 @@ def open_study(spec: StudySpec, worker: int = 0) -> Any:
     from optuna.storages.journal import JournalFileBackend
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    if spec.journal is None:
-        storage: Any = spec.storage
-    else:
+    if spec.journal is not None:
         spec.journal.parent.mkdir(parents=True, exist_ok=True)
-        storage = JournalStorage(JournalFileBackend(str(spec.journal)))
-    try:
+    try:  # a journal someone else wrote may not be one: read it here, where its refusal is one line
+        storage: Any = spec.storage if spec.journal is None else JournalStorage(JournalFileBackend(str(spec.journal)))
         study = optuna.create_study(study_name=spec.name, storage=storage, sampler=_sampler(spec, worker),
                                     direction="minimize", load_if_exists=True)
     except (ImportError, ValueError) as exc:
@@ -290,7 +288,7 @@ def run_study(spec: StudySpec, evaluate: Evaluate, make_evaluate: Callable[[], E
         raise BenchmarkError("--n-workers must be at least 1")
     study = open_study(spec)
     fail_stale(study)
-    before = len(collect(spec)[0]) + 1 if "reference" in study.user_attrs else 0
+    before = len(collect(spec, study)[0]) + 1 if "reference" in study.user_attrs else 0
     ensure_reference(study, evaluate, spec)  # before the workers: each of them reads it
     context = multiprocessing.get_context("spawn")
     children = [context.Process(target=_spawned_worker, args=(spec, make_evaluate, i)) for i in range(1, n_workers)]
@@ -305,15 +303,15 @@ def run_study(spec: StudySpec, evaluate: Evaluate, make_evaluate: Callable[[], E
     if failed:
         raise BenchmarkError(f"search worker {failed[0]} failed (exit code {children[failed[0] - 1].exitcode}); "
                              "what was evaluated is kept: rerun the command to resume")
-    points, reference = collect(spec)
+    points, reference = collect(spec, study)
     return points, reference, len(points) + 1 - before
 
 
-def collect(spec: StudySpec) -> tuple[list[Evaluated], Evaluated]:
-    """(every distinct evaluated point, in trial order; the reference) of the study."""
+def collect(spec: StudySpec, study: Any = None) -> tuple[list[Evaluated], Evaluated]:
+    """(every distinct evaluated point, in trial order; the reference) of the study (``study``: already open)."""
     from optuna.trial import TrialState
 
-    study = open_study(spec)
+    study = study or open_study(spec)
     if "reference" not in study.user_attrs:
         raise BenchmarkError(f"study {spec.name} in {spec.storage} has no evaluated point yet")
     reference = _evaluated(study.user_attrs["reference"])

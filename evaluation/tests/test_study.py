@@ -146,6 +146,10 @@ def test_a_study_is_refused_before_anything_runs(tmp_path: Path) -> None:
         run_study(replace(_spec(tmp_path), storage=str(tmp_path)), None, None)
     with pytest.raises(BenchmarkError, match="no evaluated point yet"):
         collect(_spec(tmp_path / "empty"))
+    (tmp_path / "foreign.journal").write_text("not a journal\n{broken")  # a file someone else wrote
+    with pytest.raises(BenchmarkError, match="--storage .*foreign.journal: cannot open it") as caught:
+        open_study(replace(_spec(tmp_path), storage=str(tmp_path / "foreign.journal")))
+    assert "\n" not in str(caught.value)
 
 
 def test_the_plot_draws_each_shape_of_space_and_a_grid_under_two_parameters(tmp_path: Path) -> None:
@@ -170,6 +174,11 @@ def test_the_plot_draws_each_shape_of_space_and_a_grid_under_two_parameters(tmp_
             check_grid(grid, space, GOAL)
         plot_search(tmp_path / f"{name}.png", record, space, grid if name == "plane" else None)
         assert (tmp_path / f"{name}.png").stat().st_size > 10_000
+    text = pd.read_csv(grid).astype({"t/a": object})
+    text.loc[0, "t/a"] = "n/a (crashed)"  # a hand-edited table
+    text.to_csv(tmp_path / "text.csv", index=False)
+    with pytest.raises(BenchmarkError, match="holds a non-number"):
+        check_grid(tmp_path / "text.csv", spaces["plane"], GOAL)
     pd.DataFrame([{"x": 0, "t/a": 1}]).to_csv(tmp_path / "bad.csv", index=False)
     with pytest.raises(BenchmarkError, match="no single column for lambda\\[org/a\\]") as caught:
         check_grid(tmp_path / "bad.csv", spaces["plane"], GOAL)
