@@ -147,6 +147,7 @@ class RewardScorer:
         )
         self.tokenizer = self._load_tokenizer()
         self._memo: dict[tuple[Any, str], dict[str, float]] = {}
+        self._formatted: dict[tuple[Any, ...], str] = {}
         self.template_name, _ = chat_template_for(self.tokenizer, self.format)
         self.pad_from_eos = self.tokenizer.pad_token_id is None
         if self.pad_from_eos:
@@ -195,8 +196,18 @@ class RewardScorer:
         return network.to(self.device).eval()
 
     def format_texts(self, conversations: Sequence[tuple[str, str]]) -> list[str]:
-        """Render each (prompt, response) pair with the chat template and format settings."""
-        return [format_conversation(self.tokenizer, prompt, resp, self.format) for prompt, resp in conversations]
+        """Render each (prompt, response) pair with the chat template and format settings.
+
+        Each distinct pair is rendered once per scorer and settings: a run renders its texts to plan its chunks and
+        again to score them, and a pair repeats across subsets (rendering is a jinja call per text)."""
+        texts = []
+        for prompt, resp in conversations:
+            key = (self.format, prompt if isinstance(prompt, str) else tuple(map(tuple, prompt)), resp)
+            text = self._formatted.get(key)
+            if text is None:
+                text = self._formatted[key] = format_conversation(self.tokenizer, prompt, resp, self.format)
+            texts.append(text)
+        return texts
 
     def score(self, conversations: Sequence[tuple[str, str]]) -> np.ndarray:
         """Score (prompt, response) pairs; float64 array in input order."""

@@ -288,6 +288,30 @@ def test_identical_chosen_and_rejected_get_one_score_and_count_wrong(tiny_rm_dir
     np.testing.assert_allclose(chunked["score_chosen"], first["score_chosen"], rtol=0, atol=TOLERANCE["float32"])
 
 
+def test_each_conversation_is_rendered_once_per_scorer_and_settings(tiny_rm_dir: Path, monkeypatch) -> None:
+    """format_texts renders a repeated pair (in one call or a later one) once; new settings render it again."""
+    import dogerm_eval.scorer as scorer_module
+    from dogerm_eval.formatting import format_conversation
+
+    calls: list[tuple[Any, str]] = []
+
+    def counting(tokenizer, prompt, response, settings):
+        calls.append((prompt, response))
+        return format_conversation(tokenizer, prompt, response, settings)
+
+    monkeypatch.setattr(scorer_module, "format_conversation", counting)
+    scorer = RewardScorer(str(tiny_rm_dir), dtype="float32", device="cpu")
+    history = [("user", "hi"), ("assistant", "hello"), ("user", "q?")]
+    conversations = [("q?", "a"), ("q?", "b"), ("q?", "a"), (history, "a"), (list(history), "a")]
+    first = scorer.format_texts(conversations)
+    assert scorer.format_texts(conversations[::-1]) == first[::-1]
+    assert calls == [("q?", "a"), ("q?", "b"), (history, "a")]
+    expected = [format_conversation(scorer.tokenizer, p, r, scorer.format) for p, r in conversations]
+    assert first == expected
+    scorer.format = FormatSettings(system_prompt="Be brief.")
+    assert scorer.format_texts([("q?", "a")]) != [first[0]] and len(calls) == 4
+
+
 def test_resumed_run_keeps_one_score_per_text(tiny_rm_dir: Path) -> None:
     """A checkpoint's texts are remembered: a later chunk repeating one of them does not rescore it."""
     scorer = RewardScorer(str(tiny_rm_dir), dtype="float32", device="cpu")
