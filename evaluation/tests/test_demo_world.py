@@ -58,6 +58,7 @@ def test_world_layout_and_metadata(world: World, cache_root: Path) -> None:
     seconds = world.metadata["build_seconds"]
     assert set(seconds["stages"]) == {"data", "pretrain", "parallel", "checks"}
     assert set(seconds["jobs"]) == {"rm", "arithmetic", "strings", "policy"}
+    assert set(seconds["pretrain_seconds_per_step"]) <= {"1", "2"}  # the test world's 4 steps fill no window
     assert sum(seconds["stages"].values()) <= seconds["wall"] + 1e-6
     # Nothing but the finished world is left in the cache folder (the temp build folder was renamed).
     assert sorted(p.name for p in cache_root.iterdir()) == [world.root.name]
@@ -80,6 +81,62 @@ def test_side_by_side_training_gives_the_sequential_weights(world: World, tmp_pa
     assert _hashes(parallel) == _hashes(world)
     assert parallel.candidates.read_bytes() == world.candidates.read_bytes()
     assert parallel.metadata["verdict_accuracy"] == world.metadata["verdict_accuracy"]
+
+
+class _Clock:
+    """A perf_counter the test advances: ``steps(tuner, n, seconds)`` runs n training steps of ``seconds`` each."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def steps(self, tuner: demo_training.ThreadTuner, n: int, seconds: float) -> None:
+        for _ in range(n):
+            self.now += seconds
+            tuner.step()
+
+
+@pytest.mark.parametrize(("two", "one", "kept"), [(0.05, 0.06, 2), (0.07, 0.06, 1)])
+def test_thread_tuner_keeps_the_faster_count_and_falls_back_on_a_stall(
+    monkeypatch: pytest.MonkeyPatch, two: float, one: float, kept: int
+) -> None:
+    clock = _Clock()
+    monkeypatch.setattr(demo_training.time, "perf_counter", clock)
+    before = torch.get_num_threads()
+    with demo_training.ThreadTuner(2, window=4) as tuner:
+        assert torch.get_num_threads() == 2
+        for per_step, threads_after in [(two, 1), (one, kept)]:
+            clock.steps(tuner, 4, per_step)
+            assert torch.get_num_threads() == threads_after
+        assert tuner.rates == pytest.approx({2: two, 1: one})
+        clock.steps(tuner, 8, 1.5 * (two if kept == 2 else one))
+        assert torch.get_num_threads() == kept  # within twice the measured time: no switch
+        clock.steps(tuner, 4, 3 * two)
+        assert torch.get_num_threads() == 1  # a stall: one thread for good
+        clock.steps(tuner, 8, 0.001)
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with demo_training.ThreadTuner(1, window=1) as single:
+        for _ in range(3):
+            single.step()
+        assert torch.get_num_threads() == 1 and single.rates == {}
+
+
+def test_pretraining_weights_do_not_depend_on_the_thread_count() -> None:
+    """The demo world's base (its real width) after steps on 1 thread, and on a tuner switching 2 -> 1 -> the faster:
+    bit for bit the same weights, so the tuner changes the time only (run here, on whatever CPU runs the tests)."""
+    spec = dataclasses.replace(demo_spec.SPECS["demo"], pretrain_steps=12)
+    tokenizer = demo_data.make_tokenizer()
+    texts = demo_data.make_datasets(0, spec, tokenizer).pretrain
+    with demo_training.torch_settings(1):
+        single = demo_training.pretrain_base(texts, tokenizer, spec, 0)
+        with demo_training.ThreadTuner(2, window=3) as tuner:
+            tuned = demo_training.pretrain_base(texts, tokenizer, spec, 0, tuner)
+    assert set(tuner.rates) == {1, 2}
+    for (name, a), (_, b) in zip(single.state_dict().items(), tuned.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
 
 
 def test_cache_hit_does_not_rebuild(world: World, cache_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -234,10 +234,12 @@ def main(output_dir: Path, seeds: str, size: str, lambdas: str, grid_step: float
 
 
 def quiet() -> None:
-    """The demo's own stage lines only: the libraries' per-checkpoint logs and model-loading bars are silenced."""
+    """The demo's own stage lines only: the libraries' per-checkpoint logs, model-loading bars and transformers'
+    warnings are silenced."""
     from transformers.utils import logging as hf_logging
 
     for name in ("dogerm_eval", "dogerm_mergekit"):
         logging.getLogger(name).setLevel(logging.WARNING)
     LOG.setLevel(logging.INFO)  # its records still reach the handler configure_logging gave "dogerm_eval"
     hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()

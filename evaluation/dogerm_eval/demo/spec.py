@@ -47,7 +47,8 @@ class WorldSpec:
     candidates_per_problem: int
     max_new_tokens: int = 40
     temperature: float = 1.0
-    threads: int = 1  # 2 threads stall at OpenMP barriers as soon as anything else runs (2-3 s per step)
+    threads: int = 1  # per process: 2 threads stall at OpenMP barriers as soon as anything else runs (2-3 s a step)
+    pretrain_threads: int = 2  # at most, while the base trains alone (training.ThreadTuner falls back to 1)
     workers: int = 2  # processes training the RM, the domain LMs and the policy side by side (after the base)
 
 

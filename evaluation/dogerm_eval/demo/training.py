@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import re
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,45 @@ def torch_settings(threads: int) -> Iterator[None]:
         torch.use_deterministic_algorithms(old_det)
 
 
+class ThreadTuner:
+    """Torch threads for a training that runs alone: ``most`` threads and 1 are each timed over a window of steps and
+    the faster kept; with several threads kept, a window more than twice as slow as measured (another process took a
+    core: OpenMP threads then wait at barriers, 2-3 s a step) switches to 1 for good. The weights do not depend on the
+    thread count (tested), so the choice changes the time only. ``rates``: seconds per step measured per count."""
+
+    def __init__(self, most: int, window: int = 25) -> None:
+        self.most, self.window = most, window
+        self.rates: dict[int, float] = {}
+        self._count, self._start = 0, 0.0
+
+    def __enter__(self) -> ThreadTuner:
+        self._restore = torch.get_num_threads()
+        self._use(self.most)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        torch.set_num_threads(self._restore)
+
+    def _use(self, threads: int) -> None:
+        self.threads = threads
+        torch.set_num_threads(threads)
+        self._count, self._start = 0, time.perf_counter()
+
+    def step(self) -> None:
+        """Call after every training step."""
+        self._count += 1
+        if self.most <= 1 or self._count < self.window:
+            return
+        per_step = (time.perf_counter() - self._start) / self._count
+        if self.threads not in self.rates:
+            self.rates[self.threads] = per_step
+            self._use(1 if 1 not in self.rates else min(self.rates, key=self.rates.__getitem__))
+        elif self.threads > 1 and per_step > 2 * self.rates[self.threads]:
+            self._use(1)
+        else:
+            self._count, self._start = 0, time.perf_counter()
+
+
 def pad_batch(ids: Sequence[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-padded ``input_ids`` and ``attention_mask``."""
     width = max(len(x) for x in ids)
@@ -59,8 +99,10 @@ def _train(
     lr: float,
     generator: torch.Generator,
     desc: str,
+    on_step: Callable[[], None] | None = None,
 ) -> list[float]:
-    """AdamW with linear warm-up and decay over random mini-batches of item indices; returns the losses."""
+    """AdamW with linear warm-up and decay over random mini-batches of item indices; returns the losses.
+    ``on_step`` is called after every step."""
     model.train()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.0)
     schedule = get_linear_schedule_with_warmup(optimizer, max(1, steps // 20), steps)
@@ -75,6 +117,8 @@ def _train(
         optimizer.step()
         schedule.step()
         losses.append(loss.item())
+        if on_step is not None:
+            on_step()
     model.eval()
     return losses
 
@@ -89,8 +133,11 @@ def _lm_loss(model: LlamaForCausalLM, seqs: list[list[int]], starts: list[int], 
     return model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
 
 
-def pretrain_base(texts: list[str], tokenizer: PreTrainedTokenizerFast, spec: WorldSpec, seed: int) -> LlamaForCausalLM:
-    """A fresh tiny Llama pretrained on ``texts``."""
+def pretrain_base(
+    texts: list[str], tokenizer: PreTrainedTokenizerFast, spec: WorldSpec, seed: int,
+    tuner: ThreadTuner | None = None,
+) -> LlamaForCausalLM:
+    """A fresh tiny Llama pretrained on ``texts`` (``tuner``: called after every step, see ThreadTuner)."""
     torch.manual_seed(seed)
     config = LlamaConfig(
         vocab_size=len(tokenizer),
@@ -116,6 +163,7 @@ def pretrain_base(texts: list[str], tokenizer: PreTrainedTokenizerFast, spec: Wo
         spec.pretrain_lr,
         gen,
         "pretrain base",
+        tuner.step if tuner is not None else None,
     )
     return model
 

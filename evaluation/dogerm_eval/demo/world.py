@@ -40,8 +40,8 @@ from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
 from dogerm_eval.demo import corpus
 from dogerm_eval.demo.data import RM_ONLY, make_datasets, make_tokenizer
 from dogerm_eval.demo.spec import SPECS, Size, WorldBuildError, WorldSpec
-from dogerm_eval.demo.training import (finetune_domain, pretrain_base, sample_candidates, torch_settings, train_rm,
-                                       verdict_accuracy)
+from dogerm_eval.demo.training import (ThreadTuner, finetune_domain, pretrain_base, sample_candidates, torch_settings,
+                                       train_rm, verdict_accuracy)
 from dogerm_mergekit.files import sha256_file
 
 
@@ -173,6 +173,15 @@ def _run_job(job: str, out: Path, seed: int, spec: WorldSpec, payload: Any) -> t
     return job, result, time.perf_counter() - start
 
 
+def _quiet_worker() -> None:
+    """A worker prints nothing of its own: transformers' loading/saving bars and warnings would garble the builder's
+    bar (the trainings' bars are off in workers already)."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+
+
 def _run_jobs(jobs: list[tuple[str, Any]], out: Path, seed: int, spec: WorldSpec) -> dict[str, tuple[Any, float]]:
     """Run ``jobs`` (name, payload) in ``spec.workers`` spawned processes (in this one if 1), one bar for all."""
     bar = tqdm(total=len(jobs), desc=f"train RM, domains, policy ({spec.workers} processes)", leave=False)
@@ -184,7 +193,7 @@ def _run_jobs(jobs: list[tuple[str, Any]], out: Path, seed: int, spec: WorldSpec
             bar.update()
     else:
         context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(spec.workers, mp_context=context) as pool:
+        with ProcessPoolExecutor(spec.workers, mp_context=context, initializer=_quiet_worker) as pool:
             futures = [pool.submit(_run_job, name, out, seed, spec, payload) for name, payload in jobs]
             for future in as_completed(futures):
                 name, result, seconds = future.result()
@@ -208,7 +217,9 @@ def _build_into(out: Path, seed: int, size: str, spec: WorldSpec) -> None:
         data = make_datasets(seed, spec, tokenizer)
         lap("data")
 
-        base = pretrain_base(data.pretrain, tokenizer, spec, seed)
+        # The base trains alone: up to spec.pretrain_threads threads (the faster count, timed as it trains).
+        with ThreadTuner(spec.pretrain_threads) as tuner:
+            base = pretrain_base(data.pretrain, tokenizer, spec, seed, tuner)
         base.save_pretrained(out / "base")
         tokenizer.save_pretrained(out / "base")
         lap("pretrain")
@@ -274,7 +285,8 @@ def _build_into(out: Path, seed: int, size: str, spec: WorldSpec) -> None:
         "verdict_accuracy": verdicts,
         "sha256": {name: sha256_file(out / name / "model.safetensors") for name in ("base", *DOMAINS.values(), "rm")},
         "build_seconds": {"wall": time.perf_counter() - start_wall, "cpu": time.process_time() - start_cpu,
-                          "stages": stages, "jobs": {name: seconds for name, (_, seconds) in done.items()}},
+                          "stages": stages, "jobs": {name: seconds for name, (_, seconds) in done.items()},
+                          "pretrain_seconds_per_step": {str(k): v for k, v in tuner.rates.items()}},
         "torch": torch.__version__,
     }
     (out / "world.json").write_text(json.dumps(metadata, indent=2) + "\n")
