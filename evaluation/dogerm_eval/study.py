@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import socket
 import time
@@ -80,21 +81,14 @@ def _sampler(spec: StudySpec, worker: int) -> Any:
 
     seed = spec.seed + worker  # workers draw different random proposals
     startup = max(2, min(10, (spec.max_evals - 1) // 3))
-    constraints = _excess if spec.constraint else None  # tpe and gp model where the constraint holds (c-TPE, c-GP)
+    # tpe and gp model where the constraint holds (c-TPE, c-GP) from each trial's constraint (see _value)
     if spec.sampler == "gp":  # the metrics of a merge on the dev rows are a deterministic function of the point
-        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup, deterministic_objective=True,
-                                         constraints_func=constraints)
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup, deterministic_objective=True)
     if spec.sampler == "cmaes":
         return optuna.samplers.CmaEsSampler(seed=seed, n_startup_trials=1, warn_independent_sampling=False)
     if spec.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
-    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup, multivariate=True, constant_liar=True,
-                                      constraints_func=constraints)
-
-
-def _excess(trial: Any) -> list[float]:
-    """The constraint as optuna's constrained samplers read it (<= 0: met), from the trial's stored value."""
-    return [float(trial.user_attrs.get("excess", 0.0))]
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup, multivariate=True, constant_liar=True)
 
 
 def open_study(spec: StudySpec, worker: int = 0) -> Any:
@@ -211,7 +205,10 @@ def _value(trial: Any, spec: StudySpec, metrics: dict[str, float], reference: Ev
     """What the sampler minimises: the objective negated, the constraint stored beside it for the samplers that
     model it (tpe, gp), and added as a penalty for those that do not (cmaes, random)."""
     if spec.constraint is not None:
-        trial.set_user_attr("excess", spec.constraint.excess(metrics, reference.metrics))
+        excess = spec.constraint.excess(metrics, reference.metrics)
+        trial.set_user_attr("excess", excess)
+        # What optuna's constrained samplers read (<= 0: met); a NaN metric counts as infeasible.
+        trial.set_constraint("excess", math.inf if math.isnan(excess) else excess)
     if spec.sampler in ("tpe", "gp"):
         return -spec.objective.value(metrics)
     return penalised(spec.objective, spec.constraint, metrics, reference.metrics)
