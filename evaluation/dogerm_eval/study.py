@@ -29,6 +29,7 @@ import math
 import os
 import socket
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,7 +84,9 @@ def _sampler(spec: StudySpec, worker: int) -> Any:
     startup = max(2, min(10, (spec.max_evals - 1) // 3))
     # tpe and gp model where the constraint holds (c-TPE, c-GP) from each trial's constraint (see _value)
     if spec.sampler == "gp":  # the metrics of a merge on the dev rows are a deterministic function of the point
-        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup, deterministic_objective=True)
+        with warnings.catch_warnings():  # chosen knowingly: optuna marks the option experimental on every search
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup, deterministic_objective=True)
     if spec.sampler == "cmaes":
         return optuna.samplers.CmaEsSampler(seed=seed, n_startup_trials=1, warn_independent_sampling=False)
     if spec.sampler == "random":
