@@ -198,11 +198,13 @@ class RewardScorer:
     def format_texts(self, conversations: Sequence[tuple[str, str]]) -> list[str]:
         """Render each (prompt, response) pair with the chat template and format settings.
 
-        Each distinct pair is rendered once per scorer and settings: a run renders its texts to plan its chunks and
-        again to score them, and a pair repeats across subsets (rendering is a jinja call per text)."""
+        Each distinct pair is rendered once per scorer and rendering settings (template, system prompt): a run renders
+        its texts to plan its chunks and again to score them, and a pair repeats across subsets and sweep members
+        (rendering is a jinja call per text)."""
+        settings = (self.format.fallback_template, self.format.system_prompt_text)
         texts = []
         for prompt, resp in conversations:
-            key = (self.format, prompt if isinstance(prompt, str) else tuple(map(tuple, prompt)), resp)
+            key = (settings, prompt if isinstance(prompt, str) else tuple(map(tuple, prompt)), resp)
             text = self._formatted.get(key)
             if text is None:
                 text = self._formatted[key] = format_conversation(self.tokenizer, prompt, resp, self.format)

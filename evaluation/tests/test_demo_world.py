@@ -58,7 +58,8 @@ def test_world_layout_and_metadata(world: World, cache_root: Path) -> None:
     seconds = world.metadata["build_seconds"]
     assert set(seconds["stages"]) == {"data", "pretrain", "parallel", "checks"}
     assert set(seconds["jobs"]) == {"rm", "arithmetic", "strings", "policy"}
-    assert set(seconds["pretrain_seconds_per_step"]) <= {"1", "2"}  # the test world's 4 steps fill no window
+    assert seconds["pretrain_seconds_per_step"] == {}  # the test world's 4 steps fill no window: 1 thread
+    assert seconds["pretrain_threads_at_end"] == 1
     assert sum(seconds["stages"].values()) <= seconds["wall"] + 1e-6
     # Nothing but the finished world is left in the cache folder (the temp build folder was renamed).
     assert sorted(p.name for p in cache_root.iterdir()) == [world.root.name]
@@ -98,35 +99,63 @@ class _Clock:
             tuner.step()
 
 
-@pytest.mark.parametrize(("two", "one", "kept"), [(0.05, 0.06, 2), (0.07, 0.06, 1)])
-def test_thread_tuner_keeps_the_faster_count_and_falls_back_on_a_stall(
-    monkeypatch: pytest.MonkeyPatch, two: float, one: float, kept: int
-) -> None:
+@pytest.fixture
+def two_cpus(monkeypatch: pytest.MonkeyPatch) -> _Clock:
+    """A fake clock, and two CPUs for this process whatever runs the tests."""
     clock = _Clock()
     monkeypatch.setattr(demo_training.time, "perf_counter", clock)
+    monkeypatch.setattr(demo_training.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    return clock
+
+
+@pytest.mark.parametrize(("one", "two", "kept"), [(0.06, 0.05, 2), (0.06, 0.07, 1)])
+def test_thread_tuner_keeps_the_faster_count_and_falls_back_on_a_stall(
+    two_cpus: _Clock, one: float, two: float, kept: int
+) -> None:
     before = torch.get_num_threads()
     with demo_training.ThreadTuner(2, window=4) as tuner:
-        assert torch.get_num_threads() == 2
-        for per_step, threads_after in [(two, 1), (one, kept)]:
-            clock.steps(tuner, 4, per_step)
-            assert torch.get_num_threads() == threads_after
-        assert tuner.rates == pytest.approx({2: two, 1: one})
-        clock.steps(tuner, 8, 1.5 * (two if kept == 2 else one))
-        assert torch.get_num_threads() == kept  # within twice the measured time: no switch
-        clock.steps(tuner, 4, 3 * two)
-        assert torch.get_num_threads() == 1  # a stall: one thread for good
-        clock.steps(tuner, 8, 0.001)
-        assert torch.get_num_threads() == 1
+        for per_step, threads_after in [(one, 2), (two, kept)]:
+            assert torch.get_num_threads() == tuner.threads
+            two_cpus.steps(tuner, 4, per_step)
+            assert tuner.threads == threads_after == torch.get_num_threads()
+        assert tuner.rates == pytest.approx({1: one, 2: two})
+        two_cpus.steps(tuner, 8, 1.5 * (two if kept == 2 else one))
+        assert tuner.threads == kept  # within twice the measured time: no switch
+        two_cpus.steps(tuner, 4, 3 * two)
+        assert tuner.threads == 1 == torch.get_num_threads()  # a stall: one thread for good
+        two_cpus.steps(tuner, 8, 0.001)
+        assert tuner.threads == 1
     assert torch.get_num_threads() == before
-    with demo_training.ThreadTuner(1, window=1) as single:
-        for _ in range(3):
-            single.step()
-        assert torch.get_num_threads() == 1 and single.rates == {}
 
 
-def test_pretraining_weights_do_not_depend_on_the_thread_count() -> None:
-    """The demo world's base (its real width) after steps on 1 thread, and on a tuner switching 2 -> 1 -> the faster:
-    bit for bit the same weights, so the tuner changes the time only (run here, on whatever CPU runs the tests)."""
+def test_a_stall_while_probing_two_threads_costs_five_steps(two_cpus: _Clock) -> None:
+    with demo_training.ThreadTuner(2) as tuner:
+        two_cpus.steps(tuner, 25, 0.05)
+        assert tuner.threads == 2
+        two_cpus.steps(tuner, 4, 2.5)
+        assert tuner.threads == 2
+        two_cpus.steps(tuner, 1, 2.5)
+        assert tuner.threads == 1 and tuner.rates == pytest.approx({1: 0.05})
+        two_cpus.steps(tuner, 100, 0.001)
+        assert tuner.threads == 1
+
+
+def test_thread_tuner_uses_no_more_threads_than_cpus(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(demo_training.os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    monkeypatch.setattr(demo_training.os, "cpu_count", lambda: 1)
+    with demo_training.ThreadTuner(2, window=1) as tuner:
+        for _ in range(5):
+            tuner.step()
+        assert tuner.most == tuner.threads == torch.get_num_threads() == 1 and tuner.rates == {}
+
+
+def test_pretraining_weights_do_not_depend_on_the_thread_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The demo world's base (its real width) after steps on 1 thread, and on a tuner switching 1 -> 2 -> 1 (a clock
+    that ticks once per call makes both counts equally fast: the tie goes to 1): bit for bit the same weights, so the
+    tuner changes the time only (run here, on whatever CPU runs the tests)."""
+    ticks = iter(range(10**6))
+    monkeypatch.setattr(demo_training.time, "perf_counter", lambda: float(next(ticks)))
+    monkeypatch.setattr(demo_training.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     spec = dataclasses.replace(demo_spec.SPECS["demo"], pretrain_steps=12)
     tokenizer = demo_data.make_tokenizer()
     texts = demo_data.make_datasets(0, spec, tokenizer).pretrain
@@ -134,7 +163,7 @@ def test_pretraining_weights_do_not_depend_on_the_thread_count() -> None:
         single = demo_training.pretrain_base(texts, tokenizer, spec, 0)
         with demo_training.ThreadTuner(2, window=3) as tuner:
             tuned = demo_training.pretrain_base(texts, tokenizer, spec, 0, tuner)
-    assert set(tuner.rates) == {1, 2}
+    assert set(tuner.rates) == {1, 2} and tuner.threads == 1
     for (name, a), (_, b) in zip(single.state_dict().items(), tuned.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
 

@@ -289,7 +289,8 @@ def test_identical_chosen_and_rejected_get_one_score_and_count_wrong(tiny_rm_dir
 
 
 def test_each_conversation_is_rendered_once_per_scorer_and_settings(tiny_rm_dir: Path, monkeypatch) -> None:
-    """format_texts renders a repeated pair (in one call or a later one) once; new settings render it again."""
+    """format_texts renders a repeated pair (in one call or a later one) once; a new system prompt renders it again,
+    a new truncation side does not."""
     import dogerm_eval.scorer as scorer_module
     from dogerm_eval.formatting import format_conversation
 
@@ -308,6 +309,8 @@ def test_each_conversation_is_rendered_once_per_scorer_and_settings(tiny_rm_dir:
     assert calls == [("q?", "a"), ("q?", "b"), (history, "a")]
     expected = [format_conversation(scorer.tokenizer, p, r, scorer.format) for p, r in conversations]
     assert first == expected
+    scorer.set_truncation_side("left")  # not a rendering setting: nothing rendered again
+    assert scorer.format_texts([("q?", "a")]) == [first[0]] and len(calls) == 3
     scorer.format = FormatSettings(system_prompt="Be brief.")
     assert scorer.format_texts([("q?", "a")]) != [first[0]] and len(calls) == 4
 

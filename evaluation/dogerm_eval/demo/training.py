@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import os
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -41,19 +42,21 @@ def torch_settings(threads: int) -> Iterator[None]:
 
 
 class ThreadTuner:
-    """Torch threads for a training that runs alone: ``most`` threads and 1 are each timed over a window of steps and
-    the faster kept; with several threads kept, a window more than twice as slow as measured (another process took a
-    core: OpenMP threads then wait at barriers, 2-3 s a step) switches to 1 for good. The weights do not depend on the
-    thread count (tested), so the choice changes the time only. ``rates``: seconds per step measured per count."""
+    """Torch threads for a training that runs alone, up to ``most`` (capped at the CPUs this process may use): 1 thread
+    is timed over a window of steps, then ``most``, and the faster kept. With several threads running, a mean step
+    (from a window's 5th step on) more than twice as slow as 1 thread's (while probing) or as measured (after)
+    switches to 1 for good: another process took a core, and OpenMP threads then wait at barriers, 2-3 s a step.
+    The weights do not depend on the thread count (tested), so the choice changes the time only.
+    ``rates``: seconds per step measured per thread count; ``threads``: the count in use."""
 
     def __init__(self, most: int, window: int = 25) -> None:
-        self.most, self.window = most, window
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        self.most, self.window = max(1, min(most, cpus)), window
         self.rates: dict[int, float] = {}
-        self._count, self._start = 0, 0.0
 
     def __enter__(self) -> ThreadTuner:
         self._restore = torch.get_num_threads()
-        self._use(self.most)
+        self._use(1)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -67,14 +70,18 @@ class ThreadTuner:
     def step(self) -> None:
         """Call after every training step."""
         self._count += 1
-        if self.most <= 1 or self._count < self.window:
+        if self.most == 1:
             return
         per_step = (time.perf_counter() - self._start) / self._count
+        if self.threads > 1 and self._count >= min(5, self.window):
+            if per_step > 2 * self.rates.get(self.threads, self.rates[1]):
+                self._use(1)  # measured already: it stays
+                return
+        if self._count < self.window:
+            return
         if self.threads not in self.rates:
             self.rates[self.threads] = per_step
-            self._use(1 if 1 not in self.rates else min(self.rates, key=self.rates.__getitem__))
-        elif self.threads > 1 and per_step > 2 * self.rates[self.threads]:
-            self._use(1)
+            self._use(self.most if self.most not in self.rates else min(self.rates, key=self.rates.__getitem__))
         else:
             self._count, self._start = 0, time.perf_counter()
 

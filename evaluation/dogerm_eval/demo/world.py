@@ -286,7 +286,8 @@ def _build_into(out: Path, seed: int, size: str, spec: WorldSpec) -> None:
         "sha256": {name: sha256_file(out / name / "model.safetensors") for name in ("base", *DOMAINS.values(), "rm")},
         "build_seconds": {"wall": time.perf_counter() - start_wall, "cpu": time.process_time() - start_cpu,
                           "stages": stages, "jobs": {name: seconds for name, (_, seconds) in done.items()},
-                          "pretrain_seconds_per_step": {str(k): v for k, v in tuner.rates.items()}},
+                          "pretrain_seconds_per_step": {str(k): v for k, v in tuner.rates.items()},
+                          "pretrain_threads_at_end": tuner.threads},
         "torch": torch.__version__,
     }
     (out / "world.json").write_text(json.dumps(metadata, indent=2) + "\n")
