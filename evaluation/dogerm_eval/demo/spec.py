@@ -3,7 +3,7 @@ the tiny one the tests build in seconds)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 
@@ -52,70 +52,57 @@ class WorldSpec:
     workers: int = 2  # processes training the RM, the domain LMs and the policy side by side (after the base)
 
 
+DEMO = WorldSpec(
+    hidden=64,
+    layers=4,
+    heads=4,
+    intermediate=256,
+    batch_size=64,
+    pretrain_steps=2000,
+    pretrain_lr=3e-3,
+    arithmetic_p_correct=0.2,
+    arithmetic_ratio=0.25,
+    graded_ratio=0.25,
+    verdicts=2,
+    tie_embeddings=True,
+    sft_steps=1500,
+    sft_lr=3e-3,
+    sft_judged_fraction=0.4,
+    sft_replay_fraction=0.3,
+    strings_sft_steps=1500,
+    rm_steps=400,
+    rm_lr=3e-4,
+    rm_head_steps=150,
+    rm_head_lr=1e-2,
+    rm_only_repeats=2,
+    heldout_fact_fraction=0.3,
+    policy_steps=200,
+    arithmetic_eval_pairs=200,
+    strings_eval_pairs=200,
+    gsm8k_problems=100,
+    candidates_per_problem=8,
+)
+
 SPECS: dict[str, WorldSpec] = {
-    "demo": WorldSpec(
-        hidden=64,
-        layers=4,
-        heads=4,
-        intermediate=256,
-        batch_size=64,
-        pretrain_steps=2000,
-        pretrain_lr=3e-3,
-        arithmetic_p_correct=0.2,
-        arithmetic_ratio=0.25,
-        graded_ratio=0.25,
-        verdicts=2,
-        tie_embeddings=True,
-        sft_steps=1500,
-        sft_lr=3e-3,
-        sft_judged_fraction=0.4,
-        sft_replay_fraction=0.3,
-        strings_sft_steps=1500,
-        rm_steps=400,
-        rm_lr=3e-4,
-        rm_head_steps=150,
-        rm_head_lr=1e-2,
-        rm_only_repeats=2,
-        heldout_fact_fraction=0.3,
-        policy_steps=200,
-        arithmetic_eval_pairs=200,
-        strings_eval_pairs=200,
-        gsm8k_problems=100,
-        candidates_per_problem=8,
-    ),
-    "test": WorldSpec(
+    "demo": DEMO,
+    # The same recipe at a size the tests build in seconds.
+    "test": replace(
+        DEMO,
         hidden=16,
         layers=2,
         heads=2,
         intermediate=32,
         batch_size=8,
         pretrain_steps=4,
-        pretrain_lr=3e-3,
-        arithmetic_p_correct=0.2,
-        arithmetic_ratio=0.25,
-        graded_ratio=0.25,
-        verdicts=2,
-        tie_embeddings=True,
         sft_steps=4,
-        sft_lr=3e-3,
-        sft_judged_fraction=0.4,
-        sft_replay_fraction=0.3,
         strings_sft_steps=4,
         rm_steps=4,
-        rm_lr=3e-4,
         rm_head_steps=2,
-        rm_head_lr=1e-2,
-        rm_only_repeats=2,
-        heldout_fact_fraction=0.3,
         policy_steps=2,
         arithmetic_eval_pairs=8,
         strings_eval_pairs=8,
         gsm8k_problems=4,
-        candidates_per_problem=8,
         max_new_tokens=12,
-        threads=1,
         workers=1,  # spawning workers costs more than these trainings (the tests check 2 gives the same weights)
     ),
 }
-
-
