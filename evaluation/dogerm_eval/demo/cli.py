@@ -236,10 +236,9 @@ def main(output_dir: Path, seeds: str, size: str, lambdas: str, grid_step: float
 def quiet() -> None:
     """The demo's own stage lines only: the libraries' per-checkpoint logs, model-loading bars and transformers'
     warnings are silenced."""
-    from transformers.utils import logging as hf_logging
+    from dogerm_eval.demo.world import silence_transformers
 
     for name in ("dogerm_eval", "dogerm_mergekit"):
         logging.getLogger(name).setLevel(logging.WARNING)
     LOG.setLevel(logging.INFO)  # its records still reach the handler configure_logging gave "dogerm_eval"
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
+    silence_transformers()

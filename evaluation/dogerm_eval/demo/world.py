@@ -173,9 +173,9 @@ def _run_job(job: str, out: Path, seed: int, spec: WorldSpec, payload: Any) -> t
     return job, result, time.perf_counter() - start
 
 
-def _quiet_worker() -> None:
-    """A worker prints nothing of its own: transformers' loading/saving bars and warnings would garble the builder's
-    bar (the trainings' bars are off in workers already)."""
+def silence_transformers() -> None:
+    """No loading/saving bars and no warnings from transformers in this process (the demo's output; a worker's, which
+    would garble the builder's bar: the trainings' own bars are off in workers already)."""
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
@@ -193,7 +193,7 @@ def _run_jobs(jobs: list[tuple[str, Any]], out: Path, seed: int, spec: WorldSpec
             bar.update()
     else:
         context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(spec.workers, mp_context=context, initializer=_quiet_worker) as pool:
+        with ProcessPoolExecutor(spec.workers, mp_context=context, initializer=silence_transformers) as pool:
             futures = [pool.submit(_run_job, name, out, seed, spec, payload) for name, payload in jobs]
             for future in as_completed(futures):
                 name, result, seconds = future.result()
