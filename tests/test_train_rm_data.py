@@ -32,6 +32,22 @@ def test_every_format_loads_whatever_its_name(tmp_path: Path, fmt: str, compress
         (r["prompt"], r["chosen"], r["rejected"]) for r in ROWS]
 
 
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_line_and_paragraph_separators_inside_strings_are_text(tmp_path: Path, fmt: str) -> None:
+    """JSON written with ensure_ascii=False keeps U+2028 / U+2029 / U+0085 raw inside strings; they are not line
+    ends (nor is the CR of a file with Windows line ends)."""
+    def reply(row: dict) -> list[dict]:
+        *turns, last = row["chosen"]
+        return [*turns, {**last, "content": last["content"] + "\u2028line\u2029para\x85next"}]
+
+    rows = [{**row, "chosen": reply(row)} for row in ROWS]
+    path = write(rows, tmp_path / "prefs", fmt)
+    if fmt == "lines":
+        path.write_bytes(path.read_bytes().replace(b"\n", b"\r\n"))
+    loaded = load_preferences(str(path)).rows
+    assert [r["chosen"][-1]["content"] for r in loaded] == [r["chosen"][-1]["content"] for r in rows]
+
+
 def test_unread_columns_of_mixed_types_do_not_matter(tmp_path: Path) -> None:
     rows = [{**row, "chosen-rating": "5" if i == 2 else 5.0, "id": None if i else 3} for i, row in enumerate(ROWS)]
     assert len(load_preferences(str(write(rows, tmp_path / "mixed.jsonl", "lines"))).rows) == len(ROWS)

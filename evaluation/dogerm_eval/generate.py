@@ -73,7 +73,7 @@ def _complete_lines(path: Path) -> list[str]:
     if end < len(raw):
         with path.open("r+b") as handle:
             handle.truncate(end)
-    return raw[:end].decode("utf-8").splitlines()
+    return raw[:end].decode("utf-8").split("\n")  # not splitlines(): JSON strings may hold a raw U+2028
 
 
 def read_candidates(path: str | Path) -> list[CandidateRecord]:
@@ -83,7 +83,7 @@ def read_candidates(path: str | Path) -> list[CandidateRecord]:
         raise DataError(f"candidate file not found: {path}")
     records: list[CandidateRecord] = []
     seen: set[int | str] = set()
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(path.read_text(encoding="utf-8").split("\n"), start=1):
         if not line.strip():
             continue
         try:
@@ -277,5 +277,5 @@ def generate_candidates(
 def record_fingerprint(path: Path) -> dict[str, Any]:
     """The candidate file's path, sha256 and generation settings (of its first record), for result files."""
     digest = sha256_file(path)
-    first = json.loads(Path(path).read_text(encoding="utf-8").splitlines()[0])
+    first = json.loads(Path(path).read_text(encoding="utf-8").split("\n", 1)[0])
     return {"path": str(Path(path).resolve()), "sha256": digest, "generation": first.get("generation", {})}

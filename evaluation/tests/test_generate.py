@@ -21,6 +21,7 @@ from dogerm_eval.generate import (
     policy_prompt,
     problem_seed,
     read_candidates,
+    record_fingerprint,
 )
 from dogerm_mergekit.testing import build_tiny_tokenizer
 
@@ -98,6 +99,17 @@ def test_read_candidates_validates(tmp_path: Path) -> None:
     bad.write_text('{"problem_id": 1, "prompt": "p", "candidates": ["a"]}\n' * 2)
     with pytest.raises(DataError, match="twice"):
         read_candidates(bad)
+
+
+def test_candidates_may_hold_line_separators_written_raw(tmp_path: Path) -> None:
+    """A generator that writes JSON with ensure_ascii=False leaves U+2028 / U+0085 raw in a candidate: text, not a
+    line end (the file's first record still gives its generation settings)."""
+    path = tmp_path / "candidates.jsonl"
+    records = [{"problem_id": i, "prompt": "p", "candidates": [f"a\u2028b\x85c{i}"], "generation": {"t": 1}}
+               for i in range(2)]
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    assert [r.candidates for r in read_candidates(path)] == [r["candidates"] for r in records]
+    assert record_fingerprint(path)["generation"] == {"t": 1}
 
 
 def test_helpers() -> None:

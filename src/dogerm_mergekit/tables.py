@@ -66,7 +66,8 @@ def read_frame(path: Path, error: type[DogeRMError]) -> pd.DataFrame:
         raise error(f"cannot read {path} as a parquet file, a JSON array or JSON lines: it starts with "
                     f"{body[:20]!r}")
     rows, lines = [], []
-    for number, line in enumerate(text.splitlines(), start=1):
+    # Lines end at "\n" only: splitlines() also cuts at U+2028 / U+2029 / U+0085, which JSON strings may hold raw.
+    for number, line in enumerate(text.split("\n"), start=1):
         if line.strip():
             try:
                 rows.append(json.loads(line))
