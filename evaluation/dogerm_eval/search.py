@@ -162,8 +162,10 @@ def publish(space: SearchSpace, point: Mapping[str, float], write: Path, push_to
 def _line_search(evaluator: SplitEvaluator, make: DevEvaluator, objective: Objective, rule: Constraint | None,
                  max_evals: int, output_dir: Path) -> tuple[list[Evaluated], Evaluated, PointStore, int]:
     from dogerm_eval.line_search import line_search
+    from dogerm_eval.split_eval import fingerprint
 
-    store = PointStore(output_dir / "points.json", evaluator.key)
+    # Under the objective too: a combined objective's value and interval are stored with each point.
+    store = PointStore(output_dir / "points.json", fingerprint(evaluator.key, objective.name))
     known = store.dev_points()
     points, reference = line_search(make(evaluator), objective, rule, max_evals, known)
     return points, reference, store, len([p for p in points if p.params["lambda"] not in known])
@@ -207,7 +209,7 @@ def run_search(
         points, reference, store, evaluated = _line_search(evaluator, make, goal, rule, max_evals, output_dir)
     else:
         name = fingerprint(evaluator.key, space.template, [asdict(p) for p in space.parameters], goal.name,
-                            constraint, sampler, seed)
+                           asdict(rule) if rule else None, sampler, seed)  # parsed: spacing opens no new study
         spec = studies.StudySpec(spec.storage, f"dogerm-search-{name[:16]}", sampler, seed, max_evals, goal, rule,
                                  space)
         found, reference, evaluated = studies.run_study(spec, make(evaluator), make, n_workers)

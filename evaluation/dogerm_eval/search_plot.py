@@ -37,6 +37,10 @@ def _grid_surface(grid: Path, keys: list[str], objective: Objective) -> tuple[li
         if len(matches) != 1:
             raise BenchmarkError(f"--grid-results {grid}: no single column for {key} (it has {list(frame.columns)})")
         columns.append(matches[0])
+    missing = [m for m in objective.metrics if m not in frame.columns]
+    if missing:
+        raise BenchmarkError(f"--grid-results {grid}: no column for the objective's {', '.join(missing)} (it has "
+                             f"{list(frame.columns)}); give the sweep table of the same benchmark")
     rows = frame.dropna(subset=[*columns, *objective.metrics])
     try:  # a table written elsewhere: its cells must be numbers
         rows = rows.astype({name: float for name in (*columns, *objective.metrics)})

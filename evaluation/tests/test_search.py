@@ -134,6 +134,24 @@ def test_end_to_end_on_tiny_models_writes_search_json_reuses_points_and_the_chec
         (reference.out_dir / name / "model.safetensors").read_bytes()
     again = CliRunner().invoke(command(), args)
     assert again.exit_code == 0 and "(0 evaluations)" in again.output
+    # The same OUT with a combined objective: its points carry their own value and interval (evaluated again).
+    combined = "mean(pairwise/arithmetic, pairwise/general)"
+    at = args.index("--objective") + 1
+    other = CliRunner().invoke(command(), [*args[:at], combined, *args[at + 1:]])
+    assert other.exit_code == 0, other.output
+    points = json.loads((tmp_path / "out" / "search.json").read_text())["points"]
+    assert all(combined in p["metrics"] and combined in p["intervals"] for p in points[1:])
+
+
+def test_a_constraint_typed_with_other_spacing_resumes_the_same_study(tmp_path):
+    rm, lm = tiny.build_pair(tmp_path / "in")
+    args = ["--rm", str(rm), "--domain", str(lm), "--benchmark", "pairwise", "--data",
+            str(_pairs(tmp_path / "pairs.jsonl")), "--objective", "pairwise/arithmetic", "--sampler", "random",
+            "--max-evals", "3", "--bootstrap", "20", "--output-dir", str(tmp_path / "out")]
+    first = CliRunner().invoke(command(), [*args, "--constraint", "pairwise/general >= value_at_lambda0 - 0.02"])
+    assert first.exit_code == 0 and "(3 evaluations)" in first.output, first.output
+    again = CliRunner().invoke(command(), [*args, "--constraint", "pairwise/general>=value_at_lambda0-0.02"])
+    assert again.exit_code == 0 and "(0 evaluations)" in again.output, again.output
 
 
 def test_push_needs_write_and_bad_fractions_are_refused_before_loading(tmp_path):

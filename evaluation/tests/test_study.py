@@ -154,7 +154,8 @@ def test_a_study_is_refused_before_anything_runs(tmp_path: Path) -> None:
 
 def test_the_plot_draws_each_shape_of_space_and_a_grid_under_two_parameters(tmp_path: Path) -> None:
     """Two parameters over a grid table's heatmap (columns matched by the models' last path components), depth
-    schedules as lambda against depth; a grid table without the parameters' columns is refused in one line."""
+    schedules as lambda against depth; a grid table without the parameters' or the objective's columns is refused
+    in one line."""
     from dataclasses import asdict
 
     import pandas as pd
@@ -182,4 +183,8 @@ def test_the_plot_draws_each_shape_of_space_and_a_grid_under_two_parameters(tmp_
     pd.DataFrame([{"x": 0, "t/a": 1}]).to_csv(tmp_path / "bad.csv", index=False)
     with pytest.raises(BenchmarkError, match="no single column for lambda\\[org/a\\]") as caught:
         check_grid(tmp_path / "bad.csv", spaces["plane"], GOAL)
+    assert "\n" not in str(caught.value)
+    pd.read_csv(grid).drop(columns=[GOAL.metrics[0]]).to_csv(tmp_path / "other.csv", index=False)  # another benchmark
+    with pytest.raises(BenchmarkError, match=f"no column for the objective's {GOAL.metrics[0]}") as caught:
+        check_grid(tmp_path / "other.csv", spaces["plane"], GOAL)
     assert "\n" not in str(caught.value)
