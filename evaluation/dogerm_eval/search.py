@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -210,8 +210,7 @@ def run_search(
     else:
         name = fingerprint(evaluator.key, space.template, [asdict(p) for p in space.parameters], goal.name,
                            asdict(rule) if rule else None, sampler, seed)  # parsed: spacing opens no new study
-        spec = studies.StudySpec(spec.storage, f"dogerm-search-{name[:16]}", sampler, seed, max_evals, goal, rule,
-                                 space)
+        spec = replace(spec, name=f"dogerm-search-{name[:16]}")
         found, reference, evaluated = studies.run_study(spec, make(evaluator), make, n_workers)
         points = [reference, *found]
     chosen, note = choose(points, reference, goal, rule, space.magnitude)
