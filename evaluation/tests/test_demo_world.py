@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
-from dogerm_eval.demo import corpus
+from dogerm_eval.demo import corpus, mathpath
 from dogerm_eval.demo import data as demo_data
 from dogerm_eval.demo import spec as demo_spec
 from dogerm_eval.demo import training as demo_training
@@ -19,6 +22,10 @@ from dogerm_eval.demo import world as world_module
 from dogerm_eval.demo.world import World, WorldBuildError, build_world
 from dogerm_eval.demo.world import world_key
 from dogerm_mergekit.files import sha256_file
+
+TEST_WORLD_DIGEST = "7bdf84eedeeb"
+"""The seed-0 test world's weights on the pinned math path (``mathpath``): the same on every x86-64 CPU with AVX2.
+A machine that builds other bytes fails here, and would print other demo figures than the README's."""
 
 REWARDBENCH_COLUMNS = ["prompt", "chosen", "chosen_model", "rejected", "rejected_model", "subset", "id"]
 
@@ -57,9 +64,11 @@ def test_world_layout_and_metadata(world: World, cache_root: Path) -> None:
     assert all(0.0 <= v <= 1.0 for v in verdicts.values())
     seconds = world.metadata["build_seconds"]
     assert set(seconds["stages"]) == {"data", "pretrain", "parallel", "checks"}
-    assert set(seconds["jobs"]) == {"rm", "arithmetic", "strings", "policy"}
-    assert seconds["pretrain_seconds_per_step"] == {}  # the test world's 4 steps fill no window: 1 thread
-    assert seconds["pretrain_threads_at_end"] == 1
+    assert set(seconds["jobs"]) == {"base", "rm", "arithmetic", "strings", "policy", "checks"}
+    assert world.metadata["digest"] == world_module.world_digest(_hashes(world)) == TEST_WORLD_DIGEST
+    math = world.metadata["math"]
+    assert math["env"] == mathpath.PINNED and math["cpu_capability"] == "AVX2" and math["pinned"] is True
+    assert (world.metadata["spec"]["threads"], world.metadata["spec"]["solo_threads"]) == (1, 2)
     assert sum(seconds["stages"].values()) <= seconds["wall"] + 1e-6
     # Nothing but the finished world is left in the cache folder (the temp build folder was renamed).
     assert sorted(p.name for p in cache_root.iterdir()) == [world.root.name]
@@ -75,8 +84,8 @@ def test_same_seed_same_weights_other_seed_differs(world: World, tmp_path: Path)
 
 
 def test_side_by_side_training_gives_the_sequential_weights(world: World, tmp_path: Path) -> None:
-    """The fixture world trains its RM, domain LMs and policy one after the other in this process (workers = 1);
-    two spawned worker processes must give byte-identical models and candidates (every job seeds itself)."""
+    """The fixture world trains its RM, domain LMs and policy one after the other in one worker process
+    (workers = 1); two worker processes must give byte-identical models and candidates (every job seeds itself)."""
     spec = dataclasses.replace(demo_spec.SPECS["test"], workers=2)
     parallel = build_world(tmp_path, seed=0, size="test", spec=spec)
     assert _hashes(parallel) == _hashes(world)
@@ -84,88 +93,46 @@ def test_side_by_side_training_gives_the_sequential_weights(world: World, tmp_pa
     assert parallel.metadata["verdict_accuracy"] == world.metadata["verdict_accuracy"]
 
 
-class _Clock:
-    """A perf_counter the test advances: ``steps(tuner, n, seconds)`` runs n training steps of ``seconds`` each."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def steps(self, tuner: demo_training.ThreadTuner, n: int, seconds: float) -> None:
-        for _ in range(n):
-            self.now += seconds
-            tuner.step()
+def _build_in_a_process(root: Path, env: dict[str, str]) -> dict:
+    """The test world built by a fresh Python whose environment carries ``env`` (as a user's shell might)."""
+    code = ("import json, sys; from dogerm_eval.demo.world import build_world; "
+            "print(json.dumps(build_world(sys.argv[1], seed=0, size='test').metadata))")
+    result = subprocess.run([sys.executable, "-c", code, str(root)], env=os.environ | env, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return json.loads(result.stdout.splitlines()[-1])
 
 
-@pytest.fixture
-def two_cpus(monkeypatch: pytest.MonkeyPatch) -> _Clock:
-    """A fake clock, and two CPUs for this process whatever runs the tests."""
-    clock = _Clock()
-    monkeypatch.setattr(demo_training.time, "perf_counter", clock)
-    monkeypatch.setattr(demo_training.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
-    return clock
+@pytest.mark.parametrize("env", [
+    {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "ATEN_CPU_CAPABILITY": "default", "MKL_CBWR": "AVX2,STRICT"},
+    # Another code path for every library the demo pins: AVX-512 (or the widest this CPU has) ATen kernels, MKL's
+    # own choice of branch, OpenMP threads that spin, two threads.
+    {"OMP_NUM_THREADS": "2", "ATEN_CPU_CAPABILITY": "avx512", "MKL_CBWR": "AUTO", "ONEDNN_MAX_CPU_ISA": "ALL",
+     "OMP_WAIT_POLICY": "ACTIVE", "MKL_DYNAMIC": "TRUE"},
+], ids=["one-thread-default-kernels", "two-threads-avx512-auto"])
+def test_the_weights_do_not_depend_on_the_callers_math_settings(world: World, tmp_path: Path,
+                                                                env: dict[str, str]) -> None:
+    """The trainings run in processes that pin their math path whatever the caller's environment says: the same
+    bytes, and the pinned settings recorded."""
+    metadata = _build_in_a_process(tmp_path, env)
+    assert metadata["sha256"] == world.metadata["sha256"]
+    assert metadata["digest"] == world.metadata["digest"] == TEST_WORLD_DIGEST
+    assert metadata["math"]["env"] == mathpath.PINNED and metadata["math"]["pinned"] is True
 
 
-@pytest.mark.parametrize(("one", "two", "kept"), [(0.06, 0.05, 2), (0.06, 0.07, 1)])
-def test_thread_tuner_keeps_the_faster_count_and_falls_back_on_a_stall(
-    two_cpus: _Clock, one: float, two: float, kept: int
-) -> None:
-    before = torch.get_num_threads()
-    with demo_training.ThreadTuner(2, window=4) as tuner:
-        for per_step, threads_after in [(one, 2), (two, kept)]:
-            assert torch.get_num_threads() == tuner.threads
-            two_cpus.steps(tuner, 4, per_step)
-            assert tuner.threads == threads_after == torch.get_num_threads()
-        assert tuner.rates == pytest.approx({1: one, 2: two})
-        two_cpus.steps(tuner, 8, 1.5 * (two if kept == 2 else one))
-        assert tuner.threads == kept  # within twice the measured time: no switch
-        two_cpus.steps(tuner, 4, 3 * two)
-        assert tuner.threads == 1 == torch.get_num_threads()  # a stall: one thread for good
-        two_cpus.steps(tuner, 8, 0.001)
-        assert tuner.threads == 1
-    assert torch.get_num_threads() == before
+def test_pinned_environ_is_restored(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MKL_CBWR", "AUTO")
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    with mathpath.pinned_environ():
+        assert {k: os.environ[k] for k in mathpath.PINNED} == mathpath.PINNED
+    assert os.environ["MKL_CBWR"] == "AUTO" and "OMP_WAIT_POLICY" not in os.environ
 
 
-def test_a_stall_while_probing_two_threads_costs_five_steps(two_cpus: _Clock) -> None:
-    with demo_training.ThreadTuner(2) as tuner:
-        two_cpus.steps(tuner, 25, 0.05)
-        assert tuner.threads == 2
-        two_cpus.steps(tuner, 4, 2.5)
-        assert tuner.threads == 2
-        two_cpus.steps(tuner, 1, 2.5)
-        assert tuner.threads == 1 and tuner.rates == pytest.approx({1: 0.05})
-        two_cpus.steps(tuner, 100, 0.001)
-        assert tuner.threads == 1
-
-
-def test_thread_tuner_uses_no_more_threads_than_cpus(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(demo_training.os, "sched_getaffinity", lambda pid: {0}, raising=False)
-    monkeypatch.setattr(demo_training.os, "cpu_count", lambda: 1)
-    with demo_training.ThreadTuner(2, window=1) as tuner:
-        for _ in range(5):
-            tuner.step()
-        assert tuner.most == tuner.threads == torch.get_num_threads() == 1 and tuner.rates == {}
-
-
-def test_pretraining_weights_do_not_depend_on_the_thread_count(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The demo world's base (its real width) after steps on 1 thread, and on a tuner switching 1 -> 2 -> 1 (a clock
-    that ticks once per call makes both counts equally fast: the tie goes to 1): bit for bit the same weights, so the
-    tuner changes the time only (run here, on whatever CPU runs the tests)."""
-    ticks = iter(range(10**6))
-    monkeypatch.setattr(demo_training.time, "perf_counter", lambda: float(next(ticks)))
-    monkeypatch.setattr(demo_training.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
-    spec = dataclasses.replace(demo_spec.SPECS["demo"], pretrain_steps=12)
-    tokenizer = demo_data.make_tokenizer()
-    texts = demo_data.make_datasets(0, spec, tokenizer).pretrain
-    with demo_training.torch_settings(1):
-        single = demo_training.pretrain_base(texts, tokenizer, spec, 0)
-        with demo_training.ThreadTuner(2, window=3) as tuner:
-            tuned = demo_training.pretrain_base(texts, tokenizer, spec, 0, tuner)
-    assert set(tuner.rates) == {1, 2} and tuner.threads == 1
-    for (name, a), (_, b) in zip(single.state_dict().items(), tuned.state_dict().items(), strict=True):
-        assert torch.equal(a, b), name
+def test_deviation_names_what_is_not_pinned() -> None:
+    pinned = {"env": dict(mathpath.PINNED), "cpu_capability": "AVX2", "torch": "x"}
+    assert mathpath.deviation(pinned) is None
+    assert "MKL_CBWR" in mathpath.deviation(pinned | {"env": mathpath.PINNED | {"MKL_CBWR": None}})
+    assert "AVX512 kernels" in mathpath.deviation(pinned | {"cpu_capability": "AVX512"})
 
 
 def test_cache_hit_does_not_rebuild(world: World, cache_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:

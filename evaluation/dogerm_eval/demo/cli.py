@@ -10,19 +10,23 @@ merged at once over a grid of per-domain lambdas, in memory (``demo.grid``). Pri
 
 from __future__ import annotations
 
-import contextlib
-import gc
-import logging
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING
+from dogerm_eval.demo import mathpath
 
-import click
+mathpath.pin_process()  # before torch is imported: the demo's math on one code path, whatever the machine
 
-from dogerm_eval.demo.grid import GENERAL_LOSS
-from dogerm_eval.options import configure_logging, default_options, scorer_factory, scoring_settings
-from dogerm_mergekit.contract import parse_lambdas
+import contextlib  # noqa: E402
+import gc  # noqa: E402
+import logging  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import TYPE_CHECKING  # noqa: E402
+
+import click  # noqa: E402
+
+from dogerm_eval.demo.grid import GENERAL_LOSS  # noqa: E402
+from dogerm_eval.options import configure_logging, default_options, scorer_factory, scoring_settings  # noqa: E402
+from dogerm_mergekit.contract import parse_lambdas  # noqa: E402
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -73,6 +77,8 @@ def run_demo(output_dir: Path, seed: int, size: str, lambdas: str, cache_dir: Pa
 
     from dogerm_eval.benchmarks import gsm8k, prepare_task
     from dogerm_eval.demo import grid
+    from dogerm_eval.demo.spec import SPECS
+    from dogerm_eval.demo.training import torch_settings
     from dogerm_eval.demo.world import build_world
     from dogerm_eval.models import resolve_model
     from dogerm_eval.report import format_table, sweep_frame, write_report
@@ -85,6 +91,11 @@ def run_demo(output_dir: Path, seed: int, size: str, lambdas: str, cache_dir: Pa
     LOG.info("[1/4] the miniature world (seed %d, size %s)", seed, size)
     world = build_world(cache_dir, seed=seed, size=size)
     _link(output_dir / "world", world.root)
+    threads = SPECS[size].solo_threads  # scoring runs alone: on the recipe's thread count, like the base's training
+    settings = mathpath.in_use()
+    if (why := mathpath.deviation(settings)) is not None:
+        LOG.warning("the demo's scoring is not on the pinned math path (%s): its figures can differ from a fresh "
+                    "`dogerm-demo` in the last digit", why)
     config = demo_config(world)
     (output_dir / "dogerm.yml").write_text(config)
 
@@ -99,20 +110,22 @@ def run_demo(output_dir: Path, seed: int, size: str, lambdas: str, cache_dir: Pa
              gsm8k.task(str(world.gsm8k_data), world.candidates)]
     members = [(lam, resolve_model(ref)) for lam, ref in discover_sweep(str(output_dir / "sweep"))]
     members = tqdm(members, desc=f"evaluate {len(members)} checkpoints", leave=False)
-    with frozen_heap():
+    with frozen_heap(), torch_settings(threads):
         evaluated = evaluate_sweep(members, tasks, record, scorer_factory(fmt, scoring), output_dir / "eval")
     frame = sweep_frame([(lam, results) for lam, _, results in evaluated])
     paths = write_report(frame, output_dir)
     largest = max((c for c in frame.columns if c.startswith("bon-gsm8k/expected@")), key=lambda c: int(c.split("@")[1]))
     shown = ["lambda", "pairwise/general", "pairwise/arithmetic", largest, largest.replace("expected", "first_n"),
              largest.replace("expected", "oracle")]
+    click.echo(f"seed {seed}: world {world.root.name}, weights sha256 {world.metadata['digest']}")
     click.echo(format_table(frame[shown]))
     click.echo(verdict(frame).line(seed))
-    click.echo(explain(world, [lam for lam in (0.0, 0.5, 1.0) if lam in values], output_dir))
+    with torch_settings(threads):
+        click.echo(explain(world, [lam for lam in (0.0, 0.5, 1.0) if lam in values], output_dir))
 
     LOG.info("[4/4] the grid: %s in memory, each 0:1:%g, sums <= 1",
              " and ".join(f"lambda[{d}]" for d in world.domains), grid_step)
-    with frozen_heap():
+    with frozen_heap(), torch_settings(threads):
         table = grid.evaluate_grid(world, grid_step, output_dir, record, scorer_factory(fmt, scoring), tasks[:1])
     with atomic_file(output_dir / grid.GRID_CSV) as tmp:
         table.to_csv(tmp, index=False)

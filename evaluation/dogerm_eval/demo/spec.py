@@ -47,8 +47,8 @@ class WorldSpec:
     candidates_per_problem: int
     max_new_tokens: int = 40
     temperature: float = 1.0
-    threads: int = 1  # per process: 2 threads stall at OpenMP barriers as soon as anything else runs (2-3 s a step)
-    pretrain_threads: int = 2  # at most, while the base trains alone (training.ThreadTuner falls back to 1)
+    threads: int = 1  # torch threads of each process training side by side (the RM, the domain LMs, the policy)
+    solo_threads: int = 2  # torch threads of a stage that runs alone (the base's pretraining, the demo's scoring)
     workers: int = 2  # processes training the RM, the domain LMs and the policy side by side (after the base)
 
 

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
-import os
 import re
-import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -41,51 +39,6 @@ def torch_settings(threads: int) -> Iterator[None]:
         torch.use_deterministic_algorithms(old_det)
 
 
-class ThreadTuner:
-    """Torch threads for a training that runs alone, up to ``most`` (capped at the CPUs this process may use): 1 thread
-    is timed over a window of steps, then ``most``, and the faster kept. With several threads running, a mean step
-    (from a window's 5th step on) more than twice as slow as 1 thread's (while probing) or as measured (after)
-    switches to 1 for good: another process took a core, and OpenMP threads then wait at barriers, 2-3 s a step.
-    The weights do not depend on the thread count (tested), so the choice changes the time only.
-    ``rates``: seconds per step measured per thread count; ``threads``: the count in use."""
-
-    def __init__(self, most: int, window: int = 25) -> None:
-        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        self.most, self.window = max(1, min(most, cpus)), window
-        self.rates: dict[int, float] = {}
-
-    def __enter__(self) -> ThreadTuner:
-        self._restore = torch.get_num_threads()
-        self._use(1)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        torch.set_num_threads(self._restore)
-
-    def _use(self, threads: int) -> None:
-        self.threads = threads
-        torch.set_num_threads(threads)
-        self._count, self._start = 0, time.perf_counter()
-
-    def step(self) -> None:
-        """Call after every training step."""
-        self._count += 1
-        if self.most == 1:
-            return
-        per_step = (time.perf_counter() - self._start) / self._count
-        if self.threads > 1 and self._count >= min(5, self.window):
-            if per_step > 2 * self.rates.get(self.threads, self.rates[1]):
-                self._use(1)  # measured already: it stays
-                return
-        if self._count < self.window:
-            return
-        if self.threads not in self.rates:
-            self.rates[self.threads] = per_step
-            self._use(self.most if self.most not in self.rates else min(self.rates, key=self.rates.__getitem__))
-        else:
-            self._count, self._start = 0, time.perf_counter()
-
-
 def pad_batch(ids: Sequence[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-padded ``input_ids`` and ``attention_mask``."""
     width = max(len(x) for x in ids)
@@ -106,16 +59,18 @@ def _train(
     lr: float,
     generator: torch.Generator,
     desc: str,
-    on_step: Callable[[], None] | None = None,
+    bar: bool | None = None,
 ) -> list[float]:
     """AdamW with linear warm-up and decay over random mini-batches of item indices; returns the losses.
-    ``on_step`` is called after every step."""
+    ``bar``: show a progress bar (default: in the builder's own process only, as workers side by side would garble
+    each other's)."""
     model.train()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.0)
     schedule = get_linear_schedule_with_warmup(optimizer, max(1, steps // 20), steps)
     losses = []
-    # Bars only in the builder's own process (workers training side by side would garble them).
-    for _ in tqdm(range(steps), desc=desc, leave=False, disable=multiprocessing.parent_process() is not None):
+    if bar is None:
+        bar = multiprocessing.parent_process() is None
+    for _ in tqdm(range(steps), desc=desc, leave=False, disable=not bar):
         idx = torch.randint(n_items, (batch_size,), generator=generator).tolist()
         loss = loss_of(idx)
         optimizer.zero_grad(set_to_none=True)
@@ -124,8 +79,6 @@ def _train(
         optimizer.step()
         schedule.step()
         losses.append(loss.item())
-        if on_step is not None:
-            on_step()
     model.eval()
     return losses
 
@@ -140,11 +93,8 @@ def _lm_loss(model: LlamaForCausalLM, seqs: list[list[int]], starts: list[int], 
     return model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
 
 
-def pretrain_base(
-    texts: list[str], tokenizer: PreTrainedTokenizerFast, spec: WorldSpec, seed: int,
-    tuner: ThreadTuner | None = None,
-) -> LlamaForCausalLM:
-    """A fresh tiny Llama pretrained on ``texts`` (``tuner``: called after every step, see ThreadTuner)."""
+def pretrain_base(texts: list[str], tokenizer: PreTrainedTokenizerFast, spec: WorldSpec, seed: int) -> LlamaForCausalLM:
+    """A fresh tiny Llama pretrained on ``texts``."""
     torch.manual_seed(seed)
     config = LlamaConfig(
         vocab_size=len(tokenizer),
@@ -170,7 +120,7 @@ def pretrain_base(
         spec.pretrain_lr,
         gen,
         "pretrain base",
-        tuner.step if tuner is not None else None,
+        bar=True,  # it trains alone, in a worker process too
     )
     return model
 

@@ -16,12 +16,16 @@ All models are tiny Llama-architecture transformers models fine-tuned from the S
   (RM-only knowledge, which a merge dilutes): a head-only warm-up, then full fine-tuning. It never sees a domain;
 - Best-of-N candidates come from a weaker policy (base + a short SFT on correct worked answers), not the domain.
 
-After the base, the RM, the domain LMs and the policy are trained side by side in ``WorldSpec.workers`` processes.
+Every training runs in spawned processes on one pinned math path (``mathpath``), each stage on the thread count its
+recipe names: the weights are a function of the seed and the recipe, whatever the CPU, its load or this process's
+settings. After the base, the RM, the domain LMs and the policy train side by side in ``WorldSpec.workers`` processes.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import multiprocessing
 import os
 import shutil
@@ -33,19 +37,21 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
 from tqdm.auto import tqdm
 from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
 
 from dogerm_eval.demo import corpus
 from dogerm_eval.demo.data import RM_ONLY, make_datasets, make_tokenizer
+from dogerm_eval.demo import mathpath
 from dogerm_eval.demo.spec import SPECS, Size, WorldBuildError, WorldSpec
-from dogerm_eval.demo.training import (ThreadTuner, finetune_domain, pretrain_base, sample_candidates, torch_settings,
-                                       train_rm, verdict_accuracy)
+from dogerm_eval.demo.training import (finetune_domain, pretrain_base, sample_candidates, torch_settings, train_rm,
+                                       verdict_accuracy)
 from dogerm_mergekit.files import sha256_file
 
+LOG = logging.getLogger(__name__)
 
-WORLD_VERSION = 4
+
+WORLD_VERSION = 5
 """Bump whenever the corpus, the recipe or the file layout changes: it is part of the cache key."""
 
 DOMAINS = {"arithmetic": "domain", "strings": "domain-strings"}
@@ -142,15 +148,26 @@ def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
 
 
-def _run_job(job: str, out: Path, seed: int, spec: WorldSpec, payload: Any) -> tuple[str, Any, float]:
-    """One of a build's independent trainings (after the base; run in its own process): the RM, a domain LM (``job``
-    = its subset) or the Best-of-N policy and its candidates. Every job seeds its own generators, so it gives the
-    same weights in a worker process as in the builder's. Returns (job, candidates or None, seconds)."""
+def _run_job(job: str, out: Path, seed: int, spec: WorldSpec, payload: Any) -> tuple[str, Any, float, dict]:
+    """One of a build's trainings, in a worker process on the pinned math path (``mathpath``): the base (``job`` =
+    "base", alone, on ``spec.solo_threads``), then side by side on ``spec.threads`` each the RM, a domain LM (``job``
+    = its subset) and the Best-of-N policy with its candidates, then "checks" (each LM's verdict accuracy). Every job
+    seeds its own generators. Returns (job, candidates / verdicts / None, seconds, the math settings it ran with)."""
     start = time.perf_counter()
     result = None
-    with torch_settings(spec.threads):
+    with torch_settings(spec.solo_threads if job == "base" else spec.threads):
         tokenizer = make_tokenizer()
-        if job == "rm":
+        if job == "base":
+            base = pretrain_base(payload, tokenizer, spec, seed)
+            base.save_pretrained(out / "base")
+            tokenizer.save_pretrained(out / "base")
+        elif job == "checks":
+            result = {
+                f"{name}_{subset}": verdict_accuracy(LlamaForCausalLM.from_pretrained(out / name).eval(), tokenizer, rows)
+                for name in ("base", *DOMAINS.values())
+                for subset, rows in payload.items()
+            }
+        elif job == "rm":
             rm = train_rm(out / "base", payload, tokenizer, spec, seed)
             rm.save_pretrained(out / "rm")
             tokenizer.save_pretrained(out / "rm")
@@ -170,7 +187,7 @@ def _run_job(job: str, out: Path, seed: int, spec: WorldSpec, payload: Any) -> t
             )
             domain.save_pretrained(out / DOMAINS[job])
             domain_tok.save_pretrained(out / DOMAINS[job])
-    return job, result, time.perf_counter() - start
+    return job, result, time.perf_counter() - start, mathpath.in_use()
 
 
 def silence_transformers() -> None:
@@ -182,71 +199,69 @@ def silence_transformers() -> None:
     hf_logging.set_verbosity_error()
 
 
-def _run_jobs(jobs: list[tuple[str, Any]], out: Path, seed: int, spec: WorldSpec) -> dict[str, tuple[Any, float]]:
-    """Run ``jobs`` (name, payload) in ``spec.workers`` spawned processes (in this one if 1), one bar for all."""
-    bar = tqdm(total=len(jobs), desc=f"train RM, domains, policy ({spec.workers} processes)", leave=False)
-    done: dict[str, tuple[Any, float]] = {}
-    if spec.workers <= 1:
-        for name, payload in jobs:
-            _, result, seconds = _run_job(name, out, seed, spec, payload)
-            done[name] = (result, seconds)
-            bar.update()
-    else:
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(spec.workers, mp_context=context, initializer=silence_transformers) as pool:
-            futures = [pool.submit(_run_job, name, out, seed, spec, payload) for name, payload in jobs]
-            for future in as_completed(futures):
-                name, result, seconds = future.result()
-                done[name] = (result, seconds)
-                bar.set_postfix_str(f"{name} {seconds:.0f} s")
-                bar.update()
+def _run_stage(pool: ProcessPoolExecutor, jobs: list[tuple[str, Any]], out: Path, seed: int, spec: WorldSpec,
+               desc: str | None) -> dict[str, tuple[Any, float, dict]]:
+    """Run ``jobs`` (name, payload) on ``pool``; a bar named ``desc`` counts them (none if None)."""
+    bar = tqdm(total=len(jobs), desc=desc, leave=False, disable=desc is None)
+    done: dict[str, tuple[Any, float, dict]] = {}
+    futures = [pool.submit(_run_job, name, out, seed, spec, payload) for name, payload in jobs]
+    for future in as_completed(futures):
+        name, result, seconds, settings = future.result()
+        done[name] = (result, seconds, settings)
+        bar.set_postfix_str(f"{name} {seconds:.0f} s")
+        bar.update()
     bar.close()
     return done
 
 
+def world_digest(sha256: dict[str, str]) -> str:
+    """12 hex digits naming a world's weights: the sha256 of its models' sha256 (printed with the demo's table)."""
+    return hashlib.sha256("".join(f"{k}:{v}\n" for k, v in sorted(sha256.items())).encode()).hexdigest()[:12]
+
+
 def _build_into(out: Path, seed: int, size: str, spec: WorldSpec) -> None:
-    """Build every model and data file of the world into the (empty) folder ``out``."""
+    """Build every model and data file of the world into the (empty) folder ``out``: the data here, every training
+    in ``spec.workers`` spawned processes on the pinned math path (so the weights do not depend on this process's
+    settings, the thread count or the CPU)."""
     start_wall, start_cpu = time.perf_counter(), time.process_time()
     stages: dict[str, float] = {}
 
     def lap(stage: str) -> None:
         stages[stage] = time.perf_counter() - start_wall - sum(stages.values())
 
-    with torch_settings(spec.threads):
-        tokenizer = make_tokenizer()
-        data = make_datasets(seed, spec, tokenizer)
-        lap("data")
+    tokenizer = make_tokenizer()
+    data = make_datasets(seed, spec, tokenizer)
+    questions = [p.question for p in data.gsm8k]
+    solutions = [(c, t) for c, t in data.sft["arithmetic"] if c.endswith("[/INST]")]
+    by_subset = {s: [r for r in data.rewardbench if r["subset"] == s and r["rejected_model"] != RM_ONLY]
+                 for s in ("general", *DOMAINS)}
+    lap("data")
 
-        # The base trains alone: up to spec.pretrain_threads threads (the faster count, timed as it trains).
-        with ThreadTuner(spec.pretrain_threads) as tuner:
-            base = pretrain_base(data.pretrain, tokenizer, spec, seed, tuner)
-        base.save_pretrained(out / "base")
-        tokenizer.save_pretrained(out / "base")
+    context = multiprocessing.get_context("spawn")
+    with mathpath.pinned_environ(), ProcessPoolExecutor(max(1, spec.workers), mp_context=context,
+                                                        initializer=silence_transformers) as pool:
+        done = _run_stage(pool, [("base", data.pretrain)], out, seed, spec, None)
         lap("pretrain")
-
-        # After the base, the RM, the domain LMs and the policy do not depend on each other: side by side.
-        questions = [p.question for p in data.gsm8k]
-        solutions = [(c, t) for c, t in data.sft["arithmetic"] if c.endswith("[/INST]")]
-        # The two domain SFTs first (the longest: 1500 steps), then the RM and the policy: on the demo world the two
-        # workers then finish within ~30 s of each other (seed 0, measured: SFTs 131 / 150 s, RM 68 s, policy 16 s).
+        # After the base, the RM, the domain LMs and the policy do not depend on each other: side by side. The two
+        # domain SFTs first (the longest: 1500 steps), then the RM and the policy, so the two workers finish close
+        # to each other.
         jobs = [(subset, data.sft[subset]) for subset in DOMAINS]
         jobs += [("rm", data.rm_pairs), ("policy", (solutions, questions))]
-        done = _run_jobs(jobs, out, seed, spec)
+        done |= _run_stage(pool, jobs, out, seed, spec, f"train RM, domains, policy ({spec.workers} processes)")
         candidates = done["policy"][0]
         lap("parallel")
-
         # Build-time check of the mechanism's preconditions (the demo prints them): the base judges held-out
         # facts, each domain LM its own skill.
-        by_subset = {s: [r for r in data.rewardbench if r["subset"] == s and r["rejected_model"] != RM_ONLY]
-                     for s in ("general", *DOMAINS)}
-        models = {"base": base} | {f: LlamaForCausalLM.from_pretrained(out / f) for f in DOMAINS.values()}
-        verdicts = {
-            f"{name}_{subset}": verdict_accuracy(model.eval(), tokenizer, rows)
-            for name, model in models.items()
-            for subset, rows in by_subset.items()
-        }
+        done |= _run_stage(pool, [("checks", by_subset)], out, seed, spec, None)
+        verdicts = done["checks"][0]
         lap("checks")
-        domain_tok_size = len(PreTrainedTokenizerFast.from_pretrained(out / DOMAINS["arithmetic"]))
+    domain_tok_size = len(PreTrainedTokenizerFast.from_pretrained(out / DOMAINS["arithmetic"]))
+    math = [settings for _, _, settings in done.values()]
+    if any(m != math[0] for m in math):
+        raise WorldBuildError(f"the world's trainings ran with different math settings: {math}")
+    if (why := mathpath.deviation(math[0])) is not None:
+        LOG.warning("this world is not on the pinned math path (%s): its weights, and the demo's figures, can "
+                    "differ from other machines'", why)
 
     generation = {
         "model": f"policy: base + {spec.policy_steps} SFT steps on correct worked answers",
@@ -268,6 +283,7 @@ def _build_into(out: Path, seed: int, size: str, spec: WorldSpec) -> None:
             for i, (q, c) in enumerate(zip(questions, candidates))
         ],
     )
+    sha256 = {name: sha256_file(out / name / "model.safetensors") for name in ("base", *DOMAINS.values(), "rm")}
     metadata = {
         "version": WORLD_VERSION,
         "seed": seed,
@@ -283,11 +299,10 @@ def _build_into(out: Path, seed: int, size: str, spec: WorldSpec) -> None:
             "gsm8k_problems": len(data.gsm8k),
         },
         "verdict_accuracy": verdicts,
-        "sha256": {name: sha256_file(out / name / "model.safetensors") for name in ("base", *DOMAINS.values(), "rm")},
+        "sha256": sha256,
+        "digest": world_digest(sha256),
+        "math": math[0] | {"pinned": mathpath.deviation(math[0]) is None},
         "build_seconds": {"wall": time.perf_counter() - start_wall, "cpu": time.process_time() - start_cpu,
-                          "stages": stages, "jobs": {name: seconds for name, (_, seconds) in done.items()},
-                          "pretrain_seconds_per_step": {str(k): v for k, v in tuner.rates.items()},
-                          "pretrain_threads_at_end": tuner.threads},
-        "torch": torch.__version__,
+                          "stages": stages, "jobs": {name: seconds for name, (_, seconds, _) in done.items()}},
     }
     (out / "world.json").write_text(json.dumps(metadata, indent=2) + "\n")
