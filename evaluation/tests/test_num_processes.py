@@ -30,4 +30,11 @@ def test_two_cpu_processes_equal_one(tiny_rm_dir, tmp_path):
     a, b = (pd.read_parquet(outputs[n] / "pairwise.per_example.parquet") for n in (1, 2))
     assert (a["score_chosen"] - b["score_chosen"]).abs().max() < 1e-6
     assert (a["score_rejected"] - b["score_rejected"]).abs().max() < 1e-6
-    assert one["subsets"] == two["subsets"]
+    # Each process scores its own batches, so a score may differ in its last bits (hence the tolerance above); an
+    # accuracy may then differ by the pairs whose margin is within that noise, never by more.
+    margin = (a["score_chosen"] - a["score_rejected"]).abs()
+    assert one["subsets"].keys() == two["subsets"].keys()
+    for subset, accuracy in one["subsets"].items():
+        in_subset = a["subset"] == subset if "subset" in a.columns else slice(None)
+        near_ties = int((margin[in_subset] < 1e-5).sum())
+        assert abs(accuracy - two["subsets"][subset]) <= near_ties / len(margin[in_subset]) + 1e-12, subset
