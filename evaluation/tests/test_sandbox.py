@@ -22,6 +22,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import dogerm_eval
 from dogerm_eval.sandbox import (
@@ -30,6 +32,7 @@ from dogerm_eval.sandbox import (
     Layers,
     SandboxLimits,
     _own_cgroup,
+    _verdict,
     active_defences,
     execute,
     probe_layers,
@@ -150,6 +153,17 @@ def test_harness_file_protocol(tmp_path: Path) -> None:
                      "        os.write(1, repr(os.read(fd, 64)).encode())\n    except OSError:\n        pass\n")
     code, marker, output = _run_harness(read_every_fd, tmp_path)  # the nonce pipe is closed before the program
     assert (code, marker) == (0, b"n" * 32 + b"passed") and "nnnn" not in output
+
+
+@given(st.binary(max_size=64), st.sampled_from([b"passed", b"failed", b"timeout"]))
+def test_only_the_nonce_followed_by_a_verdict_is_a_verdict(written: bytes, verdict: bytes) -> None:
+    nonce = b"0123456789abcdef" * 2
+    assert _verdict(nonce + verdict, nonce) == verdict.decode()
+    # anything else the pipe may hold (a guess, bytes before the nonce, a cut or unknown verdict) is no verdict
+    assert _verdict(written, nonce) == "timeout" or written in (nonce + b"passed", nonce + b"failed",
+                                                                   nonce + b"timeout")
+    assert _verdict(written + nonce + verdict, nonce) == ("timeout" if written else verdict.decode())
+    assert _verdict(nonce + verdict[:-1], nonce) == _verdict(nonce + verdict + b"!", nonce) == "timeout"
 
 
 def test_harness_imports_without_running_and_its_hook_refuses_sockets() -> None:
