@@ -1,12 +1,19 @@
 """Sweep report: `OUT/sweep.csv` (lambda, or a grid's parameters, + one column per metric), the same table as
 `OUT/metrics.json`, one PNG per benchmark, and a printed table.
 
+A table never replaces one that holds more: a later sweep into the same OUT whose table covers the existing one's
+rows and columns replaces it, one with other benchmarks (the same rows) is added to it, and any other is written
+beside it as `OUT/sweep.<benchmarks>[@<subsets>].csv` (`metrics.<...>.json`, `sweep.<...>-<benchmark>.png`);
+`overwrite` replaces. The printed table marks with `*` each number computed over only part of its benchmark
+(a result's `partial`) and says below it what is missing.
+
 Baselines (a `dogerm-eval judge` result) are reference rows below the members: no parameters, their name in the
 column `baseline` (empty for members), the same metric columns; a dotted line in the plots; not in `metrics.json`
 (the checkpoints' own table, for their model card)."""
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -17,10 +24,13 @@ from matplotlib.figure import Figure
 
 from dogerm_eval import nonfinite
 from dogerm_eval.errors import BenchmarkError
+from dogerm_eval.results import PARTIAL, partial_notes, result_name
 from dogerm_mergekit.contract import METRICS, MetricsTable, is_parameter, point_label
 from dogerm_mergekit.files import atomic_file
 
+LOG = logging.getLogger(__name__)
 SWEEP_CSV = "sweep.csv"
+
 BASELINE = "baseline"
 """The column naming a reference row (e.g. ``judge org/domain-lm``); only present when the table has baselines."""
 
@@ -51,12 +61,14 @@ def sweep_frame(rows: Sequence[tuple[Mapping[str, float], Mapping[str, Mapping[s
     (name, result) adds a row after the members: no parameters, its result's `metrics`, its name in `baseline`."""
     records = []
     marked: set[str] = set()
+    notes: dict[str, str] = {}
     for point, results in rows:
         record: dict[str, float] = dict(point)
         for benchmark, result in results.items():
             if "metrics" not in result:
                 raise BenchmarkError(f"the {benchmark} result has no `metrics` (written by an older dogerm-eval?)")
             record.update({key: _number(value) for key, value in result["metrics"].items()})
+            notes.update(partial_notes(benchmark, result))
             counts = result.get(nonfinite.POLICY_KEY) or {}
             record[f"{benchmark}/{nonfinite.COLUMN}"] = float(counts.get("total", 0))
             if counts.get("total"):
@@ -67,12 +79,15 @@ def sweep_frame(rows: Sequence[tuple[Mapping[str, float], Mapping[str, Mapping[s
                                 and c.split("/", 1)[0] not in marked])
     parameters = parameter_columns(frame)
     frame = frame.sort_values(parameters, kind="stable").reset_index(drop=True) if parameters else frame
-    if not baselines:
-        return frame
-    references = pd.DataFrame.from_records(
-        [{**{key: _number(value) for key, value in result["metrics"].items()}, BASELINE: name}
-         for name, result in baselines])
-    return pd.concat([frame, references], ignore_index=True)
+    if baselines:
+        references = pd.DataFrame.from_records(
+            [{**{key: _number(value) for key, value in result["metrics"].items()}, BASELINE: name}
+             for name, result in baselines])
+        for _, result in baselines:
+            notes.update(partial_notes(result.get("judged_benchmark", ""), result))
+        frame = pd.concat([frame, references], ignore_index=True)
+    frame.attrs[PARTIAL] = {column: note for column, note in notes.items() if column in frame.columns}
+    return frame
 
 
 def _x_axis(frame: pd.DataFrame) -> tuple[str, list[str]]:
@@ -142,22 +157,103 @@ def metrics_table(frame: pd.DataFrame) -> MetricsTable:
                               for row in members.to_dict("records")])
 
 
-def write_report(frame: pd.DataFrame, output_dir: Path) -> list[Path]:
-    """Write `OUT/sweep.csv`, `OUT/metrics.json` and `OUT/sweep-<benchmark>.png` per benchmark; return their paths."""
+def _benchmarks(frame: pd.DataFrame) -> list[str]:
+    return list(dict.fromkeys(c.split("/", 1)[0] for c in frame.columns if not is_parameter(c) and c != BASELINE))
+
+
+def _keys(frame: pd.DataFrame) -> list[str]:
+    """The columns naming a row: the parameters, and `baseline` where the table has reference rows."""
+    return [*parameter_columns(frame), *([BASELINE] if BASELINE in frame.columns else [])]
+
+
+def _rows(frame: pd.DataFrame) -> set[tuple[Any, ...]]:
+    """Each row's parameters and baseline name ("" for a member)."""
+    names = frame[BASELINE] if BASELINE in frame.columns else pd.Series([None] * len(frame), index=frame.index)
+    values = frame[parameter_columns(frame)].assign(**{BASELINE: names})
+    return {tuple("" if pd.isna(v) else v for v in row) for row in values.itertuples(index=False)}
+
+
+def _combine(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame | None:
+    """`new` where it covers every row and column of `old`; both joined row by row where they share the parameters
+    and no metric (a sweep of other benchmarks); else None."""
+    if parameter_columns(old) != parameter_columns(new):
+        return None
+    metrics_old = set(old.columns) - set(_keys(old))
+    metrics_new = set(new.columns) - set(_keys(new))
+    if metrics_old <= metrics_new and _rows(old) <= _rows(new):
+        return new
+    if metrics_old & metrics_new:
+        return None
+    keys = list(dict.fromkeys([*_keys(old), *_keys(new)]))
+    old, new = (f if BASELINE not in keys or BASELINE in f.columns else f.assign(**{BASELINE: None})
+                for f in (old, new))
+    joined = old.merge(new, on=keys, how="outer", sort=False)
+    members, baselines = split_baselines(joined)
+    parameters = parameter_columns(joined)
+    members = members.sort_values(parameters, kind="stable") if parameters else members
+    if BASELINE in joined.columns:
+        members = members.assign(**{BASELINE: None})
+    ordered = pd.concat([members, baselines], ignore_index=True)[[c for c in joined.columns if c != BASELINE]
+                                                                 + ([BASELINE] if BASELINE in joined.columns else [])]
+    ordered.attrs = dict(new.attrs)
+    return ordered
+
+
+def _place(frame: pd.DataFrame, output_dir: Path, tag: str, overwrite: bool) -> tuple[str, pd.DataFrame]:
+    """The name stem (`sweep`, else `sweep.<tag>`, `sweep.<tag>-2`, ...) and the table to write there: the first
+    stem free, or holding a table `frame` covers or adds benchmarks to (``_combine``); says what it did."""
+    stems = ["sweep", f"sweep.{tag}", *(f"sweep.{tag}-{n}" for n in range(2, 1000))]
+    for stem in stems:
+        path = output_dir / f"{stem}.csv"
+        if overwrite or not path.is_file():
+            break
+        try:
+            old = pd.read_csv(path, dtype={BASELINE: str} if BASELINE in frame.columns else None)
+        except (OSError, ValueError, pd.errors.ParserError):
+            continue
+        combined = _combine(old, frame)
+        if combined is frame:
+            break
+        if combined is not None:
+            kept = [b for b in _benchmarks(old) if b not in _benchmarks(frame)]
+            LOG.info("%s: added %s to the table (kept %s)", path, ", ".join(_benchmarks(frame)), ", ".join(kept))
+            return stem, combined
+    if stem != "sweep":
+        LOG.info("%s holds rows or columns this table lacks, so it stays; this table goes to %s beside it "
+                 "(--overwrite replaces it)", output_dir / SWEEP_CSV, output_dir / f"{stem}.csv")
+    return stem, frame
+
+
+def write_report(frame: pd.DataFrame, output_dir: Path, subsets: Sequence[str] | None = None,
+                 overwrite: bool = False) -> list[Path]:
+    """Write `OUT/sweep.csv`, `OUT/metrics.json` and `OUT/sweep-<benchmark>.png` per benchmark; return their paths.
+
+    An existing `OUT/sweep.csv` is replaced only when this table covers it (or `overwrite`); a table of other
+    benchmarks is joined to it; any other goes beside it as `OUT/sweep.<benchmarks>[@<subsets>].csv`,
+    `metrics.<...>.json` and `sweep.<...>-<benchmark>.png` (``_place``)."""
     output_dir = Path(output_dir)
-    csv, metrics = output_dir / SWEEP_CSV, output_dir / METRICS
+    stem, frame = _place(frame, output_dir, result_name("+".join(_benchmarks(frame)), subsets), overwrite)
+    csv = output_dir / f"{stem}.csv"
+    metrics = output_dir / (METRICS if stem == "sweep" else f"metrics{stem.removeprefix('sweep')}.json")
     with atomic_file(csv) as tmp:
         frame.to_csv(tmp, index=False)
     metrics_table(frame).save(metrics)
-    benchmarks = dict.fromkeys(c.split("/", 1)[0] for c in frame.columns if not is_parameter(c))
-    return [csv, metrics, *(plot_benchmark(frame, b, output_dir / f"sweep-{b}.png") for b in benchmarks)]
+    return [csv, metrics, *(plot_benchmark(frame, b, output_dir / f"{stem}-{b}.png") for b in _benchmarks(frame))]
 
 
 def format_table(frame: pd.DataFrame) -> str:
     """The sweep as a text table (lambda or grid points down, metrics across, 4 decimals; non-finite counts as
-    integers)."""
+    integers; a baseline row's parameters blank); a number computed over part of its benchmark is marked `*`, and
+    a line below says what it misses."""
     counts = {c: "Int64" for c in frame.columns if c.endswith(f"/{nonfinite.COLUMN}")}
     shown = frame.astype(counts)
     if BASELINE in shown.columns:
+        reference = shown[BASELINE].notna()
         shown[BASELINE] = shown[BASELINE].fillna("")
-    return shown.to_string(index=False, float_format=lambda value: f"{value:.4f}")
+        for column in parameter_columns(shown):
+            shown[column] = [("" if ref else f"{value:.4f}") for value, ref in zip(shown[column], reference)]
+    notes = frame.attrs.get(PARTIAL, {})
+    shown = shown.rename(columns={column: f"{column}*" for column in notes})
+    lines = [shown.to_string(index=False, float_format=lambda value: f"{value:.4f}")]
+    lines += [f"* {column} is partial: {notes[column]}" for column in frame.columns if column in notes]
+    return "\n".join(lines)
