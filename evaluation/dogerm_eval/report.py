@@ -1,10 +1,10 @@
 """Sweep report: `OUT/sweep.csv` (lambda, or a grid's parameters, + one column per metric), the same table as
 `OUT/metrics.json`, one PNG per benchmark, and a printed table.
 
-A table never replaces one that holds more: a later sweep into the same OUT whose table covers the existing one's
-rows and columns replaces it, one with other benchmarks (the same rows) is added to it, and any other is written
-beside it as `OUT/sweep.<benchmarks>[@<subsets>].csv` (`metrics.<...>.json`, `sweep.<...>-<benchmark>.png`);
-`overwrite` replaces. The printed table marks with `*` each number computed over only part of its benchmark
+A table never loses a number: a later sweep into the same OUT is joined to the existing table (the union of their
+rows and columns: other benchmarks are added, a rerun replaces its own) wherever every number they share agrees;
+otherwise (e.g. a run on some subsets, whose scores differ) it goes beside it as `OUT/sweep.<benchmarks>[@<subsets>].csv`
+(`metrics.<...>.json`, `sweep.<...>-<benchmark>.png`); `overwrite` replaces `OUT/sweep.csv`. The printed table marks with `*` each number computed over only part of its benchmark
 (a result's `partial`) and says below it what is missing.
 
 Baselines (a `dogerm-eval judge` result) are reference rows below the members: no parameters, their name in the
@@ -161,66 +161,58 @@ def _benchmarks(frame: pd.DataFrame) -> list[str]:
     return list(dict.fromkeys(c.split("/", 1)[0] for c in frame.columns if not is_parameter(c) and c != BASELINE))
 
 
-def _keys(frame: pd.DataFrame) -> list[str]:
-    """The columns naming a row: the parameters, and `baseline` where the table has reference rows."""
-    return [*parameter_columns(frame), *([BASELINE] if BASELINE in frame.columns else [])]
-
-
-def _rows(frame: pd.DataFrame) -> set[tuple[Any, ...]]:
-    """Each row's parameters and baseline name ("" for a member)."""
-    names = frame[BASELINE] if BASELINE in frame.columns else pd.Series([None] * len(frame), index=frame.index)
-    values = frame[parameter_columns(frame)].assign(**{BASELINE: names})
-    return {tuple("" if pd.isna(v) else v for v in row) for row in values.itertuples(index=False)}
-
-
 def _combine(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame | None:
-    """`new` where it covers every row and column of `old`; both joined row by row where they share the parameters
-    and no metric (a sweep of other benchmarks); else None."""
-    if parameter_columns(old) != parameter_columns(new):
+    """`old` and `new` joined row by row (by parameters and baseline name) where every number they share is the
+    same: the union of their rows and columns (`old`'s columns first). None where they have other parameters or a
+    shared cell differs (then joining would lose a number)."""
+    parameters = parameter_columns(new)
+    if parameter_columns(old) != parameters:
         return None
-    metrics_old = set(old.columns) - set(_keys(old))
-    metrics_new = set(new.columns) - set(_keys(new))
-    if metrics_old <= metrics_new and _rows(old) <= _rows(new):
-        return new
-    if metrics_old & metrics_new:
-        return None
-    keys = list(dict.fromkeys([*_keys(old), *_keys(new)]))
-    old, new = (f if BASELINE not in keys or BASELINE in f.columns else f.assign(**{BASELINE: None})
-                for f in (old, new))
-    joined = old.merge(new, on=keys, how="outer", sort=False)
+    keys = [*parameters, BASELINE]
+    old, new_ = (f if BASELINE in f.columns else f.assign(**{BASELINE: None}) for f in (old, new))
+    joined = new_.merge(old, on=keys, how="outer", suffixes=("", " (earlier)"), sort=False)
+    for column in [c for c in new_.columns if c in old.columns and c not in keys]:
+        earlier = joined.pop(f"{column} (earlier)")
+        now = pd.to_numeric(joined[column])
+        earlier = pd.to_numeric(earlier)
+        if not (now.isna() | earlier.isna() | (now == earlier)).all():
+            return None
+        joined[column] = now.where(now.notna(), earlier)
     members, baselines = split_baselines(joined)
-    parameters = parameter_columns(joined)
     members = members.sort_values(parameters, kind="stable") if parameters else members
-    if BASELINE in joined.columns:
-        members = members.assign(**{BASELINE: None})
-    ordered = pd.concat([members, baselines], ignore_index=True)[[c for c in joined.columns if c != BASELINE]
-                                                                 + ([BASELINE] if BASELINE in joined.columns else [])]
+    columns = list(dict.fromkeys(c for c in [*old.columns, *new_.columns] if c != BASELINE))
+    if baselines.empty:
+        ordered = members[columns].reset_index(drop=True)
+    else:
+        ordered = pd.concat([members.assign(**{BASELINE: None}), baselines], ignore_index=True)[[*columns, BASELINE]]
+    ordered = ordered.astype({c: float for c in columns})
     ordered.attrs = dict(new.attrs)
     return ordered
 
 
 def _place(frame: pd.DataFrame, output_dir: Path, tag: str, overwrite: bool) -> tuple[str, pd.DataFrame]:
     """The name stem (`sweep`, else `sweep.<tag>`, `sweep.<tag>-2`, ...) and the table to write there: the first
-    stem free, or holding a table `frame` covers or adds benchmarks to (``_combine``); says what it did."""
+    stem free, or holding a table `frame` joins without losing a number (``_combine``); says what it did."""
     stems = ["sweep", f"sweep.{tag}", *(f"sweep.{tag}-{n}" for n in range(2, 1000))]
     for stem in stems:
         path = output_dir / f"{stem}.csv"
         if overwrite or not path.is_file():
             break
         try:
-            old = pd.read_csv(path, dtype={BASELINE: str} if BASELINE in frame.columns else None)
+            old = pd.read_csv(path, dtype={BASELINE: str})
         except (OSError, ValueError, pd.errors.ParserError):
             continue
         combined = _combine(old, frame)
-        if combined is frame:
-            break
         if combined is not None:
             kept = [b for b in _benchmarks(old) if b not in _benchmarks(frame)]
-            LOG.info("%s: added %s to the table (kept %s)", path, ", ".join(_benchmarks(frame)), ", ".join(kept))
+            rows = len(combined) - len(frame)
+            if kept or rows:
+                LOG.info("%s: this table joined to the one there (kept %s)", path,
+                         ", ".join([*kept, *([f"{rows} more rows"] if rows else [])]))
             return stem, combined
     if stem != "sweep":
-        LOG.info("%s holds rows or columns this table lacks, so it stays; this table goes to %s beside it "
-                 "(--overwrite replaces it)", output_dir / SWEEP_CSV, output_dir / f"{stem}.csv")
+        LOG.info("%s holds other numbers for some of this table's cells, so it stays; this table goes to %s beside "
+                 "it (--overwrite replaces it)", output_dir / SWEEP_CSV, output_dir / f"{stem}.csv")
     return stem, frame
 
 
@@ -228,9 +220,9 @@ def write_report(frame: pd.DataFrame, output_dir: Path, subsets: Sequence[str] |
                  overwrite: bool = False) -> list[Path]:
     """Write `OUT/sweep.csv`, `OUT/metrics.json` and `OUT/sweep-<benchmark>.png` per benchmark; return their paths.
 
-    An existing `OUT/sweep.csv` is replaced only when this table covers it (or `overwrite`); a table of other
-    benchmarks is joined to it; any other goes beside it as `OUT/sweep.<benchmarks>[@<subsets>].csv`,
-    `metrics.<...>.json` and `sweep.<...>-<benchmark>.png` (``_place``)."""
+    An existing `OUT/sweep.csv` is joined with this table where they agree, else this table goes beside it as
+    `OUT/sweep.<benchmarks>[@<subsets>].csv`, `metrics.<...>.json` and `sweep.<...>-<benchmark>.png` (``_place``);
+    `overwrite` replaces it."""
     output_dir = Path(output_dir)
     stem, frame = _place(frame, output_dir, result_name("+".join(_benchmarks(frame)), subsets), overwrite)
     csv = output_dir / f"{stem}.csv"

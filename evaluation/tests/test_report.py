@@ -136,8 +136,9 @@ def _rows(metrics: dict[str, list[float]], lambdas: Sequence[float] = (0.0, 0.5)
 
 def test_a_later_sweep_into_the_same_folder_keeps_every_table(tmp_path: Path,
                                                               caplog: pytest.LogCaptureFixture) -> None:
-    """Other benchmarks are added to sweep.csv, a table covering it replaces it, any other goes beside it (named by
-    its benchmarks and subsets; a rerun replaces its own), and --overwrite replaces sweep.csv."""
+    """A table is joined to sweep.csv where every number they share agrees (other benchmarks added, a table covering
+    it replaces it, a table it covers leaves it whole), any other goes beside it (named by its benchmarks and
+    subsets; a rerun joins its own), and --overwrite replaces sweep.csv."""
     full = {"rewardbench/math": [0.6, 0.7], "rewardbench/chat": [0.9, 0.8], "rewardbench/score": [0.75, 0.74]}
     bon = {"bon-humaneval/expected@4": [0.3, 0.4]}
 
@@ -150,10 +151,15 @@ def test_a_later_sweep_into_the_same_folder_keeps_every_table(tmp_path: Path,
     assert [p.name for p in paths] == ["sweep.csv", "metrics.json", "sweep-rewardbench.png", "sweep-bon-humaneval.png"]
     assert csv() == {"lambda": [0.0, 0.5], **full, **bon}
     assert pd.DataFrame(MetricsTable.load(tmp_path / "metrics.json").rows).to_dict("list") == csv()
-    assert f"{tmp_path / 'sweep.csv'}: added bon-humaneval to the table (kept rewardbench)" in caplog.messages
+    assert f"{tmp_path / 'sweep.csv'}: this table joined to the one there (kept rewardbench)" in caplog.messages
     # one table of both (the README's `--benchmark rewardbench,bon-humaneval`) covers it: replaced, nothing beside
     write_report(sweep_frame(_rows({**full, **bon})), tmp_path)
     assert csv() == {"lambda": [0.0, 0.5], **full, **bon}
+    # a rerun of the first step, or of one member: the numbers agree, the table stays whole
+    write_report(sweep_frame(_rows(full)), tmp_path)
+    write_report(sweep_frame(_rows({k: v[1:] for k, v in full.items()}, [0.5])), tmp_path)
+    assert csv() == {"lambda": [0.0, 0.5], **full, **bon} and sorted(p.name for p in tmp_path.glob("*.csv")) == [
+        "sweep.csv"]
     # a run on math-prm (to compare with a judge): beside, sweep.csv untouched
     math_only = {"rewardbench/math": [0.6, 0.7], "rewardbench/score": [0.6, 0.7]}
     caplog.clear()
@@ -163,11 +169,10 @@ def test_a_later_sweep_into_the_same_folder_keeps_every_table(tmp_path: Path,
     assert [p.name for p in paths] == [f"{stem}.csv", "metrics.rewardbench@math-prm.json", f"{stem}-rewardbench.png"]
     assert csv() == {"lambda": [0.0, 0.5], **full, **bon} and csv(f"{stem}.csv") == {"lambda": [0.0, 0.5], **math_only}
     assert f"this table goes to {tmp_path / stem}.csv beside it" in caplog.text
-    write_report(sweep_frame(_rows({k: [0.1, 0.2] for k in math_only})), tmp_path, ["math-prm"])  # a rerun: replaced
-    assert csv(f"{stem}.csv") == {"lambda": [0.0, 0.5], **{k: [0.1, 0.2] for k in math_only}}
-    write_report(sweep_frame(_rows({k: [0.3] for k in math_only}, [0.0])), tmp_path, ["math-prm"])  # fewer rows
+    write_report(sweep_frame(_rows(math_only)), tmp_path, ["math-prm"])  # a rerun: the same file
+    write_report(sweep_frame(_rows({k: [0.3] for k in math_only}, [0.0])), tmp_path, ["math-prm"])  # other numbers
     assert csv(f"{stem}-2.csv") == {"lambda": [0.0], **{k: [0.3] for k in math_only}}
-    assert csv(f"{stem}.csv")["rewardbench/math"] == [0.1, 0.2]
+    assert csv(f"{stem}.csv") == {"lambda": [0.0, 0.5], **math_only}
     write_report(sweep_frame(_rows(math_only)), tmp_path, ["math-prm"], overwrite=True)
     assert csv() == {"lambda": [0.0, 0.5], **math_only}
     assert sorted(p.name for p in tmp_path.glob("*.csv")) == ["sweep.csv", f"{stem}-2.csv", f"{stem}.csv"]
