@@ -2,10 +2,11 @@
 `OUT/metrics.json`, one PNG per benchmark, and a printed table.
 
 A table never loses a number: a later sweep into the same OUT is joined to the existing table (the union of their
-rows and columns: other benchmarks are added, a rerun replaces its own) wherever every number they share agrees;
-otherwise (e.g. a run on some subsets, whose scores differ) it goes beside it as `OUT/sweep.<benchmarks>[@<subsets>].csv`
-(`metrics.<...>.json`, `sweep.<...>-<benchmark>.png`); `overwrite` replaces `OUT/sweep.csv`. The printed table marks with `*` each number computed over only part of its benchmark
-(a result's `partial`) and says below it what is missing.
+rows and columns: other benchmarks are added, a rerun keeps it whole) wherever every number they share agrees;
+otherwise (e.g. a run on some subsets, whose scores differ) it goes beside it as
+`OUT/sweep.<benchmarks>[@<subsets>].csv` (`metrics.<...>.json`, `sweep.<...>-<benchmark>.png`); `overwrite` replaces
+`OUT/sweep.csv`. The printed table marks with `*` each number computed over only part of its benchmark (a result's
+`partial`) and says below it what is missing.
 
 Baselines (a `dogerm-eval judge` result) are reference rows below the members: no parameters, their name in the
 column `baseline` (empty for members), the same metric columns; a dotted line in the plots; not in `metrics.json`

@@ -95,7 +95,8 @@ def partial_notes(benchmark: str, result: Mapping[str, Any]) -> dict[str, str]:
         missing = list(gap["missing"])
         text = f"over {gap['of'] - len(missing)} of {gap['of']}" if missing else ""
         if missing:
-            text += ", missing " + ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+            more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+            text += ", missing " + ", ".join(missing[:3]) + more
         if gap.get(PARTIAL):
             text += ("; " if text else "") + "from partial " + ", ".join(gap[PARTIAL])
         notes[next(iter(metric_columns(benchmark, {name: 0.0}, 0.0)))] = text

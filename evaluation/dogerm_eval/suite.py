@@ -3,8 +3,9 @@ v1, RewardBench v2, PPE Preference, PPE Correctness, RMB, RM-Bench, and JudgeBen
 
 Each benchmark contributes its registry headline (``dogerm_eval.registry``); the summary is ``suite/<benchmark>``
 per benchmark and ``suite/average`` (over the benchmarks with a number; its ``partial`` names those without one and
-those scored on part of their data, and the table says so), written per model to ``OUT/<model-slug>/suite.json`` and as one row per model
-of ``OUT/suite.csv``; a sweep adds the same columns to its table and plots them in ``OUT/sweep-suite.png``.
+those scored on part of their data, and the table says so), written per model to ``OUT/<model-slug>/suite.json``
+and as one row per model of ``OUT/suite.csv``; a sweep adds the same columns to its table and plots them in
+``OUT/sweep-suite.png``.
 """
 
 from __future__ import annotations

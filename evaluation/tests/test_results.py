@@ -129,8 +129,9 @@ def test_no_result_is_replaced_unasked(tmp_path: Path, model: ResolvedModel, tas
     assert run_model([task], model, SETTINGS, lambda m: never(), out)["rewardbench"] == full  # both still cached
     assert run_model([some], model, SETTINGS, lambda m: never(), out)["rewardbench"] == part
     other = prepare_task("rewardbench", str(write_rewardbench(tmp_path / "rb2.parquet", COUNTS, prefix="x")), None)
+    brief = {**SETTINGS, "format": {"system_prompt": "Be brief."}}
     for tasks, settings, differs in (([task], {**SETTINGS, "dtype": "bfloat16"}, "settings dtype"),
-                                     ([task], {**SETTINGS, "format": {"system_prompt": "Be brief."}}, "settings format"),
+                                     ([task], brief, "settings format"),
                                      ([other], SETTINGS, f"data {task.table.dataset}")):
         with pytest.raises(OptionError, match=f"{path} holds a result on other {differs}.*pass --overwrite"):
             run_model(tasks, model, settings, lambda m: never(), out)
