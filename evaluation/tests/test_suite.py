@@ -111,6 +111,12 @@ def test_suite_command_end_to_end(tiny_rm_dir: Path, tmp_path: Path) -> None:
     row = pd.read_csv(out / "suite.csv").iloc[0]
     assert row["average"] == pytest.approx(saved["average"], abs=1e-12) and row["model"] == str(tiny_rm_dir)
     assert "Average" in result.output and "JudgeBench" in result.output
+    # the small files hold some subsets of RewardBench v1 (3 of 23): its line and the average are marked and named
+    lines = result.output.splitlines()
+    assert next(line for line in lines if line.startswith("RewardBench v1")).endswith("*")
+    assert "rewardbench" in saved["partial"]["average"]["partial"] and saved["complete"] is False
+    assert "* suite/rewardbench is partial: over 3 of 23, missing alpacaeval-length" in result.output
+    assert any(line.startswith("* suite/average is partial: from partial ") for line in lines)
 
 
 @pytest.mark.parametrize("args, message", [
