@@ -64,8 +64,8 @@ TRUST_REMOTE_CODE = click.option(
 
 OVERWRITE = click.option(
     "--overwrite", is_flag=True,
-    help="Replace results in OUT scored on other data or with other settings, and the sweep's table (default: "
-    "refuse such a run before scoring, and write a table that would lose columns or rows beside the existing one).")
+    help="Replace results in OUT scored on other data or with other settings, and OUT/sweep.csv (default: refuse "
+    "such a run before scoring; a sweep table whose numbers differ from OUT/sweep.csv's goes beside it).")
 
 
 def split_list(value: str | None) -> list[str] | None:
