@@ -128,6 +128,8 @@ def test_rewardbench2_and_autoj_end_to_end(tiny_rm_dir: Path, tmp_path: Path) ->
     assert code == 0, output
     autoj = json.loads((out / tiny_rm_dir.name / "autoj@code+math.json").read_text())  # a run on some subsets
     assert set(autoj["sections"]) == {"Math", "Code"} and autoj["agreement"]["tuned_on_test"] is True
+    assert autoj["partial"] == {"score": {"missing": ["Other"], "of": 3}} and autoj["complete"] is False
+    assert "autoj/score*" in output and "* autoj/score is partial: over 2 of 3, missing Other" in output
 
 
 def test_sweep_end_to_end(tiny_rm_dir: Path, make_tiny_rm, tmp_path: Path) -> None:
