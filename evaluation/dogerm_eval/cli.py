@@ -98,7 +98,8 @@ def _benchmark_command(name: str, summary: str) -> click.Command:
                                  options)
         result = results[name]
         click.echo(format_table(sweep_frame([({}, results)])))
-        click.echo(f"{name} score: {result['score']:.4f}{note(result)}")
+        partial = " (partial: see * above)" if result.get("complete") is False else ""
+        click.echo(f"{name} score: {result['score']:.4f}{partial}{note(result)}")
 
     return command
 
@@ -221,10 +222,13 @@ def sweep(sweep: str | None, benchmarks: str, data: tuple[str, ...], candidate_f
         resolved = [(lam, resolve_model(ref, trust)) for lam, ref in members] if local \
             else resolve_members(members, trust)
     if local:
+        from dogerm_eval.benchmarks import check_outputs
+
+        check_outputs(tasks, [model for _, model in resolved], record, options["output_dir"], options["overwrite"])
         for _, model in resolved:
             _read_existing(model, [n for n in names if n not in runnable], options["output_dir"])
     evaluated = evaluate_sweep(resolved, tasks, record, make_scorer, options["output_dir"],
-                               options["checkpoint_every"])
+                               options["checkpoint_every"], options["overwrite"])
     rows = []
     for point, model, results in evaluated:
         results.update(_read_existing(model, [n for n in names if n not in runnable], options["output_dir"]))
@@ -238,7 +242,7 @@ def sweep(sweep: str | None, benchmarks: str, data: tuple[str, ...], candidate_f
         if options["push_results"]:
             push_results(model, results)
     frame = sweep_frame(rows, references)
-    for path in write_report(frame, options["output_dir"]):
+    for path in write_report(frame, options["output_dir"], split_list(options["subsets"]), options["overwrite"]):
         LOG.info("wrote %s", path)
     click.echo(format_table(frame))
 

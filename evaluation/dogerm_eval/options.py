@@ -62,6 +62,12 @@ TRUST_REMOTE_CODE = click.option(
     "default: give it only for repositories whose code you trust.")
 
 
+OVERWRITE = click.option(
+    "--overwrite", is_flag=True,
+    help="Replace results in OUT scored on other data or with other settings, and OUT/sweep.csv (default: refuse "
+    "such a run before scoring; a sweep table whose numbers differ from OUT/sweep.csv's goes beside it).")
+
+
 def split_list(value: str | None) -> list[str] | None:
     return [item.strip() for item in value.split(",") if item.strip()] if value else None
 
@@ -105,6 +111,7 @@ def common_options(function: Callable[..., Any]) -> Callable[..., Any]:
                      help="Report results although the model scored NaN or inf (counted as never winning; results "
                      "marked with the count). Default: such a model fails with the count, nothing written."),
         TRUST_REMOTE_CODE,
+        OVERWRITE,
     ]
     for option in reversed(options):
         function = option(function)
@@ -207,7 +214,7 @@ def evaluate_model(
     if options["push_results"]:
         check_pushable(resolved)
     results = run_model(tasks, resolved, record, scorer_factory(fmt, options), options["output_dir"],
-                        options["checkpoint_every"])
+                        options["checkpoint_every"], options.get("overwrite", False))
     if options["push_results"]:
         push_results(resolved, results)
     return results

@@ -1,12 +1,20 @@
 """Sweep report: `OUT/sweep.csv` (lambda, or a grid's parameters, + one column per metric), the same table as
 `OUT/metrics.json`, one PNG per benchmark, and a printed table.
 
+A table never loses a number: a later sweep into the same OUT is joined to the existing table (the union of their
+rows and columns: other benchmarks are added, a rerun keeps it whole) wherever every number they share agrees;
+otherwise (e.g. a run on some subsets, whose scores differ) it goes beside it as
+`OUT/sweep.<benchmarks>[@<subsets>].csv` (`metrics.<...>.json`, `sweep.<...>-<benchmark>.png`); `overwrite` replaces
+`OUT/sweep.csv`. The printed table marks with `*` each number computed over only part of its benchmark (a result's
+`partial`) and says below it what is missing.
+
 Baselines (a `dogerm-eval judge` result) are reference rows below the members: no parameters, their name in the
 column `baseline` (empty for members), the same metric columns; a dotted line in the plots; not in `metrics.json`
 (the checkpoints' own table, for their model card)."""
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -17,10 +25,13 @@ from matplotlib.figure import Figure
 
 from dogerm_eval import nonfinite
 from dogerm_eval.errors import BenchmarkError
+from dogerm_eval.results import PARTIAL, partial_notes, result_name
 from dogerm_mergekit.contract import METRICS, MetricsTable, is_parameter, point_label
 from dogerm_mergekit.files import atomic_file
 
+LOG = logging.getLogger(__name__)
 SWEEP_CSV = "sweep.csv"
+
 BASELINE = "baseline"
 """The column naming a reference row (e.g. ``judge org/domain-lm``); only present when the table has baselines."""
 
@@ -51,12 +62,14 @@ def sweep_frame(rows: Sequence[tuple[Mapping[str, float], Mapping[str, Mapping[s
     (name, result) adds a row after the members: no parameters, its result's `metrics`, its name in `baseline`."""
     records = []
     marked: set[str] = set()
+    notes: dict[str, str] = {}
     for point, results in rows:
         record: dict[str, float] = dict(point)
         for benchmark, result in results.items():
             if "metrics" not in result:
                 raise BenchmarkError(f"the {benchmark} result has no `metrics` (written by an older dogerm-eval?)")
             record.update({key: _number(value) for key, value in result["metrics"].items()})
+            notes.update(partial_notes(benchmark, result))
             counts = result.get(nonfinite.POLICY_KEY) or {}
             record[f"{benchmark}/{nonfinite.COLUMN}"] = float(counts.get("total", 0))
             if counts.get("total"):
@@ -67,12 +80,15 @@ def sweep_frame(rows: Sequence[tuple[Mapping[str, float], Mapping[str, Mapping[s
                                 and c.split("/", 1)[0] not in marked])
     parameters = parameter_columns(frame)
     frame = frame.sort_values(parameters, kind="stable").reset_index(drop=True) if parameters else frame
-    if not baselines:
-        return frame
-    references = pd.DataFrame.from_records(
-        [{**{key: _number(value) for key, value in result["metrics"].items()}, BASELINE: name}
-         for name, result in baselines])
-    return pd.concat([frame, references], ignore_index=True)
+    if baselines:
+        references = pd.DataFrame.from_records(
+            [{**{key: _number(value) for key, value in result["metrics"].items()}, BASELINE: name}
+             for name, result in baselines])
+        for _, result in baselines:
+            notes.update(partial_notes(result.get("judged_benchmark", ""), result))
+        frame = pd.concat([frame, references], ignore_index=True)
+    frame.attrs[PARTIAL] = {column: note for column, note in notes.items() if column in frame.columns}
+    return frame
 
 
 def _x_axis(frame: pd.DataFrame) -> tuple[str, list[str]]:
@@ -142,22 +158,95 @@ def metrics_table(frame: pd.DataFrame) -> MetricsTable:
                               for row in members.to_dict("records")])
 
 
-def write_report(frame: pd.DataFrame, output_dir: Path) -> list[Path]:
-    """Write `OUT/sweep.csv`, `OUT/metrics.json` and `OUT/sweep-<benchmark>.png` per benchmark; return their paths."""
+def _benchmarks(frame: pd.DataFrame) -> list[str]:
+    return list(dict.fromkeys(c.split("/", 1)[0] for c in frame.columns if not is_parameter(c) and c != BASELINE))
+
+
+def _combine(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame | None:
+    """`old` and `new` joined row by row (by parameters and baseline name) where every number they share is the
+    same: the union of their rows and columns (`old`'s columns first). None where they have other parameters or a
+    shared cell differs (then joining would lose a number)."""
+    parameters = parameter_columns(new)
+    if parameter_columns(old) != parameters:
+        return None
+    keys = [*parameters, BASELINE]
+    old, new_ = (f if BASELINE in f.columns else f.assign(**{BASELINE: None}) for f in (old, new))
+    joined = new_.merge(old, on=keys, how="outer", suffixes=("", " (earlier)"), sort=False)
+    for column in [c for c in new_.columns if c in old.columns and c not in keys]:
+        earlier = joined.pop(f"{column} (earlier)")
+        now = pd.to_numeric(joined[column])
+        earlier = pd.to_numeric(earlier)
+        if not (now.isna() | earlier.isna() | (now == earlier)).all():
+            return None
+        joined[column] = now.where(now.notna(), earlier)
+    members, baselines = split_baselines(joined)
+    members = members.sort_values(parameters, kind="stable") if parameters else members
+    columns = list(dict.fromkeys(c for c in [*old.columns, *new_.columns] if c != BASELINE))
+    if baselines.empty:
+        ordered = members[columns].reset_index(drop=True)
+    else:
+        ordered = pd.concat([members.assign(**{BASELINE: None}), baselines], ignore_index=True)[[*columns, BASELINE]]
+    ordered = ordered.astype({c: float for c in columns})
+    ordered.attrs = dict(new.attrs)
+    return ordered
+
+
+def _place(frame: pd.DataFrame, output_dir: Path, tag: str, overwrite: bool) -> tuple[str, pd.DataFrame]:
+    """The name stem (`sweep`, else `sweep.<tag>`, `sweep.<tag>-2`, ...) and the table to write there: the first
+    stem free, or holding a table `frame` joins without losing a number (``_combine``); says what it did."""
+    stems = ["sweep", f"sweep.{tag}", *(f"sweep.{tag}-{n}" for n in range(2, 1000))]
+    for stem in stems:
+        path = output_dir / f"{stem}.csv"
+        if overwrite or not path.is_file():
+            break
+        try:
+            old = pd.read_csv(path, dtype={BASELINE: str})
+        except (OSError, ValueError, pd.errors.ParserError):
+            continue
+        combined = _combine(old, frame)
+        if combined is not None:
+            kept = [b for b in _benchmarks(old) if b not in _benchmarks(frame)]
+            rows = len(combined) - len(frame)
+            if kept or rows:
+                LOG.info("%s: this table joined to the one there (kept %s)", path,
+                         ", ".join([*kept, *([f"{rows} more rows"] if rows else [])]))
+            return stem, combined
+    if stem != "sweep":
+        LOG.info("%s holds other numbers for some of this table's cells, so it stays; this table goes to %s beside "
+                 "it (--overwrite replaces it)", output_dir / SWEEP_CSV, output_dir / f"{stem}.csv")
+    return stem, frame
+
+
+def write_report(frame: pd.DataFrame, output_dir: Path, subsets: Sequence[str] | None = None,
+                 overwrite: bool = False) -> list[Path]:
+    """Write `OUT/sweep.csv`, `OUT/metrics.json` and `OUT/sweep-<benchmark>.png` per benchmark; return their paths.
+
+    An existing `OUT/sweep.csv` is joined with this table where they agree, else this table goes beside it as
+    `OUT/sweep.<benchmarks>[@<subsets>].csv`, `metrics.<...>.json` and `sweep.<...>-<benchmark>.png` (``_place``);
+    `overwrite` replaces it."""
     output_dir = Path(output_dir)
-    csv, metrics = output_dir / SWEEP_CSV, output_dir / METRICS
+    stem, frame = _place(frame, output_dir, result_name("+".join(_benchmarks(frame)), subsets), overwrite)
+    csv = output_dir / f"{stem}.csv"
+    metrics = output_dir / (METRICS if stem == "sweep" else f"metrics{stem.removeprefix('sweep')}.json")
     with atomic_file(csv) as tmp:
         frame.to_csv(tmp, index=False)
     metrics_table(frame).save(metrics)
-    benchmarks = dict.fromkeys(c.split("/", 1)[0] for c in frame.columns if not is_parameter(c))
-    return [csv, metrics, *(plot_benchmark(frame, b, output_dir / f"sweep-{b}.png") for b in benchmarks)]
+    return [csv, metrics, *(plot_benchmark(frame, b, output_dir / f"{stem}-{b}.png") for b in _benchmarks(frame))]
 
 
 def format_table(frame: pd.DataFrame) -> str:
     """The sweep as a text table (lambda or grid points down, metrics across, 4 decimals; non-finite counts as
-    integers)."""
+    integers; a baseline row's parameters blank); a number computed over part of its benchmark is marked `*`, and
+    a line below says what it misses."""
     counts = {c: "Int64" for c in frame.columns if c.endswith(f"/{nonfinite.COLUMN}")}
     shown = frame.astype(counts)
     if BASELINE in shown.columns:
+        reference = shown[BASELINE].notna()
         shown[BASELINE] = shown[BASELINE].fillna("")
-    return shown.to_string(index=False, float_format=lambda value: f"{value:.4f}")
+        for column in parameter_columns(shown):
+            shown[column] = [("" if ref else f"{value:.4f}") for value, ref in zip(shown[column], reference)]
+    notes = frame.attrs.get(PARTIAL, {})
+    shown = shown.rename(columns={column: f"{column}*" for column in notes})
+    lines = [shown.to_string(index=False, float_format=lambda value: f"{value:.4f}")]
+    lines += [f"* {column} is partial: {notes[column]}" for column in frame.columns if column in notes]
+    return "\n".join(lines)

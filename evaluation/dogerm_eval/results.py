@@ -1,7 +1,9 @@
 """Result files under OUT/<model-slug>/: the JSON + per-example parquet, the cache key, and score checkpoints.
 
-Layout (stable): `OUT/<slug>/<benchmark>.json`, `OUT/<slug>/<benchmark>.per_example.parquet`, and while a run is
-in progress `OUT/<slug>/.cache/<benchmark>-<key16>/chunk-NNNNN.npy` (removed once the JSON is written).
+Layout (stable): `OUT/<slug>/<name>.json`, `OUT/<slug>/<name>.per_example.parquet`, and while a run is in progress
+`OUT/<slug>/.cache/<benchmark>-<key16>/chunk-NNNNN.npy` (removed once the JSON is written). `<name>` is the benchmark
+for a run on all its data, `<benchmark>@<subset>+<subset>` for a run on some subsets, so that neither replaces the
+other; a result on other data or settings is replaced only when asked (`check_replaceable`).
 """
 
 from __future__ import annotations
@@ -9,15 +11,16 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import shutil
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from dogerm_eval.errors import ModelError
+from dogerm_eval.errors import ModelError, OptionError
 from dogerm_eval.models import ResolvedModel
 from dogerm_mergekit.contract import load_manifest, verify_checkpoint
 from dogerm_mergekit.errors import DogeRMError
@@ -28,6 +31,8 @@ if TYPE_CHECKING:
 
 REQUIRED_KEYS = ("dataset", "dataset_revision", "settings", "subsets", "sections", "score")
 DEFAULT_CHUNK_SIZE = 512
+PARTIAL = "partial"
+"""Key of a result (and of a sweep table's ``attrs``) naming the numbers computed over part of a benchmark."""
 DIGEST_MEMO = ".file-digests.json"  # OUT/<this>: sha256 of local model files by (path, size, mtime)
 
 
@@ -60,6 +65,44 @@ def metric_columns(
     return {**columns, f"{benchmark}/score": score}
 
 
+def coverage(present: Iterable[str], expected: Sequence[str],
+             parts: Mapping[str, Sequence[str]] | None = None) -> dict[str, Any]:
+    """`complete` and `partial` of a result scored on only some of a benchmark's parts (subsets, sections):
+    `partial` maps `score` (when any of `expected` is absent) and each entry of `parts` (a section or average of the
+    parts it names) computed over some but not all of its parts to ``{"missing": [names], "of": count}``; the printed
+    tables say so next to the number."""
+    present = set(present)
+
+    def gap(names: Sequence[str]) -> dict[str, Any]:
+        return {"missing": [name for name in names if name not in present], "of": len(names)}
+
+    partial = {"score": gap(expected)} if not present >= set(expected) else {}
+    for name, names in (parts or {}).items():
+        found = gap(names)
+        if 0 < len(found["missing"]) < len(names):
+            partial[name] = found
+    return {"complete": not partial, PARTIAL: partial}
+
+
+def partial_notes(benchmark: str, result: Mapping[str, Any]) -> dict[str, str]:
+    """`<benchmark>/<metric>` -> what it misses, for the numbers of `result` computed over only part of the benchmark
+    (its `partial`, ``results.coverage``; a result of an older dogerm-eval with `complete: false`: its score)."""
+    partial = result.get(PARTIAL)
+    if partial is None:
+        return {f"{benchmark}/score": "not all of the benchmark"} if result.get("complete") is False else {}
+    notes = {}
+    for name, gap in partial.items():
+        missing = list(gap["missing"])
+        text = f"over {gap['of'] - len(missing)} of {gap['of']}" if missing else ""
+        if missing:
+            more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+            text += ", missing " + ", ".join(missing[:3]) + more
+        if gap.get(PARTIAL):
+            text += ("; " if text else "") + "from partial " + ", ".join(gap[PARTIAL])
+        notes[next(iter(metric_columns(benchmark, {name: 0.0}, 0.0)))] = text
+    return notes
+
+
 def _json_default(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
@@ -84,9 +127,50 @@ def json_text(data: Mapping[str, Any]) -> str:
     return json.dumps(_clean_floats(data), indent=2, default=_json_default) + "\n"
 
 
-def result_path(output_dir: Path, model: ResolvedModel, benchmark: str) -> Path:
-    """`OUT/<slug>/<benchmark>.json`."""
-    return Path(output_dir) / model.slug / f"{benchmark}.json"
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,79}")
+
+
+def result_name(benchmark: str, subsets: Sequence[str] | None = None) -> str:
+    """`<benchmark>` for a run on all of a benchmark's data, `<benchmark>@<subset>+<subset>` (sorted) for a run on
+    some subsets (`<benchmark>@subsets-<sha256[:12]>` when the names do not make a safe file name)."""
+    if not subsets:
+        return benchmark
+    tag = "+".join(sorted(subsets))
+    if not SAFE_NAME.fullmatch(tag):
+        tag = "subsets-" + hashlib.sha256("\0".join(sorted(subsets)).encode()).hexdigest()[:12]
+    return f"{benchmark}@{tag}"
+
+
+def result_path(output_dir: Path, model: ResolvedModel, benchmark: str, subsets: Sequence[str] | None = None) -> Path:
+    """`OUT/<slug>/<benchmark>.json`, or `OUT/<slug>/<benchmark>@<subsets>.json` for a run on some subsets."""
+    return Path(output_dir) / model.slug / f"{result_name(benchmark, subsets)}.json"
+
+
+def _differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """What a stored result covers that `new` does not: its data (name, revision) or the settings that differ."""
+    if (old.get("dataset"), old.get("dataset_revision")) != (new["dataset"], new["dataset_revision"]):
+        return [f"data {old.get('dataset')} ({old.get('dataset_revision')}), now {new['dataset']} "
+                f"({new['dataset_revision']})"]
+    stored = {k: v for k, v in (old.get("settings") or {}).items() if k != "scorer"}
+    given = json.loads(json_text(new["settings"]))
+    keys = sorted(k for k in set(stored) | set(given) if stored.get(k) != given.get(k))
+    return [f"settings {', '.join(keys)}"] if keys else []
+
+
+def check_replaceable(path: Path, covers: Mapping[str, Any], overwrite: bool = False) -> None:
+    """OptionError when `path` holds a result on other data or with other settings than `covers` (`dataset`,
+    `dataset_revision`, `settings` without the scorer's record) and `overwrite` is off: a result is never replaced
+    unasked. A result of the same data and settings (the model changed, or a run was interrupted) may be."""
+    if overwrite or not path.is_file():
+        return
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        old = {}
+    differences = _differences(old, covers) if isinstance(old, dict) else ["an unreadable file"]
+    if differences:
+        raise OptionError(f"{path} holds a result on other {differences[0]}; nothing was replaced: pass --overwrite "
+                          "to replace it, or choose another --output-dir")
 
 
 def model_fingerprint(model: ResolvedModel, memo: Path | None = None) -> str:
@@ -150,9 +234,10 @@ def cache_key(
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def load_cached_result(output_dir: Path, model: ResolvedModel, benchmark: str, key: str) -> dict[str, Any] | None:
+def load_cached_result(output_dir: Path, model: ResolvedModel, benchmark: str, key: str,
+                       subsets: Sequence[str] | None = None) -> dict[str, Any] | None:
     """The stored result JSON if it was written with the same cache key and its parquet exists, else None."""
-    path = result_path(output_dir, model, benchmark)
+    path = result_path(output_dir, model, benchmark, subsets)
     if not path.is_file():
         return None
     result = json.loads(path.read_text(encoding="utf-8"))
@@ -162,9 +247,10 @@ def load_cached_result(output_dir: Path, model: ResolvedModel, benchmark: str, k
 
 
 def write_result(
-    output_dir: Path, model: ResolvedModel, benchmark: str, payload: Mapping[str, Any], per_example: pd.DataFrame
+    output_dir: Path, model: ResolvedModel, benchmark: str, payload: Mapping[str, Any], per_example: pd.DataFrame,
+    subsets: Sequence[str] | None = None,
 ) -> Path:
-    """Write `OUT/<slug>/<benchmark>.json` and its per-example parquet atomically; return the JSON path.
+    """Write `OUT/<slug>/<benchmark>[@<subsets>].json` and its per-example parquet atomically; return the JSON path.
 
     `payload` holds `dataset`, `dataset_revision`, `settings`, `subsets`, `sections`, `score` and any extra keys;
     `model`, `revision` and `per_example` (the parquet's file name, relative to the JSON) are filled in here.
@@ -172,8 +258,8 @@ def write_result(
     missing = [key for key in REQUIRED_KEYS if key not in payload]
     if missing:
         raise ValueError(f"result payload lacks {missing}")
-    path = result_path(output_dir, model, benchmark)
-    parquet = path.with_name(f"{benchmark}.per_example.parquet")
+    path = result_path(output_dir, model, benchmark, subsets)
+    parquet = path.with_name(f"{path.stem}.per_example.parquet")
     with atomic_file(parquet) as tmp:
         per_example.to_parquet(tmp, index=False)
     result = {

@@ -2,8 +2,10 @@
 v1, RewardBench v2, PPE Preference, PPE Correctness, RMB, RM-Bench, and JudgeBench") and their unweighted average.
 
 Each benchmark contributes its registry headline (``dogerm_eval.registry``); the summary is ``suite/<benchmark>``
-per benchmark and ``suite/average``, written per model to ``OUT/<model-slug>/suite.json`` and as one row per model
-of ``OUT/suite.csv``; a sweep adds the same columns to its table and plots them in ``OUT/sweep-suite.png``.
+per benchmark and ``suite/average`` (over the benchmarks with a number; its ``partial`` names those without one and
+those scored on part of their data, and the table says so), written per model to ``OUT/<model-slug>/suite.json``
+and as one row per model of ``OUT/suite.csv``; a sweep adds the same columns to its table and plots them in
+``OUT/sweep-suite.png``.
 """
 
 from __future__ import annotations
@@ -15,36 +17,53 @@ from typing import Any
 
 from dogerm_eval.errors import BenchmarkError
 from dogerm_eval.registry import REGISTRY, SUITE
+from dogerm_eval.results import PARTIAL, partial_notes
 
 NAME = "suite"
 SUITE_CSV = "suite.csv"
 
 
 def summary(results: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-    """The suite of one model from its benchmark results: each headline and the average (NaN when one is)."""
+    """The suite of one model from its benchmark results: each headline and the average over those with a number
+    (NaN when none has); ``partial`` (as ``results.coverage`` writes it) names each headline computed over part of its
+    benchmark and, for the average, the benchmarks without a number (missing) and those partial."""
     missing = [name for name in SUITE if name not in results]
     if missing:
         raise BenchmarkError(f"the suite needs results of {missing}")
-    headlines = {}
+    headlines, partial = {}, {}
     for name in SUITE:
         metric = REGISTRY[name].headline_metric
         value = results[name]["metrics"].get(metric)
         headlines[name] = math.nan if value is None else float(value)
-    average = math.fsum(headlines.values()) / len(headlines)
+        gap = (results[name].get(PARTIAL) or {}).get("score")
+        if gap is not None or results[name].get("complete") is False:
+            partial[name] = gap or {"missing": [], "of": 0, PARTIAL: [name]}
+    covered = [value for value in headlines.values() if not math.isnan(value)]
+    average = math.fsum(covered) / len(covered) if covered else math.nan
+    absent = [name for name, value in headlines.items() if math.isnan(value)]
+    if absent or partial:
+        partial["average"] = {"missing": absent, "of": len(SUITE), PARTIAL: [n for n in SUITE if n in partial]}
     metrics = {f"{NAME}/{name}": value for name, value in headlines.items()}
     return {"benchmarks": {name: {"title": REGISTRY[name].title, "metric": REGISTRY[name].headline_metric,
                                   "value": headlines[name]} for name in SUITE},
-            "average": average, "metrics": {**metrics, f"{NAME}/average": average}}
+            "average": average, "metrics": {**metrics, f"{NAME}/average": average}, "complete": not partial,
+            PARTIAL: partial}
 
 
 def table(record: Mapping[str, Any]) -> str:
-    """The suite of one model as a text table: benchmark, headline metric, value; then the average."""
-    rows = [(b["title"], b["metric"], f"{b['value']:.4f}") for b in record["benchmarks"].values()]
-    rows.append(("Average", f"{NAME}/average", f"{record['average']:.4f}"))
+    """The suite of one model as a text table: benchmark, headline metric, value; then the average (named by what it
+    covers when that is not all seven); a number over part of its data is marked `*`, with what it misses below."""
+    notes = partial_notes(NAME, record)
+    mark = {name: "*" if f"{NAME}/{name}" in notes else "" for name in [*record["benchmarks"], "average"]}
+    rows = [(b["title"], b["metric"], f"{b['value']:.4f}{mark[name]}") for name, b in record["benchmarks"].items()]
+    absent = (record.get(PARTIAL, {}).get("average") or {}).get("missing", [])
+    label = f"Average of {len(SUITE) - len(absent)}" if absent else "Average"
+    rows.append((label, f"{NAME}/average", f"{record['average']:.4f}{mark['average']}"))
     widths = [max(len(r[i]) for r in [("benchmark", "metric", "value"), *rows]) for i in range(3)]
     lines = [("benchmark", "metric", "value"), *rows]
-    return "\n".join("  ".join(cell.ljust(w) if i < 2 else cell.rjust(w) for i, (cell, w) in
-                               enumerate(zip(line, widths))) for line in lines)
+    text = ["  ".join(cell.ljust(w) if i < 2 else cell.rjust(w) for i, (cell, w) in enumerate(zip(line, widths)))
+            for line in lines]
+    return "\n".join([*text, *(f"* {column} is partial: {note}" for column, note in notes.items())])
 
 
 def write(output_dir: Path, model: Any, record: Mapping[str, Any]) -> list[Path]:

@@ -91,8 +91,10 @@ def evaluate_sweep(
     make_scorer: Callable[[ResolvedModel], Scorer],
     output_dir: Path,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
+    overwrite: bool = False,
 ) -> list[tuple[Point, ResolvedModel, dict[str, dict[str, Any]]]]:
-    """Evaluate every (point, model) with the same tasks and settings; return (point, model, results) per member.
+    """Evaluate every (point, model) with the same tasks and settings; return (point, model, results) per member
+    (a stored result on other data or settings is replaced only with `overwrite`).
 
     This is the seam for other ways of producing members (e.g. merging in memory): anything yielding
     (point, ResolvedModel) pairs plus a `make_scorer` that can score them.
@@ -100,6 +102,7 @@ def evaluate_sweep(
     evaluated = []
     for point, model in members:
         LOG.info("%s: %s", point_label(point), model.ref)
-        evaluated.append((point, model, run_model(tasks, model, settings, make_scorer, output_dir, chunk_size)))
+        evaluated.append((point, model, run_model(tasks, model, settings, make_scorer, output_dir, chunk_size,
+                                                  overwrite)))
         gc.collect()  # release the previous member's weights before the next one loads
     return evaluated

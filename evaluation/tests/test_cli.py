@@ -101,9 +101,12 @@ def test_rewardbench_end_to_end_matches_direct_scoring(tiny_rm_dir: Path, tmp_pa
     code, output = invoke("rewardbench", str(tiny_rm_dir), "--data", str(data), "--output-dir", str(out),
                           "--checkpoint-every", "4")
     assert code == 0 and "reusing cached result" in output and "scored" not in output
-    # another setting is another cache key
+    # another setting is another cache key: the result is replaced only when asked
     code, output = invoke("rewardbench", str(tiny_rm_dir), "--data", str(data), "--output-dir", str(out),
                           "--system-prompt", "llama2-default")
+    assert code == 1 and "holds a result on other settings format" in output and "pass --overwrite" in output
+    code, output = invoke("rewardbench", str(tiny_rm_dir), "--data", str(data), "--output-dir", str(out),
+                          "--system-prompt", "llama2-default", "--overwrite")
     assert code == 0 and "reusing" not in output
 
 
@@ -123,8 +126,10 @@ def test_rewardbench2_and_autoj_end_to_end(tiny_rm_dir: Path, tmp_path: Path) ->
     code, output = invoke("autoj", str(tiny_rm_dir), "--data", str(tmp_path / "autoj.jsonl"),
                           "--output-dir", str(out), "--subsets", "math,code")
     assert code == 0, output
-    autoj = json.loads((out / tiny_rm_dir.name / "autoj.json").read_text())
+    autoj = json.loads((out / tiny_rm_dir.name / "autoj@code+math.json").read_text())  # a run on some subsets
     assert set(autoj["sections"]) == {"Math", "Code"} and autoj["agreement"]["tuned_on_test"] is True
+    assert autoj["partial"] == {"score": {"missing": ["Other"], "of": 3}} and autoj["complete"] is False
+    assert "autoj/score*" in output and "* autoj/score is partial: over 2 of 3, missing Other" in output
 
 
 def test_sweep_end_to_end(tiny_rm_dir: Path, make_tiny_rm, tmp_path: Path) -> None:

@@ -21,7 +21,9 @@ def pair(tmp_path):
 
 
 def _rows(out, slug):
-    return pd.read_parquet(out / slug / "rewardbench.per_example.parquet").sort_values("id").reset_index(drop=True)
+    """The per-example rows of the member's one RewardBench result (a run on --subsets: rewardbench@<subsets>)."""
+    [path] = (out / slug).glob("rewardbench@*.per_example.parquet")
+    return pd.read_parquet(path).sort_values("id").reset_index(drop=True)
 
 
 def test_in_memory_sweep_equals_written_checkpoints(tmp_path, pair):
@@ -42,7 +44,8 @@ def test_in_memory_sweep_equals_written_checkpoints(tmp_path, pair):
         assert (on_disk["score_rejected"] == in_memory["score_rejected"]).all(), name
     a, b = pd.read_csv(tmp_path / "a" / "sweep.csv"), pd.read_csv(tmp_path / "b" / "sweep.csv")
     assert a.equals(b) and list(a["lambda"]) == [0.0, 0.5, 1.0]
-    first = json.loads((tmp_path / "b" / "in-memory--rm+lm@lambda-0.00" / "rewardbench.json").read_text())
+    first = json.loads((tmp_path / "b" / "in-memory--rm+lm@lambda-0.00"
+                        / "rewardbench@alpacaeval-easy+hep-python+math-prm.json").read_text())
     assert first["model"] == "in-memory/rm+lm" and first["revision"].startswith("merge:")
 
 

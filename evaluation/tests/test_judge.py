@@ -176,7 +176,7 @@ def test_the_judge_is_a_reference_row_and_line_of_a_sweep(tiny_judge: Path, tmp_
     member = json.loads((out / "lambda-0.50" / "rewardbench.json").read_text())
     assert csv.loc[1, "rewardbench/score"] == member["score"]
     assert MetricsTable.load(out / "metrics.json").rows == csv[:2].drop(columns="baseline").to_dict("records")
-    assert "judge tiny-judge" in done.output.splitlines()[-1]
+    assert "judge tiny-judge" in [line for line in done.output.splitlines() if not line.startswith("* ")][-1]
     lines = {line.get_label(): line.get_ydata() for line in benchmark_figure(csv, "rewardbench").axes[0].get_lines()}
     assert list(lines["score (judge tiny-judge)"]) == [judged["score"]] * 2  # a horizontal line at the judge's score
     assert list(lines["score"]) == csv["rewardbench/score"][:2].tolist()

@@ -82,8 +82,8 @@ def test_nan_scores_fail_with_the_count_or_are_marked(nan_rm: Path, tmp_path: Pa
                           "--allow-nonfinite-scores")
     assert allowed.returncode == 0, allowed.stderr[-2000:]
     score_line = allowed.stdout.strip().splitlines()[-1]
-    assert score_line == ("rewardbench score: 0.0000 [marked: 12 of 12 scores are not finite (NaN 12), counted as "
-                          "never winning]"), allowed.stdout
+    assert score_line == ("rewardbench score: 0.0000 (partial: see * above) [marked: 12 of 12 scores are not finite "
+                          "(NaN 12), counted as never winning]"), allowed.stdout
     header, values = allowed.stdout.strip().splitlines()[:2]
     assert header.split()[-1] == "rewardbench/nonfinite-scores" and values.split()[-1] == "12"
     result = json.loads((out / "nan-rm" / "rewardbench.json").read_text())

@@ -121,3 +121,76 @@ def test_missing_metric_is_null_and_no_global_backend(tmp_path: Path) -> None:
     assert MetricsTable.load(tmp_path / "metrics.json").rows == [{"lambda": 0.0, "x/a": 0.5, "x/b": None},
                                                                  {"lambda": 0.5, "x/a": 0.6, "x/b": 0.7}]
     assert "matplotlib.pyplot" not in sys.modules
+
+
+def _rows(metrics: dict[str, list[float]], lambdas: Sequence[float] = (0.0, 0.5), **extra: object) -> list:
+    """Fake members: each lambda's `metrics` (column -> one value per lambda), grouped by benchmark."""
+    rows = []
+    for i, lam in enumerate(lambdas):
+        results: dict[str, dict] = {}
+        for column, values in metrics.items():
+            results.setdefault(column.split("/")[0], {"metrics": {}, **extra})["metrics"][column] = values[i]
+        rows.append(({"lambda": lam}, results))
+    return rows
+
+
+def test_a_later_sweep_into_the_same_folder_keeps_every_table(tmp_path: Path,
+                                                              caplog: pytest.LogCaptureFixture) -> None:
+    """A table is joined to sweep.csv where every number they share agrees (other benchmarks added, a table covering
+    it replaces it, a table it covers leaves it whole), any other goes beside it (named by its benchmarks and
+    subsets; a rerun joins its own), and --overwrite replaces sweep.csv."""
+    full = {"rewardbench/math": [0.6, 0.7], "rewardbench/chat": [0.9, 0.8], "rewardbench/score": [0.75, 0.74]}
+    bon = {"bon-humaneval/expected@4": [0.3, 0.4]}
+
+    def csv(name: str = "sweep.csv") -> dict:
+        return pd.read_csv(tmp_path / name).to_dict("list")
+
+    write_report(sweep_frame(_rows(full)), tmp_path)
+    with caplog.at_level(logging.INFO, logger="dogerm_eval"):
+        paths = write_report(sweep_frame(_rows(bon)), tmp_path)
+    assert [p.name for p in paths] == ["sweep.csv", "metrics.json", "sweep-rewardbench.png", "sweep-bon-humaneval.png"]
+    assert csv() == {"lambda": [0.0, 0.5], **full, **bon}
+    assert pd.DataFrame(MetricsTable.load(tmp_path / "metrics.json").rows).to_dict("list") == csv()
+    assert f"{tmp_path / 'sweep.csv'}: this table joined to the one there (kept rewardbench)" in caplog.messages
+    # one table of both (the README's `--benchmark rewardbench,bon-humaneval`) covers it: replaced, nothing beside
+    write_report(sweep_frame(_rows({**full, **bon})), tmp_path)
+    assert csv() == {"lambda": [0.0, 0.5], **full, **bon}
+    # a rerun of the first step, or of one member: the numbers agree, the table stays whole
+    write_report(sweep_frame(_rows(full)), tmp_path)
+    write_report(sweep_frame(_rows({k: v[1:] for k, v in full.items()}, [0.5])), tmp_path)
+    assert csv() == {"lambda": [0.0, 0.5], **full, **bon} and sorted(p.name for p in tmp_path.glob("*.csv")) == [
+        "sweep.csv"]
+    # a run on math-prm (to compare with a judge): beside, sweep.csv untouched
+    math_only = {"rewardbench/math": [0.6, 0.7], "rewardbench/score": [0.6, 0.7]}
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="dogerm_eval"):
+        paths = write_report(sweep_frame(_rows(math_only)), tmp_path, ["math-prm"])
+    stem = "sweep.rewardbench@math-prm"
+    assert [p.name for p in paths] == [f"{stem}.csv", "metrics.rewardbench@math-prm.json", f"{stem}-rewardbench.png"]
+    assert csv() == {"lambda": [0.0, 0.5], **full, **bon} and csv(f"{stem}.csv") == {"lambda": [0.0, 0.5], **math_only}
+    assert f"this table goes to {tmp_path / stem}.csv beside it" in caplog.text
+    write_report(sweep_frame(_rows(math_only)), tmp_path, ["math-prm"])  # a rerun: the same file
+    write_report(sweep_frame(_rows({k: [0.3] for k in math_only}, [0.0])), tmp_path, ["math-prm"])  # other numbers
+    assert csv(f"{stem}-2.csv") == {"lambda": [0.0], **{k: [0.3] for k in math_only}}
+    assert csv(f"{stem}.csv") == {"lambda": [0.0, 0.5], **math_only}
+    write_report(sweep_frame(_rows(math_only)), tmp_path, ["math-prm"], overwrite=True)
+    assert csv() == {"lambda": [0.0, 0.5], **math_only}
+    assert sorted(p.name for p in tmp_path.glob("*.csv")) == ["sweep.csv", f"{stem}-2.csv", f"{stem}.csv"]
+
+
+def test_printed_table_marks_partial_numbers_and_blank_baseline_parameters() -> None:
+    """A number over part of its benchmark is marked `*` with what it misses below; a baseline row has no lambda."""
+    partial = {"score": {"missing": ["Chat", "Chat Hard", "Safety", "alpacaeval-easy"], "of": 6},
+               "Reasoning": {"missing": ["hep-go"], "of": 7}}
+    rows = _rows({"rewardbench/reasoning": [0.5, 0.6], "rewardbench/math": [0.6, 0.7],
+                  "rewardbench/score": [0.5, 0.6]}, complete=False, partial=partial)
+    judged = {"judged_benchmark": "rewardbench", "complete": False, "partial": partial,
+              "metrics": {"rewardbench/reasoning": 0.55, "rewardbench/math": 0.5, "rewardbench/score": 0.55}}
+    lines = format_table(sweep_frame(rows, [("judge tiny", judged)])).splitlines()
+    assert lines[0].split() == ["lambda", "rewardbench/reasoning*", "rewardbench/math", "rewardbench/score*",
+                                "baseline"]
+    assert lines[1].split() == ["0.0000", "0.5000", "0.6000", "0.5000"]
+    assert lines[3].split() == ["0.5500", "0.5000", "0.5500", "judge", "tiny"]  # no lambda NaN
+    assert lines[4:] == ["* rewardbench/reasoning is partial: over 6 of 7, missing hep-go",
+                         "* rewardbench/score is partial: over 2 of 6, missing Chat, Chat Hard, Safety and 1 more"]
+    assert "*" not in format_table(sweep_frame(_rows({"rewardbench/score": [0.5, 0.6]}, complete=True)))

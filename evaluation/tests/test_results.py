@@ -16,7 +16,7 @@ from evaluation.tests.manifests import write_manifest
 
 from dogerm_eval.benchmarks import Task, prepare_task, run_model, run_task
 from dogerm_eval.benchmarks.samples import rewardbench_rows
-from dogerm_eval.errors import ModelError
+from dogerm_eval.errors import ModelError, OptionError
 from dogerm_eval.models import ResolvedModel
 from dogerm_eval.results import model_fingerprint, read_per_example
 
@@ -98,9 +98,10 @@ def test_cache_reused_for_same_key_and_not_otherwise(tmp_path: Path, model: Reso
     first = run_model([task], model, SETTINGS, lambda m: FakeScorer(), out)
     assert run_model([task], model, SETTINGS, lambda m: never(), out) == first
     built = []
-    run_model([task], model, {**SETTINGS, "dtype": "bfloat16"}, lambda m: built.append(1) or FakeScorer(), out)
+    run_model([task], model, {**SETTINGS, "dtype": "bfloat16"}, lambda m: built.append(1) or FakeScorer(), out,
+              overwrite=True)
     assert built == [1]
-    # a changed model folder (content hash) is not reused either
+    # a changed model folder (content hash) is not reused either; its stale result is replaced without asking
     (model.path / "config.json").write_text('{"changed": 1}')
     built.clear()
     run_model([task], model, {**SETTINGS, "dtype": "bfloat16"}, lambda m: built.append(1) or FakeScorer(), out)
@@ -108,8 +109,35 @@ def test_cache_reused_for_same_key_and_not_otherwise(tmp_path: Path, model: Reso
     # nor a different dataset file
     other = prepare_task("rewardbench", str(write_rewardbench(tmp_path / "rb2.parquet", COUNTS, prefix="x")), None)
     built.clear()
-    run_model([other], model, {**SETTINGS, "dtype": "bfloat16"}, lambda m: built.append(1) or FakeScorer(), out)
+    run_model([other], model, {**SETTINGS, "dtype": "bfloat16"}, lambda m: built.append(1) or FakeScorer(), out,
+              overwrite=True)
     assert built == [1]
+
+
+def test_no_result_is_replaced_unasked(tmp_path: Path, model: ResolvedModel, task: Task) -> None:
+    """A run on some subsets writes beside the full result; one on other data or settings is refused before the
+    scorer is built, naming what differs and --overwrite, and replaces the result only with it."""
+    out = tmp_path / "out"
+    full = run_model([task], model, SETTINGS, lambda m: FakeScorer(), out)["rewardbench"]
+    path = out / "my-rm" / "rewardbench.json"
+    some = prepare_task("rewardbench", str(tmp_path / "rb.parquet"), ["math-prm", "hep-go"])
+    part = run_model([some], model, SETTINGS, lambda m: FakeScorer(), out)["rewardbench"]
+    assert sorted(part["subsets"]) == ["hep-go", "math-prm"] and json.loads(path.read_text()) == full
+    beside = out / "my-rm" / "rewardbench@hep-go+math-prm.json"
+    assert json.loads(beside.read_text()) == part and part["per_example"] == f"{beside.stem}.per_example.parquet"
+    assert len(read_per_example(beside)) == 8 and len(read_per_example(path)) == 10
+    assert run_model([task], model, SETTINGS, lambda m: never(), out)["rewardbench"] == full  # both still cached
+    assert run_model([some], model, SETTINGS, lambda m: never(), out)["rewardbench"] == part
+    other = prepare_task("rewardbench", str(write_rewardbench(tmp_path / "rb2.parquet", COUNTS, prefix="x")), None)
+    brief = {**SETTINGS, "format": {"system_prompt": "Be brief."}}
+    for tasks, settings, differs in (([task], {**SETTINGS, "dtype": "bfloat16"}, "settings dtype"),
+                                     ([task], brief, "settings format"),
+                                     ([other], SETTINGS, f"data {task.table.dataset}")):
+        with pytest.raises(OptionError, match=f"{path} holds a result on other {differs}.*pass --overwrite"):
+            run_model(tasks, model, settings, lambda m: never(), out)
+        assert json.loads(path.read_text()) == full
+    again = run_model([other], model, SETTINGS, lambda m: FakeScorer(), out, overwrite=True)["rewardbench"]
+    assert json.loads(path.read_text()) == again and again["dataset_revision"] != full["dataset_revision"]
 
 
 def test_folder_fingerprint_memo(tmp_path: Path, model: ResolvedModel) -> None:

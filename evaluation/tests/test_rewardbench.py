@@ -90,6 +90,13 @@ def test_ties_and_nan_count_as_wrong() -> None:
     assert result.extra["ties"]["exact"] == 2
     assert result.extra["ties"]["nan"] == 2
     assert result.extra["complete"] is False
+    # what the score and the sections over some of their subsets miss (a section with none present is absent)
+    hep = ["hep-cpp", "hep-java", "hep-js", "hep-python", "hep-rust"]
+    assert result.extra["partial"]["Reasoning"] == {"missing": hep, "of": 7}
+    assert result.extra["partial"]["Code"] == {"missing": hep, "of": 6}
+    score = result.extra["partial"]["score"]
+    assert score["of"] == 23 and len(score["missing"]) == 21 and {"math-prm", "hep-go"}.isdisjoint(score["missing"])
+    assert set(result.extra["partial"]) == {"score", "Reasoning", "Code"}
 
 
 def test_load_local_parquet_and_jsonl_record_sha256(tmp_path: Path) -> None:

@@ -96,6 +96,10 @@ def test_one_row_by_hand() -> None:
     assert result.sections["Math"] == pytest.approx(4 / 9) and result.score == pytest.approx(4 / 9)
     assert result.per_example["correct"].iloc[0].tolist() == [True, False, False, True, False, False, True, True, False]
     assert "Chat" not in result.sections  # only domains present
+    others = {"missing": ["chat", "code", "safety-refuse", "safety-response"], "of": 5}
+    assert result.extra["partial"] == {"score": others, "Hard": others, "Normal": others, "Easy": others}
+    refuse = rmbench.evaluate(pd.DataFrame([rmbench_row(0, "safety-refuse")]), np.arange(6, dtype=np.float64))
+    assert refuse.extra["partial"]["Safety"] == {"missing": ["safety-response"], "of": 2}
 
 
 def test_each_text_scored_once_in_dataset_order() -> None:

@@ -58,8 +58,24 @@ def test_summary_table_and_csv_rows(tmp_path: Path) -> None:
     assert [line.split()[0] for line in text.splitlines()[1:]] == ["RewardBench", "RewardBench", "PPE", "PPE",
                                                                   "RMB", "RM-Bench", "JudgeBench", "Average"]
     assert f"{record['average']:.4f}" in text.splitlines()[-1]
+    assert "*" not in text and "partial" not in text and record["complete"] is True
+    # a benchmark without a number: the average is over the other six, named so, and the table says which is missing
     with_nan = suite.summary(fake_results({**values, "rmb": None}))
-    assert math.isnan(with_nan["benchmarks"]["rmb"]["value"]) and math.isnan(with_nan["average"])
+    six = [v for k, v in values.items() if k != "rmb"]
+    assert math.isnan(with_nan["benchmarks"]["rmb"]["value"]) and with_nan["average"] == pytest.approx(sum(six) / 6)
+    lines = suite.table(with_nan).splitlines()
+    assert lines[-2].startswith("Average of 6 ") and lines[-2].endswith(f"{sum(six) / 6:.4f}*")
+    assert lines[-1] == "* suite/average is partial: over 6 of 7, missing rmb"
+    # a benchmark scored on part of its data (RewardBench on 2 of its 23 subsets): marked, and so is the average
+    results = fake_results(values)
+    results["rewardbench"].update(complete=False, partial={"score": {"missing": ["a", "b", "c", "d"], "of": 6}})
+    lines = suite.table(suite.summary(results)).splitlines()
+    assert lines[1].startswith("RewardBench v1") and lines[1].endswith(f"{values['rewardbench']:.4f}*")
+    assert lines[-3].startswith("Average ") and lines[-3].endswith("*")
+    assert lines[-2:] == ["* suite/rewardbench is partial: over 2 of 6, missing a, b, c and 1 more",
+                          "* suite/average is partial: from partial rewardbench"]
+    assert suite.summary(results)["average"] == pytest.approx(sum(values.values()) / 7)
+    assert math.isnan(suite.summary(fake_results(dict.fromkeys(values)))["average"])
     with pytest.raises(Exception, match="needs results of \\['judgebench'\\]"):
         suite.summary(fake_results({k: v for k, v in values.items() if k != "judgebench"}))
 
@@ -95,6 +111,12 @@ def test_suite_command_end_to_end(tiny_rm_dir: Path, tmp_path: Path) -> None:
     row = pd.read_csv(out / "suite.csv").iloc[0]
     assert row["average"] == pytest.approx(saved["average"], abs=1e-12) and row["model"] == str(tiny_rm_dir)
     assert "Average" in result.output and "JudgeBench" in result.output
+    # the small files hold some subsets of RewardBench v1 (3 of 23): its line and the average are marked and named
+    lines = result.output.splitlines()
+    assert next(line for line in lines if line.startswith("RewardBench v1")).endswith("*")
+    assert "rewardbench" in saved["partial"]["average"]["partial"] and saved["complete"] is False
+    assert "* suite/rewardbench is partial: over 3 of 23, missing alpacaeval-length" in result.output
+    assert any(line.startswith("* suite/average is partial: from partial ") for line in lines)
 
 
 @pytest.mark.parametrize("args, message", [

@@ -28,6 +28,7 @@ from dogerm_eval.results import (
     DEFAULT_CHUNK_SIZE,
     DIGEST_MEMO,
     cache_key,
+    check_replaceable,
     checkpoint_dir,
     load_cached_result,
     model_fingerprint,
@@ -76,6 +77,25 @@ def configure_scorer(scorer: Any, settings: dict[str, Any]) -> None:
         scorer.set_truncation_side(side)
 
 
+def _covers(task: Task, settings: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
+    """What a result of `task` under `settings` covers besides the model (its data, revision and the settings that
+    enter the cache key), and whether non-finite scores are allowed."""
+    settings, allow_nonfinite = nonfinite.split_policy(settings)
+    settings = task_settings(task.benchmark, dict(settings))  # --compat rewardbench: the script's truncation side
+    return {"dataset": task.table.dataset, "dataset_revision": task.table.revision, "settings": settings}, \
+        allow_nonfinite
+
+
+def check_outputs(tasks: Sequence[Task], models: Sequence[ResolvedModel], settings: Mapping[str, Any],
+                  output_dir: Path, overwrite: bool = False) -> None:
+    """Refuse, before any model is scored, a run that would replace a stored result on other data or settings
+    (``results.check_replaceable``), for every model and task."""
+    for model in models:
+        for task in tasks:
+            path = result_path(output_dir, model, task.benchmark.NAME, task.subsets)
+            check_replaceable(path, _covers(task, settings)[0], overwrite)
+
+
 def run_task(
     task: Task,
     model: ResolvedModel,
@@ -84,27 +104,31 @@ def run_task(
     make_scorer: Callable[[], Scorer],
     output_dir: Path,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Score `model` on `task` and write its result; reuse a result with the same cache key; resume checkpoints.
 
     `settings` (everything that changes scores: formatting, dtype, batching, compat) is part of the cache key, except
     the non-finite policy (`dogerm_eval.nonfinite`: NaN/inf scores are refused before anything is written unless
-    allowed, and then marked); `make_scorer` is called only when scoring is needed.
+    allowed, and then marked); `make_scorer` is called only when scoring is needed. The result goes to
+    `OUT/<slug>/<benchmark>[@<subsets>].json`; one there on other data or settings is replaced only with `overwrite`.
     """
     name = task.benchmark.NAME
     state = process_state()
-    settings, allow_nonfinite = nonfinite.split_policy(settings)
-    settings = task_settings(task.benchmark, dict(settings))  # --compat rewardbench: the script's truncation side
+    covers, allow_nonfinite = _covers(task, settings)
+    settings = covers["settings"]
     key = cache_key(model_fp, name, task.table.dataset, task.table.revision, task.subsets, settings)
     # two runs scoring the same model on the same benchmark into one OUT would interleave their checkpoints
     lock = output_lock(Path(output_dir) / ".locks" / f"{model.slug}--{name}") if state.is_main_process \
         else contextlib.nullcontext()
     with lock:
-        cached = load_cached_result(output_dir, model, name, key)
+        path = result_path(output_dir, model, name, task.subsets)
+        cached = load_cached_result(output_dir, model, name, key, task.subsets)
         if cached is not None:
             nonfinite.check_cached(cached, model.ref, allow_nonfinite)
             LOG.info("%s %s: reusing cached result (key %s)", model.slug, name, key[:12])
             return cached
+        check_replaceable(path, covers, overwrite)
         scorer = make_scorer()
         configure_scorer(scorer, settings)
         passes = task.benchmark.passes(task.table.frame)
@@ -131,9 +155,8 @@ def run_task(
             "cache_key": key,
         }
         payload["metrics"] = task.benchmark.metrics(payload)
-        path = result_path(output_dir, model, name)
         if state.is_main_process:
-            write_result(output_dir, model, name, payload, evaluation.per_example)
+            write_result(output_dir, model, name, payload, evaluation.per_example, task.subsets)
             shutil.rmtree(chunks)
             if not any(chunks.parent.iterdir()):
                 chunks.parent.rmdir()
@@ -149,8 +172,11 @@ def run_model(
     make_scorer: Callable[[ResolvedModel], Scorer],
     output_dir: Path,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
+    overwrite: bool = False,
 ) -> dict[str, dict[str, Any]]:
-    """Run every task on one model (the scorer is built at most once); return benchmark name -> result JSON."""
+    """Run every task on one model (the scorer is built at most once); return benchmark name -> result JSON.
+    Every task's output is checked (``check_outputs``) before the first is scored."""
+    check_outputs(tasks, [model], settings, output_dir, overwrite)
     model_fp = model_fingerprint(model, Path(output_dir) / DIGEST_MEMO)
     scorer: list[Scorer] = []
 
@@ -160,6 +186,6 @@ def run_model(
         return scorer[0]
 
     return {
-        task.benchmark.NAME: run_task(task, model, model_fp, settings, lazy_scorer, output_dir, chunk_size)
+        task.benchmark.NAME: run_task(task, model, model_fp, settings, lazy_scorer, output_dir, chunk_size, overwrite)
         for task in tasks
     }

@@ -21,7 +21,7 @@ import pandas as pd
 from pydantic import Field
 
 from dogerm_eval.data import LoadedTable, load_local, load_url, select_subsets
-from dogerm_eval.results import Evaluation, metric_columns
+from dogerm_eval.results import Evaluation, coverage, metric_columns
 from dogerm_eval.schema import Id, Rows, Text, check_rows
 
 NAME = "autoj"
@@ -127,6 +127,7 @@ def evaluate(frame: pd.DataFrame, scores: np.ndarray) -> Evaluation:
         "ties_dropped": int((labels == TIE).sum()),
         "agreement": {"value": agreement, "tie_threshold": threshold, "tuned_on_test": True,
                       "value_at_threshold_0": float(at_zero), "rows": n},
+        **coverage(sections, [*GROUPS, OTHER]),  # by group: which scenarios hold tie-free pairs is the data's
     }
     return Evaluation(subsets=subsets, sections=sections, score=float(pairs["correct"].mean()),
                       per_example=per_example, extra=extra)

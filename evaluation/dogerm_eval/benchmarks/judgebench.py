@@ -30,7 +30,7 @@ import pandas as pd
 
 from dogerm_eval.data import LoadedTable, load_local, load_url, select_subsets
 from dogerm_eval.errors import DataError
-from dogerm_eval.results import Evaluation, metric_columns
+from dogerm_eval.results import Evaluation, coverage, metric_columns
 from dogerm_eval.schema import Id, Rows, Text, check_rows
 
 NAME = "judgebench"
@@ -102,7 +102,7 @@ def evaluate(frame: pd.DataFrame, scores: np.ndarray) -> Evaluation:
                                 "score_b": score_b, "correct": correct})
     extra: dict[str, Any] = {
         "counts": {name: int((category == name).sum()) for name in CATEGORIES.values() if (category == name).any()},
-        "complete": set(category) == set(CATEGORIES.values()),
+        **coverage(set(category), list(CATEGORIES.values())),
         "ties": {"exact": int((score_a == score_b).sum()), "nan": int(np.isnan(scores).sum())},
     }
     return Evaluation(subsets=subsets, sections=sections, score=float(correct.mean()), per_example=per_example,

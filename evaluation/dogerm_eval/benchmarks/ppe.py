@@ -34,7 +34,7 @@ from pydantic import Field, create_model
 from dogerm_eval.bestofn import bon_table, usable_ns
 from dogerm_eval.data import LoadedTable, load_hub, load_local
 from dogerm_eval.errors import BenchmarkError, DataError
-from dogerm_eval.results import Evaluation
+from dogerm_eval.results import Evaluation, coverage
 from dogerm_eval.schema import Id, Rows, Text, check_rows, native
 
 NAME = "ppe"
@@ -186,7 +186,7 @@ def evaluate(frame: pd.DataFrame, scores: np.ndarray) -> Evaluation:
     extra: dict[str, Any] = {
         "bok": bok, "figures": figures, "ks": ks, "responses_per_row": n,
         "counts": {str(k): int(v) for k, v in per_example["subset"].value_counts().sort_index().items()},
-        "complete": set(subsets) == set(HUB_IDS),
+        **coverage(subsets, list(HUB_IDS)),
         "ties": {"exact_in_pairs": int(sum(
             sum(s[int(i)] == s[int(j)] for i, j in p) for s, p in zip(per_row, frame["sampled_conflict_pairs"]))),
             "nan": int(np.isnan(scores).sum())},

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from dogerm_eval.data import LoadedTable, load_hub, load_local, select_subsets
-from dogerm_eval.results import Evaluation, metric_columns
+from dogerm_eval.results import Evaluation, coverage, metric_columns
 from dogerm_eval.schema import Id, Rows, Text, check_rows
 
 NAME = "rewardbench"
@@ -105,7 +105,7 @@ def evaluate(frame: pd.DataFrame, scores: np.ndarray) -> Evaluation:
     """
     pairs = pair_accuracy(frame, scores)
     summary = summary_of(pairs.subsets, pairs.score)
-    pairs.extra["complete"] = set(pairs.subsets) == set(EXAMPLE_COUNTS)
+    pairs.extra.update(coverage(pairs.subsets, list(EXAMPLE_COUNTS), {**SECTIONS, "Code": CODE_SUBSETS}))
     return Evaluation(subsets=pairs.subsets, sections=summary["sections"], score=summary["score"],
                       per_example=pairs.per_example, extra=pairs.extra)
 

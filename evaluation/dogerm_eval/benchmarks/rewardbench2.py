@@ -27,7 +27,7 @@ import pandas as pd
 
 from dogerm_eval.data import LoadedTable, load_hub, load_local, select_subsets
 from dogerm_eval.errors import DataError
-from dogerm_eval.results import Evaluation, metric_columns
+from dogerm_eval.results import Evaluation, coverage, metric_columns
 from dogerm_eval.schema import Id, Rows, Text, TextList, check_rows
 
 NAME = "rewardbench2"
@@ -166,7 +166,7 @@ def evaluate(frame: pd.DataFrame, scores: np.ndarray) -> Evaluation:
         else:
             subsets[str(name)] = float(rows["credit"].mean())
     extra["counts"] = {str(k): int(v) for k, v in per_example["subset"].value_counts().sort_index().items()}
-    extra["complete"] = set(subsets) == set(SUBSETS)
+    extra.update(coverage(subsets, SUBSETS))
     return Evaluation(subsets=subsets, sections={}, score=float(np.mean(list(subsets.values()))),
                       per_example=per_example, extra=extra)
 

@@ -34,7 +34,7 @@ import pandas as pd
 
 from dogerm_eval.data import LoadedTable, load_local, read_frame
 from dogerm_eval.errors import BenchmarkError, DataError
-from dogerm_eval.results import Evaluation, metric_columns
+from dogerm_eval.results import Evaluation, coverage, metric_columns
 from dogerm_mergekit.files import sha256_file
 
 NAME = "rmb"
@@ -156,7 +156,7 @@ def evaluate(frame: pd.DataFrame, scores: np.ndarray) -> Evaluation:
                                 "score_rejected": [scores[s + 1:s + n] for s, n in zip(starts, sizes)],
                                 "correct": correct})
     extra: dict[str, Any] = {
-        "scenario_mean": scenario_mean, "counts": counts, "complete": set(sections) == set(SECTIONS),
+        "scenario_mean": scenario_mean, "counts": counts, **coverage(sections, SECTIONS),
         "ties": {"exact": int(sum((scores[s + 1:s + n] == scores[s]).sum() for s, n in zip(starts, sizes))),
                  "nan": int(np.isnan(scores).sum())},
     }

@@ -27,7 +27,7 @@ import pandas as pd
 from pydantic import Field
 
 from dogerm_eval.data import LoadedTable, load_hub, load_local, select_subsets
-from dogerm_eval.results import Evaluation, metric_columns
+from dogerm_eval.results import Evaluation, coverage, metric_columns
 from dogerm_eval.schema import Id, Rows, Text, check_rows
 
 NAME = "rmbench"
@@ -114,7 +114,8 @@ def evaluate(frame: pd.DataFrame, scores: np.ndarray) -> Evaluation:
     extra: dict[str, Any] = {
         "matrix": matrices, "levels": domain_levels, "styles": list(STYLES),
         "counts": {str(k): int(v) for k, v in pd.Series(subdomain).value_counts().sort_index().items()},
-        "complete": set(subsets) == set(SUBDOMAINS),
+        **coverage(subsets, SUBDOMAINS, {"Safety": ("safety-refuse", "safety-response"),
+                                         **{level.capitalize(): SUBDOMAINS for level in LEVELS}}),
         "ties": {"exact": int((chosen[:, :, None] == rejected[:, None, :]).sum()),
                  "nan": int(np.isnan(per_row).sum())},
     }

@@ -111,9 +111,10 @@ def run_demo(output_dir: Path, seed: int, size: str, lambdas: str, cache_dir: Pa
     members = [(lam, resolve_model(ref)) for lam, ref in discover_sweep(str(output_dir / "sweep"))]
     members = tqdm(members, desc=f"evaluate {len(members)} checkpoints", leave=False)
     with frozen_heap(), torch_settings(threads):
-        evaluated = evaluate_sweep(members, tasks, record, scorer_factory(fmt, scoring), output_dir / "eval")
+        evaluated = evaluate_sweep(members, tasks, record, scorer_factory(fmt, scoring), output_dir / "eval",
+                                   overwrite=True)  # the demo's folder is its own: a rerun replaces it, as its sweep
     frame = sweep_frame([(lam, results) for lam, _, results in evaluated])
-    paths = write_report(frame, output_dir)
+    paths = write_report(frame, output_dir, overwrite=True)
     largest = max((c for c in frame.columns if c.startswith("bon-gsm8k/expected@")), key=lambda c: int(c.split("@")[1]))
     shown = ["lambda", "pairwise/general", "pairwise/arithmetic", largest, largest.replace("expected", "first_n"),
              largest.replace("expected", "oracle")]

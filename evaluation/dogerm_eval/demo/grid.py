@@ -39,7 +39,8 @@ def evaluate_grid(world: World, step: float, output_dir: Path, settings: dict[st
     grids = [f"lambda[{path.name}]=0:1:{step:g}" for path in world.domains.values()]
     merged = InMemorySweep(str(world.rm), list(folders), grids=grids)
     members = tqdm(merged.members, desc=f"grid of {len(merged.members)} merges", leave=False)
-    evaluated = evaluate_sweep(members, tasks, settings, merged.scorer_factory(make_scorer), output_dir / "eval")
+    evaluated = evaluate_sweep(members, tasks, settings, merged.scorer_factory(make_scorer), output_dir / "eval",
+                               overwrite=True)
     frame = sweep_frame([(point, results) for point, _, results in evaluated])
     names = {f"lambda[{path}]": f"lambda[{subset}]" for path, subset in folders.items()}
     metrics = [f"pairwise/{subset}" for subset in ("general", *world.domains)]
