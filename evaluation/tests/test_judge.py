@@ -136,7 +136,7 @@ def test_refusals(tiny_judge: Path, tmp_path: Path) -> None:
     rm = build_tiny_rm(tmp_path / "an-rm")
     done = CliRunner().invoke(main, ["judge", str(rm), "--data", str(_data(tmp_path)), "--output-dir",
                                      str(tmp_path / "o")])
-    assert done.exit_code == 1 and "is not a causal LM (LlamaForSequenceClassification)" in done.output
+    assert done.exit_code == 1 and "is a reward model (LlamaForSequenceClassification)" in done.output
     repeated = tmp_path / "repeated.jsonl"
     pd.DataFrame(ROWS[:2]).assign(id=[1, 1]).to_json(repeated, orient="records", lines=True)
     done = CliRunner().invoke(main, ["judge", str(tiny_judge), "--data", str(repeated), "--output-dir",
