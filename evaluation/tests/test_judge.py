@@ -100,7 +100,8 @@ def test_a_tiny_model_end_to_end(tiny_judge: Path, tmp_path: Path) -> None:
     assert result["settings"]["generation"]["temperature"] == 0.0 and result["settings"]["seed"] == 0
     assert per_example["chosen_position"].tolist() == [judge.chosen_position(0, r["id"]) for r in ROWS[:8]]
     assert per_example["answer"].str.len().gt(0).all() and per_example["outcome"].eq("unparsable").all()
-    assert "0 correct, 0 wrong, 0 ties, 8 unparsable of 8" in done.output
+    assert "0 correct, 0 wrong, 0 ties, 8 unparsable of 8; no A/B verdict" in done.output
+    assert "named A in -" not in done.output
     assert not (out / "tiny-judge" / ".cache").exists()
     again = CliRunner().invoke(main, args)  # cached: same result, no generation
     assert again.exit_code == 0 and "reusing cached result" in again.output
