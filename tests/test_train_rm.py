@@ -218,3 +218,12 @@ def test_the_console_script_prints_its_result_and_no_warning_a_user_cannot_act_o
     assert done.stdout.splitlines()[-1] == f"{out}: reward model trained from {inputs['base']}"
     for noise in ("LOAD REPORT", "deprecated", "pin_memory", "Warning"):
         assert noise not in done.stderr, done.stderr[-3000:]
+
+
+def test_the_recipe_reaches_the_trainer_under_the_names_it_reads(tmp_path):
+    from dogerm_mergekit.train_rm import reward_config
+
+    config = reward_config(tmp_path / "out", [], None, evaluate=False)
+    kwargs = getattr(config, "activation_checkpointing_kwargs", config.gradient_checkpointing_kwargs)
+    assert kwargs == {"use_reentrant": False}
+    assert config.dataloader_pin_memory == torch.cuda.is_available()

@@ -67,7 +67,9 @@ def reward_config(output_dir: Path, extra_args: list[str], max_steps: int | None
         raise click.UsageError(f"RewardConfig: {exc}") from None
     if str(config.output_dir) != str(output_dir):
         raise click.UsageError("give the output folder with --output-dir only")
-    config.gradient_checkpointing_kwargs = {"use_reentrant": False}  # the authors' setting
+    # the authors' setting, under the name the Trainer reads (transformers 5 renamed it; the old one is only a copy)
+    renamed = "activation_checkpointing_kwargs"
+    setattr(config, renamed if hasattr(config, renamed) else "gradient_checkpointing_kwargs", {"use_reentrant": False})
     return config
 
 
