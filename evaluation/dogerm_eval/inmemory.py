@@ -47,7 +47,9 @@ class InMemorySweep:
             if grids:  # MODEL as the user named it (a Hub id's name, a folder's), not the resolved snapshot path
                 config = {"merge_method": "dogerm", "base_model": reward_model,
                           "models": [{"model": domain, "parameters": {"lambda": 0.0}} for domain in domains]}
-                vectors = grid_points(yaml.safe_dump(config), [parse_grid(spec) for spec in grids])
+                vectors = grid_points(yaml.safe_dump(config), [parse_grid(spec) for spec in grids],
+                                      keep="--in-memory does not extrapolate; dogerm-sweep does, with "
+                                           "allow_extrapolation: true in its configuration")
             elif len(domains) == 1:
                 vectors = [(lam,) for lam in parse_lambdas(lambdas or "0:1:0.05")]
             else:

@@ -122,3 +122,18 @@ def test_generation_stops_at_the_end_of_the_models_window(tmp_path, monkeypatch)
     assert len(asked) == 2 and all(prompt + new == 200 and new > 0 for prompt, new in asked), asked
     assert done.output.rstrip().endswith(f"{out}: generated 2 problems")  # after the progress bar
     assert json.loads(out.read_text().splitlines()[0])["generation"]["max_new_tokens"] == 4096
+
+
+def test_an_in_memory_grid_says_how_this_command_keeps_vectors_it_leaves_out(tmp_path, no_weights):
+    import shutil
+
+    rm, lm = tiny.build_pair(tmp_path / "a")
+    other = shutil.copytree(lm, tmp_path / "other")
+    data = tmp_path / "rb.parquet"
+    rewardbench_rows({"math-prm": 2}).to_parquet(data)
+    done = CliRunner().invoke(main, ["sweep", "--in-memory", "--rm", str(rm), "--domain", str(lm), "--domain",
+                                     str(other), "--grid", "lambda[lm]=0,1", "--grid", "lambda[other]=0,1", "--data",
+                                     str(data), "--output-dir", str(tmp_path / "out")])
+    assert "1 of 4 lambda vectors sum outside [0, 1] and are left out (--in-memory does not extrapolate; " \
+           "dogerm-sweep does, with allow_extrapolation: true in its configuration)" in done.output, done.output
+    assert LOADED in done.output  # the grid is computed before the merger is built, which the test forbids
