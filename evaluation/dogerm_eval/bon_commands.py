@@ -139,8 +139,8 @@ def _run_code(module: Any, model: str, data: str | None, candidates: Path, worke
 
     def make_task() -> Task:  # the data are checked before the sandbox is described
         task = module.task(data, candidates, limits, workers)
-        LOG.info("programs ran in the sandbox (timeout %g s, %d MB; %d defences, listed under `sandbox` in the "
-                 "result file)", timeout, memory_mb, len(active_defences(limits)))
+        LOG.info("programs ran in the sandbox (wall-clock timeout %g s, %d MB; %d defences, listed under `sandbox` in "
+                 "the result file)", timeout, memory_mb, len(active_defences(limits)))
         return task
 
     _run(module.NAME, model, options, make_task)
