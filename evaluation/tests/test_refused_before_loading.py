@@ -137,3 +137,16 @@ def test_an_in_memory_grid_says_how_this_command_keeps_vectors_it_leaves_out(tmp
     assert "1 of 4 lambda vectors sum outside [0, 1] and are left out (--in-memory does not extrapolate; " \
            "dogerm-sweep does, with allow_extrapolation: true in its configuration)" in done.output, done.output
     assert LOADED in done.output  # the grid is computed before the merger is built, which the test forbids
+
+
+def test_a_data_error_of_a_code_benchmark_is_the_only_line(tmp_path, tiny_rm_dir, no_weights):
+    """The sandbox is described (in one line) once the data are read, not before their error."""
+    data = tmp_path / "mbpp.jsonl"
+    data.write_text("{not json\n")
+    candidates = tmp_path / "cands.jsonl"
+    candidates.write_text(json.dumps({"problem_id": 1, "prompt": "p", "candidates": ["x = 1"]}) + "\n")
+    done = CliRunner().invoke(main, ["bon-mbpp", str(tiny_rm_dir), "--candidates", str(candidates), "--data",
+                                     str(data), "--output-dir", str(tmp_path / "out")])
+    assert done.exit_code == 1, done.output
+    assert done.output.strip().splitlines() == [done.output.strip()], done.output
+    assert "as JSON lines" in done.output and "sandbox" not in done.output
