@@ -204,3 +204,26 @@ def test_a_hub_base_is_recorded_with_its_commit(inputs: dict[str, Path], hub_cli
     commit = hub_env.refs(repo)["main"]
     folder, record = resolve_base(f"{repo}@main")
     assert record == f"{repo}@{commit}" and (folder / "config.json").is_file()
+
+
+def test_the_console_script_prints_its_result_and_no_warning_a_user_cannot_act_on(inputs):
+    """transformers' load report of the swapped head, its gradient_checkpointing deprecation (TRL's default) and
+    torch's pin-memory warning on a machine without an accelerator are gone; the one result line is there."""
+    out = inputs["root"] / "quiet"
+    script = Path(sys.executable).parent / "dogerm-train-rm"
+    done = subprocess.run([str(script), str(inputs["base"]), "--data", str(inputs["data"]), "--output-dir", str(out),
+                           "--max-steps", "2", "--eval-fraction", "0", "--bf16", "false"],
+                          capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.splitlines()[-1] == f"{out}: reward model trained from {inputs['base']}"
+    for noise in ("LOAD REPORT", "deprecated", "pin_memory", "Warning"):
+        assert noise not in done.stderr, done.stderr[-3000:]
+
+
+def test_the_recipe_reaches_the_trainer_under_the_names_it_reads(tmp_path):
+    from dogerm_mergekit.train_rm import reward_config
+
+    config = reward_config(tmp_path / "out", [], None, evaluate=False)
+    kwargs = getattr(config, "activation_checkpointing_kwargs", config.gradient_checkpointing_kwargs)
+    assert kwargs == {"use_reentrant": False}
+    assert config.dataloader_pin_memory == torch.cuda.is_available()

@@ -139,10 +139,14 @@ def _run_code(module: Any, model: str, data: str | None, candidates: Path, worke
         raise BenchmarkError(f"{module.NAME} runs in one process (the sandbox runs are not sharded); "
                              "use --num-processes 1")
     limits = SandboxLimits(timeout_s=timeout, memory_bytes=memory_mb * 1024**2)
-    LOG.info("sandbox defences active on this machine:")
-    for defence in active_defences(limits):
-        LOG.info("  - %s", defence)
-    _run(module.NAME, model, options, lambda: module.task(data, candidates, limits, workers))
+
+    def make_task() -> Task:  # the data are checked before the sandbox is described
+        task = module.task(data, candidates, limits, workers)
+        LOG.info("programs ran in the sandbox (time limit %g s per program, %d MB; %d defences, listed under "
+                 "`sandbox` in the result file)", timeout, memory_mb, len(active_defences(limits)))
+        return task
+
+    _run(module.NAME, model, options, make_task)
 
 
 @click.command(name="bon-mbpp", help=f"Rerank MBPP candidates with a reward model; every candidate's program runs in "

@@ -47,6 +47,23 @@ def _data_paths(data: Sequence[str], names: Sequence[str]) -> dict[str, str | No
     return paths
 
 
+def _prepare_named(names: Sequence[str], paths: dict[str, str | None], subsets: Sequence[str] | None) -> list[Any]:
+    """Each benchmark's task; with several, a hint to give a local file says how: ``--data NAME=PATH``."""
+    from dogerm_eval.benchmarks import prepare_task
+    from dogerm_eval.errors import EvalError
+
+    tasks = []
+    for name in names:
+        try:
+            tasks.append(prepare_task(name, paths[name], subsets))
+        except EvalError as exc:
+            if len(names) == 1:
+                raise
+            hinted = exc.message.replace("--data PATH", f"--data {name}=PATH")
+            raise type(exc)(hinted.replace(f"{name} needs --data:", f"{name} needs --data {name}=PATH:")) from exc
+    return tasks
+
+
 class DogeRMEvalGroup(click.Group):
     """Every error of a command is one line, exit 1: ours as they are, any other (from a library, a bug) as
     ``Error: dogerm-eval <command> failed: <type>: <message>`` (``DOGERM_DEBUG=1`` shows its traceback)."""
@@ -122,15 +139,16 @@ def suite_command(model: str, data: tuple[str, ...], **options: Any) -> None:
     MODEL: a local folder or org/name[@revision].
     """
     from dogerm_eval import suite
-    from dogerm_eval.benchmarks import prepare_task
     from dogerm_eval.models import resolve_model
 
     if options["subsets"]:
         raise click.BadParameter("the suite scores every subset of its benchmarks", param_hint="--subsets")
     relaunch_if_needed(options["num_processes"])
     paths = _data_paths(data, SUITE)
+    check_options(options)
+    tasks = _prepare_named(SUITE, paths, None)  # the data are checked before the model is downloaded
     resolved = resolve_model(model, options["trust_remote_code"])
-    results = evaluate_model(resolved, lambda: [prepare_task(n, paths[n], None) for n in SUITE], options)
+    results = evaluate_model(resolved, lambda: tasks, options)
     record = suite.summary(results)
     for path in suite.write(options["output_dir"], resolved, record):
         LOG.info("wrote %s", path)
@@ -157,8 +175,8 @@ def suite_command(model: str, data: tuple[str, ...], **options: Any) -> None:
 @click.option("--data", "data", multiple=True,
               help="Local data file: PATH with one benchmark, NAME=PATH (repeatable) with several.")
 @click.option("--candidates", "candidate_files", multiple=True,
-              help="bon-gsm8k=PATH or bon-mbpp=PATH (repeatable): run that Best-of-N benchmark on these candidates "
-                   "for every member (MBPP with bon-mbpp's default sandbox limits).")
+              help="bon-gsm8k=PATH, bon-mbpp=PATH or bon-humaneval=PATH (repeatable): run that Best-of-N benchmark "
+                   "on these candidates for every member (MBPP and HumanEval with their default sandbox limits).")
 @click.option("--baseline", "baselines", multiple=True, type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="A `dogerm-eval judge` result (OUT/<judge>/judge-<benchmark>.json) on the same data: a reference "
                    "row of the table (column baseline) and a dotted line in the plot (repeatable).")

@@ -7,6 +7,7 @@ relative to the reward model alone (``pairwise/general >= value_at_lambda0 - 0.0
 
 from __future__ import annotations
 
+import difflib
 import math
 import operator
 import re
@@ -21,6 +22,24 @@ _CONSTRAINT = re.compile(
 )
 _COMBINED = re.compile(r"^\s*(?P<how>mean|min)\s*\((?P<names>[^()]+)\)\s*$")
 _METRIC = re.compile(r"^[\w./@-]+$")
+
+
+def check_reported(option: str, metric: str, reported: Mapping[str, float] | set[str]) -> None:
+    """Refuse ``metric`` (named by ``option``) if the benchmark does not report it, naming the closest one."""
+    if metric in reported:
+        return
+    names = sorted(k for k in reported if "(" not in k)  # not a combined objective's own value
+    close = difflib.get_close_matches(metric, names, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    raise BenchmarkError(f"{option} names {metric!r}, which the benchmark does not report; {hint}choose from {names}")
+
+
+def check_metrics(objective: Objective, constraint: Constraint | None, reported: set[str]) -> None:
+    """Refuse an objective or constraint naming a metric the benchmark does not report (run before a model loads)."""
+    for metric in objective.metrics:
+        check_reported("--objective", metric, reported)
+    if constraint:
+        check_reported("--constraint", constraint.metric, reported)
 
 
 @dataclass
@@ -53,10 +72,8 @@ class Objective:
         return f"{self.how}({', '.join(self.metrics)})" if self.how else self.metrics[0]
 
     def value(self, metrics: Mapping[str, float]) -> float:
-        missing = [m for m in self.metrics if m not in metrics]
-        if missing:
-            raise BenchmarkError(f"--objective names {missing[0]!r}, which the benchmark does not report; choose "
-                                 f"from {sorted(k for k in metrics if '(' not in k)}")
+        for metric in self.metrics:
+            check_reported("--objective", metric, metrics)
         values = [metrics[m] for m in self.metrics]
         return float(min(values)) if self.how == "min" else float(sum(values) / len(values))
 
@@ -100,9 +117,7 @@ class Constraint:
 
     def violation(self, metrics: Mapping[str, float], reference: Mapping[str, float]) -> float:
         """How far ``metrics`` miss the constraint (0 when met)."""
-        if self.metric not in metrics:
-            raise BenchmarkError(f"--constraint names {self.metric!r}, which the benchmark does not report; "
-                                 f"choose one of {sorted(metrics)}")
+        check_reported("--constraint", self.metric, metrics)
         bound, value = self.bound(reference), metrics[self.metric]
         compare = operator.ge if self.op == ">=" else operator.le
         return 0.0 if compare(value, bound) or math.isclose(value, bound, abs_tol=1e-12) else abs(value - bound)

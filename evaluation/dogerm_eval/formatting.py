@@ -93,8 +93,8 @@ def chat_template_for(tokenizer: PreTrainedTokenizerBase, settings: FormatSettin
         return "tokenizer", tokenizer.chat_template
     if settings.fallback_template is None:
         raise ModelError(
-            f"the tokenizer of {tokenizer.name_or_path!r} has no chat template; choose a fallback template "
-            f"(one of {sorted(FALLBACK_TEMPLATES)})"
+            f"the tokenizer of {tokenizer.name_or_path!r} has no chat template; choose one with --fallback-template "
+            f"({', '.join(sorted(FALLBACK_TEMPLATES))})"
         )
     return f"fallback:{settings.fallback_template}", FALLBACK_TEMPLATES[settings.fallback_template]
 

@@ -21,6 +21,7 @@ import json
 import logging
 import os
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Literal
 
@@ -29,7 +30,7 @@ from tqdm import tqdm
 
 from dogerm_eval.errors import BenchmarkError, DataError, ModelError
 from dogerm_eval.formatting import FormatSettings, chat_template_for
-from dogerm_eval.models import parse_hub_ref
+from dogerm_eval.roles import check_generator, split_ref
 from dogerm_mergekit.files import sha256_file
 
 Backend = Literal["auto", "transformers", "vllm"]
@@ -129,17 +130,12 @@ def encode_prompt(tokenizer: Any, text: str) -> list[int]:
     return list(tokenizer(text, add_special_tokens=not has_bos)["input_ids"])
 
 
-def _split_ref(ref: str) -> tuple[str, str | None]:
-    """A local folder, or a Hub id with an optional ``@revision``."""
-    return (ref, None) if Path(ref).exists() else parse_hub_ref(ref)
-
-
 def _load_policy(ref: str, dtype: str, device: str, trust_remote_code: bool = False) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from dogerm_eval.models import needs_remote_code, remote_code_error
 
-    name, revision = _split_ref(ref)
+    name, revision = split_ref(ref)
     try:
         tokenizer = AutoTokenizer.from_pretrained(name, revision=revision, trust_remote_code=trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(name, revision=revision, dtype=dtype,
@@ -161,16 +157,21 @@ def _transformers_sampler(
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     tokenizer, model = _load_policy(ref, dtype, device, trust_remote_code)
+    window = getattr(model.config, "max_position_embeddings", None)
 
     def sample(problem_id: int | str, user: str, prefix: str | None) -> list[str]:
         text = policy_prompt(tokenizer, user, settings, fallback_template, prefix)
         ids = torch.tensor([encode_prompt(tokenizer, text)])
+        new_tokens = settings.max_new_tokens if window is None else min(settings.max_new_tokens, window - ids.shape[1])
+        if new_tokens < 1:
+            raise ModelError(f"problem {problem_id}: its prompt ({ids.shape[1]} tokens) fills {ref}'s {window}-token "
+                             "window; leave the problem out (--limit) or use a model with a longer window")
         set_seed(problem_seed(settings.seed, problem_id))
         with torch.inference_mode():
             output = model.generate(
                 input_ids=ids.to(device), attention_mask=torch.ones_like(ids).to(device),
                 do_sample=settings.temperature > 0, temperature=settings.temperature or None, top_p=settings.top_p,
-                max_new_tokens=settings.max_new_tokens, num_return_sequences=settings.samples,
+                max_new_tokens=new_tokens, num_return_sequences=settings.samples,
                 pad_token_id=tokenizer.pad_token_id, stop_strings=settings.stop or None, tokenizer=tokenizer,
             )
         new_tokens = output[:, ids.shape[1] :]
@@ -187,7 +188,7 @@ def _vllm_generate(
 ) -> None:
     from vllm import LLM, SamplingParams  # optional extra
 
-    name, revision = _split_ref(ref)
+    name, revision = split_ref(ref)
     llm = LLM(name, revision=revision, seed=settings.seed, trust_remote_code=trust_remote_code)
     tokenizer = llm.get_tokenizer()
     for start in tqdm(range(0, len(todo), VLLM_CHUNK), desc="generating", unit="chunk"):
@@ -256,14 +257,19 @@ def generate_candidates(
         LOG.info("%s: %d problems already generated, %d to go", out, len(done), len(todo))
     if not todo:
         return 0
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("a", encoding="utf-8") as handle:
+    check_generator(settings.policy, "judge" if settings.benchmark == "judge" else "policy", fallback_template,
+                    trust_remote_code)  # before any weights load
+    with ExitStack() as stack:
+        opened: list[Any] = []
 
         def write(pid: int | str, user: str, candidates: list[str]) -> None:
+            if not opened:  # the file appears with its first record: a failed start leaves none
+                out.parent.mkdir(parents=True, exist_ok=True)
+                opened.append(stack.enter_context(out.open("a", encoding="utf-8")))
             record = CandidateRecord(problem_id=pid, prompt=user, candidates=candidates, generation=record_settings)
-            handle.write(record.model_dump_json() + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+            opened[0].write(record.model_dump_json() + "\n")
+            opened[0].flush()
+            os.fsync(opened[0].fileno())
 
         if chosen == "vllm":
             _vllm_generate(settings.policy, settings, todo, fallback_template, write, trust_remote_code)

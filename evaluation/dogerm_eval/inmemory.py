@@ -19,6 +19,9 @@ from dogerm_eval.models import ResolvedModel, locate_model, resolve_model
 from dogerm_eval.scorer import RewardScorer
 from dogerm_mergekit.contract import Point, lambda_point
 
+IN_MEMORY_FIX = ("(--in-memory does not extrapolate: write the checkpoints with dogerm-sweep from a configuration "
+                 "with `allow_extrapolation: true` under `parameters`, then evaluate that sweep)")
+
 
 class InMemorySweep:
     """The members of an in-memory sweep and a scorer factory that loads each member's merged weights."""
@@ -34,6 +37,7 @@ class InMemorySweep:
         from dogerm_mergekit.contract import grid_checkpoint_name, parse_grid, parse_lambdas
         from dogerm_mergekit.errors import DogeRMError
         from dogerm_mergekit.inmemory import InMemoryMerger
+        from dogerm_mergekit.method import check_lambdas
         from dogerm_mergekit.sweep import grid_points, input_fingerprint
 
         domains = [domain_models] if isinstance(domain_models, str) else list(domain_models)
@@ -43,12 +47,16 @@ class InMemorySweep:
             if grids:  # MODEL as the user named it (a Hub id's name, a folder's), not the resolved snapshot path
                 config = {"merge_method": "dogerm", "base_model": reward_model,
                           "models": [{"model": domain, "parameters": {"lambda": 0.0}} for domain in domains]}
-                vectors = grid_points(yaml.safe_dump(config), [parse_grid(spec) for spec in grids])
+                vectors = grid_points(yaml.safe_dump(config), [parse_grid(spec) for spec in grids],
+                                      keep="--in-memory does not extrapolate; dogerm-sweep does, with "
+                                           "allow_extrapolation: true in its configuration")
             elif len(domains) == 1:
                 vectors = [(lam,) for lam in parse_lambdas(lambdas or "0:1:0.05")]
             else:
                 raise BenchmarkError(f"{len(domains)} domain models: give their lambdas as --grid "
                                      "lambda[MODEL]=SPEC (one per model), not --lambdas")
+            for vector in vectors:  # before any model is read
+                check_lambdas(vector, fix=IN_MEMORY_FIX)
         except DogeRMError as exc:
             raise BenchmarkError(str(exc)) from exc
         try:

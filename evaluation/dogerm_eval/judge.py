@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 import click
 
-from dogerm_eval.errors import DataError, ModelError, OptionError
+from dogerm_eval.errors import DataError, OptionError
 from dogerm_eval.formatting import FALLBACK_TEMPLATES
 from dogerm_eval.options import DEFAULT_OUTPUT, SCORING_DTYPES, check_output_dir, split_list
 
@@ -112,6 +112,7 @@ def run_judge(judge: str, benchmark: str, data: str | None, subsets: Sequence[st
     from dogerm_eval.benchmarks import prepare_task
     from dogerm_eval.generate import GenerationSettings, generate_candidates, read_candidates
     from dogerm_eval.models import locate_model
+    from dogerm_eval.roles import check_generator
     from dogerm_eval.results import (DIGEST_MEMO, cache_key, load_cached_result, model_fingerprint, result_path,
                                      write_result)
     from dogerm_mergekit.files import output_lock
@@ -123,7 +124,7 @@ def run_judge(judge: str, benchmark: str, data: str | None, subsets: Sequence[st
     if len(repeated):
         raise DataError(f"{task.table.dataset}: id {_pid(repeated.iloc[0])!r} repeats; the judge needs one id per pair")
     model = locate_model(judge)
-    _check_causal_lm(model.path)
+    check_generator(str(model.path), "judge", fallback_template)  # before any weights load
     settings = GenerationSettings(policy=judge, benchmark="judge", samples=1, seed=seed, stop=[],
                                   system_prompt=SYSTEM_PROMPT, temperature=SAMPLING["temperature"],
                                   top_p=SAMPLING["top_p"], max_new_tokens=max_new_tokens)
@@ -205,18 +206,6 @@ def _pid(row_id: Any) -> int | str:
     return int(row_id) if isinstance(row_id, (int, np.integer)) else str(row_id)
 
 
-def _check_causal_lm(path: Path) -> None:
-    from transformers import AutoConfig
-
-    try:
-        architectures = AutoConfig.from_pretrained(path).architectures or []
-    except (OSError, ValueError, KeyError) as exc:
-        raise ModelError(f"cannot read the judge's config in {path}: {exc}") from exc
-    if not any(a.endswith(("ForCausalLM", "ForConditionalGeneration")) for a in architectures):
-        raise ModelError(f"the judge {path} is not a causal LM ({', '.join(architectures) or 'no architecture'}); "
-                         "give a chat LM (e.g. the domain model)")
-
-
 @click.command(name="judge")
 @click.argument("judge")
 @click.option("--benchmark", type=click.Choice(JUDGED), default="rewardbench", show_default=True)
@@ -225,7 +214,8 @@ def _check_causal_lm(path: Path) -> None:
 @click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_OUTPUT,
               show_default=True, help="Results go to OUT/<judge-slug>/judge-<benchmark>.json.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the A/B placement of each pair.")
-@click.option("--max-new-tokens", type=click.IntRange(min=1), default=SAMPLING["max_new_tokens"], show_default=True)
+@click.option("--max-new-tokens", type=click.IntRange(min=1), default=SAMPLING["max_new_tokens"], show_default=True,
+              help="At most this many tokens per answer, and never past the end of the judge's context window.")
 @click.option("--dtype", type=click.Choice(["auto", *SCORING_DTYPES]), default="auto", show_default=True)
 @click.option("--backend", type=click.Choice(["auto", "transformers", "vllm"]), default="auto", show_default=True,
               help="auto = vLLM when installed and a GPU is present, else transformers.")
@@ -242,7 +232,6 @@ def command(judge: str, benchmark: str, data: str | None, subsets: str | None, o
                        backend, fallback_template)
     click.echo(format_table(sweep_frame([({}, {result["benchmark"]: result})])))
     v = result["verdicts"]
-    named_a = "-" if v["named_a"] is None else f"{v['named_a']:.2f}"
+    bias = "no A/B verdict" if v["named_a"] is None else f"named A in {v['named_a']:.2f} of its A/B verdicts"
     click.echo(f"{result['benchmark']} score: {result['score']:.4f}; verdicts: {v['correct']} correct, {v['wrong']} "
-               f"wrong, {v['ties']} ties, {v['unparsable']} unparsable of {v['pairs']}; named A in {named_a} of its "
-               "A/B verdicts")
+               f"wrong, {v['ties']} ties, {v['unparsable']} unparsable of {v['pairs']}; {bias}")

@@ -34,10 +34,18 @@ SCORING_DTYPES = RUN_DTYPES
 
 
 class _EchoHandler(logging.Handler):
-    """Writes records through ``click.echo`` to the current stderr (which CliRunner may have swapped)."""
+    """Writes records through ``click.echo`` to the current stderr (which CliRunner may have swapped), each message
+    once per command (a search plans the same merge at every point)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[str] = set()
 
     def emit(self, record: logging.LogRecord) -> None:
-        click.echo(self.format(record), err=True)
+        text = self.format(record)
+        if text not in self.seen:
+            self.seen.add(text)
+            click.echo(text, err=True)
 
 
 def configure_logging() -> None:
@@ -50,7 +58,10 @@ def configure_logging() -> None:
         logger = logging.getLogger(name)
         logger.setLevel(level)
         logger.propagate = False  # printed here once, whatever handlers other libraries give the root logger
-        if not any(isinstance(h, _EchoHandler) for h in logger.handlers):
+        echo = [h for h in logger.handlers if isinstance(h, _EchoHandler)]
+        for handler in echo:
+            handler.seen.clear()  # a new command (CliRunner runs several in one process)
+        if not echo:
             handler = _EchoHandler()
             handler.setFormatter(logging.Formatter("%(message)s"))
             logger.addHandler(handler)
@@ -75,7 +86,8 @@ def split_list(value: str | None) -> list[str] | None:
 def common_options(function: Callable[..., Any]) -> Callable[..., Any]:
     """Options shared by every scoring command."""
     options = [
-        click.option("--subsets", help="Comma-separated subsets to keep (Auto-J: scenarios, or math/code/other)."),
+        click.option("--subsets", help="Comma-separated subsets to keep (autoj: scenarios, or math/code/other; "
+                     "Best-of-N benchmarks have none)."),
         click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_OUTPUT,
                      show_default=True, help="Results go to OUT/<model-slug>/<benchmark>.json."),
         click.option("--system-prompt", help="System message for every conversation; 'llama2-default' = the default "

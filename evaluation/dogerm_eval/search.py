@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from dogerm_eval.criteria import Constraint, Evaluated, Objective, choose
+from dogerm_eval.criteria import Constraint, Evaluated, Objective, check_metrics, choose
 from dogerm_eval.errors import BenchmarkError
 from dogerm_eval.space import SearchSpace, dogerm_source, parse_space
 from dogerm_eval.split_eval import SplitEvaluator
@@ -199,6 +199,7 @@ def run_search(
     make = DevEvaluator(space, benchmark, data, tuple(subsets) if subsets else None, dev_fraction, seed,
                         dict(scoring), bootstrap, goal)
     evaluator = make.build()
+    check_metrics(goal, rule, evaluator.metric_names())
     spec = None
     if sampler != "brent":
         spec = studies.StudySpec(storage or str(output_dir / "study.journal"), "", sampler, seed, max_evals, goal,

@@ -195,6 +195,11 @@ class SplitEvaluator:
         LOG.info("%s: scored %d %s rows", label, len(rows), split)
         return rows, scores
 
+    def metric_names(self) -> set[str]:
+        """The metrics the dev split reports, found by scoring it with stand-in zeros (no model is loaded)."""
+        rows = self.frame[self.masks["dev"]].reset_index(drop=True)
+        return set(self.metrics(rows, np.zeros(len(rows) * len(self.task.benchmark.passes(rows)))))
+
     def metrics(self, rows: Any, scores: np.ndarray) -> Metrics:
         summary = self.task.benchmark.evaluate(rows, scores).summary()
         return {k: float(v) for k, v in self.task.benchmark.metrics(summary).items() if v is not None}

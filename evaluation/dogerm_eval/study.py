@@ -23,6 +23,7 @@ constraint, sampler and seed, so a rerun with the same settings resumes it and a
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import logging
 import math
@@ -38,6 +39,7 @@ from typing import Any
 from dogerm_eval.criteria import Constraint, Evaluated, Objective, penalised
 from dogerm_eval.errors import BenchmarkError
 from dogerm_eval.space import SearchSpace
+from dogerm_mergekit.noise import GREENLET, silenced
 
 LOG = logging.getLogger(__name__)
 SAMPLERS = ("tpe", "gp", "cmaes", "random")
@@ -84,6 +86,8 @@ def _sampler(spec: StudySpec, worker: int) -> Any:
     startup = max(2, min(10, (spec.max_evals - 1) // 3))
     # tpe and gp model where the constraint holds (c-TPE, c-GP) from each trial's constraint (see _value)
     if spec.sampler == "gp":  # the metrics of a merge on the dev rows are a deterministic function of the point
+        with silenced(GREENLET), contextlib.suppress(ImportError):  # same proposals, only sequential: said once
+            importlib.import_module(GREENLET[0])  # (at import) by optuna's optimiser, which the sampler imports later
         with warnings.catch_warnings():  # chosen knowingly: optuna marks the option experimental on every search
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup, deterministic_objective=True)

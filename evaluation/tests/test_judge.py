@@ -100,7 +100,8 @@ def test_a_tiny_model_end_to_end(tiny_judge: Path, tmp_path: Path) -> None:
     assert result["settings"]["generation"]["temperature"] == 0.0 and result["settings"]["seed"] == 0
     assert per_example["chosen_position"].tolist() == [judge.chosen_position(0, r["id"]) for r in ROWS[:8]]
     assert per_example["answer"].str.len().gt(0).all() and per_example["outcome"].eq("unparsable").all()
-    assert "0 correct, 0 wrong, 0 ties, 8 unparsable of 8" in done.output
+    assert "0 correct, 0 wrong, 0 ties, 8 unparsable of 8; no A/B verdict" in done.output
+    assert "named A in -" not in done.output
     assert not (out / "tiny-judge" / ".cache").exists()
     again = CliRunner().invoke(main, args)  # cached: same result, no generation
     assert again.exit_code == 0 and "reusing cached result" in again.output
@@ -136,7 +137,7 @@ def test_refusals(tiny_judge: Path, tmp_path: Path) -> None:
     rm = build_tiny_rm(tmp_path / "an-rm")
     done = CliRunner().invoke(main, ["judge", str(rm), "--data", str(_data(tmp_path)), "--output-dir",
                                      str(tmp_path / "o")])
-    assert done.exit_code == 1 and "is not a causal LM (LlamaForSequenceClassification)" in done.output
+    assert done.exit_code == 1 and "is a reward model (LlamaForSequenceClassification)" in done.output
     repeated = tmp_path / "repeated.jsonl"
     pd.DataFrame(ROWS[:2]).assign(id=[1, 1]).to_json(repeated, orient="records", lines=True)
     done = CliRunner().invoke(main, ["judge", str(tiny_judge), "--data", str(repeated), "--output-dir",

@@ -153,7 +153,8 @@ def test_bon_mbpp_command_reports_defences(tiny_rm_dir: Path, tmp_path: Path) ->
                    "--dtype", "float32", "--timeout", "1.5", "--memory-mb", "512", "--workers", "2"],
     )
     assert done.exit_code == 0, done.output
-    assert "sandbox defences active on this machine:" in done.output and "time limit 1.5 s per program" in done.output
+    assert "programs ran in the sandbox (time limit 1.5 s per program, 512 MB; " in done.output
+    assert "  - " not in done.output
     result = json.loads((out / tiny_rm_dir.name / "bon-mbpp.json").read_text())
     assert result["bon"]["4"]["oracle"] == 1.0
 

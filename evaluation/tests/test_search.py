@@ -333,3 +333,18 @@ def test_a_kernel_configuration_is_searched_and_its_choice_written(tmp_path):
                                              str(tmp_path / "b2")])
     assert refused.exit_code != 0 and "--write takes plain lambdas or kernel parameters" in str(refused.exception)
     assert not (tmp_path / "o2").exists()
+
+
+def test_a_search_says_each_message_once(tmp_path):
+    """Every point plans its merge again: the plan is said once, and no line of the log repeats."""
+    from dogerm_eval.cli import main
+
+    rm, lm = tiny.build_pair(tmp_path / "in")
+    args = ["search", "--rm", str(rm), "--domain", str(lm), "--benchmark", "pairwise", "--data",
+            str(_pairs(tmp_path / "pairs.jsonl")), "--objective", "pairwise/arithmetic", "--max-evals", "3",
+            "--output-dir", str(tmp_path / "out")]
+    done = CliRunner().invoke(main, args)  # through the group, which sets up the log as the console script does
+    assert done.exit_code == 0, done.output
+    lines = [line for line in done.output.splitlines() if line.strip() and "%|" not in line]  # not progress bars
+    assert sum("plan:" in line for line in lines) == 1, done.output
+    assert len(lines) == len(set(lines)), done.output

@@ -188,3 +188,17 @@ def test_the_plot_draws_each_shape_of_space_and_a_grid_under_two_parameters(tmp_
     with pytest.raises(BenchmarkError, match=f"no column for the objective's {GOAL.metrics[0]}") as caught:
         check_grid(tmp_path / "other.csv", spaces["plane"], GOAL)
     assert "\n" not in str(caught.value)
+
+
+def test_the_gp_sampler_says_nothing_of_greenlet():
+    """optuna warns at import of its optimiser when the optional greenlet package is missing (same proposals,
+    computed one after the other): silenced, in a fresh interpreter where that import has not happened yet."""
+    import subprocess
+    import sys
+
+    probe = ("import logging; logging.basicConfig(); from types import SimpleNamespace; from dogerm_eval import study;"
+             "study._sampler(SimpleNamespace(seed=0, max_evals=9, sampler='gp'), 0);"
+             "import optuna._gp.batched_lbfgsb")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "greenlet" not in done.stderr, done.stderr

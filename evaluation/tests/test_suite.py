@@ -135,7 +135,7 @@ def test_rmb_without_data_is_named(tiny_rm_dir: Path, tmp_path: Path) -> None:
     del paths["rmb"]
     out = tmp_path / "out"
     result = CliRunner().invoke(main, ["suite", str(tiny_rm_dir), *data_args(paths), "--output-dir", str(out)])
-    assert result.exit_code == 1 and "rmb needs --data" in result.output
+    assert result.exit_code == 1 and "rmb needs --data rmb=PATH: the RMB_dataset folder" in result.output
     assert not list(out.glob("*/*.json"))
 
 

@@ -48,10 +48,12 @@ def route_run_merge(merge_module: ModuleType) -> None:
     merge_module.run_merge = run_merge
 
 
-def _guard(script: ModuleType, command: str, check: str) -> None:
-    """Give ``command`` on a file asking for a dogerm method one-line errors: YAML syntax (file, line), schema,
-    unknown keys (a warning), and any failure of the merge; other files run exactly as mergekit runs them.
-    ``check`` names the :mod:`dogerm_mergekit.config_file` function that reads the file's text."""
+def _guard(script: ModuleType, command: str, check: str, done: Callable[[dict[str, Any]], str]) -> None:
+    """Give ``command`` on a file asking for a dogerm method (or misspelling one: "did you mean") one-line errors:
+    YAML syntax (file, line), schema, unknown keys (a warning), and any failure of the merge; other files run
+    exactly as mergekit runs them.
+    ``check`` names the :mod:`dogerm_mergekit.config_file` function that reads the file's text; ``done`` gives
+    the line said on success from the command's arguments."""
     original = script.main.callback
     if getattr(original, "_dogerm_guarded", False):
         return
@@ -69,7 +71,11 @@ def _guard(script: ModuleType, command: str, check: str) -> None:
             return original(*args, **kwargs)
         with one_line(command):
             getattr(config_file, check)(source, kwargs["config_file"])
-            return original(*args, **kwargs)
+            result = original(*args, **kwargs)
+        import click
+
+        click.echo(done(kwargs))
+        return result
 
     callback._dogerm_guarded = True  # type: ignore[attr-defined]
     callback.__wrapped__ = original  # type: ignore[attr-defined]
@@ -78,12 +84,15 @@ def _guard(script: ModuleType, command: str, check: str) -> None:
 
 def guard_run_yaml(run_yaml: ModuleType) -> None:
     """``mergekit-yaml`` on a dogerm configuration: one-line errors (:func:`_guard`)."""
-    _guard(run_yaml, "mergekit-yaml", "read_config")
+    _guard(run_yaml, "mergekit-yaml", "read_config",
+           lambda given: f"{given['out_path']}: wrote the merge of {given['config_file']}")
 
 
 def guard_multimerge(multimerge: ModuleType) -> None:
     """``mergekit-multi`` on a file with a dogerm document: one-line errors (:func:`_guard`), each document checked."""
-    _guard(multimerge, "mergekit-multi", "read_documents")
+    _guard(multimerge, "mergekit-multi", "read_documents",
+           lambda given: f"{given.get('out_path') or given.get('intermediate_dir')}: wrote the merges of "
+                         f"{given['config_file']}")
 
 
 _PATCHES: dict[str, Callable[[ModuleType], None]] = {REGISTRY: register_method, MERGE: route_run_merge,

@@ -22,8 +22,25 @@ METHOD_LINE = re.compile(r"^\s*merge_method\s*:\s*['\"]?([\w-]+)", re.MULTILINE)
 
 
 def is_dogerm_source(source: str) -> bool:
-    """Whether a configuration text asks for a dogerm method (decides, before parsing, whose errors these are)."""
-    return any(methods.is_dogerm(name) for name in METHOD_LINE.findall(source))
+    """Whether a configuration text asks for a dogerm method or misspells one (decides, before parsing, whose errors
+    these are)."""
+    return any(_is_ours(name) for name in METHOD_LINE.findall(source))
+
+
+def _is_ours(merge_method: object) -> bool:
+    return methods.is_dogerm(merge_method) or methods.misspelling(merge_method) is not None
+
+
+def check_method(raw: dict[str, Any], where: str) -> None:
+    """Refuse a misspelt dogerm method name in one line naming the right one (mergekit would ask for
+    ``--allow-crimes``, then fail on the unknown name)."""
+    name = raw.get("merge_method")
+    close = methods.misspelling(name)
+    if close:
+        raise DogeRMConfigError(f"{where}: merge_method `{name}` is not a merge method; did you mean `{close}`?")
+    if methods.is_kernel_method(name) and name not in methods.KERNEL_METHODS:
+        raise DogeRMConfigError(f"{where}: merge_method `{name}` is not a merge method; dogerm offers "
+                                f"{', '.join(methods.ours())}")
 
 
 def _syntax_error(error: yaml.YAMLError, where: str) -> DogeRMConfigError:
@@ -87,6 +104,7 @@ def validate(raw: dict[str, Any], where: str) -> Any:
 def read_config(source: str, where: str) -> tuple[dict[str, Any], Any]:
     """(the raw mapping, mergekit's configuration) of a configuration text, unknown keys warned about by name."""
     raw = parse_yaml(source, where)
+    check_method(raw, where)
     config = validate(raw, where)
     for key, close in unknown_keys(raw):
         LOG.warning("%s: `%s` is not a key mergekit or merge_method %s reads, so it is ignored%s", where, key,
@@ -102,6 +120,6 @@ def read_documents(source: str, where: str) -> None:
     except yaml.YAMLError as error:
         raise _syntax_error(error, where) from None
     for index, document in enumerate(documents):
-        if isinstance(document, dict) and methods.is_dogerm(document.get("merge_method")):
+        if isinstance(document, dict) and _is_ours(document.get("merge_method")):
             name = document.get("name", f"document {index + 1}")
             read_config(yaml.safe_dump({k: v for k, v in document.items() if k != "name"}), f"{where} ({name})")

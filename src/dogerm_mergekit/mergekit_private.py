@@ -10,10 +10,13 @@ from typing import Any
 
 import mergekit.merge as _merge
 
+from dogerm_mergekit.noise import TORCH_DTYPE, silenced
+
 
 def model_out_config(config: Any, architecture: Any, trust_remote_code: bool) -> Any:
     """The output ``PretrainedConfig`` mergekit derives from the configuration's base model."""
-    return _merge._model_out_config(config, architecture, trust_remote_code)
+    with silenced(TORCH_DTYPE):  # mergekit sets the renamed attribute, which then works
+        return _merge._model_out_config(config, architecture, trust_remote_code)
 
 
 def update_config_vocab(out_config: Any, architecture: Any, tokenizer: Any, pad_to_multiple_of: int | None) -> None:

@@ -30,27 +30,29 @@ from dogerm_mergekit.errors import DogeRMConfigError
 METHOD_NAME = "dogerm"
 
 
-def check_lambdas(lams: Sequence[float], allow_extrapolation: bool = False, where: str = "") -> None:
-    """Refuse lambdas (one per domain model) outside [0, 1], or summing outside [0, 1], unless extrapolating."""
+YAML_FIX = "or set `allow_extrapolation: true` under `parameters` to extrapolate on purpose"
+
+
+def check_lambdas(lams: Sequence[float], allow_extrapolation: bool = False, where: str = "",
+                  fix: str = YAML_FIX) -> None:
+    """Refuse lambdas (one per domain model) outside [0, 1], or summing outside [0, 1], unless extrapolating;
+    ``fix`` ends the message (how to extrapolate where the caller's user can: a YAML key, a command line)."""
     for lam in lams:
-        check_lambda(lam, allow_extrapolation)
+        check_lambda(lam, allow_extrapolation, fix)
     total = math.fsum(lams)
     if len(lams) > 1 and not allow_extrapolation and not 0.0 <= total <= 1.0 + 1e-12:
         raise DogeRMConfigError(
             f"the domain models' lambdas sum to {total:g}{where} (the reward model would get {1 - total:g}); "
-            "keep the sum in [0, 1] or set `allow_extrapolation: true` under `parameters` to extrapolate on purpose"
+            f"keep the sum in [0, 1] {fix}"
         )
 
 
-def check_lambda(lam: float, allow_extrapolation: bool = False) -> None:
+def check_lambda(lam: float, allow_extrapolation: bool = False, fix: str = YAML_FIX) -> None:
     """Refuse a lambda outside [0, 1] unless extrapolation was asked for explicitly."""
     if not math.isfinite(lam):
         raise DogeRMConfigError(f"lambda must be a finite number; got {lam!r}")
     if not allow_extrapolation and not 0.0 <= lam <= 1.0:
-        raise DogeRMConfigError(
-            f"lambda={lam} is outside [0, 1]; set `allow_extrapolation: true` under `parameters` "
-            "to extrapolate on purpose"
-        )
+        raise DogeRMConfigError(f"lambda={lam} is outside [0, 1]; give lambdas in [0, 1] {fix}")
 
 
 class NonFiniteInput(ValueError):

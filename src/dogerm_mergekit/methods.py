@@ -7,6 +7,7 @@ models (see :mod:`dogerm_mergekit.kernels`). Import-light (no mergekit, no torch
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 
 DOGERM = "dogerm"
@@ -34,6 +35,28 @@ KERNEL_METHODS = {method.name: method for method in (
     KernelMethod("dogerm_dare_ties", "dare_ties", needs_base=True, random=True, density=True),
     KernelMethod("dogerm_della", "della", needs_base=True, random=True, density=True),
 )}
+
+
+def ours() -> tuple[str, ...]:
+    """Every merge method name dogerm offers."""
+    return (DOGERM, *KERNEL_METHODS)
+
+
+def misspelling(merge_method: object) -> str | None:
+    """The dogerm method ``merge_method`` misspells (case, ``-`` for ``_``, a letter or two off), or None: for our
+    own names, mergekit's, and names closer to a mergekit method or to none (imports mergekit's registry)."""
+    if not isinstance(merge_method, str) or merge_method in ours():
+        return None
+    from mergekit.merge_methods import registry
+
+    theirs = {method.spec.name for method in registry.registered_methods()} - set(ours())
+    name = merge_method.lower().replace("-", "_")
+    if name in ours():
+        return name
+    if merge_method in theirs or name in theirs or name.removeprefix(PREFIX) in theirs:
+        return None  # mergekit's method, or one of its kernels dogerm does not offer
+    close = difflib.get_close_matches(name, [*ours(), *sorted(theirs)], n=1, cutoff=0.8)
+    return close[0] if close and close[0] in ours() else None
 
 
 def is_dogerm(merge_method: object) -> bool:

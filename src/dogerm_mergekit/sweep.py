@@ -122,8 +122,10 @@ def match_model(model: str, candidates: Sequence[ModelReference], what: str) -> 
     return match[0]
 
 
-def grid_points(config_source: str, grids: Sequence[tuple[str, str | None, Sequence[float]]]) -> list[tuple[float, ...]]:
-    """Every lambda vector (one lambda per domain model, ``models:`` order) of the product of ``grids``.
+def grid_points(config_source: str, grids: Sequence[tuple[str, str | None, Sequence[float]]],
+                keep: str = "allow_extrapolation: true keeps them") -> list[tuple[float, ...]]:
+    """Every lambda vector (one lambda per domain model, ``models:`` order) of the product of ``grids``; ``keep``
+    tells, in the log, how the caller's user keeps the vectors left out.
 
     ``grids``: (``lambda``, MODEL, values) as :func:`~dogerm_mergekit.contract.parse_grid` returns; MODEL is a domain model as
     ``models:`` names it or its last path component (None: the only domain model). A domain model no grid names
@@ -159,8 +161,8 @@ def grid_points(config_source: str, grids: Sequence[tuple[str, str | None, Seque
     points = [tuple(point) for point in itertools.product(*(values[d] for d in domains))]
     kept = [p for p in points if allow or len(p) == 1 or 0.0 <= math.fsum(p) <= 1.0 + 1e-12]
     if len(kept) < len(points):
-        LOG.warning("--grid: %d of %d lambda vectors sum outside [0, 1] and are left out (allow_extrapolation: "
-                    "true keeps them)", len(points) - len(kept), len(points))
+        LOG.warning("--grid: %d of %d lambda vectors sum outside [0, 1] and are left out (%s)",
+                    len(points) - len(kept), len(points), keep)
     if not kept:
         raise DogeRMConfigError("--grid: every lambda vector sums outside [0, 1]; nothing to merge")
     return kept

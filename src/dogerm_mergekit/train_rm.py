@@ -25,6 +25,7 @@ import click
 
 from dogerm_mergekit.chat_templates import LLAMA2_CHAT_TEMPLATE, NAMED_SYSTEM_PROMPTS
 from dogerm_mergekit.errors import DogeRMConfigError, OutputError
+from dogerm_mergekit.noise import GRADIENT_CHECKPOINTING, LOAD_REPORT, head_swap_report, silenced, silenced_log
 from dogerm_mergekit.tables import looks_like_path, parse_hub_ref
 
 LOG = logging.getLogger(__name__)
@@ -51,20 +52,24 @@ def reward_config(output_dir: Path, extra_args: list[str], max_steps: int | None
     import torch
 
     bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    recipe = {**RECIPE, "bf16": str(bf16).lower(), **(EVAL_RECIPE if evaluate else {})}
+    recipe = {**RECIPE, "bf16": str(bf16).lower(), **(EVAL_RECIPE if evaluate else {}),
+              "dataloader_pin_memory": str(torch.cuda.is_available()).lower()}  # pinning needs an accelerator
     args = [f"--{key}={value}" for key, value in recipe.items()] + [f"--output_dir={output_dir}"]
     if max_steps is not None:
         args.append(f"--max_steps={max_steps}")
     parser = HfArgumentParser(RewardConfig)
     try:  # argparse keeps the last occurrence, so the user's options override the recipe
-        (config,) = parser.parse_args_into_dataclasses(args=args + extra_args)
+        with silenced(warned=(GRADIENT_CHECKPOINTING,)):  # TRL's default, under transformers' old name
+            (config,) = parser.parse_args_into_dataclasses(args=args + extra_args)
     except SystemExit:
         raise click.UsageError(f"invalid RewardConfig arguments {' '.join(extra_args)!r} (see the message above)")
     except ValueError as exc:  # RewardConfig's own checks (e.g. bf16 on a machine without it)
         raise click.UsageError(f"RewardConfig: {exc}") from None
     if str(config.output_dir) != str(output_dir):
         raise click.UsageError("give the output folder with --output-dir only")
-    config.gradient_checkpointing_kwargs = {"use_reentrant": False}  # the authors' setting
+    # the authors' setting, under the name the Trainer reads (transformers 5 renamed it; the old one is only a copy)
+    renamed = "activation_checkpointing_kwargs"
+    setattr(config, renamed if hasattr(config, renamed) else "gradient_checkpointing_kwargs", {"use_reentrant": False})
     return config
 
 
@@ -183,8 +188,9 @@ def _trainer(folder: Path, tokenizer: Any, config: Any, train: Any, evaluation: 
 
     set_seed(config.seed)  # the new score head's initialisation is reproducible (the authors seed before loading)
     # float32 weights: --bf16/--fp16 train in mixed precision over them (bf16 weights would lose 1e-5 updates)
-    model = AutoModelForSequenceClassification.from_pretrained(folder, num_labels=1, dtype=torch.float32,
-                                                               use_cache=False)
+    with silenced_log(LOAD_REPORT, head_swap_report):  # the LM's head dropped, the score head new: as intended
+        model = AutoModelForSequenceClassification.from_pretrained(folder, num_labels=1, dtype=torch.float32,
+                                                                   use_cache=False)
     model.config.pad_token_id = tokenizer.pad_token_id
     return RewardTrainer(model=model, args=config, processing_class=tokenizer, train_dataset=train,
                          eval_dataset=evaluation, peft_config=lora)
@@ -212,7 +218,6 @@ def _save(trainer: Any, tokenizer: Any, output_dir: Path, record: dict[str, Any]
         trainer.save_model(str(output_dir))  # gathers sharded (DeepSpeed, FSDP) weights; saves the tokenizer too
     if trainer.is_world_process_zero():
         (output_dir / "trainer_log.json").write_text(json.dumps(trainer.state.log_history, indent=1) + "\n")
-        LOG.info("saved the reward model to %s", output_dir)
     trainer.accelerator.wait_for_everyone()
 
 
