@@ -134,7 +134,7 @@ def run_judge(judge: str, benchmark: str, data: str | None, subsets: Sequence[st
     key = cache_key(model_fingerprint(model, Path(output_dir) / DIGEST_MEMO), name, task.table.dataset,
                     task.table.revision, task.subsets, record)
     with output_lock(Path(output_dir) / ".locks" / f"{model.slug}--{name}"):
-        cached = load_cached_result(output_dir, model, name, key)
+        cached = load_cached_result(output_dir, model, name, key, task.subsets)
         if cached is not None:
             LOG.info("%s %s: reusing cached result (key %s)", model.slug, name, key[:12])
             return cached
@@ -163,11 +163,11 @@ def run_judge(judge: str, benchmark: str, data: str | None, subsets: Sequence[st
         payload["metrics"] = task.benchmark.metrics(payload)
         per_example = evaluation.per_example.assign(chosen_position=positions, verdict=verdicts, outcome=outcomes,
                                                     answer=texts)
-        write_result(output_dir, model, name, payload, per_example)
+        write_result(output_dir, model, name, payload, per_example, task.subsets)
         answers_file.unlink()
         if not any(answers_file.parent.iterdir()):
             answers_file.parent.rmdir()
-        return json.loads(result_path(output_dir, model, name).read_text(encoding="utf-8"))
+        return json.loads(result_path(output_dir, model, name, task.subsets).read_text(encoding="utf-8"))
 
 
 def read_baseline(path: Path, tasks: Sequence[Any]) -> tuple[str, dict[str, Any]]:

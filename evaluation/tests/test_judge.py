@@ -91,8 +91,10 @@ def test_a_tiny_model_end_to_end(tiny_judge: Path, tmp_path: Path) -> None:
             "--max-new-tokens", "6", "--dtype", "float32", "--backend", "transformers", "--output-dir", str(out)]
     done = CliRunner().invoke(main, args)
     assert done.exit_code == 0, done.output
-    result = json.loads((out / "tiny-judge" / "judge-rewardbench.json").read_text())
-    per_example = read_per_example(out / "tiny-judge" / "judge-rewardbench.json")
+    # a run on some subsets is stored beside a full one (judge-rewardbench.json), never in its place
+    result = json.loads((out / "tiny-judge" / "judge-rewardbench@hep-python+math-prm.json").read_text())
+    per_example = read_per_example(out / "tiny-judge" / "judge-rewardbench@hep-python+math-prm.json")
+    assert not (out / "tiny-judge" / "judge-rewardbench.json").exists()
     # an untrained model answers gibberish: every verdict is unparsable, so every pair is wrong, and reported
     assert result["verdicts"]["pairs"] == 8 and result["verdicts"]["unparsable"] == 8 and result["score"] == 0.0
     assert set(result["subsets"]) == {"math-prm", "hep-python"} and result["sections"]["Math"] == 0.0

@@ -68,10 +68,14 @@ def test_the_readme_pipeline_into_one_folder_keeps_every_table(tiny_rm_dir: Path
     assert pd.read_csv(out / "sweep.csv").equals(joined)
 
     # 5. the judge baseline on math-prm, and the sweep on the same subset beside the full table
-    run("judge", str(lm), "--benchmark", "rewardbench", "--subsets", "math-prm", "--data", str(rb),
-        "--max-new-tokens", "4", "--fallback-template", "llama-2", "--output-dir", str(out))
+    judge = ["judge", str(lm), "--benchmark", "rewardbench", "--data", str(rb), "--max-new-tokens", "4",
+             "--fallback-template", "llama-2", "--output-dir", str(out)]
+    run(*judge)
+    full_judge = (out / "tiny-lm" / "judge-rewardbench.json").read_bytes()
+    run(*judge, "--subsets", "math-prm")  # beside the full judge result, which survives
+    assert (out / "tiny-lm" / "judge-rewardbench.json").read_bytes() == full_judge
     output = run("sweep", str(sweep), "--benchmark", "rewardbench", "--subsets", "math-prm", "--data", str(rb),
-                 "--baseline", str(out / "tiny-lm" / "judge-rewardbench.json"), *common)
+                 "--baseline", str(out / "tiny-lm" / "judge-rewardbench@math-prm.json"), *common)
     assert f"this table goes to {out / SWEEP_CSV_STEM}.csv beside it" in output
     assert pd.read_csv(out / "sweep.csv").equals(joined)
     assert {lam: (out / f"lambda-{lam}" / "rewardbench.json").read_bytes() for lam in members} == members
