@@ -28,10 +28,10 @@ from typing import Any
 import yaml
 from mergekit.common import ModelReference
 from mergekit.config import MergeConfiguration
-from mergekit.io.tasks import LoaderCache
 from mergekit.options import MergeOptions
 
 from dogerm_mergekit.architecture import plan_merge
+from dogerm_mergekit.checkpoint import model_folder
 from dogerm_mergekit.contract import (
     MANIFEST,
     CheckpointRecord,
@@ -49,6 +49,7 @@ from dogerm_mergekit.contract import (
 from dogerm_mergekit.driver import Output, check_options, run_outputs
 from dogerm_mergekit.errors import DogeRMConfigError
 from dogerm_mergekit.files import fast_digest_file, output_lock, remove_leftovers
+from dogerm_mergekit.hubcache import cached_commit
 from dogerm_mergekit.kernels import check_kernel_parameters, split_kernel_models
 from dogerm_mergekit.methods import DOGERM, KERNEL_METHODS, is_kernel_method
 from dogerm_mergekit.method import check_lambdas
@@ -175,14 +176,24 @@ class SweepResult:
 
 
 def input_fingerprint(model: ModelReference) -> dict[str, Any]:
-    """Where mergekit reads ``model`` from, its revision, and each file's size and modification time."""
-    folder = Path(LoaderCache().get(model).index.base_path)
+    """Where mergekit reads ``model`` from, the revision asked for and the commit read (a Hub id's snapshot in the
+    Hugging Face cache), and each file's size and modification time."""
+    folder = model_folder(model)
     files = {
         str(p.relative_to(folder)): [p.stat().st_size, p.stat().st_mtime_ns]
         for p in sorted(folder.rglob("*"))
         if p.is_file() and ".cache" not in p.parts
     }
-    return {"path": str(folder), "revision": model.model.revision, "files": files}
+    return {"path": str(folder), "revision": model.model.revision, "commit": cached_commit(folder), "files": files}
+
+
+def same_inputs(previous: dict[str, dict[str, Any]], fresh: dict[str, dict[str, Any]]) -> bool:
+    """Whether two manifests' inputs are the same files (a manifest of an earlier version records no commit, which
+    its path holds anyway)."""
+    def files(inputs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        return {role: {k: v for k, v in entry.items() if k != "commit"} for role, entry in inputs.items()}
+
+    return files(previous) == files(fresh)
 
 
 KERNEL_GRID_PARAMETERS = ("weight", "density", "epsilon", "lambda", "gamma")
@@ -352,7 +363,8 @@ def _sweep(out_dir: Path, fresh: SweepManifest, entries: dict[str, tuple[MergeCo
     existed = out_dir.exists()
     with output_lock(out_dir):
         previous = load_manifest(out_dir)
-        if previous is not None and (previous.inputs, previous.config_sha256) != (fresh.inputs, fresh.config_sha256):
+        if previous is not None and (not same_inputs(previous.inputs, fresh.inputs)
+                                     or previous.config_sha256 != fresh.config_sha256):
             if not overwrite:
                 raise DogeRMConfigError(
                     f"{out_dir} holds a sweep of other inputs or another configuration; pass --overwrite to replace it"

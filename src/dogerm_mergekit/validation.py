@@ -14,7 +14,7 @@ from mergekit.options import MergeOptions
 from transformers import PretrainedConfig
 
 from dogerm_mergekit.checkpoint import TensorSpec, check_model_folder
-from dogerm_mergekit.errors import CheckpointError, DogeRMConfigError, OutputError
+from dogerm_mergekit.errors import CheckpointError, DogeRMConfigError, DogeRMError, OutputError
 from dogerm_mergekit.method import check_lambda, check_lambdas
 
 LOG = logging.getLogger(__name__)
@@ -161,6 +161,8 @@ def locate_models(roles: list[tuple[str, ModelReference]], options: MergeOptions
             continue
         try:
             folder = model.local_path(cache_dir=options.transformers_cache)
+        except DogeRMError:  # offline, not (fully) in the cache: the message names the download
+            raise
         except Exception as error:  # huggingface_hub's errors: offline, not found, gated
             raise CheckpointError(
                 f"the {role} {reference} is not a local folder and could not be fetched from the Hub "
