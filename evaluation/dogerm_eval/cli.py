@@ -90,6 +90,7 @@ def _benchmark_command(name: str, summary: str) -> click.Command:
     @common_options
     def command(model: str, data: str | None, **options: Any) -> None:
         from dogerm_eval.benchmarks import prepare_task
+        from dogerm_eval import truncation
         from dogerm_eval.nonfinite import note
         from dogerm_eval.report import format_table, sweep_frame
 
@@ -98,7 +99,7 @@ def _benchmark_command(name: str, summary: str) -> click.Command:
                                  options)
         result = results[name]
         click.echo(format_table(sweep_frame([({}, results)])))
-        click.echo(f"{name} score: {result['score']:.4f}{note(result)}")
+        click.echo(f"{name} score: {result['score']:.4f}{note(result)}{truncation.note(result)}")
 
     return command
 

@@ -176,15 +176,21 @@ class SweepResult:
 
 
 def input_fingerprint(model: ModelReference) -> dict[str, Any]:
-    """Where mergekit reads ``model`` from, the revision asked for and the commit read (a Hub id's snapshot in the
-    Hugging Face cache), and each file's size and modification time."""
+    """Where mergekit reads ``model`` from, its revision, and each file's size and modification time."""
     folder = model_folder(model)
     files = {
         str(p.relative_to(folder)): [p.stat().st_size, p.stat().st_mtime_ns]
         for p in sorted(folder.rglob("*"))
         if p.is_file() and ".cache" not in p.parts
     }
-    return {"path": str(folder), "revision": model.model.revision, "commit": cached_commit(folder), "files": files}
+    return {"path": str(folder), "revision": model.model.revision, "files": files}
+
+
+def input_record(model: ModelReference) -> dict[str, Any]:
+    """What ``sweep.json`` records of an input: its :func:`input_fingerprint` and the commit read (a Hub id's
+    snapshot in the Hugging Face cache; None for a local folder)."""
+    fingerprint = input_fingerprint(model)
+    return {**fingerprint, "commit": cached_commit(fingerprint["path"])}
 
 
 def same_inputs(previous: dict[str, dict[str, Any]], fresh: dict[str, dict[str, Any]]) -> bool:
@@ -270,7 +276,7 @@ def _run_kernel_sweep(raw: dict[str, Any], out_dir: Path, points: Sequence[dict[
     fresh = SweepManifest(
         reward_model=str(plan.reward_model),
         domain_model=", ".join(str(m) for m in plan.domain_models),
-        inputs={role: input_fingerprint(m) for role, m in roles},
+        inputs={role: input_record(m) for role, m in roles},
         config_sha256=hashlib.sha256((neutral + settings).encode()).hexdigest(),
         config=neutral,
         lambdas=[],
@@ -335,7 +341,7 @@ def run_sweep(
     fresh = SweepManifest(
         reward_model=str(plan.reward_model),
         domain_model=str(plan.domain_model),
-        inputs={role: input_fingerprint(m) for role, m in roles},
+        inputs={role: input_record(m) for role, m in roles},
         config_sha256=hashlib.sha256((neutral + settings).encode()).hexdigest(),
         config=neutral,
         lambdas=sorted({math.fsum(p) for p in vectors}) if several else [p[0] for p in vectors],
