@@ -5,7 +5,8 @@ and its tokenizer was saved for (``model_max_length``): past that, a learned pos
 and a rotary one scores positions it never saw. So every scorer caps ``--max-length`` by the smaller of the two,
 cuts longer texts to it on the truncation side, and ``run_task`` counts them: the result JSON holds
 ``truncated_texts`` (count, out of how many, the length and side, and the count per subset), the score line a note,
-the sweep table a ``<benchmark>/truncated-texts`` column, and the log a one-line warning.
+the sweep table a ``<benchmark>/truncated-texts`` column, and the log a one-line warning. Generation (policies,
+judges) fits each prompt and its new tokens into the window (:func:`fit_generation`).
 """
 
 from __future__ import annotations
@@ -72,3 +73,19 @@ def note(result: Mapping[str, Any]) -> str:
     """`` [12 of 248 texts cut to 64 tokens (right)]`` or an empty string."""
     entry = result.get(KEY) or {}
     return f" [{describe(entry)}]" if entry.get("texts") else ""
+
+
+def fit_generation(ids: list[int], max_new_tokens: int, window: int | None, what: str) -> tuple[list[int], int]:
+    """A prompt's token ids and its new-token budget within the model's window, with a one-line warning when either
+    is cut: fewer new tokens first; a prompt leaving fewer than ``min(max_new_tokens, window // 4)`` is cut on the
+    left (its end, the turn to answer, is kept)."""
+    if window is None or len(ids) + max_new_tokens <= window:
+        return ids, max_new_tokens
+    room = min(max_new_tokens, window // 4)
+    if len(ids) + room > window:
+        LOG.warning("%s: the prompt's %d tokens leave no room in the model's %d positions: its first %d tokens are cut",
+                    what, len(ids), window, len(ids) + room - window)
+        return ids[len(ids) + room - window:], room
+    LOG.warning("%s: the prompt's %d tokens leave %d of the model's %d positions: at most %d new tokens", what,
+                len(ids), window - len(ids), window, window - len(ids))
+    return ids, window - len(ids)

@@ -9,17 +9,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 from transformers import (
     AutoConfig,
     AutoModelForSequenceClassification,
     AutoTokenizer,
     GPT2Config,
     GPT2ForSequenceClassification,
+    GPT2LMHeadModel,
 )
 
 from dogerm_eval import truncation
 from dogerm_eval.benchmarks import prepare_task, run_model
 from dogerm_eval.formatting import FormatSettings
+from dogerm_eval.generate import GenerationSettings, generate_candidates, read_candidates
 from dogerm_eval.models import resolve_model
 from dogerm_eval.report import format_table, sweep_frame
 from dogerm_eval.scorer import RewardScorer
@@ -126,3 +130,33 @@ def test_nothing_cut_records_zero_and_no_column(tiny_rm_dir: Path, tmp_path: Pat
     assert result[truncation.KEY]["texts"] == 0 and "by_subset" not in result[truncation.KEY]
     assert truncation.COLUMN not in format_table(sweep_frame([({}, {"rewardbench": result})]))
     assert truncation.note(result) == ""
+
+
+@given(prompt=st.integers(0, 300), new=st.integers(1, 300), window=st.integers(8, 256))
+def test_a_prompt_and_its_new_tokens_fit_the_window(prompt: int, new: int, window: int) -> None:
+    ids = list(range(prompt))
+    kept, budget = truncation.fit_generation(ids, new, window, "p")
+    assert len(kept) + budget <= window and budget >= 1
+    assert kept == ids[len(ids) - len(kept):]  # cut on the left only: the end of the prompt is kept
+    if prompt + new <= window:
+        assert (kept, budget) == (ids, new)
+    elif prompt + min(new, window // 4) <= window:
+        assert kept == ids and budget == window - prompt  # fewer new tokens before any prompt token is cut
+
+
+def test_a_gpt2_policy_generates_after_a_prompt_longer_than_its_window(tmp_path: Path,
+                                                                       caplog: pytest.LogCaptureFixture) -> None:
+    tokenizer = build_tiny_tokenizer()
+    config = GPT2Config(vocab_size=len(tokenizer), n_positions=64, n_embd=32, n_layer=1, n_head=2,
+                        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+                        eos_token_id=tokenizer.eos_token_id)
+    torch.manual_seed(0)
+    GPT2LMHeadModel(config).save_pretrained(tmp_path / "policy")
+    tokenizer.save_pretrained(tmp_path / "policy")
+    settings = GenerationSettings(policy=str(tmp_path / "policy"), benchmark="gsm8k", samples=1, max_new_tokens=32,
+                                  seed=0, stop=[], temperature=0.0, top_p=1.0)
+    with caplog.at_level(logging.WARNING, logger="dogerm_eval.truncation"):
+        done = generate_candidates([(0, LONG[0]), (1, "two plus two?")], settings, tmp_path / "c.jsonl",
+                                   dtype="float32", backend="transformers")
+    assert done == 2 and len(read_candidates(tmp_path / "c.jsonl")) == 2
+    assert "problem 0: the prompt's" in caplog.text and "are cut" in caplog.text
