@@ -107,6 +107,7 @@ def _benchmark_command(name: str, summary: str) -> click.Command:
     @common_options
     def command(model: str, data: str | None, **options: Any) -> None:
         from dogerm_eval.benchmarks import prepare_task
+        from dogerm_eval import truncation
         from dogerm_eval.nonfinite import note
         from dogerm_eval.report import format_table, sweep_frame
 
@@ -116,7 +117,7 @@ def _benchmark_command(name: str, summary: str) -> click.Command:
         result = results[name]
         click.echo(format_table(sweep_frame([({}, results)])))
         partial = " (partial: see * above)" if result.get("complete") is False else ""
-        click.echo(f"{name} score: {result['score']:.4f}{partial}{note(result)}")
+        click.echo(f"{name} score: {result['score']:.4f}{partial}{note(result)}{truncation.note(result)}")
 
     return command
 

@@ -21,6 +21,7 @@ from huggingface_hub.errors import (
 from dogerm_eval.errors import BenchmarkError, DataError
 from dogerm_mergekit import tables
 from dogerm_mergekit.files import sha256_file
+from dogerm_mergekit.hubcache import download_command
 
 
 @dataclass(frozen=True)
@@ -68,8 +69,9 @@ def load_hub(repo_id: str, split: str, revision: str | None = None, config: str 
     except (RepositoryNotFoundError, RevisionNotFoundError) as exc:
         raise DataError(f"Hub dataset {where} not found (set HF_TOKEN if it is gated), or use --data PATH") from exc
     except (LocalEntryNotFoundError, OfflineModeIsEnabled) as exc:
-        raise DataError(f"Hub dataset {where} is not in the local cache and the Hub is offline; use --data PATH"
-                        ) from exc
+        raise DataError(f"Hub dataset {where} is not (fully) in the local cache and the Hub is offline: run "
+                        f"`{download_command(repo_id, revision, 'dataset')}` where the Hub is reachable, or use "
+                        "--data PATH") from exc
     except (HfHubHTTPError, OSError) as exc:
         raise DataError(f"could not download the Hub dataset {where}: {exc}; use --data PATH") from exc
     try:

@@ -155,23 +155,23 @@ def _transformers_sampler(
     import torch
     from transformers import set_seed
 
+    from dogerm_eval.truncation import fit_generation, model_window
+
     device = "cuda" if torch.cuda.is_available() else "cpu"
     tokenizer, model = _load_policy(ref, dtype, device, trust_remote_code)
-    window = getattr(model.config, "max_position_embeddings", None)
+    window, _ = model_window(model.config, tokenizer)
 
     def sample(problem_id: int | str, user: str, prefix: str | None) -> list[str]:
         text = policy_prompt(tokenizer, user, settings, fallback_template, prefix)
-        ids = torch.tensor([encode_prompt(tokenizer, text)])
-        new_tokens = settings.max_new_tokens if window is None else min(settings.max_new_tokens, window - ids.shape[1])
-        if new_tokens < 1:
-            raise ModelError(f"problem {problem_id}: its prompt ({ids.shape[1]} tokens) fills {ref}'s {window}-token "
-                             "window; leave the problem out (--limit) or use a model with a longer window")
+        prompt, max_new_tokens = fit_generation(encode_prompt(tokenizer, text), settings.max_new_tokens, window,
+                                                f"problem {problem_id}")
+        ids = torch.tensor([prompt])
         set_seed(problem_seed(settings.seed, problem_id))
         with torch.inference_mode():
             output = model.generate(
                 input_ids=ids.to(device), attention_mask=torch.ones_like(ids).to(device),
                 do_sample=settings.temperature > 0, temperature=settings.temperature or None, top_p=settings.top_p,
-                max_new_tokens=new_tokens, num_return_sequences=settings.samples,
+                max_new_tokens=max_new_tokens, num_return_sequences=settings.samples,
                 pad_token_id=tokenizer.pad_token_id, stop_strings=settings.stop or None, tokenizer=tokenizer,
             )
         new_tokens = output[:, ids.shape[1] :]

@@ -10,13 +10,12 @@ from huggingface_hub import constants, snapshot_download
 from huggingface_hub.errors import (
     HfHubHTTPError,
     LocalEntryNotFoundError,
-    OfflineModeIsEnabled,
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
 
 from dogerm_eval.errors import ModelError
-from dogerm_mergekit import tables
+from dogerm_mergekit import hubcache, tables
 
 #: Files never needed to score with transformers (other frameworks, training state).
 IGNORED_FILES = ["*.h5", "*.msgpack", "*.onnx", "*.ot", "*.tflite", "*.gguf", "original/*", "optimizer.pt",
@@ -61,11 +60,14 @@ def parse_hub_ref(ref: str) -> tuple[str, str | None]:
 
 
 def _download(repo_id: str, revision: str | None) -> Path:
-    """Snapshot the repo into the HF cache (HF_HOME, HF_TOKEN and HF_HUB_OFFLINE apply); return its folder.
+    """Snapshot the repo into the HF cache (HF_HOME and HF_TOKEN apply); return its folder. With HF_HUB_OFFLINE
+    set, the cached snapshot (:func:`dogerm_mergekit.hubcache.cached_snapshot`).
 
     Safetensors weights are preferred: PyTorch pickles are fetched only when the snapshot has no safetensors file.
     """
     where = f"{repo_id}@{revision}" if revision else repo_id
+    if hubcache.offline():  # what transformers reads offline: the cached snapshot, however it was downloaded
+        return hubcache.cached_snapshot(repo_id, revision, tokenizer=True, error=ModelError)
     try:
         path = Path(snapshot_download(repo_id, revision=revision, ignore_patterns=IGNORED_FILES + PICKLED_WEIGHTS))
         if not any(path.glob("*.safetensors")):
@@ -78,10 +80,11 @@ def _download(repo_id: str, revision: str | None) -> Path:
             f"Hub repo {repo_id!r} not found or not accessible (no local folder of that name either; set HF_TOKEN "
             "for private or gated repos)"
         ) from exc
-    except (LocalEntryNotFoundError, OfflineModeIsEnabled) as exc:
+    except LocalEntryNotFoundError as exc:
         raise ModelError(
-            f"cannot resolve {where!r} offline (HF_HUB_OFFLINE is set or {constants.ENDPOINT} is unreachable) and "
-            f"it is not in the Hugging Face cache ({constants.HF_HUB_CACHE}): download it once with network access"
+            f"cannot resolve {where!r}: {constants.ENDPOINT} is unreachable and it is not (fully) in the Hugging Face "
+            f"cache ({constants.HF_HUB_CACHE}); run `{hubcache.download_command(repo_id, revision)}` where the Hub "
+            "is reachable, then rerun"
         ) from exc
     except (HfHubHTTPError, OSError) as exc:
         raise ModelError(f"could not download {where!r} from {constants.ENDPOINT}: {exc}") from exc

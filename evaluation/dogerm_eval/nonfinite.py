@@ -63,7 +63,7 @@ def neutralise(scores: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(scores), scores, np.nan)
 
 
-def _row_counts(per_example: pd.DataFrame) -> pd.Series:
+def row_counts(per_example: pd.DataFrame) -> pd.Series:
     """NaN scores per per-example row: the first of these groups of score columns a benchmark writes (score_1/2 of
     Auto-J, which also writes score_chosen/rejected; score_a/b of JudgeBench; score_chosen/rejected; scores), a cell
     a number or a list of numbers."""
@@ -83,7 +83,7 @@ def record(counts: Mapping[str, int], per_example: pd.DataFrame, allow: bool) ->
     if counts["total"]:
         entry["rule"] = "every non-finite score counts as NaN: never a win, ranked below every real score"
     if counts["total"] and "subset" in per_example.columns:
-        rows = _row_counts(per_example)
+        rows = row_counts(per_example)
         by_subset = rows.groupby(per_example["subset"].astype(str)).sum()
         entry["by_subset"] = {str(name): int(value) for name, value in by_subset.items() if value}
     return entry

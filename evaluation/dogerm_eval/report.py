@@ -23,7 +23,7 @@ from typing import Any
 import pandas as pd
 from matplotlib.figure import Figure
 
-from dogerm_eval import nonfinite
+from dogerm_eval import nonfinite, truncation
 from dogerm_eval.errors import BenchmarkError
 from dogerm_eval.results import PARTIAL, partial_notes, result_name
 from dogerm_mergekit.contract import METRICS, MetricsTable, is_parameter, point_label
@@ -34,6 +34,8 @@ SWEEP_CSV = "sweep.csv"
 
 BASELINE = "baseline"
 """The column naming a reference row (e.g. ``judge org/domain-lm``); only present when the table has baselines."""
+#: Count columns (integers, never plotted): ``<benchmark>/nonfinite-scores``, ``<benchmark>/truncated-texts``.
+COUNTS = (f"/{nonfinite.COLUMN}", f"/{truncation.COLUMN}")
 
 
 def _number(value: Any) -> float:
@@ -58,7 +60,8 @@ def sweep_frame(rows: Sequence[tuple[Mapping[str, float], Mapping[str, Mapping[s
                 baselines: Sequence[tuple[str, Mapping[str, Any]]] = ()) -> pd.DataFrame:
     """One row per member: its point's parameters (`lambda`, or a grid's; none for a single model), then the
     `<benchmark>/<metric>` numbers stored in each result's `metrics`; a benchmark some member scored with non-finite
-    scores (allowed) gets the column `<benchmark>/nonfinite-scores` with each member's count. Each of `baselines`
+    scores (allowed) gets the column `<benchmark>/nonfinite-scores` with each member's count, one some member's texts
+    were cut for the column `<benchmark>/truncated-texts` (:mod:`dogerm_eval.truncation`). Each of `baselines`
     (name, result) adds a row after the members: no parameters, its result's `metrics`, its name in `baseline`."""
     records = []
     marked: set[str] = set()
@@ -73,11 +76,14 @@ def sweep_frame(rows: Sequence[tuple[Mapping[str, float], Mapping[str, Mapping[s
             counts = result.get(nonfinite.POLICY_KEY) or {}
             record[f"{benchmark}/{nonfinite.COLUMN}"] = float(counts.get("total", 0))
             if counts.get("total"):
-                marked.add(benchmark)
+                marked.add(f"{benchmark}/{nonfinite.COLUMN}")
+            cut = (result.get(truncation.KEY) or {}).get("texts", 0)
+            record[f"{benchmark}/{truncation.COLUMN}"] = float(cut)
+            if cut:
+                marked.add(f"{benchmark}/{truncation.COLUMN}")
         records.append(record)
     frame = pd.DataFrame.from_records(records)
-    frame = frame.drop(columns=[c for c in frame.columns if c.endswith(f"/{nonfinite.COLUMN}")
-                                and c.split("/", 1)[0] not in marked])
+    frame = frame.drop(columns=[c for c in frame.columns if c.endswith(COUNTS) and c not in marked])
     parameters = parameter_columns(frame)
     frame = frame.sort_values(parameters, kind="stable").reset_index(drop=True) if parameters else frame
     if baselines:
@@ -112,7 +118,7 @@ def benchmark_figure(frame: pd.DataFrame, benchmark: str) -> Figure:
     """`benchmark`'s metrics against lambda (the lambda = 0 value, the unmerged RM, dashed), or against one
     parameter of a grid with one curve per fixed value of the other parameters; each baseline's value dotted."""
     frame, baselines = split_baselines(frame)
-    columns = [c for c in frame.columns if c.startswith(f"{benchmark}/") and not c.endswith(f"/{nonfinite.COLUMN}")]
+    columns = [c for c in frame.columns if c.startswith(f"{benchmark}/") and not c.endswith(COUNTS)]
     x, fixed = _x_axis(frame)
     figure = Figure(figsize=(7, 4.5))  # no pyplot: no global backend, nothing to close
     axes = figure.subplots()
@@ -238,7 +244,7 @@ def format_table(frame: pd.DataFrame) -> str:
     """The sweep as a text table (lambda or grid points down, metrics across, 4 decimals; non-finite counts as
     integers; a baseline row's parameters blank); a number computed over part of its benchmark is marked `*`, and
     a line below says what it misses."""
-    counts = {c: "Int64" for c in frame.columns if c.endswith(f"/{nonfinite.COLUMN}")}
+    counts = {c: "Int64" for c in frame.columns if c.endswith(COUNTS)}
     shown = frame.astype(counts)
     if BASELINE in shown.columns:
         reference = shown[BASELINE].notna()

@@ -34,7 +34,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from dogerm_eval import __version__
+from dogerm_eval import __version__, truncation
 from dogerm_eval.errors import BenchmarkError, ModelError
 from dogerm_eval.formatting import (
     FormatSettings,
@@ -155,6 +155,9 @@ class RewardScorer:
                 raise ModelError(f"the tokenizer of {self.model.ref!r} has neither a pad nor an EOS token")
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.network = self._load_network()
+        #: ``--max-length`` capped by the model's own window (:mod:`dogerm_eval.truncation`).
+        self.max_length = truncation.cap(self.format.max_length, self.model.ref, self.network.config, self.tokenizer)
+        self._lengths: dict[str, int] = {}
         mask_double_bos = self.format.double_bos == "mask" or compat == "rewardbench"
         self._mask_bos_id = self.tokenizer.bos_token_id if mask_double_bos else None
 
@@ -262,10 +265,29 @@ class RewardScorer:
         return self._memo.setdefault(key, {})
 
     def _encode(self, texts: Sequence[str]) -> list[list[int]]:
-        encoding = self.tokenizer(
-            list(texts), truncation=True, max_length=self.format.max_length, return_attention_mask=False
-        )
-        return encoding["input_ids"]
+        """Token ids of ``texts``, each longer one cut to ``max_length`` by the tokenizer on its truncation side; the
+        uncut lengths are kept for :meth:`truncated`."""
+        encoded = self._tokenize(texts)
+        longer = [i for i, ids in enumerate(encoded) if len(ids) > self.max_length]
+        if longer:
+            cut = self.tokenizer([texts[i] for i in longer], truncation=True, max_length=self.max_length,
+                                 return_attention_mask=False)["input_ids"]
+            for i, ids in zip(longer, cut):
+                encoded[i] = ids
+        return encoded
+
+    def _tokenize(self, texts: Sequence[str]) -> list[list[int]]:
+        encoded = self.tokenizer(list(texts), return_attention_mask=False, verbose=False)["input_ids"]
+        self._lengths.update((text, len(ids)) for text, ids in zip(texts, encoded))
+        return encoded
+
+    def truncated(self, texts: Sequence[str]) -> np.ndarray:
+        """Whether each formatted text is longer than ``max_length`` (cut when scored); texts this scorer has not
+        tokenized (scores read from a checkpoint) are tokenized here."""
+        unseen = [text for text in dict.fromkeys(texts) if text not in self._lengths]
+        if unseen:
+            self._tokenize(unseen)
+        return np.array([self._lengths[text] > self.max_length for text in texts], dtype=bool)
 
     def _run(self, encoded: list[list[int]], batches: list[list[int]], padding_side: str) -> np.ndarray:
         """Score the batches assigned to this process, gather all processes' scores, return them per text."""
@@ -303,6 +325,7 @@ class RewardScorer:
                         "one_score_per_text": "per model and run, over every pass, subset, chunk and benchmark"}
         return {
             **self.format.record(),
+            "max_length_used": self.max_length,
             "truncation_side_used": self.tokenizer.truncation_side,
             "chat_template": self.template_name,
             "double_bos": "mask" if self._mask_bos_id is not None else "keep",

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from dogerm_eval import truncation
 from dogerm_eval.errors import BenchmarkError
 from dogerm_eval.space import SearchSpace
 
@@ -104,6 +105,8 @@ class SplitEvaluator:
         self._fingerprint_parts = (benchmark, self.task.table.dataset, self.task.table.revision, subsets,
                                    dev_fraction, seed, self.record)
         self._loaded: tuple[Callable[[dict[str, Any] | None], dict[str, Any]], Any] | None = None
+        #: Per split, the texts cut to the scoring length (:mod:`dogerm_eval.truncation`).
+        self.truncated: dict[str, dict[str, Any]] = {}
 
     def load(self) -> None:
         """Locate every model, read what the merges share once, and build the scoring network (the reward model's)."""
@@ -191,8 +194,14 @@ class SplitEvaluator:
                          content_key=f"merge:{self.key}:{label}")
         scorer.load_weights(member, state)
         rows = self.frame[self.masks[split]].reset_index(drop=True)
-        scores = np.concatenate([np.asarray(scorer.score(p), dtype=np.float64) for p in self.task.benchmark.passes(rows)])
+        passes = self.task.benchmark.passes(rows)
+        scores = np.concatenate([np.asarray(scorer.score(p), dtype=np.float64) for p in passes])
         LOG.info("%s: scored %d %s rows", label, len(rows), split)
+        if split not in self.truncated and hasattr(scorer, "truncated"):  # every point scores the same texts
+            cut = scorer.truncated(scorer.format_texts([pair for p in passes for pair in p]))
+            entry = self.truncated[split] = truncation.record(cut, scorer.max_length, scorer.tokenizer.truncation_side)
+            if cut.any():
+                LOG.warning("%s %s split: %s", self.task.benchmark.NAME, split, truncation.describe(entry))
         return rows, scores
 
     def metric_names(self) -> set[str]:

@@ -26,6 +26,7 @@ from dogerm_mergekit.contract import (
     unfinished_lambdas,
 )
 from dogerm_mergekit.errors import DogeRMError
+from dogerm_mergekit.hubcache import cached_branches, offline
 
 LOG = logging.getLogger(__name__)
 
@@ -53,12 +54,16 @@ def _hub_members(ref: str) -> list[tuple[Point, str]]:
     if revision is not None:
         raise ModelError(f"{ref!r}: a sweep is a whole repo (its lambda-* branches), not one revision")
     try:
-        branches = HfApi().list_repo_refs(repo_id).branches
+        names = cached_branches(repo_id) if offline() else [b.name for b in HfApi().list_repo_refs(repo_id).branches]
     except RepositoryNotFoundError as exc:
         raise ModelError(f"sweep {ref!r} is neither a local folder nor an accessible Hub repo") from exc
     except HfHubHTTPError as exc:
         raise ModelError(f"could not list the branches of {repo_id!r}: {exc}") from exc
-    found = sorted((lam, branch.name) for branch in branches if (lam := lambda_of(branch.name)) is not None)
+    found = sorted((lam, name) for name in names if (lam := lambda_of(name)) is not None)
+    if offline() and not found:
+        raise ModelError(f"sweep {ref!r} is neither a local folder nor in the Hugging Face cache, and HF_HUB_OFFLINE "
+                         f"is set: run `hf download {repo_id} --revision lambda-X.XX` for each lambda where the Hub "
+                         "is reachable, then rerun")
     return [(lambda_point(lam), f"{repo_id}@{name}") for lam, name in found]
 
 

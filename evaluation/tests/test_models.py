@@ -95,7 +95,8 @@ def offline_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_hub_id_not_in_cache_offline_is_a_clear_error(offline_cache: Path) -> None:
-    with pytest.raises(ModelError, match=r"cannot resolve 'org/name@lambda-0\.30' offline"):
+    with pytest.raises(ModelError, match=r"org/name@lambda-0\.30 is not in the Hugging Face cache .* HF_HUB_OFFLINE is "
+                                         r"set: run `hf download org/name --revision lambda-0\.30`"):
         resolve_model("org/name@lambda-0.30")
 
 
@@ -109,7 +110,7 @@ def test_hub_id_with_revision_resolves_from_cache_offline(offline_cache: Path, t
     assert resolved.path == repo / "snapshots" / COMMIT
     assert (resolved.repo_id, resolved.revision, resolved.commit) == ("org/name", "lambda-0.30", COMMIT)
     assert resolved.slug == "org--name@lambda-0.30"
-    with pytest.raises(ModelError, match="offline"):
+    with pytest.raises(ModelError, match="not in the Hugging Face cache"):
         resolve_model("org/name@other-branch")
 
 

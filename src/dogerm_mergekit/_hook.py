@@ -4,7 +4,9 @@ A ``.pth`` file installed with the package imports this module at interpreter st
 duck-typed finder on ``sys.meta_path`` (no heavy imports, a few microseconds); when mergekit's method
 registry or its ``mergekit.merge`` module is imported later, the finder runs the real module, then
 registers the method / routes ``run_merge`` for ``merge_method: dogerm`` (and ``dogerm_<kernel>``, see
-:mod:`dogerm_mergekit.kernels`) through :mod:`dogerm_mergekit.merge`.
+:mod:`dogerm_mergekit.kernels`) through :mod:`dogerm_mergekit.merge`. With ``HF_HUB_OFFLINE=1`` set, mergekit's
+models given by Hub id are read from the Hugging Face cache (:mod:`dogerm_mergekit.hubcache`) instead of failing on
+the file listing mergekit asks the Hub for first, and online the tokenizer's every file is downloaded.
 Nothing here may raise: a failure only logs a warning and leaves mergekit untouched.
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sys
 from types import ModuleType
 from typing import Any, Callable
@@ -20,6 +23,7 @@ REGISTRY = "mergekit.merge_methods.registry"
 MERGE = "mergekit.merge"
 RUN_YAML = "mergekit.scripts.run_yaml"
 MULTI = "mergekit.scripts.multimerge"
+COMMON = "mergekit.common"
 
 
 def register_method(registry: ModuleType) -> None:
@@ -95,8 +99,31 @@ def guard_multimerge(multimerge: ModuleType) -> None:
                          f"{given['config_file']}")
 
 
+def read_cache_offline(common: ModuleType) -> None:
+    """``ModelReference.local_path`` of a Hub id: its snapshot with every tokenizer file (mergekit's own skips the
+    chat template and merges.txt, so the merged model lost them), offline the cached one, as ``from_pretrained``
+    reads it (mergekit's own asks the Hub first); local folders and adapters as mergekit resolves them."""
+    reference = common.ModelReference
+    original = reference.local_path
+    if getattr(original, "_dogerm_offline", False):
+        return
+
+    def local_path(self: Any, cache_dir: str | None = None, ignore_lora: bool = False) -> str:
+        from dogerm_mergekit import hubcache
+
+        if os.path.exists(self.model.path) or (self.lora is not None and not ignore_lora):
+            return original(self, cache_dir=cache_dir, ignore_lora=ignore_lora)
+        return str(hubcache.model_snapshot(self.model.path, self.model.revision, cache_dir))
+
+    local_path._dogerm_offline = True  # type: ignore[attr-defined]
+    local_path.__wrapped__ = original  # type: ignore[attr-defined]
+    local_path.__doc__ = original.__doc__
+    reference.local_path = local_path
+
+
 _PATCHES: dict[str, Callable[[ModuleType], None]] = {REGISTRY: register_method, MERGE: route_run_merge,
-                                                      RUN_YAML: guard_run_yaml, MULTI: guard_multimerge}
+                                                      RUN_YAML: guard_run_yaml, MULTI: guard_multimerge,
+                                                      COMMON: read_cache_offline}
 
 
 def _apply(name: str, module: ModuleType) -> None:

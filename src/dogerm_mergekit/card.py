@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from huggingface_hub import ModelCard, ModelCardData
@@ -17,7 +17,8 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 def hub_ids(models: list[str]) -> list[str]:
     """The references that are Hub repository ids (local paths cannot go into ``base_model``)."""
-    return [m for m in models if _HUB_ID.match(m) and not Path(m).exists()]
+    ids = [m.partition("@")[0] for m in models if not Path(m).exists()]  # org/name@revision: the repo is org/name
+    return [m for m in ids if _HUB_ID.match(m)]
 
 
 def merge_card(
@@ -28,11 +29,13 @@ def merge_card(
     checkpoints: Sequence[tuple[float, str]] = (),
     metrics: MetricsTable | None = None,
     kernel: str | None = None,
+    commits: Mapping[str, str] | None = None,
 ) -> ModelCard:
     """A card naming both parents (``base_model_relation: merge``), lambda and the mergekit configuration.
 
     A sweep's card also lists its ``checkpoints`` (lambda or name, ``from_pretrained`` arguments) and ``metrics``;
-    ``kernel``: the mergekit method of a ``dogerm_<kernel>`` merge.
+    ``kernel``: the mergekit method of a ``dogerm_<kernel>`` merge; ``commits``: the Hub commit each input given by
+    Hub id was read at (model or role -> commit).
     """
     data = ModelCardData(
         base_model=hub_ids([reward_model, domain_model]) or None,
@@ -49,5 +52,5 @@ def merge_card(
     return ModelCard.from_template(
         data, template_path=str(TEMPLATE), reward_model=reward_model, domain_model=domain_model, lam=lam,
         config_yaml=config_yaml.strip(), checkpoints=list(checkpoints), metric_names=names, metric_rows=rows,
-        kernel=kernel,
+        kernel=kernel, commits=sorted((commits or {}).items()),
     )

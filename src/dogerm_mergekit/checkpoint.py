@@ -66,6 +66,11 @@ def check_model_folder(folder: Path, role: str) -> None:
         check_safetensors_file(path)
 
 
+def model_folder(model: ModelReference) -> Path:
+    """The folder mergekit reads ``model`` from (a Hub id's snapshot in the Hugging Face cache)."""
+    return Path(LoaderCache().get(model).index.base_path)
+
+
 def tensor_specs(model: ModelReference) -> dict[str, TensorSpec]:
     """Map every tensor name of ``model`` to its spec, in checkpoint order (mergekit's loader resolves the files)."""
     index = LoaderCache().get(model).index

@@ -7,7 +7,8 @@
 - ``OUT/sweep.json``, the sweep manifest (:class:`SweepManifest`), which checkpoints are complete
   (:func:`finished_checkpoints`), and whether a checkpoint still holds the bytes recorded (:func:`verify_checkpoint`);
   every name a manifest gives is one plain path component inside the sweep, links refused (:func:`inside`), since a
-  manifest may come from anyone;
+  manifest may come from anyone, except the links into its own ``blobs/`` that the Hugging Face cache stores every
+  downloaded file as (:func:`cache_link`);
 - ``metrics.json``, the metrics table per lambda that the evaluator writes and the Hub card shows
   (:class:`MetricsTable`).
 
@@ -150,10 +151,24 @@ def inside(folder: Path, name: Any, source: str) -> Path:
         raise UnsafePathError(f"{source} names {name!r}, which is not a plain name inside {folder}: the file was "
                               "edited or not written by dogerm-sweep; rebuild it with dogerm-sweep (nothing was read)")
     path = Path(folder) / name
-    if path.is_symlink():
+    if path.is_symlink() and not cache_link(path):
         raise UnsafePathError(f"{path} (named by {source}) is a link to {path.resolve()}: links are not followed out of "
-                              "a sweep; replace it with the real folder or file (nothing was read)")
+                              f"a sweep; replace it with a copy of what it points to (cp -rL --remove-destination "
+                              f"{path.resolve()} {path}), nothing was read")
     return path
+
+
+def cache_link(path: Path) -> bool:
+    """Whether ``path`` is a link the Hugging Face cache keeps a downloaded file as: inside
+    ``models--org--name/snapshots/<commit>/`` (or ``datasets--``), pointing at a file of that repo's ``blobs/``."""
+    head = Path(path).absolute().parts[:-2]  # ... / snapshots / <commit> / name
+    if "snapshots" not in head:
+        return False
+    repo = Path(*head[: len(head) - 1 - head[::-1].index("snapshots")])
+    if not repo.name.startswith(("models--", "datasets--")):
+        return False
+    target = Path(path).resolve()
+    return target.parent == (repo / "blobs").resolve() and target.is_file()
 
 
 class CheckpointRecord(BaseModel):
@@ -206,8 +221,9 @@ def load_manifest(sweep_dir: Path) -> SweepManifest | None:
     path = Path(sweep_dir) / MANIFEST
     if not path.is_file():
         return None
-    if path.is_symlink():
-        raise UnsafePathError(f"{path} is a link to {path.resolve()}; replace it with the sweep's own manifest")
+    if path.is_symlink() and not cache_link(path):
+        raise UnsafePathError(f"{path} is a link to {path.resolve()}, out of the sweep: replace it with a copy of "
+                              f"that file (cp -L --remove-destination {path.resolve()} {path})")
     try:
         manifest = SweepManifest.model_validate_json(path.read_text(encoding="utf-8"))
     except ValueError as error:

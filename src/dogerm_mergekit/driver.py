@@ -30,9 +30,11 @@ from mergekit.tokenizer import BuildTokenizer, TokenizerInfo
 
 from dogerm_mergekit.plan import DogeRMPlan
 from dogerm_mergekit.card import merge_card
+from dogerm_mergekit.checkpoint import model_folder
 from dogerm_mergekit.errors import DogeRMConfigError, OutputError
 from dogerm_mergekit import dtypes, mergekit_private
 from dogerm_mergekit.files import StagedDirectory, fast_digest_file
+from dogerm_mergekit.hubcache import cached_commit
 from dogerm_mergekit.method import check_lambdas
 from dogerm_mergekit.tasks import (
     CloseCheckpoint,
@@ -321,7 +323,9 @@ def _finish(plan: DogeRMPlan, output: Output, folder: Path, tokenizer: Tokenizer
             LOG.error("could not copy the tokenizer to %s: %s", folder, error)
     if options.write_model_card:
         (folder / CONFIG_FILE).write_text(output.source, encoding="utf-8")
+        inputs = (plan.reward_model, *plan.domain_models, *([plan.pretrained] if plan.pretrained else []))
+        commits = {str(m): commit for m in inputs if (commit := cached_commit(model_folder(m)))}
         card = merge_card(str(plan.reward_model), ", ".join(map(str, plan.domain_models)),
-                          lambda_summary(output.config, plan), output.source, kernel=plan.kernel)
+                          lambda_summary(output.config, plan), output.source, kernel=plan.kernel, commits=commits)
         card.save(folder / "README.md")
 

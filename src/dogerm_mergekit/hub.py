@@ -58,7 +58,9 @@ def sweep_card(manifest: SweepManifest, repo_id: str, repo_per_lambda: bool, met
 
         kernel = str(yaml.safe_load(manifest.config).get("merge_method", "")).removeprefix(PREFIX) or None
     return str(merge_card(manifest.reward_model, manifest.domain_model, "sweep (one checkpoint per row below)",
-                          manifest.config, checkpoints=rows, metrics=metrics, kernel=kernel))
+                          manifest.config, checkpoints=rows, metrics=metrics, kernel=kernel,
+                          commits={role: entry["commit"] for role, entry in manifest.inputs.items()
+                                   if entry.get("commit")}))
 
 
 def push_sweep(

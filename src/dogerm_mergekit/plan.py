@@ -28,6 +28,8 @@ from dogerm_mergekit.vocabulary import VocabularyPlan, plan_vocabulary
 
 LOG = logging.getLogger(__name__)
 LAYER_INDEX = re.compile(r"\.(\d+)\.")
+ROTARY_BUFFER = "rotary_emb.inv_freq"
+"""A buffer older transformers versions saved in Llama-family checkpoints; today's compute it from the config."""
 
 
 class CheckpointArchitecture(ModuleArchitecture):
@@ -88,6 +90,14 @@ def _check_tensors(rm: dict[str, TensorSpec], domain: dict[str, TensorSpec], axe
             f"float8 tensors are not merged: {', '.join(float8[:3])}; dequantize the checkpoint to bfloat16 first"
         )
     reward_layer_only = [n for n in rm if n not in domain and LAYER_INDEX.search(n)]
+    buffers = [n for n in reward_layer_only if n.endswith(ROTARY_BUFFER)]
+    if buffers:
+        raise DogeRMConfigError(
+            f"the reward model's checkpoint holds {buffers[0]!r} (and {len(buffers) - 1} more {ROTARY_BUFFER} "
+            "buffers), which transformers computes from the config and no longer saves; the domain model has none. "
+            "Re-save the reward model without them: AutoModelForSequenceClassification.from_pretrained(RM)"
+            ".save_pretrained(NEW_FOLDER) with a current transformers, then merge NEW_FOLDER"
+        )
     if reward_layer_only:
         raise DogeRMConfigError(
             f"layer tensor {reward_layer_only[0]!r} (and {len(reward_layer_only) - 1} more) is in the reward model "

@@ -28,10 +28,10 @@ from typing import Any
 import yaml
 from mergekit.common import ModelReference
 from mergekit.config import MergeConfiguration
-from mergekit.io.tasks import LoaderCache
 from mergekit.options import MergeOptions
 
 from dogerm_mergekit.architecture import plan_merge
+from dogerm_mergekit.checkpoint import model_folder
 from dogerm_mergekit.contract import (
     MANIFEST,
     CheckpointRecord,
@@ -49,6 +49,7 @@ from dogerm_mergekit.contract import (
 from dogerm_mergekit.driver import Output, check_options, run_outputs
 from dogerm_mergekit.errors import DogeRMConfigError
 from dogerm_mergekit.files import fast_digest_file, output_lock, remove_leftovers
+from dogerm_mergekit.hubcache import cached_commit
 from dogerm_mergekit.kernels import check_kernel_parameters, split_kernel_models
 from dogerm_mergekit.methods import DOGERM, KERNEL_METHODS, is_kernel_method
 from dogerm_mergekit.method import check_lambdas
@@ -178,13 +179,29 @@ class SweepResult:
 
 def input_fingerprint(model: ModelReference) -> dict[str, Any]:
     """Where mergekit reads ``model`` from, its revision, and each file's size and modification time."""
-    folder = Path(LoaderCache().get(model).index.base_path)
+    folder = model_folder(model)
     files = {
         str(p.relative_to(folder)): [p.stat().st_size, p.stat().st_mtime_ns]
         for p in sorted(folder.rglob("*"))
         if p.is_file() and ".cache" not in p.parts
     }
     return {"path": str(folder), "revision": model.model.revision, "files": files}
+
+
+def input_record(model: ModelReference) -> dict[str, Any]:
+    """What ``sweep.json`` records of an input: its :func:`input_fingerprint` and the commit read (a Hub id's
+    snapshot in the Hugging Face cache; None for a local folder)."""
+    fingerprint = input_fingerprint(model)
+    return {**fingerprint, "commit": cached_commit(fingerprint["path"])}
+
+
+def same_inputs(previous: dict[str, dict[str, Any]], fresh: dict[str, dict[str, Any]]) -> bool:
+    """Whether two manifests' inputs are the same files (a manifest of an earlier version records no commit, which
+    its path holds anyway)."""
+    def files(inputs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        return {role: {k: v for k, v in entry.items() if k != "commit"} for role, entry in inputs.items()}
+
+    return files(previous) == files(fresh)
 
 
 KERNEL_GRID_PARAMETERS = ("weight", "density", "epsilon", "lambda", "gamma")
@@ -261,7 +278,7 @@ def _run_kernel_sweep(raw: dict[str, Any], out_dir: Path, points: Sequence[dict[
     fresh = SweepManifest(
         reward_model=str(plan.reward_model),
         domain_model=", ".join(str(m) for m in plan.domain_models),
-        inputs={role: input_fingerprint(m) for role, m in roles},
+        inputs={role: input_record(m) for role, m in roles},
         config_sha256=hashlib.sha256((neutral + settings).encode()).hexdigest(),
         config=neutral,
         lambdas=[],
@@ -326,7 +343,7 @@ def run_sweep(
     fresh = SweepManifest(
         reward_model=str(plan.reward_model),
         domain_model=str(plan.domain_model),
-        inputs={role: input_fingerprint(m) for role, m in roles},
+        inputs={role: input_record(m) for role, m in roles},
         config_sha256=hashlib.sha256((neutral + settings).encode()).hexdigest(),
         config=neutral,
         lambdas=sorted({math.fsum(p) for p in vectors}) if several else [p[0] for p in vectors],
@@ -354,7 +371,8 @@ def _sweep(out_dir: Path, fresh: SweepManifest, entries: dict[str, tuple[MergeCo
     existed = out_dir.exists()
     with output_lock(out_dir):
         previous = load_manifest(out_dir)
-        if previous is not None and (previous.inputs, previous.config_sha256) != (fresh.inputs, fresh.config_sha256):
+        if previous is not None and (not same_inputs(previous.inputs, fresh.inputs)
+                                     or previous.config_sha256 != fresh.config_sha256):
             if not overwrite:
                 raise DogeRMConfigError(
                     f"{out_dir} holds a sweep of other inputs or another configuration; pass --overwrite to replace it"

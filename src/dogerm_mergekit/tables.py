@@ -129,18 +129,20 @@ def native(value: Any) -> Any:
     return value
 
 
-def parse_hub_ref(ref: str, error: type[DogeRMError]) -> tuple[str, str | None]:
-    """Split ``org/name@revision`` into ``(repo_id, revision)``; revision is None when absent."""
+def parse_hub_ref(ref: str, error: type[DogeRMError], what: str = "") -> tuple[str, str | None]:
+    """Split ``org/name@revision`` into ``(repo_id, revision)``; revision is None when absent. ``what`` starts the
+    error's line (e.g. ``"the reward model "``)."""
     from huggingface_hub.errors import HFValidationError
     from huggingface_hub.utils import validate_repo_id
 
     repo_id, sep, revision = ref.partition("@")
     if sep and not revision:
-        raise error(f"{ref!r}: empty revision after '@'")
+        raise error(f"{what}{ref!r}: empty revision after '@'")
     try:
         validate_repo_id(repo_id)
     except HFValidationError as exc:
-        raise error(f"{ref!r} is neither an existing local path nor a valid Hub id: {exc}") from exc
+        raise error(f"{what}{ref!r} is neither an existing local path nor a valid Hub id (org/name[@revision]): "
+                    f"{exc}") from exc
     return repo_id, revision or None
 
 

@@ -82,7 +82,12 @@ def resolve_base(base: str) -> tuple[Path, str]:
         raise DogeRMConfigError(f"BASE {base}: no such folder")
     from huggingface_hub import snapshot_download
 
+    from dogerm_mergekit import hubcache
+
     repo_id, revision = parse_hub_ref(base, DogeRMConfigError)
+    if hubcache.offline():
+        local = hubcache.cached_snapshot(repo_id, revision, tokenizer=True, error=DogeRMConfigError)
+        return local, f"{repo_id}@{local.name}"
     try:
         local = Path(snapshot_download(repo_id, revision=revision))
     except Exception as exc:

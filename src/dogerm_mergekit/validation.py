@@ -14,8 +14,9 @@ from mergekit.options import MergeOptions
 from transformers import PretrainedConfig
 
 from dogerm_mergekit.checkpoint import TensorSpec, check_model_folder
-from dogerm_mergekit.errors import CheckpointError, DogeRMConfigError, OutputError
+from dogerm_mergekit.errors import CheckpointError, DogeRMConfigError, DogeRMError, OutputError
 from dogerm_mergekit.method import check_lambda, check_lambdas
+from dogerm_mergekit.tables import looks_like_path, parse_hub_ref
 
 LOG = logging.getLogger(__name__)
 LM_HEAD = "lm_head.weight"
@@ -139,9 +140,20 @@ def check_model_configs(rm_config: PretrainedConfig, domain_config: PretrainedCo
         )
 
 
-def _looks_local(reference: str) -> bool:
-    """A path rather than a Hub id (``org/name`` has at most one slash and no leading ``.``, ``/`` or ``~``)."""
-    return os.path.exists(reference) or reference.startswith((".", "/", "~")) or reference.count("/") > 1
+def check_reference(role: str, model: ModelReference) -> None:
+    """Refuse, in one line, a model value that mergekit would read otherwise than the pre-check: a folder whose name
+    holds ``@`` or ``+`` (mergekit reads a Hub revision and a LoRA adapter there), a ``~`` path (mergekit and
+    transformers do not expand it), and a value that is neither an existing path, nor one that looks like a path
+    (``./``, ``/``, two slashes: "no such folder" follows), nor a Hub id ``org/name[@revision]``."""
+    written, path = str(model), model.model.path
+    if written != path and os.path.exists(written) and not os.path.exists(path):
+        raise DogeRMConfigError(f"the {role} {written} is a folder, but mergekit reads '@' in a model value as a Hub "
+                                "revision and '+' as a LoRA adapter: rename the folder (or link it) without them")
+    if path.startswith("~"):
+        raise DogeRMConfigError(f"the {role} {path}: mergekit does not expand '~' in a model value; write the full "
+                                f"path ({os.path.expanduser(path)})")
+    if not os.path.exists(path) and not looks_like_path(path):
+        parse_hub_ref(str(model.model), DogeRMConfigError, f"the {role} ")
 
 
 def locate_inputs(config: MergeConfiguration, options: MergeOptions) -> None:
@@ -151,20 +163,24 @@ def locate_inputs(config: MergeConfiguration, options: MergeOptions) -> None:
 
 
 def locate_models(roles: list[tuple[str, ModelReference]], options: MergeOptions) -> None:
-    """Resolve each (role, model) and check its folder's files; errors name the role."""
+    """Check how each (role, model) is written, then resolve it and check its folder's files; errors name the role."""
+    for role, model in roles:
+        check_reference(role, model)
     for role, model in roles:
         if model.lora is not None:
             continue  # mergekit merges the adapter into its own cache folder first
         reference = model.model.path
-        if _looks_local(reference):
-            check_model_folder(Path(reference).expanduser(), role)
+        if os.path.exists(reference) or looks_like_path(reference):
+            check_model_folder(Path(reference), role)
             continue
         try:
             folder = model.local_path(cache_dir=options.transformers_cache)
+        except DogeRMError:  # offline, not (fully) in the cache: the message names the download
+            raise
         except Exception as error:  # huggingface_hub's errors: offline, not found, gated
             raise CheckpointError(
-                f"the {role} {reference} is not a local folder and could not be fetched from the Hub "
-                f"({error.__class__.__name__}); check the id, the network or HF_TOKEN"
+                f"the {role} {reference} is neither a folder here nor a Hub model that could be fetched "
+                f"({error.__class__.__name__}); check the path, the id, the network or HF_TOKEN"
             ) from None
         check_model_folder(Path(folder), role)
 

@@ -20,7 +20,9 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from dogerm_eval import nonfinite
+import numpy as np
+
+from dogerm_eval import nonfinite, truncation
 from dogerm_eval.errors import BenchmarkError
 from dogerm_eval.models import ResolvedModel
 from dogerm_eval.registry import ENTRIES
@@ -96,6 +98,22 @@ def check_outputs(tasks: Sequence[Task], models: Sequence[ResolvedModel], settin
             check_replaceable(path, _covers(task, settings)[0], overwrite)
 
 
+def truncated(scorer: Any, task: Task, passes: Sequence[Sequence[Any]], what: str) -> dict[str, Any] | None:
+    """The result's ``truncated_texts`` (:mod:`dogerm_eval.truncation`) for a scorer that cuts texts to a length (a
+    ``RewardScorer``), with a one-line warning when any was cut; None for other scorers."""
+    if not hasattr(scorer, "truncated"):
+        return None
+    cut = scorer.truncated(scorer.format_texts([pair for conversations in passes for pair in conversations]))
+    side = scorer.tokenizer.truncation_side
+    if not cut.any():
+        return truncation.record(cut, scorer.max_length, side)
+    per_example = task.benchmark.evaluate(task.table.frame, np.where(cut, np.nan, 0.0)).per_example
+    entry = truncation.record(cut, scorer.max_length, side, per_example)
+    LOG.warning("%s: %s, longer than the model's window or --max-length (--truncation-side says which end is cut)",
+                what, truncation.describe(entry))
+    return entry
+
+
 def run_task(
     task: Task,
     model: ResolvedModel,
@@ -145,6 +163,7 @@ def run_task(
         if counts["total"] and not allow_nonfinite:
             raise nonfinite.refusal(model.ref, name, counts)  # the checkpoints stay: a rerun with the option reuses them
         evaluation = task.benchmark.evaluate(task.table.frame, nonfinite.neutralise(scores))
+        cut = truncated(scorer, task, passes, f"{model.slug} {name}")
         payload = {
             "benchmark": name,
             "dataset": task.table.dataset,
@@ -152,6 +171,7 @@ def run_task(
             "settings": {**settings, "scorer": scorer.settings_record()},
             **evaluation.summary(),
             nonfinite.POLICY_KEY: nonfinite.record(counts, evaluation.per_example, allow_nonfinite),
+            **({truncation.KEY: cut} if cut is not None else {}),
             "cache_key": key,
         }
         payload["metrics"] = task.benchmark.metrics(payload)
@@ -160,7 +180,8 @@ def run_task(
             shutil.rmtree(chunks)
             if not any(chunks.parent.iterdir()):
                 chunks.parent.rmdir()
-            LOG.info("%s %s: score %.4f%s -> %s", model.slug, name, evaluation.score, nonfinite.note(payload), path)
+            LOG.info("%s %s: score %.4f%s%s -> %s", model.slug, name, evaluation.score, nonfinite.note(payload),
+                     truncation.note(payload), path)
         state.wait_for_everyone()
         return json.loads(path.read_text(encoding="utf-8"))
 
