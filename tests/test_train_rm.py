@@ -19,6 +19,7 @@ from click.testing import CliRunner
 from safetensors.torch import load_file
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, set_seed
 
+from dogerm_mergekit.errors import DogeRMConfigError
 from dogerm_mergekit import testing as tiny
 from dogerm_mergekit.preferences import load_preferences
 from dogerm_mergekit.train_rm import main
@@ -227,3 +228,22 @@ def test_the_recipe_reaches_the_trainer_under_the_names_it_reads(tmp_path):
     kwargs = getattr(config, "activation_checkpointing_kwargs", config.gradient_checkpointing_kwargs)
     assert kwargs == {"use_reentrant": False}
     assert config.dataloader_pin_memory == torch.cuda.is_available()
+
+
+def test_a_hub_base_is_read_offline_from_the_cache(inputs: dict[str, Path], hub_client, hub_env, monkeypatch) -> None:
+    from huggingface_hub import constants
+
+    from dogerm_mergekit.train_rm import resolve_base
+
+    repo = "meta-llama/Tiny-Base"
+    hub_client.create_repo(repo)
+    hub_client.upload_folder(folder_path=inputs["base"], repo_id=repo)
+    commit = hub_env.refs(repo)["main"]
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(DogeRMConfigError, match=rf"{repo} is not in the Hugging Face cache .*`hf download {repo}`"):
+        resolve_base(repo)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    resolve_base(repo)  # the download, where the Hub is reachable
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    folder, record = resolve_base(repo)
+    assert record == f"{repo}@{commit}" and (folder / "config.json").is_file()
