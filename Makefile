@@ -24,7 +24,7 @@ test: install
 	$(BIN)/python -m pytest $(ARGS)
 
 # A fresh virtualenv: torch first, then every direct requirement at its floor (constraints read from the pyprojects,
-# build backend included), a check that pip installed exactly those, then the smoke set.
+# build backend included), a check that pip installed exactly those, then the smoke set (-n 2: pytest-xdist's floor).
 test-lowest:
 	rm -rf $(LOWEST)
 	$(PYTHON) -m venv $(LOWEST)
@@ -34,7 +34,7 @@ test-lowest:
 	$(LOWEST)/bin/python -m pip install -q -c $(LOWEST)/constraints.txt --build-constraint $(LOWEST)/constraints.txt \
 		-e ".[train,test]" -e "./evaluation[test]"
 	$(LOWEST)/bin/python -m tests.smoke.constraints --check
-	$(LOWEST)/bin/python -m pytest -p no:cacheprovider tests/smoke $(ARGS)
+	$(LOWEST)/bin/python -m pytest -p no:cacheprovider -n 2 tests/smoke $(ARGS)
 
 bench-sweep: install
 	$(BIN)/python benchmarks/sweep.py $(ARGS)
