@@ -206,7 +206,7 @@ def _place(frame: pd.DataFrame, output_dir: Path, tag: str, overwrite: bool) -> 
         if overwrite or not path.is_file():
             break
         try:
-            old = pd.read_csv(path, dtype={BASELINE: str})
+            old = pd.read_csv(path, dtype={BASELINE: str}, float_precision="round_trip")  # the floats written
         except (OSError, ValueError, pd.errors.ParserError):
             continue
         combined = _combine(old, frame)

@@ -30,7 +30,7 @@ def _grid_surface(grid: Path, keys: list[str], objective: Objective) -> tuple[li
 
     from dogerm_eval.errors import BenchmarkError
 
-    frame = pd.read_csv(grid)
+    frame = pd.read_csv(grid, float_precision="round_trip")
     columns = []
     for key in keys:
         matches = [c for c in frame.columns if c == key] or [c for c in frame.columns if _short(c) == _short(key)]

@@ -82,7 +82,8 @@ def write(output_dir: Path, model: Any, record: Mapping[str, Any]) -> list[Path]
            **{name: b["value"] for name, b in record["benchmarks"].items()}, "average": record["average"]}
     csv = output_dir / SUITE_CSV
     with output_lock(output_dir / ".locks" / SUITE_CSV, wait=True):  # models scored side by side wait for each other
-        rows = pd.read_csv(csv, dtype={"model": str, "revision": str}) if csv.is_file() else pd.DataFrame()
+        rows = (pd.read_csv(csv, dtype={"model": str, "revision": str}, float_precision="round_trip")  # as written
+                if csv.is_file() else pd.DataFrame())
         if not rows.empty:
             rows = rows[~((rows["model"] == row["model"]) & (rows["revision"].fillna("") == (row["revision"] or "")))]
         frame = pd.concat([rows, pd.DataFrame([row])], ignore_index=True)

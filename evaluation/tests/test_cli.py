@@ -142,7 +142,7 @@ def test_sweep_end_to_end(tiny_rm_dir: Path, make_tiny_rm, tmp_path: Path) -> No
     code, output = invoke("sweep", str(sweep), "--benchmark", "rewardbench", "--data", str(data),
                           "--output-dir", str(out))
     assert code == 0, output
-    csv = pd.read_csv(out / "sweep.csv")
+    csv = pd.read_csv(out / "sweep.csv", float_precision="round_trip")
     assert csv["lambda"].tolist() == [0.0, 0.5]
     for lam in (0.0, 0.5):
         result = json.loads((out / f"lambda-{lam:.2f}" / "rewardbench.json").read_text())

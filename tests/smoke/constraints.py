@@ -4,13 +4,15 @@ Each requirement with a lower bound (``>=``, ``==``, ``~=``) becomes ``name==bou
 dependencies and every extra of ``pyproject.toml`` and ``evaluation/pyproject.toml``. A package both name must
 have one floor (the lower one would never be installed, so never tested). Requirements without a bound (the local
 ``dogerm-mergekit``) are left to pip. ``pip install -c FILE --build-constraint FILE`` then installs the lowest direct
-versions, the set ``make test-lowest`` smoke-tests; ``python -m tests.smoke.constraints --check`` fails unless each
+versions, the set ``make test-lowest`` smoke-tests (torch held at the CPU build the Makefile installs:
+:func:`held`); ``python -m tests.smoke.constraints --check`` fails unless each
 dependency installed is at its floor (so a constraint pip did not apply cannot pass unseen).
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import tomllib
 from collections.abc import Callable
@@ -23,6 +25,7 @@ from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parents[2]
 PYPROJECTS = (ROOT / "pyproject.toml", ROOT / "evaluation" / "pyproject.toml")
+MAKEFILE = ROOT / "Makefile"
 LOWER = {">=", "==", "~="}
 
 
@@ -58,6 +61,20 @@ def floors(pyprojects: tuple[Path, ...] = PYPROJECTS, build: bool = True) -> dic
     return out
 
 
+def held(makefile: Path = MAKEFILE) -> dict[str, str]:
+    """Packages held at the version the Makefile installs instead of their floor: torch (``TORCH ?= torch==X``),
+    whose CPU build lies on disk while any other release is a multi-GB CUDA download."""
+    match = re.search(r"^TORCH \?= torch==(\S+)$", makefile.read_text(), re.MULTILINE)
+    if match is None:
+        raise FloorError(f"Error: {makefile} names no `TORCH ?= torch==VERSION`")
+    return {"torch": match.group(1)}
+
+
+def constraints(pyprojects: tuple[Path, ...] = PYPROJECTS, build: bool = True) -> dict[str, str]:
+    """What ``make test-lowest`` installs: every floor, torch held at the Makefile's build."""
+    return floors(pyprojects, build) | held()
+
+
 def off_floor(wanted: dict[str, str], installed: Callable[[str], str] = version) -> list[str]:
     """``name installed (floor F)`` for each package not installed at its floor (a local label such as ``+cpu`` aside)."""
     out = []
@@ -76,11 +93,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="fail unless every dependency is at its floor")
     if parser.parse_args(argv).check:
-        if wrong := off_floor(floors(build=False)):
+        if wrong := off_floor(constraints(build=False)):
             raise FloorError(f"Error: not at the floor: {', '.join(wrong)}; install with -c and the file this module prints")
-        print(f"all {len(floors(build=False))} dependencies at their floors")
+        print(f"all {len(constraints(build=False))} dependencies at their floors (torch at {held()['torch']})")
         return
-    sys.stdout.write("".join(f"{name}=={floor}\n" for name, floor in sorted(floors().items())))
+    sys.stdout.write("".join(f"{name}=={floor}\n" for name, floor in sorted(constraints().items())))
 
 
 if __name__ == "__main__":
