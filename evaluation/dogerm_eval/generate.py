@@ -160,11 +160,15 @@ def _transformers_sampler(
     device = "cuda" if torch.cuda.is_available() else "cpu"
     tokenizer, model = _load_policy(ref, dtype, device, trust_remote_code)
     window, _ = model_window(model.config, tokenizer)
+    fitted: list[int | str] = []  # problems whose prompt or budget was cut: the first one warns, for all
 
     def sample(problem_id: int | str, user: str, prefix: str | None) -> list[str]:
         text = policy_prompt(tokenizer, user, settings, fallback_template, prefix)
-        prompt, max_new_tokens = fit_generation(encode_prompt(tokenizer, text), settings.max_new_tokens, window,
-                                                f"problem {problem_id}")
+        ids = encode_prompt(tokenizer, text)
+        prompt, max_new_tokens = fit_generation(ids, settings.max_new_tokens, window, f"problem {problem_id}",
+                                                quiet=bool(fitted))
+        if (len(prompt), max_new_tokens) != (len(ids), settings.max_new_tokens):
+            fitted.append(problem_id)
         ids = torch.tensor([prompt])
         set_seed(problem_seed(settings.seed, problem_id))
         with torch.inference_mode():

@@ -105,10 +105,32 @@ def counts(outcomes: Sequence[str], positions: Sequence[str], verdicts: Sequence
     }
 
 
+def cut_prompts(model: Path, problems: Sequence[tuple[str, str]], settings: Any, fallback_template: str | None
+                ) -> tuple[Any, int | None]:
+    """Which judge prompts the generator will cut on the left to fit the model's window (``truncation``), read
+    from the tokenizer and config alone; and the window."""
+    import numpy as np
+    from transformers import AutoConfig, AutoTokenizer
+
+    from dogerm_eval.generate import encode_prompt, policy_prompt
+    from dogerm_eval.truncation import model_window, prompt_is_cut
+
+    tokenizer, config = AutoTokenizer.from_pretrained(model), AutoConfig.from_pretrained(model)
+    window, _ = model_window(config, tokenizer)
+    if window is None:
+        return np.zeros(len(problems), dtype=bool), None
+    lengths = [len(encode_prompt(tokenizer, policy_prompt(tokenizer, user, settings, fallback_template)))
+               for _, user in problems]
+    return np.array([prompt_is_cut(n, settings.max_new_tokens, window) for n in lengths], dtype=bool), window
+
+
 def run_judge(judge: str, benchmark: str, data: str | None, subsets: Sequence[str] | None, output_dir: Path,
               seed: int = 0, max_new_tokens: int = SAMPLING["max_new_tokens"], dtype: str = "auto",
               backend: str = "auto", fallback_template: str | None = None) -> dict[str, Any]:
     """Judge every pair of ``benchmark`` with the chat LM ``judge``; write and return the result JSON."""
+    import numpy as np
+
+    from dogerm_eval import truncation
     from dogerm_eval.benchmarks import prepare_task
     from dogerm_eval.generate import GenerationSettings, generate_candidates, read_candidates
     from dogerm_eval.models import locate_model
@@ -146,6 +168,7 @@ def run_judge(judge: str, benchmark: str, data: str | None, subsets: Sequence[st
                             backend=backend)
         answers = {r.problem_id: r.candidates[0] for r in read_candidates(answers_file)}
         texts = [answers[_pid(i)] for i in frame["id"]]
+        cut, window = cut_prompts(model.path, problems, settings, fallback_template)
         verdicts = [parse_verdict(t) for t in texts]
         outcomes = [outcome(v, p) for v, p in zip(verdicts, positions)]
         evaluation = task.benchmark.evaluate(frame, verdict_scores(outcomes))
@@ -160,6 +183,10 @@ def run_judge(judge: str, benchmark: str, data: str | None, subsets: Sequence[st
                                     for s in sorted(set(frame["subset"]))},
             "cache_key": key,
         }
+        if window is not None:
+            marks = np.concatenate([np.where(cut, np.nan, 0.0), np.zeros(len(cut))])  # one mark per cut prompt
+            cut_rows = task.benchmark.evaluate(frame, marks).per_example if cut.any() else None
+            payload[truncation.KEY] = truncation.record(cut, window, "left", cut_rows)
         payload["metrics"] = task.benchmark.metrics(payload)
         per_example = evaluation.per_example.assign(chosen_position=positions, verdict=verdicts, outcome=outcomes,
                                                     answer=texts)
@@ -226,6 +253,7 @@ def command(judge: str, benchmark: str, data: str | None, subsets: str | None, o
     """A chat LM (JUDGE: local folder or org/name[@revision], e.g. the domain model) judges each pair with the DogeRM
     authors' pairwise prompt, chosen and rejected in seeded random positions; reports the benchmark's subsets and
     sections (ties and unparsable verdicts count as wrong) and the verdict counts."""
+    from dogerm_eval import truncation
     from dogerm_eval.report import format_table, sweep_frame
 
     result = run_judge(judge, benchmark, data, split_list(subsets), output_dir, seed, max_new_tokens, dtype,
@@ -234,4 +262,5 @@ def command(judge: str, benchmark: str, data: str | None, subsets: str | None, o
     v = result["verdicts"]
     bias = "no A/B verdict" if v["named_a"] is None else f"named A in {v['named_a']:.2f} of its A/B verdicts"
     click.echo(f"{result['benchmark']} score: {result['score']:.4f}; verdicts: {v['correct']} correct, {v['wrong']} "
-               f"wrong, {v['ties']} ties, {v['unparsable']} unparsable of {v['pairs']}; {bias}")
+               f"wrong, {v['ties']} ties, {v['unparsable']} unparsable of {v['pairs']}; {bias}"
+               f"{truncation.note(result).replace('texts cut', 'prompts cut')}")

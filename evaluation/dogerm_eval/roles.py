@@ -15,6 +15,15 @@ from dogerm_eval.formatting import FormatSettings, chat_template_for
 from dogerm_eval.models import needs_remote_code, parse_hub_ref, remote_code_error
 
 GENERATORS = ("ForCausalLM", "ForConditionalGeneration")
+"""Class-name endings of generating models (remote-code ones included)."""
+
+
+def is_generator(architecture: str) -> bool:
+    """A class that generates text: named like one, or one of transformers' causal LMs (``GPT2LMHeadModel``)."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    names = {n for v in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values() for n in ((v,) if isinstance(v, str) else v)}
+    return architecture.endswith(GENERATORS) or architecture in names
 
 
 def split_ref(ref: str) -> tuple[str, str | None]:
@@ -39,7 +48,7 @@ def check_causal_lm(ref: str, role: str, trust_remote_code: bool = False) -> Any
     """The config of ``ref``; refused unless its ``architectures`` name a causal LM (e.g. a reward model)."""
     config = _read(ref, role, trust_remote_code, "config")
     architectures = list(config.architectures or [])
-    if not any(a.endswith(GENERATORS) for a in architectures):
+    if not any(is_generator(a) for a in architectures):
         kind = "a reward model" if any(a.endswith("ForSequenceClassification") for a in architectures) else \
             "not a causal LM"
         raise ModelError(f"the {role} {ref} is {kind} ({', '.join(architectures) or 'no architecture recorded'}); "

@@ -75,17 +75,25 @@ def note(result: Mapping[str, Any]) -> str:
     return f" [{describe(entry)}]" if entry.get("texts") else ""
 
 
-def fit_generation(ids: list[int], max_new_tokens: int, window: int | None, what: str) -> tuple[list[int], int]:
+def prompt_is_cut(length: int, max_new_tokens: int, window: int | None) -> bool:
+    """Whether :func:`fit_generation` cuts a prompt of ``length`` tokens: it leaves fewer than
+    ``min(max_new_tokens, window // 4)`` of the window for new tokens."""
+    return window is not None and length + min(max_new_tokens, window // 4) > window
+
+
+def fit_generation(ids: list[int], max_new_tokens: int, window: int | None, what: str,
+                   quiet: bool = False) -> tuple[list[int], int]:
     """A prompt's token ids and its new-token budget within the model's window, with a one-line warning when either
-    is cut: fewer new tokens first; a prompt leaving fewer than ``min(max_new_tokens, window // 4)`` is cut on the
-    left (its end, the turn to answer, is kept)."""
+    is cut (none if ``quiet``: a caller warns once for all its prompts): fewer new tokens first; a prompt leaving fewer
+    than ``min(max_new_tokens, window // 4)`` is cut on the left (its end, the turn to answer, is kept)."""
     if window is None or len(ids) + max_new_tokens <= window:
         return ids, max_new_tokens
     room = min(max_new_tokens, window // 4)
-    if len(ids) + room > window:
-        LOG.warning("%s: the prompt's %d tokens leave no room in the model's %d positions: its first %d tokens are cut",
-                    what, len(ids), window, len(ids) + room - window)
+    log = (lambda *args: None) if quiet else LOG.warning
+    if prompt_is_cut(len(ids), max_new_tokens, window):
+        log("%s: the prompt's %d tokens leave no room in the model's %d positions: its first %d tokens are cut (the "
+            "same for any later prompt that does not fit)", what, len(ids), window, len(ids) + room - window)
         return ids[len(ids) + room - window:], room
-    LOG.warning("%s: the prompt's %d tokens leave %d of the model's %d positions: at most %d new tokens", what,
-                len(ids), window - len(ids), window, window - len(ids))
+    log("%s: the prompt's %d tokens leave %d of the model's %d positions: at most %d new tokens (the same for any "
+        "later prompt that does not fit)", what, len(ids), window - len(ids), window, window - len(ids))
     return ids, window - len(ids)

@@ -201,3 +201,28 @@ def test_the_judge_is_a_reference_row_and_line_of_a_sweep(tiny_judge: Path, tmp_
                                      str(out / "lambda-0.50" / "rewardbench.json")])
     assert done.exit_code == 1 and "is not a `dogerm-eval judge` result" in done.output, done.output
     assert not fresh.exists() or not any(fresh.rglob("*.json"))  # refused before any member was scored
+
+
+def test_prompts_longer_than_the_judges_window_are_counted(tiny_judge: Path, tmp_path: Path) -> None:
+    """A judge of 40 positions: every prompt (the authors' instructions alone are longer) is cut on the left to fit,
+    and the result counts them per subset; with the tiny model's own 4096 positions nothing is cut."""
+    import shutil
+
+    short = tmp_path / "short-judge"
+    shutil.copytree(tiny_judge, short)
+    config = json.loads((short / "config.json").read_text())
+    (short / "config.json").write_text(json.dumps(config | {"max_position_embeddings": 40}))
+    common = ["--data", str(_data(tmp_path)), "--subsets", "math-prm,hep-python", "--max-new-tokens", "6",
+              "--dtype", "float32", "--backend", "transformers", "--output-dir", str(tmp_path / "out")]
+    done = CliRunner().invoke(main, ["judge", str(short), *common])
+    assert done.exit_code == 0, done.output
+    result = json.loads((tmp_path / "out" / "short-judge" / "judge-rewardbench@hep-python+math-prm.json").read_text())
+    subsets = pd.DataFrame(ROWS)["subset"].value_counts()
+    assert result["truncated_texts"] == {"texts": 8, "scored": 8, "max_length": 40, "side": "left",
+                                         "by_subset": {"math-prm": int(subsets["math-prm"]),
+                                                       "hep-python": int(subsets["hep-python"])}}
+    assert "[8 of 8 prompts cut to 40 tokens (left)]" in done.output
+    done = CliRunner().invoke(main, ["judge", str(tiny_judge), *common])
+    assert done.exit_code == 0, done.output
+    result = json.loads((tmp_path / "out" / "tiny-judge" / "judge-rewardbench@hep-python+math-prm.json").read_text())
+    assert result["truncated_texts"]["texts"] == 0 and "prompts cut" not in done.output
