@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 
-from tests.smoke.constraints import PYPROJECTS, ROOT, FloorError, floors, main, off_floor
+from tests.smoke.constraints import PYPROJECTS, ROOT, FloorError, constraints, floors, main, off_floor
 
 LOCAL = {"dogerm-mergekit"}  # installed from the checkout: no floor
 
@@ -96,7 +96,7 @@ def test_the_check_names_each_package_off_its_floor() -> None:
 
 
 def test_the_check_fails_in_an_environment_off_the_floors() -> None:
-    wrong = off_floor(floors(build=False))
+    wrong = off_floor(constraints(build=False))
     if wrong:  # this environment is the newest one (`make test`)
         with pytest.raises(FloorError, match="Error: not at the floor: " + re.escape(wrong[0])):
             main(["--check"])

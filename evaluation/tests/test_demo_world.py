@@ -426,3 +426,18 @@ def test_graded_arithmetic_in_pretraining_only() -> None:
     marks = (f". {corpus.GOOD}", f". {corpus.BAD}")
     assert not any(t.endswith(marks) for examples in data.sft.values() for _, t in examples)
     assert not any(c.endswith(marks) or r.endswith(marks) for _, c, r in data.rm_pairs)
+
+
+@pytest.mark.parametrize("torch_first", [False, True])
+def test_dogerm_demo_pins_its_process_only_before_torch_loads(torch_first: bool) -> None:
+    """The command pins its own process's math path when torch is not loaded yet (as a console script); importing the
+    module changes nothing, and a Python that already loaded torch keeps its environment (the demo warns instead)."""
+    code = ("import os, sys\n" + ("import torch\n" if torch_first else "")
+            + "from click.testing import CliRunner\nfrom dogerm_eval.demo.cli import main\n"
+            "before, loaded = os.environ.get('MKL_CBWR'), 'torch' in sys.modules\n"
+            "CliRunner().invoke(main, ['--seeds', 'x'])\nprint(before, os.environ.get('MKL_CBWR'), loaded)")
+    env = {k: v for k, v in os.environ.items() if k not in mathpath.PINNED}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    expected = "None None True" if torch_first else "None COMPATIBLE False"
+    assert done.stdout.split() == expected.split()

@@ -168,7 +168,7 @@ def test_the_judge_is_a_reference_row_and_line_of_a_sweep(tiny_judge: Path, tmp_
 
     done = CliRunner().invoke(main, [*args, "--baseline", str(baseline)])
     assert done.exit_code == 0, done.output
-    csv = pd.read_csv(out / "sweep.csv")
+    csv = pd.read_csv(out / "sweep.csv", float_precision="round_trip")  # the floats written, at any pandas
     assert csv.columns[-1] == "baseline" and csv["baseline"].tolist()[2] == "judge tiny-judge"
     assert csv["lambda"].tolist()[:2] == [0.0, 0.5] and np.isnan(csv["lambda"][2]) and csv["baseline"][:2].isna().all()
     for key, value in judged["metrics"].items():  # the judge's own numbers, under the members' column names

@@ -10,23 +10,21 @@ merged at once over a grid of per-domain lambdas, in memory (``demo.grid``). Pri
 
 from __future__ import annotations
 
+import contextlib
+import gc
+import logging
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
 from dogerm_eval.demo import mathpath
-
-mathpath.pin_process()  # before torch is imported: the demo's math on one code path, whatever the machine
-
-import contextlib  # noqa: E402
-import gc  # noqa: E402
-import logging  # noqa: E402
-from collections.abc import Iterator  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import TYPE_CHECKING  # noqa: E402
-
-import click  # noqa: E402
-
-from dogerm_eval.demo.grid import GENERAL_LOSS  # noqa: E402
-from dogerm_eval.options import configure_logging, default_options, scorer_factory, scoring_settings  # noqa: E402
-from dogerm_mergekit.contract import parse_lambdas  # noqa: E402
+from dogerm_eval.demo.grid import GENERAL_LOSS
+from dogerm_eval.options import configure_logging, default_options, scorer_factory, scoring_settings
+from dogerm_mergekit.contract import parse_lambdas
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -225,6 +223,8 @@ def spread(verdicts: dict[int, Verdict]) -> str:
               help="Where worlds are cached (default: $DOGERM_CACHE or ~/.cache/dogerm).")
 def main(output_dir: Path, seeds: str, size: str, lambdas: str, grid_step: float, cache_dir: Path | None) -> None:
     """Run DogeRM end to end on a miniature world: build, sweep lambda, evaluate, merge both domains over a grid."""
+    if "torch" not in sys.modules:  # this process's scoring on the demo's math path (torch reads it when it loads)
+        mathpath.pin_process()
     configure_logging()
     quiet()
     try:

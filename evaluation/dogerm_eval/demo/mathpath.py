@@ -17,7 +17,8 @@ the demo's figures. The settings below pin each library to one path (``PINNED``)
 Every stage's torch thread count is part of the recipe (``WorldSpec.threads`` / ``solo_threads``), never chosen by
 the machine. The libraries read these variables when they load or first compute, so they must be in a process's
 environment before torch does any math: the world's trainings run in spawned processes started inside
-:func:`pinned_environ`, and ``dogerm-demo`` calls :func:`pin_process` before it imports torch.
+:func:`pinned_environ`, and the ``dogerm-demo`` command calls :func:`pin_process` before anything imports torch
+(importing the module changes nothing).
 """
 
 from __future__ import annotations

@@ -192,7 +192,7 @@ def _run_job(job: str, out: Path, seed: int, spec: WorldSpec, payload: Any) -> t
 
 def silence_transformers() -> None:
     """No loading/saving bars and no warnings from transformers in this process (the demo's output; a worker's, which
-    would garble the builder's bar: the trainings' own bars are off in workers already)."""
+    would garble the builder's bar: the side-by-side trainings' own bars are off in workers already)."""
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
